@@ -1,0 +1,64 @@
+# One place for every command a user or CI runs. `make help` lists them.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+BIN   := node_modules/.bin
+STAMP := .make
+
+.PHONY: help setup test test-forge test-py abi bench demo up down docker base-image clean lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP)/venv $(STAMP)/npm docker base-image ## install everything the project needs (idempotent)
+
+$(STAMP)/venv: pyproject.toml
+	@mkdir -p $(STAMP)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+$(STAMP)/npm: package.json package-lock.json
+	@mkdir -p $(STAMP)
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+docker: ## make sure a Docker engine answers (installs/starts it when root)
+	@tools/ensure-docker.sh
+
+base-image: docker ## build the local Python base image when no registry is reachable
+	@tools/build-python-base.sh
+
+test: setup ## run every test: forge, then pytest
+	@$(MAKE) --no-print-directory test-forge
+	@$(MAKE) --no-print-directory test-py
+
+test-forge:
+	@$(BIN)/forge test
+
+test-py:
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+abi: $(STAMP)/npm ## compile contracts and refresh the ABIs shipped in registry_client/abi
+	@$(BIN)/forge build
+	@$(PY) tools/export_abi.py
+
+bench: setup ## run the benchmarks (prints ratios against bare operations)
+	@$(PY) bench/query.py
+	@$(PY) bench/engine.py
+
+demo: setup ## the whole product end to end on a local chain, then shut down
+	@$(PY) -m demo run
+
+up: setup ## start the demo stack and leave it running (see `make down`)
+	@$(PY) -m demo up
+
+down: ## stop what `make up` started
+	@$(PY) -m demo down
+
+lint:
+	@$(VENV)/bin/ruff check registry_client engine tests bench
+
+clean:
+	rm -rf $(STAMP) contracts/out contracts/cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The compute engine: a FastAPI service and its job pipeline."""

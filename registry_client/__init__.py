@@ -1,0 +1,1 @@
+"""Python client for the compute-to-data registries and the engine API."""
