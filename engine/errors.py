@@ -1,0 +1,117 @@
+"""Domain errors of the compute engine, each with a stable code.
+
+Hierarchy::
+
+    EngineError                 code, message, http_status, job_id
+    ├── RequestError            the caller's request is wrong (400/401/404/409)
+    │   ├── AuthError           bad/expired signature, wrong chain or contract
+    │   └── NotFoundError       no such job for this caller (also for strangers)
+    └── JobFailure              a job step failed; the job ends FAILED with `code`
+        ├── ChainCheckFailure   NOT_APPROVED, PERMISSION_DENIED, NOT_FOUND...
+        ├── FetchFailure        FETCH_FAILED, CHECKSUM_MISMATCH, IMAGE_TOO_LARGE
+        ├── ImageFailure        IMAGE_INVALID
+        ├── QueryFailure        QUERY_INVALID, PERMISSION_DENIED, ROW_LIMIT, QUERY_TIMEOUT, RESULT_TOO_LARGE
+        └── RunFailure          TIMEOUT, OUT_OF_MEMORY, EXIT_NONZERO, OUTPUT_TOO_LARGE, CANCELLED
+
+Messages never contain the data a job reads: they name tables, columns,
+limits and ids, never values.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EngineError",
+    "RequestError",
+    "AuthError",
+    "NotFoundError",
+    "JobFailure",
+    "ChainCheckFailure",
+    "FetchFailure",
+    "ImageFailure",
+    "QueryFailure",
+    "RunFailure",
+    "FAILURE_CODES",
+]
+
+# Every code a FAILED job can carry. Docs are checked against this list.
+FAILURE_CODES: dict[str, str] = {
+    "NOT_APPROVED": "the instruction is not approved for the refiner's DLP",
+    "INSTRUCTION_NOT_FOUND": "no compute instruction with that id on chain",
+    "REFINER_NOT_FOUND": "no data refiner with that id on chain",
+    "DATA_NOT_FOUND": "the engine holds no data for that refiner",
+    "PERMISSION_DENIED": "the query reads a column the job owner holds no permission for",
+    "CHAIN_UNAVAILABLE": "the chain could not be reached to verify the job",
+    "FETCH_FAILED": "the image archive could not be downloaded",
+    "CHECKSUM_MISMATCH": "the archive's sha256 differs from the on-chain hash",
+    "IMAGE_TOO_LARGE": "the archive is over the size cap",
+    "IMAGE_INVALID": "the archive is not a Docker image archive holding exactly one image",
+    "QUERY_INVALID": "the SQL is not a single allowed read-only SELECT",
+    "ROW_LIMIT": "the query returned more rows than allowed",
+    "QUERY_TIMEOUT": "the query ran past its time limit",
+    "RESULT_TOO_LARGE": "the query result is over the size cap",
+    "TIMEOUT": "the container ran past its wall-clock limit",
+    "OUT_OF_MEMORY": "the container was killed for exceeding its memory limit",
+    "EXIT_NONZERO": "the container exited with a non-zero code",
+    "OUTPUT_TOO_LARGE": "the container's output is over the size cap",
+    "CANCELLED": "the job owner cancelled the job",
+    "ENGINE_RESTARTED": "the engine restarted while the job ran and could not resume it",
+    "INTERNAL_ERROR": "an unexpected engine error (see the operator's log)",
+}
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    code: str = "INTERNAL_ERROR"
+    http_status: int = 500
+
+    def __init__(self, message: str, *, code: str | None = None, job_id: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.job_id = job_id
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class RequestError(EngineError):
+    code = "BAD_REQUEST"
+    http_status = 400
+
+
+class AuthError(RequestError):
+    code = "UNAUTHORIZED"
+    http_status = 401
+
+
+class NotFoundError(RequestError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class JobFailure(EngineError):
+    """A pipeline step failed; the job ends FAILED carrying `code`."""
+
+    http_status = 422
+
+
+class ChainCheckFailure(JobFailure):
+    code = "NOT_APPROVED"
+
+
+class FetchFailure(JobFailure):
+    code = "FETCH_FAILED"
+
+
+class ImageFailure(JobFailure):
+    code = "IMAGE_INVALID"
+
+
+class QueryFailure(JobFailure):
+    code = "QUERY_INVALID"
+
+
+class RunFailure(JobFailure):
+    code = "EXIT_NONZERO"
