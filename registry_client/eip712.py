@@ -1,0 +1,263 @@
+"""The EIP-712 typed data the engine checks: signed job requests and signed reads.
+
+Both the client (signing) and the engine (recovering) use this module, so the
+two sides can never disagree on the encoding.
+
+Domain: ``{name: "ComputeEngine", version: "1", chainId, verifyingContract}``
+where ``verifyingContract`` is the ComputeInstructionRegistry proxy.
+
+- ``JobRequest {uint256 instructionId; uint256 refinerId; string query;
+  string params; uint256 nonce; uint256 deadline}`` — ``params`` is JSON text
+  (canonical form: ``canonical_params``); ``deadline`` is unix seconds.
+- ``EngineRead {string method; string path; uint256 timestamp}`` — proves the
+  wallet behind a read or cancel; sent as the ``X-Wallet-*`` headers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import SignableMessage, encode_typed_data
+from eth_utils import is_address, keccak, to_checksum_address
+
+from registry_client.errors import InputError
+
+__all__ = [
+    "DOMAIN_NAME",
+    "DOMAIN_VERSION",
+    "UINT256_MAX",
+    "HEADER_ADDRESS",
+    "HEADER_TIMESTAMP",
+    "HEADER_SIGNATURE",
+    "JobRequest",
+    "domain",
+    "canonical_params",
+    "parse_params",
+    "job_request_typed_data",
+    "sign_job_request",
+    "recover_job_signer",
+    "job_request_digest",
+    "read_typed_data",
+    "sign_read",
+    "recover_read_signer",
+    "read_headers",
+]
+
+DOMAIN_NAME = "ComputeEngine"
+DOMAIN_VERSION = "1"
+UINT256_MAX = 2**256 - 1
+
+HEADER_ADDRESS = "X-Wallet-Address"
+HEADER_TIMESTAMP = "X-Wallet-Timestamp"
+HEADER_SIGNATURE = "X-Wallet-Signature"
+
+_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+_JOB_REQUEST_TYPE = [
+    {"name": "instructionId", "type": "uint256"},
+    {"name": "refinerId", "type": "uint256"},
+    {"name": "query", "type": "string"},
+    {"name": "params", "type": "string"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+_ENGINE_READ_TYPE = [
+    {"name": "method", "type": "string"},
+    {"name": "path", "type": "string"},
+    {"name": "timestamp", "type": "uint256"},
+]
+
+
+def canonical_params(params: list | dict | None) -> str:
+    """The canonical JSON text of query params: compact separators, sorted keys."""
+    if params is not None and not isinstance(params, (list, dict)):
+        raise InputError(f"query params must be a JSON list or object, got {type(params).__name__}")
+    try:
+        return json.dumps(params, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"query params are not JSON-serialisable: {exc}") from exc
+
+
+def parse_params(params_json: str) -> list | dict | None:
+    """Parse signed params text; it must be a JSON list, object or null."""
+    try:
+        value = json.loads(params_json)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"params is not valid JSON: {exc}") from exc
+    if value is not None and not isinstance(value, (list, dict)):
+        raise InputError("params must be a JSON list (positional) or object (named)")
+    return value
+
+
+def _uint(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= UINT256_MAX:
+        raise InputError(f"{name} must be an integer between 0 and 2**256-1, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A builder's signed request to run one approved instruction over one refiner."""
+
+    instruction_id: int
+    refiner_id: int
+    query: str
+    params_json: str
+    nonce: int
+    deadline: int
+
+    def __post_init__(self) -> None:
+        for name in ("instruction_id", "refiner_id", "nonce", "deadline"):
+            _uint(getattr(self, name), name)
+        if not isinstance(self.query, str) or not self.query.strip():
+            raise InputError("query must be a non-empty SQL string")
+        if not isinstance(self.params_json, str):
+            raise InputError("params must be JSON text")
+        parse_params(self.params_json)
+
+    @classmethod
+    def create(
+        cls,
+        instruction_id: int,
+        refiner_id: int,
+        query: str,
+        params: list | dict | None,
+        nonce: int,
+        deadline: int,
+    ) -> JobRequest:
+        """Build a request from Python params (canonicalised here)."""
+        return cls(instruction_id, refiner_id, query, canonical_params(params), nonce, deadline)
+
+    @property
+    def params(self) -> list | dict | None:
+        return parse_params(self.params_json)
+
+    def to_message(self) -> dict[str, Any]:
+        """The EIP-712 message (also the `request` object of the submit body)."""
+        return {
+            "instructionId": self.instruction_id,
+            "refinerId": self.refiner_id,
+            "query": self.query,
+            "params": self.params_json,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+
+    @classmethod
+    def from_message(cls, message: Any) -> JobRequest:
+        """Validate a submit body's `request` object; InputError names the bad field."""
+        if not isinstance(message, dict):
+            raise InputError("request must be a JSON object")
+        missing = [f["name"] for f in _JOB_REQUEST_TYPE if f["name"] not in message]
+        if missing:
+            raise InputError(f"request is missing field(s): {', '.join(missing)}")
+        return cls(
+            instruction_id=message["instructionId"],
+            refiner_id=message["refinerId"],
+            query=message["query"],
+            params_json=message["params"],
+            nonce=message["nonce"],
+            deadline=message["deadline"],
+        )
+
+
+def domain(chain_id: int, verifying_contract: str) -> dict[str, Any]:
+    """The EIP-712 domain bound to one chain and one instruction registry."""
+    _uint(chain_id, "chainId")
+    if not isinstance(verifying_contract, str) or not is_address(verifying_contract):
+        raise InputError(f"verifyingContract is not an address: {verifying_contract!r}")
+    return {
+        "name": DOMAIN_NAME,
+        "version": DOMAIN_VERSION,
+        "chainId": chain_id,
+        "verifyingContract": to_checksum_address(verifying_contract),
+    }
+
+
+def _full(chain_id: int, contract: str, primary: str, fields: list, message: dict) -> dict[str, Any]:
+    return {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, primary: fields},
+        "primaryType": primary,
+        "domain": domain(chain_id, contract),
+        "message": message,
+    }
+
+
+def job_request_typed_data(chain_id: int, contract: str, req: JobRequest) -> dict[str, Any]:
+    """The full typed-data document (what a wallet's eth_signTypedData_v4 takes)."""
+    return _full(chain_id, contract, "JobRequest", _JOB_REQUEST_TYPE, req.to_message())
+
+
+def read_typed_data(chain_id: int, contract: str, method: str, path: str, timestamp: int) -> dict[str, Any]:
+    message = {"method": method.upper(), "path": path, "timestamp": _uint(timestamp, "timestamp")}
+    return _full(chain_id, contract, "EngineRead", _ENGINE_READ_TYPE, message)
+
+
+def _signable(typed: dict[str, Any]) -> SignableMessage:
+    return encode_typed_data(full_message=typed)
+
+
+def _sign(account: Any, typed: dict[str, Any]) -> str:
+    signed = account.sign_message(_signable(typed))
+    return "0x" + bytes(signed.signature).hex()
+
+
+def _recover(typed: dict[str, Any], signature: str) -> str:
+    try:
+        raw = bytes.fromhex(signature[2:] if signature.startswith("0x") else signature)
+    except (AttributeError, ValueError) as exc:
+        raise InputError("signature is not hex") from exc
+    if len(raw) != 65:
+        raise InputError(f"signature must be 65 bytes, got {len(raw)}")
+    try:
+        return to_checksum_address(Account.recover_message(_signable(typed), signature=raw))
+    except Exception as exc:  # noqa: BLE001 - eth_keys raises several types for bad v/r/s
+        raise InputError("signature cannot be recovered to an address") from exc
+
+
+def sign_job_request(account: Any, chain_id: int, contract: str, req: JobRequest) -> str:
+    """Sign `req` with a local account; returns the 0x 65-byte signature."""
+    return _sign(account, job_request_typed_data(chain_id, contract, req))
+
+
+def recover_job_signer(chain_id: int, contract: str, req: JobRequest, signature: str) -> str:
+    """The checksum address that signed `req` for this domain (InputError if malformed)."""
+    return _recover(job_request_typed_data(chain_id, contract, req), signature)
+
+
+def job_request_digest(chain_id: int, contract: str, req: JobRequest) -> str:
+    """The EIP-712 hash of `req` (0x hex): same request, same digest (idempotency key)."""
+    msg = _signable(job_request_typed_data(chain_id, contract, req))
+    # keccak256(0x19 || 0x01 || domainSeparator || structHash): what ecrecover sees.
+    return "0x" + keccak(b"\x19" + msg.version + msg.header + msg.body).hex()
+
+
+def sign_read(account: Any, chain_id: int, contract: str, method: str, path: str, timestamp: int) -> str:
+    """Sign an EngineRead (method, path, timestamp)."""
+    return _sign(account, read_typed_data(chain_id, contract, method, path, timestamp))
+
+
+def recover_read_signer(
+    chain_id: int, contract: str, method: str, path: str, timestamp: int, signature: str
+) -> str:
+    return _recover(read_typed_data(chain_id, contract, method, path, timestamp), signature)
+
+
+def read_headers(
+    account: Any, chain_id: int, contract: str, method: str, path: str, timestamp: int | None = None
+) -> dict[str, str]:
+    """The three X-Wallet-* headers proving `account` for one request."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {
+        HEADER_ADDRESS: account.address,
+        HEADER_TIMESTAMP: str(ts),
+        HEADER_SIGNATURE: sign_read(account, chain_id, contract, method, path, ts),
+    }
