@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {DLPRegistry} from "../../src/DLPRegistry.sol";
+import {DataRefinerRegistry} from "../../src/DataRefinerRegistry.sol";
+import {ComputeInstructionRegistry} from "../../src/ComputeInstructionRegistry.sol";
+import {QueryPermissions} from "../../src/QueryPermissions.sol";
+
+// V2 implementations for upgrade tests: same storage, a new version and one new function.
+
+contract DLPRegistryV2 is DLPRegistry {
+    function version() external pure override returns (string memory) {
+        return "2.0.0";
+    }
+
+    function upgradedMarker() external pure returns (uint256) {
+        return 2;
+    }
+}
+
+contract DataRefinerRegistryV2 is DataRefinerRegistry {
+    function version() external pure override returns (string memory) {
+        return "2.0.0";
+    }
+
+    function upgradedMarker() external pure returns (uint256) {
+        return 2;
+    }
+}
+
+contract ComputeInstructionRegistryV2 is ComputeInstructionRegistry {
+    function version() external pure override returns (string memory) {
+        return "2.0.0";
+    }
+
+    function upgradedMarker() external pure returns (uint256) {
+        return 2;
+    }
+}
+
+contract QueryPermissionsV2 is QueryPermissions {
+    function version() external pure override returns (string memory) {
+        return "2.0.0";
+    }
+
+    function upgradedMarker() external pure returns (uint256) {
+        return 2;
+    }
+}

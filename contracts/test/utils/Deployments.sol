@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ERC1967Proxy} from "@openzeppelin/contracts/proxy/ERC1967/ERC1967Proxy.sol";
+import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
+import {PausableUpgradeable} from "@openzeppelin/contracts-upgradeable/utils/PausableUpgradeable.sol";
+
+import {DLPRegistry} from "../../src/DLPRegistry.sol";
+import {DataRefinerRegistry} from "../../src/DataRefinerRegistry.sol";
+import {ComputeInstructionRegistry} from "../../src/ComputeInstructionRegistry.sol";
+import {QueryPermissions} from "../../src/QueryPermissions.sol";
+import {TestBase} from "./TestBase.sol";
+
+/**
+ * @title Deployments
+ * @notice Deploys the registries the way production does (implementation +
+ * ERC1967Proxy + initialize in one call), plus the revert payloads of the
+ * OpenZeppelin errors the tests expect.
+ */
+abstract contract Deployments is TestBase {
+    bytes32 internal constant ERC1967_IMPLEMENTATION_SLOT =
+        0x360894a13ba1a3210667c828492db98dca3e2076cc3735a920a3ca505d382bbc;
+
+    function _proxy(address implementation, bytes memory initCall) internal returns (address) {
+        return address(new ERC1967Proxy(implementation, initCall));
+    }
+
+    function _deployDlpRegistry(address admin) internal returns (DLPRegistry) {
+        return DLPRegistry(_proxy(address(new DLPRegistry()), abi.encodeCall(DLPRegistry.initialize, (admin))));
+    }
+
+    function _deployRefinerRegistry(address admin, address dlpRegistry) internal returns (DataRefinerRegistry) {
+        bytes memory init = abi.encodeCall(DataRefinerRegistry.initialize, (admin, dlpRegistry));
+        return DataRefinerRegistry(_proxy(address(new DataRefinerRegistry()), init));
+    }
+
+    function _deployInstructionRegistry(address admin, address dlpRegistry)
+        internal
+        returns (ComputeInstructionRegistry)
+    {
+        bytes memory init = abi.encodeCall(ComputeInstructionRegistry.initialize, (admin, dlpRegistry));
+        return ComputeInstructionRegistry(_proxy(address(new ComputeInstructionRegistry()), init));
+    }
+
+    function _deployQueryPermissions(address admin, address refinerRegistry) internal returns (QueryPermissions) {
+        bytes memory init = abi.encodeCall(QueryPermissions.initialize, (admin, refinerRegistry));
+        return QueryPermissions(_proxy(address(new QueryPermissions()), init));
+    }
+
+    function _implementationOf(address proxy) internal view returns (address) {
+        return address(uint160(uint256(vm.load(proxy, ERC1967_IMPLEMENTATION_SLOT))));
+    }
+
+    /// @dev The ERC-7201 slot for a namespace id, computed the way the contracts document it.
+    function _erc7201(string memory id) internal pure returns (bytes32) {
+        return keccak256(abi.encode(uint256(keccak256(bytes(id))) - 1)) & ~bytes32(uint256(0xff));
+    }
+
+    function _unauthorized(address account, bytes32 role) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, account, role);
+    }
+
+    function _enforcedPause() internal pure returns (bytes4) {
+        return PausableUpgradeable.EnforcedPause.selector;
+    }
+}
