@@ -1,0 +1,448 @@
+"""Job state in SQLite (sqlite-utils, WAL): the only module that writes job rows.
+
+Every status change is state-checked: ``UPDATE ... WHERE id = ? AND status IN
+(...)`` and the row count tells whether the caller still owned the job. A
+worker that lost a race (the owner cancelled meanwhile) gets ``StaleState``
+and stops; it can never move a cancelled job on.
+
+Tables:
+- ``jobs``: one row per job; ``steps`` is a JSON list of ``[status, at]``
+  appended by every transition; (owner, nonce) is unique, which makes a
+  replayed submission return the same job.
+- ``artifacts``: (job_id, name) -> size, sha256, media type.
+
+Big integers (nonce, price in wei) are stored as decimal text: they are
+uint256 on chain and overflow SQLite's 64-bit integers.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+from eth_utils import to_checksum_address
+
+from engine.errors import EngineError, NotFoundError, RequestError
+
+if TYPE_CHECKING:
+    from engine.artifacts import Artifact
+
+__all__ = [
+    "PENDING",
+    "VERIFYING",
+    "FETCHING",
+    "LOADING",
+    "QUERYING",
+    "RUNNING",
+    "COLLECTING",
+    "SUCCEEDED",
+    "FAILED",
+    "CANCELLED",
+    "STATUSES",
+    "TERMINAL",
+    "UNFINISHED",
+    "StepEvent",
+    "Job",
+    "JobStore",
+    "StaleState",
+    "new_job_id",
+]
+
+PENDING = "PENDING"
+VERIFYING = "VERIFYING"
+FETCHING = "FETCHING"
+LOADING = "LOADING"
+QUERYING = "QUERYING"
+RUNNING = "RUNNING"
+COLLECTING = "COLLECTING"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+
+STATUSES = (PENDING, VERIFYING, FETCHING, LOADING, QUERYING, RUNNING, COLLECTING, SUCCEEDED, FAILED, CANCELLED)
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+UNFINISHED = frozenset(STATUSES) - TERMINAL
+
+# Columns a transition may set besides status; everything else is fixed at creation.
+_RECORDABLE = frozenset(
+    {
+        "failure_code",
+        "failure_message",
+        "block_number",
+        "dlp_id",
+        "image_sha256",
+        "image_id",
+        "access_report",
+        "price_wei",
+        "exit_code",
+        "artifacts_expire_at",
+    }
+)
+
+_JOBS_SCHEMA = {
+    "id": str,
+    "owner": str,
+    "nonce": str,
+    "request_digest": str,
+    "instruction_id": int,
+    "refiner_id": int,
+    "query": str,
+    "params": str,
+    "deadline": int,
+    "status": str,
+    "created_at": float,
+    "updated_at": float,
+    "finished_at": float,
+    "steps": str,
+    "failure_code": str,
+    "failure_message": str,
+    "block_number": int,
+    "dlp_id": int,
+    "image_sha256": str,
+    "image_id": str,
+    "access_report": str,
+    "price_wei": str,
+    "exit_code": int,
+    "artifacts_expire_at": float,
+    "artifacts_expired": int,
+}
+
+
+class StaleState(EngineError):
+    """A transition found the job in another status than expected (a lost race)."""
+
+    code = "STALE_STATE"
+    http_status = 409
+
+    def __init__(self, job_id: str, current: str, expected: Iterable[str]):
+        super().__init__(
+            f"job {job_id} is {current}, expected {' or '.join(sorted(expected))}", job_id=job_id
+        )
+        self.current = current
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    status: str
+    at: float  # unix seconds
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    owner: str
+    nonce: int
+    request_digest: str
+    instruction_id: int
+    refiner_id: int
+    query: str
+    params: list | dict | None
+    deadline: int
+    status: str
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    steps: tuple[StepEvent, ...]
+    failure_code: str | None
+    failure_message: str | None
+    block_number: int | None
+    dlp_id: int | None
+    image_sha256: str | None
+    image_id: str | None
+    access_report: dict | None
+    price_wei: int | None
+    exit_code: int | None
+    artifacts_expire_at: float | None
+    artifacts_expired: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+def new_job_id() -> str:
+    """128 random bits as hex: unguessable, so ids leak nothing about other jobs."""
+    return secrets.token_hex(16)
+
+
+def _request_error(message: str, code: str, status: int) -> RequestError:
+    err = RequestError(message, code=code)
+    err.http_status = status
+    return err
+
+
+def _row_to_job(row: dict[str, Any]) -> Job:
+    def opt_json(text: str | None) -> Any:
+        return None if text is None else json.loads(text)
+
+    return Job(
+        id=row["id"],
+        owner=row["owner"],
+        nonce=int(row["nonce"]),
+        request_digest=row["request_digest"],
+        instruction_id=row["instruction_id"],
+        refiner_id=row["refiner_id"],
+        query=row["query"],
+        params=opt_json(row["params"]),
+        deadline=row["deadline"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        steps=tuple(StepEvent(s, at) for s, at in json.loads(row["steps"])),
+        failure_code=row["failure_code"],
+        failure_message=row["failure_message"],
+        block_number=row["block_number"],
+        dlp_id=row["dlp_id"],
+        image_sha256=row["image_sha256"],
+        image_id=row["image_id"],
+        access_report=opt_json(row["access_report"]),
+        price_wei=None if row["price_wei"] is None else int(row["price_wei"]),
+        exit_code=row["exit_code"],
+        artifacts_expire_at=row["artifacts_expire_at"],
+        artifacts_expired=bool(row["artifacts_expired"]),
+    )
+
+
+def _encode_field(name: str, value: Any) -> Any:
+    if name not in _RECORDABLE:
+        raise ValueError(f"{name!r} cannot be set by a transition")
+    if value is None:
+        return None
+    if name == "access_report":
+        return json.dumps(value, sort_keys=True)
+    if name == "price_wei":
+        return str(int(value))
+    return value
+
+
+class JobStore:
+    """Jobs and their artifacts in one SQLite file (thread-safe within a process)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by the API threads and the workers, serialised by a
+        # lock; WAL lets other processes (e.g. a backup) read while we write.
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        self._db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        with self._lock:
+            self._db.enable_wal()
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._create_tables()
+
+    # --- schema ----------------------------------------------------------------
+    def _create_tables(self) -> None:
+        jobs = self._db["jobs"]
+        if not jobs.exists():
+            jobs.create(_JOBS_SCHEMA, pk="id", not_null={"owner", "nonce", "status", "steps"},
+                        defaults={"artifacts_expired": 0})
+            jobs.create_index(["owner", "nonce"], unique=True)
+            jobs.create_index(["status"])
+        arts = self._db["artifacts"]
+        if not arts.exists():
+            arts.create(
+                {"job_id": str, "name": str, "size": int, "sha256": str, "media_type": str},
+                pk=("job_id", "name"),
+                foreign_keys=[("job_id", "jobs", "id")],
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- reads -----------------------------------------------------------------
+    def _one(self, where: str, args: Sequence[Any]) -> Job | None:
+        rows = list(self._db["jobs"].rows_where(where, args, limit=1))
+        return _row_to_job(rows[0]) if rows else None
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._one("id = ?", [job_id])
+
+    def find(self, owner: str, nonce: int) -> Job | None:
+        """The job an owner created with `nonce`, if any."""
+        with self._lock:
+            return self._one("owner = ? AND nonce = ?", [to_checksum_address(owner), str(nonce)])
+
+    def list_by_owner(self, owner: str) -> list[Job]:
+        with self._lock:
+            rows = self._db["jobs"].rows_where(
+                "owner = ?", [to_checksum_address(owner)], order_by="created_at"
+            )
+            return [_row_to_job(r) for r in rows]
+
+    def unfinished(self) -> list[Job]:
+        marks = ",".join("?" * len(UNFINISHED))
+        with self._lock:
+            rows = self._db["jobs"].rows_where(
+                f"status IN ({marks})", sorted(UNFINISHED), order_by="created_at"
+            )
+            return [_row_to_job(r) for r in rows]
+
+    def expired(self, now: float) -> list[Job]:
+        """Finished jobs whose artifacts are past their expiry and not yet removed."""
+        with self._lock:
+            rows = self._db["jobs"].rows_where(
+                "artifacts_expire_at IS NOT NULL AND artifacts_expire_at <= ? AND artifacts_expired = 0",
+                [now],
+                order_by="artifacts_expire_at",
+            )
+            return [_row_to_job(r) for r in rows]
+
+    # --- creation ----------------------------------------------------------------
+    def create_or_get(
+        self,
+        owner: str,
+        nonce: int,
+        digest: str,
+        *,
+        instruction_id: int,
+        refiner_id: int,
+        query: str,
+        params: list | dict | None,
+        deadline: int,
+        now: float | None = None,
+    ) -> tuple[Job, bool]:
+        """A new PENDING job, or the existing one for (owner, nonce) with the same digest.
+
+        The same nonce with a different digest is refused: NONCE_REUSED (409).
+        """
+        owner = to_checksum_address(owner)
+        now = time.time() if now is None else now
+        with self._lock, self._db.conn:
+            existing = self._one("owner = ? AND nonce = ?", [owner, str(nonce)])
+            if existing is not None:
+                if existing.request_digest != digest:
+                    raise _request_error(
+                        f"nonce {nonce} was already used by {owner} for a different request; "
+                        "sign the new request with a fresh nonce",
+                        "NONCE_REUSED",
+                        409,
+                    )
+                return existing, False
+            job_id = new_job_id()
+            self._db["jobs"].insert(
+                {
+                    "id": job_id,
+                    "owner": owner,
+                    "nonce": str(nonce),
+                    "request_digest": digest,
+                    "instruction_id": instruction_id,
+                    "refiner_id": refiner_id,
+                    "query": query,
+                    "params": json.dumps(params),
+                    "deadline": deadline,
+                    "status": PENDING,
+                    "created_at": now,
+                    "updated_at": now,
+                    "steps": json.dumps([[PENDING, now]]),
+                    "artifacts_expired": 0,
+                }
+            )
+            created = self._one("id = ?", [job_id])
+        assert created is not None
+        return created, True
+
+    # --- transitions ---------------------------------------------------------------
+    def transition(
+        self, job_id: str, expected: str | Iterable[str], new_status: str, **fields: Any
+    ) -> Job:
+        """Move the job to `new_status` if it is in `expected`; record `fields`.
+
+        Raises StaleState when the job is elsewhere (e.g. already cancelled),
+        NotFoundError when it does not exist.
+        """
+        if new_status not in STATUSES:
+            raise ValueError(f"unknown status {new_status!r}")
+        allowed = {expected} if isinstance(expected, str) else set(expected)
+        now = time.time()
+        sets = ["status = ?", "updated_at = ?", "steps = json_insert(steps, '$[#]', json_array(?, ?))"]
+        args: list[Any] = [new_status, now, new_status, now]
+        if new_status in TERMINAL:
+            sets.append("finished_at = ?")
+            args.append(now)
+        for name, value in fields.items():
+            sets.append(f"[{name}] = ?")
+            args.append(_encode_field(name, value))
+        marks = ",".join("?" * len(allowed))
+        sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND status IN ({marks})"
+        with self._lock, self._db.conn:
+            cursor = self._db.execute(sql, [*args, job_id, *sorted(allowed)])
+            job = self._one("id = ?", [job_id])
+        if job is None:
+            raise NotFoundError(f"no job {job_id}", job_id=job_id)
+        if cursor.rowcount != 1:
+            raise StaleState(job_id, job.status, allowed)
+        return job
+
+    def fail(self, job_id: str, code: str, message: str, **fields: Any) -> Job:
+        """FAILED with `code` from any unfinished status (StaleState if already finished)."""
+        return self.transition(
+            job_id, UNFINISHED, FAILED, failure_code=code, failure_message=message, **fields
+        )
+
+    def cancel(self, job_id: str) -> Job:
+        """CANCELLED from any unfinished status (StaleState if already finished)."""
+        return self.transition(
+            job_id,
+            UNFINISHED,
+            CANCELLED,
+            failure_code="CANCELLED",
+            failure_message="the job owner cancelled the job",
+        )
+
+    # --- artifacts -------------------------------------------------------------------
+    def set_artifacts(self, job_id: str, artifacts: Sequence[Artifact]) -> None:
+        """Replace the job's artifact list."""
+        with self._lock, self._db.conn:
+            self._db.execute("DELETE FROM artifacts WHERE job_id = ?", [job_id])
+            self._db["artifacts"].insert_all(
+                (
+                    {
+                        "job_id": job_id,
+                        "name": a.name,
+                        "size": a.size,
+                        "sha256": a.sha256,
+                        "media_type": a.media_type,
+                    }
+                    for a in artifacts
+                ),
+            )
+
+    def artifacts(self, job_id: str) -> list[Artifact]:
+        from engine.artifacts import Artifact
+
+        with self._lock:
+            rows = self._db["artifacts"].rows_where("job_id = ?", [job_id], order_by="name")
+            return [
+                Artifact(name=r["name"], size=r["size"], sha256=r["sha256"], media_type=r["media_type"])
+                for r in rows
+            ]
+
+    def mark_artifacts_expired(self, job_id: str) -> Job:
+        """Forget the job's artifact rows (files are gone); the job keeps its metadata."""
+        with self._lock, self._db.conn:
+            self._db.execute("DELETE FROM artifacts WHERE job_id = ?", [job_id])
+            self._db.execute(
+                "UPDATE jobs SET artifacts_expired = 1, updated_at = ? WHERE id = ?",
+                [time.time(), job_id],
+            )
+            job = self._one("id = ?", [job_id])
+        if job is None:
+            raise NotFoundError(f"no job {job_id}", job_id=job_id)
+        return job
+
+    def ping(self) -> bool:
+        """True when the database answers (for /health)."""
+        with self._lock:
+            return self._db.execute("SELECT 1").fetchone() == (1,)

@@ -1,0 +1,286 @@
+"""The job store suite: any store implementation must pass it (parametrized by factory).
+
+Today only the SQLite store exists; a PostgreSQL store would add its factory to
+STORE_FACTORIES and run the same tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from engine import store as st
+from engine.errors import NotFoundError, RequestError
+from engine.store import JobStore, StaleState
+
+OWNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+OTHER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+
+
+@dataclass(frozen=True)
+class FakeArtifact:
+    name: str
+    size: int
+    sha256: str
+    media_type: str
+
+
+def sqlite_factory(tmp_path: Path) -> Callable[[], JobStore]:
+    """Opens (or reopens) the same store file."""
+    return lambda: JobStore(tmp_path / "jobs.db")
+
+
+STORE_FACTORIES = {"sqlite": sqlite_factory}
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+def open_store(request, tmp_path):
+    opened: list[JobStore] = []
+
+    def factory() -> JobStore:
+        store = STORE_FACTORIES[request.param](tmp_path)()
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store) -> JobStore:
+    return open_store()
+
+
+def create(store: JobStore, owner: str = OWNER, nonce: int = 1, digest: str = "0xaa", **kw):
+    fields = dict(instruction_id=1, refiner_id=2, query="SELECT 1", params=[1, "a"], deadline=2_000_000_000)
+    fields.update(kw)
+    return store.create_or_get(owner, nonce, digest, **fields)
+
+
+def test_create_records_pending_job_with_first_step(store):
+    job, created = create(store)
+    assert created
+    assert job.status == st.PENDING
+    assert [s.status for s in job.steps] == [st.PENDING]
+    assert job.owner == OWNER
+    assert job.params == [1, "a"]
+    assert job.finished_at is None
+    assert len(job.id) == 32 and int(job.id, 16) >= 0
+
+
+def test_job_ids_are_random(store):
+    ids = {create(store, nonce=n)[0].id for n in range(20)}
+    assert len(ids) == 20
+
+
+@pytest.mark.parametrize("owner_form", [OWNER, OWNER.lower(), OWNER.upper().replace("0X", "0x")])
+def test_same_request_returns_same_job(store, owner_form):
+    first, _ = create(store)
+    again, created = create(store, owner=owner_form)
+    assert not created
+    assert again.id == first.id
+
+
+def test_same_nonce_different_digest_is_nonce_reused(store):
+    create(store)
+    with pytest.raises(RequestError) as info:
+        create(store, digest="0xbb")
+    assert info.value.code == "NONCE_REUSED"
+    assert info.value.http_status == 409
+
+
+def test_nonce_is_per_owner(store):
+    a, _ = create(store)
+    b, created = create(store, owner=OTHER, digest="0xbb")
+    assert created and a.id != b.id
+
+
+def test_uint256_nonce_and_price_round_trip(store):
+    big = 2**256 - 1
+    job, _ = create(store, nonce=big)
+    assert store.find(OWNER, big).id == job.id
+    job = store.transition(job.id, st.PENDING, st.VERIFYING, price_wei=big)
+    assert job.price_wei == big
+
+
+def test_transition_appends_steps_and_records_fields(store):
+    job, _ = create(store)
+    job = store.transition(job.id, st.PENDING, st.VERIFYING)
+    job = store.transition(job.id, st.VERIFYING, st.FETCHING, block_number=17, dlp_id=3)
+    report = {"columns": [["users", "id"]], "permissions_used": [1], "price": "5", "row_count": 2}
+    job = store.transition(job.id, {st.FETCHING}, st.LOADING, access_report=report, image_id="sha256:ab")
+    assert [s.status for s in job.steps] == [st.PENDING, st.VERIFYING, st.FETCHING, st.LOADING]
+    assert all(a.at <= b.at for a, b in zip(job.steps, job.steps[1:]))
+    assert (job.block_number, job.dlp_id, job.image_id) == (17, 3, "sha256:ab")
+    assert job.access_report == report
+
+
+def test_transition_from_wrong_status_is_stale_and_changes_nothing(store):
+    job, _ = create(store)
+    with pytest.raises(StaleState) as info:
+        store.transition(job.id, st.RUNNING, st.COLLECTING, exit_code=0)
+    assert info.value.current == st.PENDING
+    after = store.get(job.id)
+    assert after.status == st.PENDING and after.exit_code is None and len(after.steps) == 1
+
+
+def test_transition_of_missing_job_is_not_found(store):
+    with pytest.raises(NotFoundError):
+        store.transition("nope", st.PENDING, st.VERIFYING)
+
+
+def test_transition_refuses_unknown_fields(store):
+    job, _ = create(store)
+    with pytest.raises(ValueError):
+        store.transition(job.id, st.PENDING, st.VERIFYING, owner=OTHER)
+    assert store.get(job.id).owner == OWNER
+
+
+@pytest.mark.parametrize("status", sorted(st.UNFINISHED))
+def test_cancel_from_any_unfinished_status(store, status):
+    job, _ = create(store)
+    if status != st.PENDING:
+        store.transition(job.id, st.PENDING, status)
+    job = store.cancel(job.id)
+    assert job.status == st.CANCELLED
+    assert job.failure_code == "CANCELLED"
+    assert job.finished_at is not None
+
+
+@pytest.mark.parametrize("end", [st.SUCCEEDED, st.FAILED, st.CANCELLED])
+def test_finished_job_cannot_be_cancelled_or_failed(store, end):
+    job, _ = create(store)
+    store.transition(job.id, st.PENDING, end)
+    with pytest.raises(StaleState):
+        store.cancel(job.id)
+    with pytest.raises(StaleState):
+        store.fail(job.id, "INTERNAL_ERROR", "x")
+    assert store.get(job.id).status == end
+
+
+def test_cancelled_job_cannot_be_moved_on_by_a_worker(store):
+    job, _ = create(store)
+    store.transition(job.id, st.PENDING, st.RUNNING)
+    store.cancel(job.id)
+    with pytest.raises(StaleState):
+        store.transition(job.id, st.RUNNING, st.COLLECTING, exit_code=0)
+    assert store.get(job.id).status == st.CANCELLED
+
+
+def test_cancel_race_exactly_one_winner(store):
+    """A worker advancing and an owner cancelling at once: exactly one succeeds."""
+    outcomes: list[str] = []
+    for nonce in range(30):
+        job, _ = create(store, nonce=nonce)
+        store.transition(job.id, st.PENDING, st.RUNNING)
+        barrier = threading.Barrier(2)
+        results: dict[str, bool] = {}
+
+        def advance(job_id=job.id):
+            barrier.wait()
+            try:
+                store.transition(job_id, st.RUNNING, st.COLLECTING)
+                results["advance"] = True
+            except StaleState:
+                results["advance"] = False
+
+        def cancel(job_id=job.id):
+            barrier.wait()
+            try:
+                store.cancel(job_id)
+                results["cancel"] = True
+            except StaleState:
+                results["cancel"] = False
+
+        threads = [threading.Thread(target=advance), threading.Thread(target=cancel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        final = store.get(job.id).status
+        if results["advance"] and results["cancel"]:
+            # Advance first, then cancel from COLLECTING: both legal, cancel last.
+            assert final == st.CANCELLED
+        else:
+            assert results["cancel"] and final == st.CANCELLED
+        outcomes.append(final)
+    assert set(outcomes) == {st.CANCELLED}
+
+
+def test_fail_records_code_message_and_fields(store):
+    job, _ = create(store)
+    store.transition(job.id, st.PENDING, st.RUNNING)
+    job = store.fail(job.id, "EXIT_NONZERO", "the container exited with code 3", exit_code=3)
+    assert (job.status, job.failure_code, job.exit_code) == (st.FAILED, "EXIT_NONZERO", 3)
+    assert job.steps[-1].status == st.FAILED
+
+
+def test_unfinished_lists_only_unfinished(store):
+    done, _ = create(store, nonce=1)
+    store.transition(done.id, st.PENDING, st.SUCCEEDED)
+    running, _ = create(store, nonce=2)
+    store.transition(running.id, st.PENDING, st.RUNNING)
+    pending, _ = create(store, nonce=3)
+    assert {j.id for j in store.unfinished()} == {running.id, pending.id}
+
+
+def test_list_by_owner(store):
+    mine, _ = create(store, nonce=1)
+    create(store, owner=OTHER, nonce=1)
+    assert [j.id for j in store.list_by_owner(OWNER.lower())] == [mine.id]
+
+
+def test_artifacts_replace_and_list(store):
+    job, _ = create(store)
+    store.set_artifacts(job.id, [FakeArtifact("b/out.csv", 3, "ab" * 32, "text/csv")])
+    store.set_artifacts(
+        job.id,
+        [FakeArtifact("z.json", 2, "cd" * 32, "application/json"), FakeArtifact("a.txt", 1, "ef" * 32, "text/plain")],
+    )
+    names = [(a.name, a.size, a.media_type) for a in store.artifacts(job.id)]
+    assert names == [("a.txt", 1, "text/plain"), ("z.json", 2, "application/json")]
+
+
+def test_expired_and_mark_artifacts_expired(store):
+    fresh, _ = create(store, nonce=1)
+    store.transition(fresh.id, st.PENDING, st.SUCCEEDED, artifacts_expire_at=2000.0)
+    old, _ = create(store, nonce=2)
+    store.transition(old.id, st.PENDING, st.SUCCEEDED, artifacts_expire_at=1000.0)
+    store.set_artifacts(old.id, [FakeArtifact("x", 1, "00" * 32, "text/plain")])
+    assert [j.id for j in store.expired(1500.0)] == [old.id]
+    job = store.mark_artifacts_expired(old.id)
+    assert job.artifacts_expired and job.status == st.SUCCEEDED
+    assert store.expired(1500.0) == []
+    assert [j.id for j in store.expired(2500.0)] == [fresh.id]
+    assert store.artifacts(old.id) == []
+
+
+def test_survives_reopen(open_store):
+    first = open_store()
+    job, _ = create(first)
+    first.transition(job.id, st.PENDING, st.RUNNING, image_id="sha256:cafe")
+    first.close()
+    second = open_store()
+    again = second.get(job.id)
+    assert again.status == st.RUNNING and again.image_id == "sha256:cafe"
+    assert [s.status for s in again.steps] == [st.PENDING, st.RUNNING]
+    assert create(second)[0].id == job.id  # idempotency holds across restarts
+
+
+def test_store_file_is_wal(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    try:
+        assert store._db.journal_mode == "wal"
+    finally:
+        store.close()
+
+
+def test_public_surface():
+    assert set(st.__all__) >= {"Job", "JobStore", "StepEvent", "StaleState", "TERMINAL", "UNFINISHED"}
+    for name in st.__all__:
+        assert hasattr(st, name)
