@@ -1,0 +1,249 @@
+"""Fetch a compute instruction's image archive and verify its sha256 before anything else.
+
+The archive is streamed (http/https via httpx, file:// only when the operator
+allows it) into a temporary file in the cache directory while it is hashed; a
+size cap aborts the download early. Only when the digest equals the on-chain
+hash is the file renamed to ``<cache>/archives/<sha256>.tar`` (or ``.tar.gz``):
+the cache is content-addressed, so a second job with the same instruction
+neither downloads nor re-hashes. Nothing unverified ever leaves the temporary
+directory, so Docker never sees a byte that did not match the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+
+from engine.errors import FetchFailure
+
+__all__ = ["VerifiedArchive", "ImageCache", "normalize_sha256"]
+
+Progress = Callable[[int], None]
+
+_CHUNK = 1024 * 1024
+_MAX_REDIRECTS = 5
+_GZIP_MAGIC = b"\x1f\x8b"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# Temp files older than this are leftovers of a crashed engine, not live downloads.
+_STALE_TMP_S = 3600.0
+
+
+@dataclass(frozen=True)
+class VerifiedArchive:
+    """An archive on disk whose sha256 matched the expected (on-chain) hash."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+def normalize_sha256(value: str) -> str:
+    """Return a sha256 as 64 lowercase hex digits; accepts a ``0x`` prefix."""
+    text = value.strip().lower()
+    if text.startswith("0x"):
+        text = text[2:]
+    if not _HEX64.fullmatch(text):
+        raise FetchFailure(
+            f"expected hash {value!r} is not a sha256 (64 hex digits)", code="CHECKSUM_MISMATCH"
+        )
+    return text
+
+
+class ImageCache:
+    """Downloads, verifies and caches image archives by their sha256."""
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        max_bytes: int,
+        allow_file_urls: bool = False,
+        timeout_s: float = 300.0,
+    ):
+        self.cache_dir = Path(cache_dir)
+        self.max_bytes = max_bytes
+        self.allow_file_urls = allow_file_urls
+        self.timeout_s = timeout_s
+        self.archives_dir = self.cache_dir / "archives"
+        self.tmp_dir = self.cache_dir / "tmp"
+        self.archives_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_tmp()
+
+    # -- public -----------------------------------------------------------
+
+    def cached(self, expected_sha256: str) -> VerifiedArchive | None:
+        """The cached archive for this hash, or None.
+
+        The file is not re-hashed: its name *is* its hash, and only ``fetch``
+        puts files there, after verifying them (a rename from the private temp
+        directory). Someone able to write the cache directory could equally
+        replace the engine itself. Its type and size are re-checked, cheaply.
+        """
+        digest = normalize_sha256(expected_sha256)
+        for suffix in (".tar.gz", ".tar"):
+            path = self.archives_dir / f"{digest}{suffix}"
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            if not _is_regular(st.st_mode) or st.st_size == 0 or st.st_size > self.max_bytes:
+                continue
+            return VerifiedArchive(path=path, sha256=digest, size=st.st_size)
+        return None
+
+    def fetch(self, url: str, expected_sha256: str, progress: Progress | None = None) -> VerifiedArchive:
+        """Return the verified archive for ``expected_sha256``, downloading it if needed.
+
+        Raises FetchFailure with FETCH_FAILED (bad scheme, HTTP error, network),
+        IMAGE_TOO_LARGE (over ``max_bytes``) or CHECKSUM_MISMATCH.
+        """
+        digest = normalize_sha256(expected_sha256)
+        hit = self.cached(digest)
+        if hit is not None:
+            return hit
+        fd, tmp_name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=self.tmp_dir)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                actual, size, head = self._download(url, out, progress)
+            if actual != digest:
+                raise FetchFailure(
+                    f"archive sha256 {actual} differs from the on-chain hash {digest}",
+                    code="CHECKSUM_MISMATCH",
+                )
+            suffix = ".tar.gz" if head.startswith(_GZIP_MAGIC) else ".tar"
+            final = self.archives_dir / f"{digest}{suffix}"
+            os.replace(tmp, final)
+            return VerifiedArchive(path=final, sha256=digest, size=size)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    # -- download ---------------------------------------------------------
+
+    def _download(self, url: str, out: BinaryIO, progress: Progress | None) -> tuple[str, int, bytes]:
+        """Stream ``url`` into ``out``; return (sha256 hex, size, first bytes)."""
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+        if scheme in ("http", "https"):
+            chunks = self._http_chunks(url)
+        elif scheme == "file":
+            if not self.allow_file_urls:
+                raise FetchFailure(
+                    "file:// image URLs are disabled on this engine (operator setting allow_file_urls)",
+                    code="FETCH_FAILED",
+                )
+            chunks = self._file_chunks(url)
+        else:
+            raise FetchFailure(
+                f"unsupported URL scheme {scheme or '(none)'!r}: use http or https", code="FETCH_FAILED"
+            )
+        return self._copy_hashed(chunks, out, progress)
+
+    def _copy_hashed(
+        self, chunks: Generator[bytes, None, None], out: BinaryIO, progress: Progress | None
+    ) -> tuple[str, int, bytes]:
+        # closing(): an early abort (size cap) must drop the connection now, not at GC.
+        with closing(chunks):
+            return self._copy_loop(chunks, out, progress)
+
+    def _copy_loop(self, chunks: Iterator[bytes], out: BinaryIO, progress: Progress | None) -> tuple[str, int, bytes]:
+        hasher = hashlib.sha256()
+        size = 0
+        head = b""
+        deadline = time.monotonic() + self.timeout_s
+        for chunk in chunks:
+            if not chunk:
+                continue
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise FetchFailure(f"archive is over the size cap of {self.max_bytes} bytes", code="IMAGE_TOO_LARGE")
+            if time.monotonic() > deadline:
+                raise FetchFailure(f"download took longer than {self.timeout_s:g} s", code="FETCH_FAILED")
+            if len(head) < 2:
+                head += chunk[:2]
+            hasher.update(chunk)
+            out.write(chunk)
+            if progress is not None:
+                progress(size)
+        if size == 0:
+            raise FetchFailure("the image archive is empty", code="FETCH_FAILED")
+        return hasher.hexdigest(), size, head
+
+    def _http_chunks(self, url: str) -> Generator[bytes, None, None]:
+        timeout = httpx.Timeout(min(self.timeout_s, 60.0))
+        try:
+            with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+                yield from self._follow(client, url)
+        except httpx.HTTPError as exc:
+            raise FetchFailure(f"download of {_safe_url(url)} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _follow(self, client: httpx.Client, url: str) -> Iterator[bytes]:
+        for _ in range(_MAX_REDIRECTS + 1):
+            with client.stream("GET", url) as resp:
+                if resp.is_redirect:
+                    url = str(resp.url.join(resp.headers.get("location", "")))
+                    # Redirects may only lead to http(s): never to file:// or others.
+                    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+                        raise FetchFailure(f"redirect to a non-http(s) URL refused: {_safe_url(url)}")
+                    continue
+                if resp.status_code != 200:
+                    raise FetchFailure(f"HTTP {resp.status_code} from {_safe_url(url)}")
+                self._check_length(resp.headers.get("content-length"))
+                yield from resp.iter_bytes(_CHUNK)
+                return
+        raise FetchFailure(f"more than {_MAX_REDIRECTS} redirects from {_safe_url(url)}")
+
+    def _check_length(self, header: str | None) -> None:
+        if header is not None and header.isdigit() and int(header) > self.max_bytes:
+            raise FetchFailure(
+                f"archive is {int(header)} bytes, over the size cap of {self.max_bytes} bytes",
+                code="IMAGE_TOO_LARGE",
+            )
+
+    def _file_chunks(self, url: str) -> Generator[bytes, None, None]:
+        parts = urllib.parse.urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise FetchFailure(f"file:// URL with a remote host refused: {url}")
+        path = Path(urllib.request.url2pathname(parts.path))
+        try:
+            with open(path, "rb") as src:
+                self._check_length(str(os.fstat(src.fileno()).st_size))
+                while chunk := src.read(_CHUNK):
+                    yield chunk
+        except OSError as exc:
+            raise FetchFailure(f"cannot read {path}: {exc.strerror}") from exc
+
+    def _remove_stale_tmp(self) -> None:
+        cutoff = time.time() - _STALE_TMP_S
+        for entry in os.scandir(self.tmp_dir):
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except OSError:
+                pass  # another process removed it; nothing to clean
+
+
+def _is_regular(mode: int) -> bool:
+    return stat.S_ISREG(mode)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without credentials, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -1,0 +1,261 @@
+"""engine.fetch against a real local HTTP server (and Docker for the never-loaded check)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import engine.fetch as fetch_mod
+from engine.errors import FetchFailure
+from engine.fetch import ImageCache, VerifiedArchive, normalize_sha256
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+    redirects: dict[str, str] = {}
+    requests: list[str] = []
+    no_length: set[str] = set()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.requests.append(self.path)
+        if self.path in self.redirects:
+            self.send_response(302)
+            self.send_header("Location", self.redirects[self.path])
+            self.end_headers()
+            return
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        if self.path not in self.no_length:  # without it the body ends at close (HTTP/1.0)
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class Server:
+    """A real HTTP server on 127.0.0.1:0 in a thread; state is reset per test."""
+
+    def __init__(self) -> None:
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def reset(self) -> None:
+        _Handler.files, _Handler.redirects, _Handler.requests, _Handler.no_length = {}, {}, [], set()
+
+    @property
+    def handler(self) -> type[_Handler]:
+        return _Handler
+
+    def serve(self, path: str, body: bytes) -> str:
+        _Handler.files[path] = body
+        return self.base + path
+
+    def count(self, path: str) -> int:
+        return sum(1 for p in _Handler.requests if p == path)
+
+
+@pytest.fixture(scope="module")
+def http_server() -> Iterator[Server]:
+    srv = Server()
+    try:
+        yield srv
+    finally:
+        srv.httpd.shutdown()
+        srv.httpd.server_close()
+
+
+@pytest.fixture
+def server(http_server: Server) -> Server:
+    http_server.reset()
+    return http_server
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> ImageCache:
+    return ImageCache(tmp_path / "cache", max_bytes=1024 * 1024, allow_file_urls=False, timeout_s=10)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _leftovers(cache: ImageCache) -> list[str]:
+    return sorted(os.listdir(cache.tmp_dir)) + sorted(os.listdir(cache.archives_dir))
+
+
+TAR_BODY = b"plain tar bytes" * 100
+GZ_BODY = b"\x1f\x8b" + b"gzip-ish bytes" * 100
+
+
+@pytest.mark.parametrize("body, suffix", [(TAR_BODY, ".tar"), (GZ_BODY, ".tar.gz")])
+def test_fetch_verifies_and_caches_by_hash(server: Server, cache: ImageCache, body: bytes, suffix: str) -> None:
+    url = server.serve("/img", body)
+    seen: list[int] = []
+    got = cache.fetch(url, "0x" + _sha(body).upper(), progress=seen.append)
+    assert got == VerifiedArchive(cache.archives_dir / f"{_sha(body)}{suffix}", _sha(body), len(body))
+    assert got.path.read_bytes() == body
+    assert seen and seen[-1] == len(body)
+    assert os.listdir(cache.tmp_dir) == []
+
+    again = cache.fetch(url, _sha(body))
+    assert again == got
+    assert server.count("/img") == 1, "a cached archive must not be downloaded again"
+    assert cache.cached(_sha(body)) == got
+
+
+def test_cached_survives_a_new_cache_object(server: Server, tmp_path: Path) -> None:
+    url = server.serve("/img", TAR_BODY)
+    ImageCache(tmp_path / "c", max_bytes=10_000).fetch(url, _sha(TAR_BODY))
+    fresh = ImageCache(tmp_path / "c", max_bytes=10_000)
+    assert fresh.cached(_sha(TAR_BODY)) is not None
+    assert fresh.cached(_sha(b"other")) is None
+
+
+def test_hash_mismatch_leaves_nothing(server: Server, cache: ImageCache) -> None:
+    url = server.serve("/img", TAR_BODY)
+    wrong = _sha(b"something else")
+    with pytest.raises(FetchFailure) as err:
+        cache.fetch(url, wrong)
+    assert err.value.code == "CHECKSUM_MISMATCH"
+    assert _sha(TAR_BODY) in err.value.message and wrong in err.value.message
+    assert _leftovers(cache) == []
+    assert cache.cached(wrong) is None
+
+
+@pytest.mark.docker
+def test_tampered_archive_never_reaches_docker(server: Server, cache: ImageCache, docker_client, busybox_archive) -> None:
+    """The pipeline's order (fetch, then load) means a mismatch leaves Docker untouched."""
+    from engine.images import ImageLoader
+
+    path, digest = busybox_archive
+    tampered = bytearray(path.read_bytes())
+    tampered[len(tampered) // 2] ^= 0xFF
+    url = server.serve("/tampered.tar.gz", bytes(tampered))
+    before = {img.id for img in docker_client.images.list(all=True)}
+    cache = ImageCache(cache.cache_dir, max_bytes=64 * 1024 * 1024)
+    loader = ImageLoader(docker_client, cache.cache_dir / "state")
+    with pytest.raises(FetchFailure) as err:
+        loader.ensure_loaded(cache.fetch(url, digest))
+    assert err.value.code == "CHECKSUM_MISMATCH"
+    assert {img.id for img in docker_client.images.list(all=True)} == before
+    assert cache.cached(digest) is None
+    assert not (cache.cache_dir / "state" / "images.json").exists()
+
+
+def test_404_is_fetch_failed(server: Server, cache: ImageCache) -> None:
+    with pytest.raises(FetchFailure) as err:
+        cache.fetch(server.base + "/missing", _sha(b"x"))
+    assert err.value.code == "FETCH_FAILED"
+    assert "404" in err.value.message
+    assert _leftovers(cache) == []
+
+
+def test_connection_refused_is_fetch_failed(cache: ImageCache) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(FetchFailure) as err:
+        cache.fetch(f"http://127.0.0.1:{port}/x", _sha(b"x"))
+    assert err.value.code == "FETCH_FAILED"
+
+
+def test_size_cap_while_streaming(server: Server, tmp_path: Path) -> None:
+    body = b"a" * 5000
+    url = server.serve("/big", body)
+    server.handler.no_length.add("/big")  # no Content-Length: only counting while streaming stops it
+    small = ImageCache(tmp_path / "c", max_bytes=1000)
+    monkey_chunk = fetch_mod._CHUNK
+    fetch_mod._CHUNK = 512
+    try:
+        with pytest.raises(FetchFailure) as err:
+            small.fetch(url, _sha(body))
+    finally:
+        fetch_mod._CHUNK = monkey_chunk
+    assert err.value.code == "IMAGE_TOO_LARGE"
+    assert _leftovers(small) == []
+
+
+def test_size_cap_from_content_length(server: Server, tmp_path: Path) -> None:
+    body = b"a" * 5000
+    url = server.serve("/big", body)
+    seen: list[int] = []
+    with pytest.raises(FetchFailure) as err:
+        ImageCache(tmp_path / "c", max_bytes=1000).fetch(url, _sha(body), progress=seen.append)
+    assert err.value.code == "IMAGE_TOO_LARGE"
+    assert "5000" in err.value.message
+    assert seen == [], "refused up front, before reading the body"
+
+
+def test_redirect_followed_within_http(server: Server, cache: ImageCache) -> None:
+    server.serve("/real", TAR_BODY)
+    server.handler.redirects["/moved"] = "/real"
+    assert cache.fetch(server.base + "/moved", _sha(TAR_BODY)).size == len(TAR_BODY)
+
+
+def test_redirect_to_file_url_refused(server: Server, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.tar"
+    secret.write_bytes(TAR_BODY)
+    server.handler.redirects["/sneaky"] = secret.as_uri()
+    permissive = ImageCache(tmp_path / "c", max_bytes=10_000, allow_file_urls=True)
+    with pytest.raises(FetchFailure) as err:
+        permissive.fetch(server.base + "/sneaky", _sha(TAR_BODY))
+    assert err.value.code == "FETCH_FAILED"
+    assert "redirect" in err.value.message
+
+
+def test_file_url_refused_unless_enabled(tmp_path: Path) -> None:
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(TAR_BODY)
+    with pytest.raises(FetchFailure) as err:
+        ImageCache(tmp_path / "off", max_bytes=10_000).fetch(archive.as_uri(), _sha(TAR_BODY))
+    assert err.value.code == "FETCH_FAILED"
+    assert "file://" in err.value.message
+
+    got = ImageCache(tmp_path / "on", max_bytes=10_000, allow_file_urls=True).fetch(archive.as_uri(), _sha(TAR_BODY))
+    assert got.path.read_bytes() == TAR_BODY
+    assert got.path.parent == tmp_path / "on" / "archives"
+
+
+def test_file_url_missing_file(tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path / "on", max_bytes=10_000, allow_file_urls=True)
+    with pytest.raises(FetchFailure) as err:
+        cache.fetch((tmp_path / "nope.tar").as_uri(), _sha(b"x"))
+    assert err.value.code == "FETCH_FAILED"
+
+
+@pytest.mark.parametrize("url", ["ftp://example.org/a.tar", "s3://bucket/a.tar", "a.tar", "data:,hello"])
+def test_bad_scheme(cache: ImageCache, url: str) -> None:
+    with pytest.raises(FetchFailure) as err:
+        cache.fetch(url, _sha(b"x"))
+    assert err.value.code == "FETCH_FAILED"
+    assert "scheme" in err.value.message
+
+
+@pytest.mark.parametrize("bad", ["", "0x1234", "zz" * 32, _sha(b"x") + "00"])
+def test_expected_hash_must_be_sha256(bad: str) -> None:
+    with pytest.raises(FetchFailure):
+        normalize_sha256(bad)
+
+
+def test_normalize_sha256_accepts_prefix_and_case() -> None:
+    digest = _sha(b"x")
+    assert normalize_sha256("0x" + digest.upper()) == digest
+    assert normalize_sha256(f"  {digest} ") == digest
+
+
+def test_public_surface() -> None:
+    assert set(fetch_mod.__all__) == {"VerifiedArchive", "ImageCache", "normalize_sha256"}
