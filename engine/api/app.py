@@ -1,0 +1,90 @@
+"""The FastAPI application factory: wire settings, the job service, routers and problem handlers.
+
+``create_app(settings)`` builds the real service (``engine.service.build_service``)
+and owns its life: started on app start-up, stopped on shutdown. A caller that
+passes its own ``service`` (tests, an embedding process) starts and stops it
+itself. The EIP-712 domain (chain id + ComputeInstructionRegistry proxy) is read
+once from the deployment manifest named by ``settings.deployment``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from engine.api.deps import ApiConfig, EngineDomain
+from engine.api.problems import install_problem_handlers
+from engine.api.routers import health, jobs
+from engine.auth import DEFAULT_MAX_DEADLINE_S
+from engine.errors import EngineError
+
+__all__ = ["create_app", "engine_domain", "api_config"]
+
+API_VERSION = "1"
+
+
+def engine_domain(settings: Any) -> EngineDomain:
+    """Chain id and instruction registry from the settings' deployment manifest."""
+    from registry_client.errors import RegistryError
+    from registry_client.manifest import Deployment, load_deployment
+
+    deployment = getattr(settings, "deployment", None)
+    if deployment is None:
+        raise EngineError("settings.deployment (the deployment manifest) is required", code="CONFIG_INVALID")
+    try:
+        manifest = deployment if isinstance(deployment, Deployment) else load_deployment(deployment)
+    except RegistryError as exc:
+        raise EngineError(str(exc), code="CONFIG_INVALID") from exc
+    return EngineDomain(manifest.chain_id, manifest.address("compute_instruction_registry"))
+
+
+def api_config(settings: Any) -> ApiConfig:
+    return ApiConfig(
+        auth_window_s=float(getattr(settings, "auth_window_s", 60.0)),
+        max_deadline_s=int(getattr(settings, "deadline_max_s", DEFAULT_MAX_DEADLINE_S)),
+    )
+
+
+def create_app(
+    settings: Any,
+    service: Any | None = None,
+    *,
+    domain: EngineDomain | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Build the app. `domain` defaults to the manifest's; `clock` is injectable for tests."""
+    owns_service = service is None
+    if service is None:
+        from engine.service import build_service
+
+        service = build_service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if owns_service:
+            service.start()
+        try:
+            yield
+        finally:
+            if owns_service:
+                service.stop()
+
+    app = FastAPI(
+        title="Compute Engine",
+        version=API_VERSION,
+        summary="Run DLP-approved Docker jobs over permissioned SQLite data; owner-only artifacts.",
+        description="Errors are RFC 9457 problem details with a stable `code`. See docs/api.md.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.domain = domain or engine_domain(settings)
+    app.state.api_config = api_config(settings)
+    app.state.clock = clock
+    install_problem_handlers(app)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    return app

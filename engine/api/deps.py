@@ -1,0 +1,91 @@
+"""FastAPI dependencies as `Annotated` aliases: the service, the engine's domain, the verified reader.
+
+Routers declare what they need by type (``service: Service``,
+``wallet: CurrentWallet``); the objects live on ``app.state`` (set by
+``create_app``), so tests swap them by building an app with fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from engine.auth import DEFAULT_MAX_DEADLINE_S, verify_read
+
+__all__ = [
+    "EngineDomain",
+    "ApiConfig",
+    "Service",
+    "Domain",
+    "Config",
+    "Clock",
+    "CurrentWallet",
+]
+
+
+@dataclass(frozen=True)
+class EngineDomain:
+    """What signatures are bound to: the chain and the ComputeInstructionRegistry proxy."""
+
+    chain_id: int
+    registry: str
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """The few settings the HTTP layer reads itself."""
+
+    auth_window_s: float = 60.0
+    max_deadline_s: int = DEFAULT_MAX_DEADLINE_S
+
+
+def _service(request: Request) -> Any:
+    return request.app.state.service
+
+
+def _domain(request: Request) -> EngineDomain:
+    return request.app.state.domain
+
+
+def _config(request: Request) -> ApiConfig:
+    return request.app.state.api_config
+
+
+def _clock(request: Request) -> Callable[[], float]:
+    return request.app.state.clock
+
+
+# The JobService (engine.service); typed loosely so fakes fit in unit tests.
+Service = Annotated[Any, Depends(_service)]
+Domain = Annotated[EngineDomain, Depends(_domain)]
+Config = Annotated[ApiConfig, Depends(_config)]
+Clock = Annotated[Callable[[], float], Depends(_clock)]
+
+
+def _current_wallet(
+    request: Request,
+    domain: Domain,
+    config: Config,
+    clock: Clock,
+    # Declared so the OpenAPI document shows them; verify_read reads them itself.
+    x_wallet_address: Annotated[str | None, Header(description="the reader's wallet (checksum address)")] = None,
+    x_wallet_timestamp: Annotated[str | None, Header(description="unix seconds, signed")] = None,
+    x_wallet_signature: Annotated[str | None, Header(description="EIP-712 EngineRead signature")] = None,
+) -> str:
+    # The signed path is the decoded request path, as the client signed it.
+    return verify_read(
+        request.headers,
+        request.method,
+        request.scope["path"],
+        domain.chain_id,
+        domain.registry,
+        clock(),
+        config.auth_window_s,
+    )
+
+
+# The checksum address proven by this request's X-Wallet-* headers.
+CurrentWallet = Annotated[str, Depends(_current_wallet)]

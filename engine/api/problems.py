@@ -1,0 +1,117 @@
+"""Every API error as RFC 9457 problem details (`application/problem+json`) with a stable `code`.
+
+Shape: ``{"type", "title", "status", "detail", "code", "instance"}`` (+ ``errors``
+for validation problems). Handlers cover the engine's own ``EngineError``s,
+FastAPI validation errors (422 ``VALIDATION_ERROR``), Starlette's HTTP errors
+(unknown route 404 ``NOT_FOUND``, 405 ``METHOD_NOT_ALLOWED``) and any other
+exception (500 ``INTERNAL_ERROR``, logged, no internals in the body).
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import EngineError
+
+__all__ = ["PROBLEM_JSON", "API_ERROR_CODES", "problem_response", "install_problem_handlers"]
+
+PROBLEM_JSON = "application/problem+json"
+_TYPE_BASE = "urn:compute-engine:problem:"
+_log = logging.getLogger("engine.api")
+
+# Codes the API itself answers with (job failure codes live in engine.errors.FAILURE_CODES).
+API_ERROR_CODES: dict[str, str] = {
+    "INVALID_REQUEST": "the submit body is malformed (the detail names the field)",
+    "VALIDATION_ERROR": "the request does not match the schema (see `errors`)",
+    "AUTH_REQUIRED": "a read or cancel without the X-Wallet-* headers",
+    "BAD_SIGNATURE": "malformed signature, or it does not match the stated wallet for this engine's domain",
+    "WRONG_DOMAIN": "the request names another chain id or registry than the engine's",
+    "DEADLINE_EXPIRED": "the signed job request's deadline has passed",
+    "DEADLINE_TOO_FAR": "the signed job request's deadline is too far ahead",
+    "STALE_TIMESTAMP": "the read signature's timestamp is outside the engine's clock window",
+    "NONCE_REUSED": "this wallet already used the nonce for a different request",
+    "NOT_FOUND": "no such job (or artifact) for this wallet — also for other wallets' jobs",
+    "LOGS_DISABLED": "the operator does not share container logs",
+    "METHOD_NOT_ALLOWED": "the route exists but not with this HTTP method",
+    "INTERNAL_ERROR": "an unexpected engine error (see the operator's log)",
+}
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    instance: str,
+    *,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + code,
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": instance,
+    }
+    if extra:
+        body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _instance(request: Request) -> str:
+    return request.scope.get("path", "")
+
+
+def _engine_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EngineError)
+    status = int(getattr(exc, "http_status", 500) or 500)
+    headers = {"WWW-Authenticate": 'EIP712 realm="compute-engine"'} if status == 401 else None
+    extra = {"job_id": exc.job_id} if getattr(exc, "job_id", None) and status != 404 else None
+    return problem_response(status, exc.code, exc.message, _instance(request), extra=extra, headers=headers)
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # loc + msg only: echoing `input` could repeat a large or sensitive body.
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    where = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors[:5])
+    return problem_response(
+        422, "VALIDATION_ERROR", f"invalid request: {where}", _instance(request), extra={"errors": errors}
+    )
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+    code = codes.get(exc.status_code, f"HTTP_{exc.status_code}")
+    detail = exc.detail if isinstance(exc.detail, str) else _title(exc.status_code)
+    if exc.status_code == 404:
+        detail = f"no route {request.method} {_instance(request)}"
+    return problem_response(exc.status_code, code, detail, _instance(request), headers=getattr(exc, "headers", None))
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    _log.exception("unhandled error on %s %s", request.method, _instance(request), exc_info=exc)
+    return problem_response(500, "INTERNAL_ERROR", "unexpected engine error; see the operator's log", _instance(request))
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(EngineError, _engine_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,182 @@
+"""The /jobs resource: submit (signed request), read, cancel, artifacts, zip, logs.
+
+Every route but submit needs a signed read (``CurrentWallet``); the service
+answers 404 for a job the wallet does not own exactly as for a missing one.
+Handlers are plain ``def``: FastAPI runs them in its thread pool, so the
+service's blocking SQLite and file work never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+from typing import IO, Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, Path, Response, status
+from fastapi.responses import FileResponse, StreamingResponse
+
+from engine.api.deps import Clock, Config, CurrentWallet, Domain, Service
+from engine.api.problems import PROBLEM_JSON
+from engine.api.schemas import ArtifactList, ArtifactPublic, JobCreate, JobPublic, Problem
+from engine.auth import verify_job_submission
+
+__all__ = ["router"]
+
+_PROBLEM = {"model": Problem, "content": {PROBLEM_JSON: {}}}
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {401: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM}
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses={500: _PROBLEM})
+
+JobId = Annotated[str, Path(min_length=1, max_length=128, description="job id")]
+_CHUNK = 1024 * 1024
+_SPOOL_MAX = 16 * 1024 * 1024
+# Untrusted bytes from a builder's container: never let a browser render them as ours.
+_UNTRUSTED = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobPublic,
+    summary="Submit a signed job request",
+    responses={200: {"model": JobPublic, "description": "replay: the job this request already created"},
+               400: _PROBLEM, 401: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM},
+)
+def submit_job(
+    body: JobCreate,
+    response: Response,
+    service: Service,
+    domain: Domain,
+    config: Config,
+    clock: Clock,
+    x_wallet_address: Annotated[str | None, Header(description="the signer, if not in the body")] = None,
+) -> JobPublic:
+    """201 with a new job; 200 with the same job when this signed request was sent before."""
+    req, signer, _digest = verify_job_submission(
+        body.model_dump(exclude_none=True),
+        domain.chain_id,
+        domain.registry,
+        clock(),
+        config.max_deadline_s,
+        claimed_signer=x_wallet_address,
+    )
+    job, created = service.submit(req, signer)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return JobPublic.from_job(job)
+
+
+@router.get("/{job_id}", response_model=JobPublic, summary="Read a job", responses=_READ_ERRORS)
+def get_job(job_id: JobId, wallet: CurrentWallet, service: Service) -> JobPublic:
+    """The job, its steps with timestamps, and on failure its code."""
+    return JobPublic.from_job(service.get(job_id, wallet))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobPublic,
+    summary="Cancel an unfinished job",
+    responses={**_READ_ERRORS, 409: _PROBLEM},
+)
+def cancel_job(job_id: JobId, wallet: CurrentWallet, service: Service) -> JobPublic:
+    return JobPublic.from_job(service.cancel(job_id, wallet))
+
+
+def _artifact_url(job_id: str, name: str) -> str:
+    return f"/jobs/{quote(job_id, safe='')}/artifacts/{quote(name, safe='/')}"
+
+
+@router.get("/{job_id}/artifacts", response_model=ArtifactList, summary="List artifacts", responses=_READ_ERRORS)
+def list_artifacts(job_id: JobId, wallet: CurrentWallet, service: Service) -> ArtifactList:
+    job = service.get(job_id, wallet)
+    items = [
+        ArtifactPublic(name=a.name, size=a.size, sha256=a.sha256, media_type=a.media_type,
+                       url=_artifact_url(job.id, a.name))
+        for a in service.artifacts(job_id, wallet)
+    ]
+    return ArtifactList(job_id=job.id, artifacts=items, expires_at=job.artifacts_expire_at)
+
+
+def _safe_filename(name: str) -> str:
+    base = PurePosixPath(name).name or "artifact"
+    ascii_name = re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip(".") or "artifact"
+    return ascii_name[:200]
+
+
+def _disposition(name: str) -> str:
+    base = PurePosixPath(name).name or "artifact"
+    return f"attachment; filename=\"{_safe_filename(name)}\"; filename*=UTF-8''{quote(base, safe='')}"
+
+
+@router.get(
+    "/{job_id}/artifacts.zip",
+    summary="Download every artifact as one zip",
+    response_class=StreamingResponse,
+    responses={**_READ_ERRORS, 200: {"content": {"application/zip": {}}}},
+)
+def download_zip(job_id: JobId, wallet: CurrentWallet, service: Service) -> StreamingResponse:
+    spool = _zip_artifacts(job_id, wallet, service)
+    size = spool.seek(0, 2)
+    spool.seek(0)
+    headers = {
+        "Content-Disposition": _disposition(f"job-{job_id}-artifacts.zip"),
+        "Content-Length": str(size),
+        **_UNTRUSTED,
+    }
+    return StreamingResponse(_stream_and_close(spool), media_type="application/zip", headers=headers)
+
+
+def _zip_artifacts(job_id: str, wallet: str, service: Any) -> IO[bytes]:
+    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX)
+    try:
+        with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for artifact in service.artifacts(job_id, wallet):
+                _, path = service.artifact_file(job_id, wallet, artifact.name)
+                with open(path, "rb") as src, zf.open(artifact.name, "w", force_zip64=True) as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _stream_and_close(fh: IO[bytes]) -> Iterator[bytes]:
+    try:
+        while chunk := fh.read(_CHUNK):
+            yield chunk
+    finally:
+        fh.close()
+
+
+@router.get(
+    "/{job_id}/artifacts/{name:path}",
+    summary="Download one artifact",
+    response_class=FileResponse,
+    responses={**_READ_ERRORS, 200: {"content": {"application/octet-stream": {}},
+                                     "description": "the file; X-Content-SHA256 carries its hash"}},
+)
+def download_artifact(job_id: JobId, name: str, wallet: CurrentWallet, service: Service) -> FileResponse:
+    artifact, path = service.artifact_file(job_id, wallet, name)
+    headers = {
+        "Content-Disposition": _disposition(artifact.name),
+        "X-Content-SHA256": artifact.sha256,
+        **_UNTRUSTED,
+    }
+    return FileResponse(path, media_type=artifact.media_type or "application/octet-stream", headers=headers)
+
+
+@router.get(
+    "/{job_id}/logs",
+    summary="Container logs (only where the operator shares them)",
+    response_class=Response,
+    responses={**_READ_ERRORS, 403: _PROBLEM, 200: {"content": {"text/plain": {}}}},
+)
+def get_logs(job_id: JobId, wallet: CurrentWallet, service: Service) -> Response:
+    logs = service.logs(job_id, wallet)
+    return Response(logs, media_type="text/plain; charset=utf-8", headers=dict(_UNTRUSTED))

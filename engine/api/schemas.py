@@ -1,0 +1,159 @@
+"""Request and response models of the API (one family per entity).
+
+The submit body keeps the EIP-712 field names (camelCase, exactly what was
+signed); every response is snake_case. Wei amounts are decimal strings (they
+overflow JavaScript numbers); times are unix seconds (float).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry_client.eip712 import UINT256_MAX
+
+__all__ = [
+    "JobRequestBody",
+    "JobCreate",
+    "StepPublic",
+    "FailurePublic",
+    "JobPublic",
+    "ArtifactPublic",
+    "ArtifactList",
+    "CheckPublic",
+    "HealthPublic",
+    "Problem",
+]
+
+Uint256 = Field(ge=0, le=UINT256_MAX)
+_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+
+
+class JobRequestBody(BaseModel):
+    """The signed EIP-712 `JobRequest` message, field for field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instructionId: int = Field(ge=1, le=UINT256_MAX, examples=[1])
+    refinerId: int = Field(ge=1, le=UINT256_MAX, examples=[1])
+    query: str = Field(min_length=1, max_length=100_000, examples=["SELECT locale, count(*) FROM users GROUP BY locale"])
+    params: str = Field(max_length=1_000_000, description="canonical JSON text of the query params", examples=["[]"])
+    nonce: int = Uint256
+    deadline: int = Field(ge=0, le=UINT256_MAX, description="unix seconds")
+
+
+class JobCreate(BaseModel):
+    """Submit body: the request, its signature and (optionally) the stated domain and signer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: JobRequestBody
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$", description="65-byte EIP-712 signature")
+    signer: str | None = Field(default=None, pattern=_ADDRESS, description="the wallet that signed")
+    chainId: int | None = Field(default=None, ge=0, le=UINT256_MAX)
+    verifyingContract: str | None = Field(default=None, pattern=_ADDRESS)
+
+
+class StepPublic(BaseModel):
+    status: str
+    at: float
+
+
+class FailurePublic(BaseModel):
+    code: str
+    message: str
+
+
+def _price_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class JobPublic(BaseModel):
+    """A job as its owner sees it."""
+
+    id: str
+    owner: str
+    status: str
+    steps: list[StepPublic]
+    instruction_id: int
+    refiner_id: int
+    nonce: str
+    block_number: int | None = None
+    dlp_id: int | None = None
+    image_sha256: str | None = None
+    image_id: str | None = None
+    access_report: dict[str, Any] | None = None
+    price_wei: str | None = None
+    exit_code: int | None = None
+    failure: FailurePublic | None = None
+    created_at: float
+    updated_at: float | None = None
+    finished_at: float | None = None
+    artifacts_expire_at: float | None = None
+
+    @classmethod
+    def from_job(cls, job: Any) -> JobPublic:
+        """Build from an `engine.store.Job` (duck-typed, so tests can pass fakes)."""
+        report = getattr(job, "access_report", None)
+        if isinstance(report, dict) and "price" in report:
+            report = {**report, "price": _price_str(report["price"])}
+        failure = None
+        if getattr(job, "failure_code", None):
+            failure = FailurePublic(code=job.failure_code, message=job.failure_message or "")
+        return cls(
+            id=job.id,
+            owner=job.owner,
+            status=job.status,
+            steps=[StepPublic(status=s.status, at=s.at) for s in job.steps],
+            instruction_id=job.instruction_id,
+            refiner_id=job.refiner_id,
+            nonce=str(job.nonce),
+            block_number=job.block_number,
+            dlp_id=job.dlp_id,
+            image_sha256=job.image_sha256,
+            image_id=job.image_id,
+            access_report=report,
+            price_wei=_price_str(job.price_wei),
+            exit_code=job.exit_code,
+            failure=failure,
+            created_at=job.created_at,
+            updated_at=getattr(job, "updated_at", None),
+            finished_at=job.finished_at,
+            artifacts_expire_at=job.artifacts_expire_at,
+        )
+
+
+class ArtifactPublic(BaseModel):
+    name: str = Field(description="posix path relative to the job's /mnt/output")
+    size: int
+    sha256: str
+    media_type: str
+    url: str = Field(description="download path (signed read)")
+
+
+class ArtifactList(BaseModel):
+    job_id: str
+    artifacts: list[ArtifactPublic]
+    expires_at: float | None = None
+
+
+class CheckPublic(BaseModel):
+    ok: bool
+    detail: str | None = None
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, CheckPublic]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error is answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str

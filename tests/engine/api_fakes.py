@@ -1,0 +1,225 @@
+"""A fake JobService and a real uvicorn server around the API, for unit tests of the HTTP layer.
+
+The fake keeps jobs in memory and artifacts in a temp dir, and follows the
+service contract of docs/architecture.md (404 for strangers, NONCE_REUSED,
+LOGS_DISABLED, cancel of finished jobs refused). Each `get` of a job with a
+`script` advances it one step, so `wait` sees a job move through the pipeline.
+The real service is exercised by the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import NotFoundError, RequestError
+
+CHAIN_ID = 31337
+REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+PIPELINE = [
+    ("VERIFYING", {"block_number": 42, "dlp_id": 1}),
+    ("FETCHING", {"image_sha256": "ab" * 32}),
+    ("LOADING", {"image_id": "sha256:" + "cd" * 32}),
+    ("QUERYING", {}),
+    ("RUNNING", {"access_report": {"columns": [["users", "locale"]], "permissions_used": [1],
+                                   "price": 10**20, "row_count": 3}, "price_wei": 10**20}),
+    ("COLLECTING", {"exit_code": 0}),
+    ("SUCCEEDED", {}),
+]
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+@dataclass(frozen=True)
+class Step:
+    status: str
+    at: float
+
+
+@dataclass(frozen=True)
+class FakeArtifact:
+    name: str
+    size: int
+    sha256: str
+    media_type: str
+
+
+@dataclass(frozen=True)
+class FakeJob:
+    id: str
+    owner: str
+    nonce: int
+    request_digest: str
+    instruction_id: int
+    refiner_id: int
+    query: str
+    params: Any
+    deadline: int
+    status: str
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+    steps: tuple[Step, ...] = ()
+    failure_code: str | None = None
+    failure_message: str | None = None
+    block_number: int | None = None
+    dlp_id: int | None = None
+    image_sha256: str | None = None
+    image_id: str | None = None
+    access_report: dict | None = None
+    price_wei: int | None = None
+    exit_code: int | None = None
+    artifacts_expire_at: float | None = None
+
+
+@dataclass
+class FakeService:
+    artifact_dir: Path
+    share_logs: bool = False
+    auto_advance: bool = False
+    jobs: dict[str, FakeJob] = field(default_factory=dict)
+    files: dict[str, dict[str, tuple[FakeArtifact, Path]]] = field(default_factory=dict)
+    submitted: list[tuple[Any, str]] = field(default_factory=list)
+    health_report: dict = field(default_factory=lambda: {"chain": True, "docker": True, "store": True})
+    boom: bool = False  # make get() raise an unexpected error
+
+    def submit(self, request: Any, signer: str) -> tuple[FakeJob, bool]:
+        from registry_client.eip712 import job_request_digest
+
+        self.submitted.append((request, signer))
+        digest = job_request_digest(CHAIN_ID, REGISTRY, request)
+        for job in self.jobs.values():
+            if job.owner == signer and job.nonce == request.nonce:
+                if job.request_digest != digest:
+                    err = RequestError(f"nonce {request.nonce} was already used for another request",
+                                       code="NONCE_REUSED")
+                    err.http_status = 409
+                    raise err
+                return job, False
+        now = time.time()
+        job = FakeJob(
+            id=f"job-{len(self.jobs) + 1}", owner=signer, nonce=request.nonce, request_digest=digest,
+            instruction_id=request.instruction_id, refiner_id=request.refiner_id, query=request.query,
+            params=request.params, deadline=request.deadline, status="PENDING", created_at=now,
+            updated_at=now, steps=(Step("PENDING", now),),
+        )
+        self.jobs[job.id] = job
+        return job, True
+
+    def _owned(self, job_id: str, owner: str) -> FakeJob:
+        if self.boom:
+            raise RuntimeError("secret internal detail /var/lib/engine")
+        job = self.jobs.get(job_id)
+        if job is None or job.owner != owner:
+            raise NotFoundError(f"no job {job_id}")
+        return job
+
+    def advance(self, job_id: str, status: str, **fields: Any) -> FakeJob:
+        job = self.jobs[job_id]
+        now = time.time()
+        finished = now if status in TERMINAL else None
+        job = dataclasses.replace(job, status=status, updated_at=now, finished_at=finished,
+                                  steps=job.steps + (Step(status, now),), **fields)
+        self.jobs[job_id] = job
+        return job
+
+    def get(self, job_id: str, owner: str) -> FakeJob:
+        job = self._owned(job_id, owner)
+        if self.auto_advance and job.status not in TERMINAL:
+            done = {s.status for s in job.steps}
+            status, fields = next((s, f) for s, f in PIPELINE if s not in done)
+            job = self.advance(job_id, status, **fields)
+            if status == "SUCCEEDED":
+                self.add_artifact(job_id, "stats.json", b'{"rows": 3}')
+        return job
+
+    def cancel(self, job_id: str, owner: str) -> FakeJob:
+        job = self._owned(job_id, owner)
+        if job.status in TERMINAL:
+            err = RequestError(f"job {job_id} already ended {job.status}", code="JOB_FINISHED")
+            err.http_status = 409
+            raise err
+        return self.advance(job_id, "CANCELLED", failure_code="CANCELLED",
+                            failure_message="the job owner cancelled the job")
+
+    def add_artifact(self, job_id: str, name: str, data: bytes, media_type: str = "application/json") -> None:
+        path = self.artifact_dir / job_id / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        art = FakeArtifact(name, len(data), hashlib.sha256(data).hexdigest(), media_type)
+        self.files.setdefault(job_id, {})[name] = (art, path)
+        self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], artifacts_expire_at=time.time() + 3600)
+
+    def artifacts(self, job_id: str, owner: str) -> list[FakeArtifact]:
+        self._owned(job_id, owner)
+        return [a for a, _ in self.files.get(job_id, {}).values()]
+
+    def artifact_file(self, job_id: str, owner: str, name: str) -> tuple[FakeArtifact, Path]:
+        self._owned(job_id, owner)
+        try:
+            return self.files[job_id][name]
+        except KeyError:
+            raise NotFoundError(f"job {job_id} has no artifact {name!r}") from None
+
+    def logs(self, job_id: str, owner: str) -> bytes:
+        self._owned(job_id, owner)
+        if not self.share_logs:
+            err = RequestError("the operator does not share container logs", code="LOGS_DISABLED")
+            err.http_status = 403
+            raise err
+        return b"hello from the container\n"
+
+    def health(self) -> dict:
+        return dict(self.health_report)
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class FakeSettings:
+    auth_window_s: float = 60.0
+    deadline_max_s: float = 24 * 3600.0
+
+
+def make_app(service: FakeService, clock: Any = time.time):
+    from engine.api.app import create_app
+    from engine.api.deps import EngineDomain
+
+    return create_app(FakeSettings(), service, domain=EngineDomain(CHAIN_ID, REGISTRY), clock=clock)
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run `app` under a real uvicorn on 127.0.0.1 (free port) in a thread; yield its base URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+        sock.close()

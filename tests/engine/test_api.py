@@ -1,0 +1,293 @@
+"""Unit tests of engine/api with a fake JobService: routes, auth wiring, problem JSON, files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+import zipfile
+from urllib.parse import quote
+
+import pytest
+from eth_account import Account
+from fastapi.testclient import TestClient
+
+from registry_client.eip712 import JobRequest, read_headers, sign_job_request
+from tests.conftest import ANVIL_KEYS
+from tests.engine.api_fakes import CHAIN_ID, REGISTRY, FakeService, make_app
+
+OWNER = Account.from_key(ANVIL_KEYS[0])
+STRANGER = Account.from_key(ANVIL_KEYS[1])
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "instance"}
+
+
+@pytest.fixture
+def service(tmp_path) -> FakeService:
+    return FakeService(artifact_dir=tmp_path / "artifacts")
+
+
+@pytest.fixture
+def client(service) -> TestClient:
+    with TestClient(make_app(service), raise_server_exceptions=False) as c:
+        yield c
+
+
+def submit_body(account=OWNER, *, nonce=7, deadline=None, chain_id=CHAIN_ID, contract=REGISTRY, **extra):
+    req = JobRequest.create(1, 2, "SELECT locale FROM users WHERE id > ?", [0], nonce,
+                            deadline if deadline is not None else int(time.time()) + 600)
+    body = {"request": req.to_message(), "signature": sign_job_request(account, chain_id, contract, req),
+            "signer": account.address}
+    body.update(extra)
+    return body
+
+
+def signed(account, method, path, timestamp=None):
+    return read_headers(account, CHAIN_ID, REGISTRY, method, path, timestamp)
+
+
+def get(client, path, account=OWNER, **kw):
+    # The URL is percent-encoded; the signature covers the decoded path.
+    return client.get(quote(path, safe="/"), headers=signed(account, "GET", path), **kw)
+
+
+def assert_problem(resp, status, code):
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    body = resp.json()
+    assert PROBLEM_KEYS <= set(body)
+    assert body["status"] == status and body["code"] == code
+    assert body["type"].endswith(code)
+    return body
+
+
+def created_job(client, service) -> str:
+    resp = client.post("/jobs", json=submit_body())
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"]
+
+
+def test_submit_201_then_replay_200_same_job(client, service):
+    body = submit_body()
+    first = client.post("/jobs", json=body)
+    assert first.status_code == 201
+    job = first.json()
+    assert job["owner"] == OWNER.address and job["status"] == "PENDING"
+    assert job["steps"][0]["status"] == "PENDING" and job["instruction_id"] == 1 and job["refiner_id"] == 2
+    assert first.headers["location"] == f"/jobs/{job['id']}"
+    again = client.post("/jobs", json=body)
+    assert again.status_code == 200 and again.json()["id"] == job["id"]
+    assert len(service.jobs) == 1
+    req, signer = service.submitted[0]
+    assert signer == OWNER.address and req.params == [0] and req.nonce == 7
+
+
+def test_submit_signer_from_header(client, service):
+    body = submit_body()
+    del body["signer"]
+    resp = client.post("/jobs", json=body, headers={"X-Wallet-Address": STRANGER.address})
+    problem = assert_problem(resp, 401, "BAD_SIGNATURE")
+    assert STRANGER.address in problem["detail"]
+    assert client.post("/jobs", json=body, headers={"X-Wallet-Address": OWNER.address}).status_code == 201
+
+
+def test_same_nonce_other_request_is_409(client):
+    assert client.post("/jobs", json=submit_body()).status_code == 201
+    body = submit_body()
+    other = JobRequest.create(1, 2, "SELECT 2", [], 7, body["request"]["deadline"])
+    body = {"request": other.to_message(), "signature": sign_job_request(OWNER, CHAIN_ID, REGISTRY, other)}
+    assert_problem(client.post("/jobs", json=body), 409, "NONCE_REUSED")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "code"),
+    [
+        (lambda b: b["request"].update(query="SELECT * FROM users"), 401, "BAD_SIGNATURE"),
+        (lambda b: b.update(chainId=1), 401, "WRONG_DOMAIN"),
+        (lambda b: b.update(verifyingContract="0x" + "11" * 20), 401, "WRONG_DOMAIN"),
+        (lambda b: b["request"].update(params="{not json"), 400, "INVALID_REQUEST"),
+    ],
+    ids=["tampered", "chain", "contract", "params"],
+)
+def test_submit_refusals(client, service, mutate, status, code):
+    body = submit_body()
+    mutate(body)
+    assert_problem(client.post("/jobs", json=body), status, code)
+    assert service.jobs == {}
+
+
+def test_submit_expired_deadline(client):
+    assert_problem(client.post("/jobs", json=submit_body(deadline=int(time.time()) - 1)), 401, "DEADLINE_EXPIRED")
+
+
+def test_submit_signed_for_other_chain_is_bad_signature(client):
+    body = submit_body(chain_id=1)
+    problem = assert_problem(client.post("/jobs", json=body), 401, "BAD_SIGNATURE")
+    assert "chain 31337" in problem["detail"]
+
+
+def test_validation_error_shape(client):
+    body = submit_body()
+    body["request"]["instructionId"] = "one"
+    del body["signature"]
+    problem = assert_problem(client.post("/jobs", json=body), 422, "VALIDATION_ERROR")
+    locs = {tuple(e["loc"]) for e in problem["errors"]}
+    assert ("body", "signature") in locs and ("body", "request", "instructionId") in locs
+    assert all(set(e) == {"loc", "msg", "type"} for e in problem["errors"])
+    assert_problem(client.post("/jobs", content=b"nope", headers={"content-type": "application/json"}),
+                   422, "VALIDATION_ERROR")
+
+
+def test_read_own_job(client, service):
+    job_id = created_job(client, service)
+    service.advance(job_id, "VERIFYING", block_number=42, dlp_id=3)
+    service.advance(job_id, "FAILED", failure_code="NOT_APPROVED", failure_message="instruction 1 not approved",
+                    price_wei=10**30, access_report={"price": 10**30, "columns": [["t", "c"]]})
+    resp = get(client, f"/jobs/{job_id}")
+    assert resp.status_code == 200
+    job = resp.json()
+    assert [s["status"] for s in job["steps"]] == ["PENDING", "VERIFYING", "FAILED"]
+    assert job["block_number"] == 42 and job["dlp_id"] == 3
+    assert job["failure"] == {"code": "NOT_APPROVED", "message": "instruction 1 not approved"}
+    assert job["price_wei"] == str(10**30) and job["access_report"]["price"] == str(10**30)
+    assert job["finished_at"] is not None
+
+
+def test_stranger_404_equals_missing_404(client, service):
+    job_id = created_job(client, service)
+    stranger = get(client, f"/jobs/{job_id}", STRANGER)
+    missing = get(client, "/jobs/nope", STRANGER)
+    a, b = assert_problem(stranger, 404, "NOT_FOUND"), assert_problem(missing, 404, "NOT_FOUND")
+    assert set(a) == set(b)
+    for path in (f"/jobs/{job_id}/artifacts", f"/jobs/{job_id}/artifacts.zip", f"/jobs/{job_id}/logs"):
+        assert_problem(get(client, path, STRANGER), 404, "NOT_FOUND")
+    path = f"/jobs/{job_id}/cancel"
+    assert_problem(client.post(path, headers=signed(STRANGER, "POST", path)), 404, "NOT_FOUND")
+    assert service.jobs[job_id].status == "PENDING"
+
+
+def test_read_auth_errors(client, service):
+    job_id = created_job(client, service)
+    path = f"/jobs/{job_id}"
+    resp = client.get(path)
+    assert_problem(resp, 401, "AUTH_REQUIRED")
+    assert "www-authenticate" in resp.headers
+    old = signed(OWNER, "GET", path, int(time.time()) - 3600)
+    assert_problem(client.get(path, headers=old), 401, "STALE_TIMESTAMP")
+    other_path = signed(OWNER, "GET", "/jobs/other")
+    assert_problem(client.get(path, headers=other_path), 401, "BAD_SIGNATURE")
+    post_sig = signed(OWNER, "POST", path)
+    assert_problem(client.get(path, headers=post_sig), 401, "BAD_SIGNATURE")
+    impersonate = {**signed(STRANGER, "GET", path), "X-Wallet-Address": OWNER.address}
+    assert_problem(client.get(path, headers=impersonate), 401, "BAD_SIGNATURE")
+
+
+def test_cancel(client, service):
+    job_id = created_job(client, service)
+    path = f"/jobs/{job_id}/cancel"
+    resp = client.post(path, headers=signed(OWNER, "POST", path))
+    assert resp.status_code == 200 and resp.json()["status"] == "CANCELLED"
+    assert resp.json()["failure"]["code"] == "CANCELLED"
+    assert_problem(client.post(path, headers=signed(OWNER, "POST", path)), 409, "JOB_FINISHED")
+
+
+@pytest.fixture
+def finished_job(client, service) -> str:
+    job_id = created_job(client, service)
+    service.advance(job_id, "SUCCEEDED")
+    service.add_artifact(job_id, "stats.json", b'{"n": 1}')
+    service.add_artifact(job_id, "charts/by locale.png", b"\x89PNG fake", "image/png")
+    service.add_artifact(job_id, 'we"ird;name ü.txt', b"x", "text/plain")
+    return job_id
+
+
+def test_artifact_list(client, finished_job):
+    resp = get(client, f"/jobs/{finished_job}/artifacts")
+    assert resp.status_code == 200
+    body = resp.json()
+    names = {a["name"]: a for a in body["artifacts"]}
+    assert set(names) == {"stats.json", "charts/by locale.png", 'we"ird;name ü.txt'}
+    assert names["stats.json"]["sha256"] == hashlib.sha256(b'{"n": 1}').hexdigest()
+    assert names["charts/by locale.png"]["url"] == f"/jobs/{finished_job}/artifacts/charts/by%20locale.png"
+    assert body["expires_at"] is not None
+
+
+def test_artifact_download_headers(client, finished_job):
+    resp = get(client, f"/jobs/{finished_job}/artifacts/charts/by locale.png")
+    assert resp.status_code == 200 and resp.content == b"\x89PNG fake"
+    assert resp.headers["content-type"] == "image/png"
+    assert resp.headers["x-content-sha256"] == hashlib.sha256(b"\x89PNG fake").hexdigest()
+    assert resp.headers["content-disposition"] == (
+        "attachment; filename=\"by_locale.png\"; filename*=UTF-8''by%20locale.png")
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    weird = get(client, f"/jobs/{finished_job}/artifacts/we\"ird;name ü.txt")
+    assert weird.status_code == 200 and weird.content == b"x"
+    disp = weird.headers["content-disposition"]
+    assert disp == "attachment; filename=\"we_ird_name__.txt\"; filename*=UTF-8''we%22ird%3Bname%20%C3%BC.txt"
+    assert_problem(get(client, f"/jobs/{finished_job}/artifacts/missing.txt"), 404, "NOT_FOUND")
+
+
+def test_zip_contents(client, finished_job):
+    resp = get(client, f"/jobs/{finished_job}/artifacts.zip")
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/zip"
+    assert "attachment" in resp.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(resp.content)) as zf:
+        assert sorted(zf.namelist()) == sorted(["stats.json", "charts/by locale.png", 'we"ird;name ü.txt'])
+        assert zf.read("stats.json") == b'{"n": 1}'
+        assert zf.read("charts/by locale.png") == b"\x89PNG fake"
+
+
+def test_logs_disabled_403_and_enabled(client, service):
+    job_id = created_job(client, service)
+    assert_problem(get(client, f"/jobs/{job_id}/logs"), 403, "LOGS_DISABLED")
+    service.share_logs = True
+    resp = get(client, f"/jobs/{job_id}/logs")
+    assert resp.status_code == 200 and resp.text == "hello from the container\n"
+    assert resp.headers["content-type"].startswith("text/plain")
+
+
+def test_unknown_route_and_method(client):
+    assert_problem(client.get("/nowhere"), 404, "NOT_FOUND")
+    assert_problem(client.delete("/jobs"), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_unexpected_error_is_500_without_internals(client, service):
+    job_id = created_job(client, service)
+    service.boom = True
+    problem = assert_problem(get(client, f"/jobs/{job_id}"), 500, "INTERNAL_ERROR")
+    assert "secret" not in str(problem) and "/var/lib" not in str(problem)
+
+
+@pytest.mark.parametrize(
+    ("report", "status", "overall"),
+    [
+        ({"chain": True, "docker": True, "store": True}, 200, "ok"),
+        ({"chain": {"ok": False, "detail": "connection refused"}, "docker": "ok", "store": True}, 503, "unavailable"),
+    ],
+)
+def test_health(client, service, report, status, overall):
+    service.health_report = report
+    resp = client.get("/health")
+    assert resp.status_code == status
+    body = resp.json()
+    assert body["status"] == overall and set(body["checks"]) == {"chain", "docker", "store"}
+    if status == 503:
+        assert body["checks"]["chain"] == {"ok": False, "detail": "connection refused"}
+
+
+def test_openapi_lists_every_route(client):
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    expected = {
+        ("post", "/jobs"), ("get", "/jobs/{job_id}"), ("post", "/jobs/{job_id}/cancel"),
+        ("get", "/jobs/{job_id}/artifacts"), ("get", "/jobs/{job_id}/artifacts/{name}"),
+        ("get", "/jobs/{job_id}/artifacts.zip"), ("get", "/jobs/{job_id}/logs"), ("get", "/health"),
+    }
+    listed = {(m, p) for p, ops in paths.items() for m in ops}
+    assert expected <= listed
+    read_params = {p["name"].lower() for p in paths["/jobs/{job_id}"]["get"]["parameters"]}
+    assert {"x-wallet-address", "x-wallet-timestamp", "x-wallet-signature"} <= read_params
+    assert client.get("/docs").status_code == 200
+    app_routes = {(m.lower(), r.path.replace("{name:path}", "{name}"))
+                  for r in client.app.routes if hasattr(r, "methods") and r.include_in_schema
+                  for m in r.methods if m != "HEAD"}
+    assert app_routes <= listed
