@@ -129,3 +129,53 @@ def docker_client():
             raise RuntimeError(f"Docker engine not reachable in CI: {exc}") from exc
         pytest.skip(f"Docker engine not reachable: {exc}")
     return client
+
+
+# ---- Deployed registries (owner: registry_client helper) ---------------------
+# Deployed once per session from the ABIs/bytecode shipped in registry_client/abi;
+# tests that change state also take `chain` so their writes are rolled back.
+
+
+class Accounts:
+    """anvil dev accounts by role, with the env var name holding each key."""
+
+    ROLES = ("deployer", "dlp_owner", "builder", "stranger", "grantee")
+
+    def __init__(self) -> None:
+        from eth_account import Account
+
+        for index, role in enumerate(self.ROLES):
+            setattr(self, role, Account.from_key(ANVIL_KEYS[index]))
+
+    @staticmethod
+    def env_var(role: str) -> str:
+        return f"TEST_{role.upper()}_KEY"
+
+    def env(self) -> dict[str, str]:
+        """Env vars holding every role's key, for `--key-env TEST_<ROLE>_KEY`."""
+        return {self.env_var(role): ANVIL_KEYS[i] for i, role in enumerate(self.ROLES)}
+
+
+@pytest.fixture(scope="session")
+def accounts() -> Accounts:
+    return Accounts()
+
+
+@pytest.fixture(scope="session")
+def deployment(anvil: Anvil, accounts: Accounts):
+    """The four registries deployed on the session's anvil (deployer = admin)."""
+    from registry_client.contracts import make_web3
+    from registry_client.deploy import deploy
+
+    return deploy(make_web3(anvil.url), accounts.deployer)
+
+
+@pytest.fixture
+def registries(chain: Anvil, deployment):
+    """`Registries` factory on the deployment (writes rolled back after the test).
+
+    Usage: ``reg = registries(accounts.dlp_owner)``; ``registries()`` reads only.
+    """
+    from registry_client.contracts import connect
+
+    return lambda account=None: connect(chain.url, deployment, account)

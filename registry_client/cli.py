@@ -1,0 +1,609 @@
+"""The `registry` command line: a thin click layer over `registry_client`.
+
+It parses arguments, calls the library and turns every `RegistryError` into
+one line on stderr (`error: <message>`, exit 1; usage errors exit 2).
+Transactions print `sent 0x…` and `mined in block N` to stderr; results go
+to stdout (with `--json`: exactly one JSON object).
+
+For command groups defined elsewhere (`registry_client/cli_job.py`):
+`ctx.obj` is a `CliContext(rpc, deployment_path, json_output)` with
+`connect(account=None) -> Registries`, `deployment() -> Deployment`,
+`web3()` and `output(obj_dict, text)`; `wallet_options` adds
+`--keystore FILE | --key-env VAR` to a command and `load_wallet(keystore,
+key_env)` turns them into an account. Raise `RegistryError`s freely: the
+root group renders them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from registry_client import wallet as wallet_mod
+from registry_client.contracts import (
+    Registries,
+    connect,
+    make_web3,
+    parse_address,
+    parse_sha256,
+    sha256_file,
+)
+from registry_client.errors import InputError, RegistryError, WalletError
+from registry_client.manifest import Deployment, load_deployment, save_deployment
+
+__all__ = ["CliContext", "CliError", "cli", "main", "wallet_options", "load_wallet", "pass_cli"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+ID = click.IntRange(min=1)
+
+
+class CliError(click.ClickException):
+    """A one-line `error: ...` on stderr, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+@dataclass
+class CliContext:
+    """What the root group stores in `ctx.obj` for every sub-command."""
+
+    rpc: str
+    deployment_path: Path
+    json_output: bool = False
+    last_tx: dict[str, Any] = field(default_factory=dict)
+
+    def progress(self, event: str, value: Any) -> None:
+        """Report a transaction step on stderr (stdout stays for results)."""
+        if event == "sent":
+            self.last_tx = {"tx_hash": value}
+            click.echo(f"sent {value}", err=True)
+        elif event == "mined":
+            self.last_tx["block"] = value
+            click.echo(f"mined in block {value}", err=True)
+        elif event == "deployed":
+            key, address = value
+            click.echo(f"{key} at {address}", err=True)
+
+    def deployment(self) -> Deployment:
+        return load_deployment(self.deployment_path)
+
+    def web3(self) -> Any:
+        return make_web3(self.rpc)
+
+    def connect(self, account: Any | None = None) -> Registries:
+        return connect(self.rpc, self.deployment(), account, progress=self.progress)
+
+    def output(self, obj: dict[str, Any], text: str) -> None:
+        if self.json_output:
+            click.echo(json.dumps(obj, sort_keys=True))
+        else:
+            click.echo(text)
+
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+
+def _prompt_password(text: str) -> str:
+    try:
+        return click.prompt(text, hide_input=True, err=True)
+    except click.Abort as exc:
+        raise WalletError(f"no password given ({text.lower()}); set {wallet_mod.PASSWORD_ENV}") from exc
+
+
+def load_wallet(keystore: str | os.PathLike[str] | None, key_env: str | None) -> Any:
+    """The account from `--keystore` (prompting if needed) or `--key-env`."""
+    return wallet_mod.load_wallet(keystore, key_env, prompt=_prompt_password)
+
+
+def wallet_options(f: F) -> F:
+    """Add `--keystore FILE | --key-env VAR` (the transaction's signer) to a command."""
+    f = click.option(
+        "--key-env", metavar="VAR",
+        help="Name of an environment variable holding the signer's private key (never the key itself).",
+    )(f)
+    f = click.option(
+        "--keystore", metavar="FILE",
+        help="Encrypted keystore JSON of the signer; password from REGISTRY_PASSWORD or a prompt.",
+    )(f)
+    return f
+
+
+class RegistryGroup(click.Group):
+    """Root group: renders library errors as one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RegistryError as exc:
+            raise CliError(exc.message) from exc
+
+
+@click.group(cls=RegistryGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--rpc", envvar="REGISTRY_RPC", default="http://127.0.0.1:8545", show_default=True,
+              help="JSON-RPC URL of the chain (env REGISTRY_RPC).")
+@click.option("--deployment", "deployment_path", envvar="REGISTRY_DEPLOYMENT", default="deployment.json",
+              show_default=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Deployment manifest JSON (env REGISTRY_DEPLOYMENT).")
+@click.option("--json", "json_output", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_context
+def cli(ctx: click.Context, rpc: str, deployment_path: Path, json_output: bool) -> None:
+    """Use the compute-to-data registries: DLPs, refiners, compute instructions, permissions.
+
+    \b
+    Example:
+      export REGISTRY_RPC=http://127.0.0.1:8545 OWNER_KEY=0x...
+      registry deploy --key-env OWNER_KEY
+      registry dlp register --name "My DLP" --key-env OWNER_KEY
+    """
+    ctx.obj = CliContext(rpc=rpc, deployment_path=deployment_path, json_output=json_output)
+
+
+# ------------------------------------------------------------------ deploy
+
+
+@cli.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the manifest [default: the --deployment path].")
+@click.option("--force", is_flag=True, help="Replace an existing manifest file.")
+@wallet_options
+@pass_cli
+def deploy(obj: CliContext, out: Path | None, force: bool, keystore: str | None, key_env: str | None) -> None:
+    """Deploy the four registries (proxies) and write the deployment manifest.
+
+    The signer becomes admin (may upgrade, pause and unpause). The manifest is
+    written only when every contract is deployed.
+
+    \b
+    Example:
+      registry deploy --out deployment.json --key-env DEPLOYER_KEY
+    """
+    from registry_client.deploy import deploy as deploy_all
+
+    target = out or obj.deployment_path
+    if target.exists() and not force:
+        raise InputError(f"{target} already exists: pass --force to replace it")
+    account = load_wallet(keystore, key_env)
+    deployment = deploy_all(obj.web3(), account, progress=obj.progress)
+    save_deployment(deployment, target, overwrite=True)
+    lines = [f"deployed to chain {deployment.chain_id}; manifest written to {target}"]
+    lines += [f"  {key:30} {addr}" for key, addr in deployment.addresses.items()]
+    obj.output({**deployment.to_dict(), "manifest": str(target)}, "\n".join(lines))
+
+
+# ------------------------------------------------------------------ dlp
+
+
+@cli.group()
+def dlp() -> None:
+    """Register DLPs, show them, transfer their ownership.
+
+    \b
+    Example:
+      registry dlp register --name "Health DLP" --key-env OWNER_KEY
+    """
+
+
+def _dlp_dict(d: Any) -> dict[str, Any]:
+    return {"id": d.id, "owner": d.owner, "name": d.name, "registered_at": d.registered_at}
+
+
+@dlp.command("register")
+@click.option("--name", required=True, help="Display name of the DLP.")
+@click.option("--owner", metavar="ADDR", help="Owner wallet [default: the signer].")
+@wallet_options
+@pass_cli
+def dlp_register(obj: CliContext, name: str, owner: str | None, keystore: str | None, key_env: str | None) -> None:
+    """Register a DLP; prints its id.
+
+    \b
+    Example:
+      registry dlp register --name "Health DLP" --key-env OWNER_KEY
+    """
+    owner_addr = parse_address(owner, "--owner") if owner else None
+    reg = obj.connect(load_wallet(keystore, key_env))
+    dlp_id = reg.register_dlp(name, owner_addr)
+    d = reg.dlp(dlp_id)
+    obj.output({"dlp_id": dlp_id, **_dlp_dict(d), **obj.last_tx}, str(dlp_id))
+
+
+@dlp.command("show")
+@click.argument("dlp_id", metavar="ID", type=ID)
+@pass_cli
+def dlp_show(obj: CliContext, dlp_id: int) -> None:
+    """Show a DLP: owner, name, registration time.
+
+    \b
+    Example:
+      registry dlp show 1
+    """
+    d = obj.connect().dlp(dlp_id)
+    obj.output(_dlp_dict(d), f"id:            {d.id}\nname:          {d.name}\nowner:         {d.owner}\n"
+                             f"registered_at: {d.registered_at}")
+
+
+@dlp.command("transfer")
+@click.argument("dlp_id", metavar="ID", type=ID)
+@click.option("--to", "to", required=True, metavar="ADDR", help="The new owner wallet.")
+@wallet_options
+@pass_cli
+def dlp_transfer(obj: CliContext, dlp_id: int, to: str, keystore: str | None, key_env: str | None) -> None:
+    """Transfer a DLP to a new owner (the current owner signs).
+
+    \b
+    Example:
+      registry dlp transfer 1 --to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --key-env OWNER_KEY
+    """
+    new_owner = parse_address(to, "--to")
+    reg = obj.connect(load_wallet(keystore, key_env))
+    reg.transfer_dlp(dlp_id, new_owner)
+    obj.output({"dlp_id": dlp_id, "owner": new_owner, **obj.last_tx}, f"DLP {dlp_id} is now owned by {new_owner}")
+
+
+# ------------------------------------------------------------------ refiner
+
+
+@cli.group()
+def refiner() -> None:
+    """Add data refiners (schemas of refined data) under a DLP and list them.
+
+    \b
+    Example:
+      registry refiner add --dlp 1 --name users --schema-url https://example.org/schema.json --key-env OWNER_KEY
+    """
+
+
+def _refiner_dict(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "dlp_id": r.dlp_id, "owner": r.owner, "name": r.name,
+            "schema_url": r.schema_url, "instruction_url": r.instruction_url}
+
+
+@refiner.command("add")
+@click.option("--dlp", "dlp_id", required=True, type=ID, help="The DLP the refiner belongs to.")
+@click.option("--name", required=True, help="Name of the refiner.")
+@click.option("--schema-url", required=True, help="URL of the schema definition.")
+@click.option("--instruction-url", default="", help="URL of the refinement instructions.")
+@wallet_options
+@pass_cli
+def refiner_add(obj: CliContext, dlp_id: int, name: str, schema_url: str, instruction_url: str,
+                keystore: str | None, key_env: str | None) -> None:
+    """Add a refiner to a DLP (the DLP owner signs); prints its id.
+
+    \b
+    Example:
+      registry refiner add --dlp 1 --name users --schema-url https://example.org/schema.json --key-env OWNER_KEY
+    """
+    reg = obj.connect(load_wallet(keystore, key_env))
+    refiner_id = reg.add_refiner(dlp_id, name, schema_url, instruction_url)
+    obj.output({"refiner_id": refiner_id, **_refiner_dict(reg.refiner(refiner_id)), **obj.last_tx}, str(refiner_id))
+
+
+@refiner.command("show")
+@click.argument("refiner_id", metavar="ID", type=ID)
+@pass_cli
+def refiner_show(obj: CliContext, refiner_id: int) -> None:
+    """Show a refiner: its DLP, owner, name and URLs.
+
+    \b
+    Example:
+      registry refiner show 1
+    """
+    r = obj.connect().refiner(refiner_id)
+    obj.output(_refiner_dict(r), "\n".join(f"{k + ':':17}{v}" for k, v in _refiner_dict(r).items()))
+
+
+@refiner.command("list")
+@click.option("--dlp", "dlp_id", required=True, type=ID, help="The DLP whose refiners to list.")
+@pass_cli
+def refiner_list(obj: CliContext, dlp_id: int) -> None:
+    """List the refiners of a DLP.
+
+    \b
+    Example:
+      registry refiner list --dlp 1
+    """
+    reg = obj.connect()
+    reg.dlp(dlp_id)  # an unknown DLP is an error, not an empty list
+    rows = [reg.refiner(i) for i in reg.dlp_refiner_ids(dlp_id)]
+    text = "\n".join(f"{r.id}\t{r.name}\t{r.schema_url}" for r in rows) or f"DLP {dlp_id} has no refiners"
+    obj.output({"dlp_id": dlp_id, "refiners": [_refiner_dict(r) for r in rows]}, text)
+
+
+# ------------------------------------------------------------------ instruction
+
+
+@cli.group()
+def instruction() -> None:
+    """Publish compute instructions (Docker image archives) and approve them per DLP.
+
+    \b
+    Example:
+      registry instruction add --image job.tar.gz --url https://example.org/job.tar.gz --key-env BUILDER_KEY
+    """
+
+
+def _instruction_dict(i: Any) -> dict[str, Any]:
+    return {"id": i.id, "sha256": i.hash, "owner": i.owner, "url": i.url}
+
+
+@instruction.command("add")
+@click.option("--image", type=click.Path(path_type=Path), help="Image archive to hash (sha256, streamed).")
+@click.option("--sha256", "sha256_hex", metavar="HEX", help="The archive's sha256 (64 hex digits).")
+@click.option("--url", required=True, help="Where the engine downloads the archive.")
+@wallet_options
+@pass_cli
+def instruction_add(obj: CliContext, image: Path | None, sha256_hex: str | None, url: str,
+                    keystore: str | None, key_env: str | None) -> None:
+    """Publish a compute instruction; prints its id. The signer owns it.
+
+    \b
+    Example:
+      registry instruction add --image job.tar.gz --url https://example.org/job.tar.gz --key-env BUILDER_KEY
+      registry instruction add --sha256 9f86d0...0a08 --url https://example.org/job.tar.gz --keystore builder.json
+    """
+    if (image is None) == (sha256_hex is None):
+        raise click.UsageError("pass exactly one of --image FILE or --sha256 HEX")
+    digest = sha256_file(image) if image is not None else parse_sha256(sha256_hex or "").hex()
+    reg = obj.connect(load_wallet(keystore, key_env))
+    instruction_id = reg.add_instruction(digest, url)
+    obj.output({"instruction_id": instruction_id, "sha256": digest, "url": url, **obj.last_tx}, str(instruction_id))
+
+
+def _set_approval(obj: CliContext, instruction_id: int, dlp_id: int, approved: bool,
+                  keystore: str | None, key_env: str | None) -> None:
+    reg = obj.connect(load_wallet(keystore, key_env))
+    changed = reg.update_instruction(instruction_id, dlp_id, approved)
+    verb = "approved" if approved else "revoked"
+    text = f"instruction {instruction_id} {verb} for DLP {dlp_id}" + ("" if changed else " (unchanged)")
+    obj.output({"instruction_id": instruction_id, "dlp_id": dlp_id, "approved": approved,
+                "changed": changed, **obj.last_tx}, text)
+
+
+@instruction.command("approve")
+@click.argument("instruction_id", metavar="ID", type=ID)
+@click.option("--dlp", "dlp_id", required=True, type=ID, help="The DLP you own.")
+@wallet_options
+@pass_cli
+def instruction_approve(obj: CliContext, instruction_id: int, dlp_id: int, keystore: str | None,
+                        key_env: str | None) -> None:
+    """Approve an instruction for your DLP (the DLP owner signs).
+
+    \b
+    Example:
+      registry instruction approve 1 --dlp 1 --key-env OWNER_KEY
+    """
+    _set_approval(obj, instruction_id, dlp_id, True, keystore, key_env)
+
+
+@instruction.command("revoke")
+@click.argument("instruction_id", metavar="ID", type=ID)
+@click.option("--dlp", "dlp_id", required=True, type=ID, help="The DLP you own.")
+@wallet_options
+@pass_cli
+def instruction_revoke(obj: CliContext, instruction_id: int, dlp_id: int, keystore: str | None,
+                       key_env: str | None) -> None:
+    """Revoke an instruction's approval for your DLP (the DLP owner signs).
+
+    \b
+    Example:
+      registry instruction revoke 1 --dlp 1 --key-env OWNER_KEY
+    """
+    _set_approval(obj, instruction_id, dlp_id, False, keystore, key_env)
+
+
+@instruction.command("show")
+@click.argument("instruction_id", metavar="ID", type=ID)
+@click.option("--dlp", "dlp_id", type=ID, help="Show the approval for this DLP only.")
+@pass_cli
+def instruction_show(obj: CliContext, instruction_id: int, dlp_id: int | None) -> None:
+    """Show an instruction and its approval state.
+
+    Without --dlp, lists every DLP that approved it (from the chain's events).
+
+    \b
+    Example:
+      registry instruction show 1 --dlp 1
+    """
+    reg = obj.connect()
+    ins = reg.instruction(instruction_id)
+    data = _instruction_dict(ins)
+    lines = [f"{k + ':':9}{v}" for k, v in data.items()]
+    if dlp_id is not None:
+        reg.dlp(dlp_id)
+        approved = reg.is_approved(instruction_id, dlp_id)
+        data.update(dlp_id=dlp_id, approved=approved)
+        lines.append(f"DLP {dlp_id}:   {'approved' if approved else 'not approved'}")
+    else:
+        approved_by = [d for d, ok in reg.instruction_approvals(instruction_id).items() if ok]
+        data["approved_dlps"] = approved_by
+        lines.append("approved for DLPs: " + (", ".join(map(str, approved_by)) or "none"))
+    obj.output(data, "\n".join(lines))
+
+
+@instruction.command("list")
+@click.option("--dlp", "dlp_id", type=ID, help="Also show each instruction's approval for this DLP.")
+@pass_cli
+def instruction_list(obj: CliContext, dlp_id: int | None) -> None:
+    """List every instruction (with its approval for --dlp).
+
+    \b
+    Example:
+      registry instruction list --dlp 1
+    """
+    reg = obj.connect()
+    block = reg.block_number()
+    if dlp_id is not None:
+        reg.dlp(dlp_id, block)
+    rows = []
+    for i in range(1, reg.instructions_count(block) + 1):
+        row = _instruction_dict(reg.instruction(i, block))
+        if dlp_id is not None:
+            row["approved"] = reg.is_approved(i, dlp_id, block)
+        rows.append(row)
+    lines = []
+    for r in rows:
+        state = "" if dlp_id is None else ("\tapproved" if r["approved"] else "\tnot approved")
+        lines.append(f"{r['id']}\t{r['sha256']}\t{r['owner']}\t{r['url']}{state}")
+    obj.output({"dlp_id": dlp_id, "block": block, "instructions": rows}, "\n".join(lines) or "no instructions")
+
+
+# ------------------------------------------------------------------ permission
+
+
+@cli.group()
+def permission() -> None:
+    """Grant, revoke and list query permissions on a refiner's data.
+
+    \b
+    Example:
+      registry permission grant --refiner 1 --anyone --table users --price 0 --key-env OWNER_KEY
+    """
+
+
+def _permission_dict(p: Any) -> dict[str, Any]:
+    return {"id": p.id, "grantee": p.grantee, "approved": p.approved, "refiner_id": p.refiner_id,
+            "table": p.table, "column": p.column, "price": p.price}
+
+
+def _permission_line(p: Any) -> str:
+    scope = (p.table or "*") + "." + (p.column or "*")
+    state = "approved" if p.approved else "revoked"
+    return f"{p.id}\t{p.grantee or 'anyone'}\t{scope}\t{p.price} wei\t{state}"
+
+
+@permission.command("grant")
+@click.option("--refiner", "refiner_id", required=True, type=ID, help="The refiner whose data is granted.")
+@click.option("--grantee", metavar="ADDR", help="The wallet allowed to read.")
+@click.option("--anyone", is_flag=True, help="Grant to every wallet (the default without --grantee).")
+@click.option("--table", default="", help="Table name [default: every table].")
+@click.option("--column", default="", help="Column name (needs --table) [default: every column].")
+@click.option("--price", default=0, type=click.IntRange(min=0), show_default=True, help="Price in wei.")
+@wallet_options
+@pass_cli
+def permission_grant(obj: CliContext, refiner_id: int, grantee: str | None, anyone: bool, table: str,
+                     column: str, price: int, keystore: str | None, key_env: str | None) -> None:
+    """Grant a read permission (the refiner's DLP owner signs); prints its id.
+
+    \b
+    Example:
+      registry permission grant --refiner 1 --grantee 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC \\
+          --table users --column locale --price 1000 --key-env OWNER_KEY
+    """
+    if grantee and anyone:
+        raise click.UsageError("pass either --grantee ADDR or --anyone, not both")
+    who = parse_address(grantee, "--grantee") if grantee else None
+    reg = obj.connect(load_wallet(keystore, key_env))
+    pid = reg.add_permission(refiner_id, who, table, column, price)
+    obj.output({"permission_id": pid, **_permission_dict(reg.permission(pid)), **obj.last_tx}, str(pid))
+
+
+@permission.command("revoke")
+@click.argument("permission_id", metavar="PERMISSION_ID", type=ID)
+@wallet_options
+@pass_cli
+def permission_revoke(obj: CliContext, permission_id: int, keystore: str | None, key_env: str | None) -> None:
+    """Revoke a permission (the refiner's DLP owner signs).
+
+    \b
+    Example:
+      registry permission revoke 3 --key-env OWNER_KEY
+    """
+    reg = obj.connect(load_wallet(keystore, key_env))
+    changed = reg.update_permission_approval(permission_id, False)
+    text = f"permission {permission_id} revoked" + ("" if changed else " (unchanged)")
+    obj.output({"permission_id": permission_id, "approved": False, "changed": changed, **obj.last_tx}, text)
+
+
+@permission.command("list")
+@click.option("--refiner", "refiner_id", required=True, type=ID, help="The refiner.")
+@click.option("--grantee", metavar="ADDR", help="Only the generic permissions plus this wallet's.")
+@pass_cli
+def permission_list(obj: CliContext, refiner_id: int, grantee: str | None) -> None:
+    """List a refiner's permissions (all, or those that apply to --grantee).
+
+    \b
+    Example:
+      registry permission list --refiner 1 --grantee 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC
+    """
+    who = parse_address(grantee, "--grantee") if grantee else None
+    reg = obj.connect()
+    block = reg.block_number()
+    reg.refiner(refiner_id, block)
+    if who:
+        rows = reg.get_permissions(refiner_id, who, block)
+    else:
+        rows = [reg.permission(i, block) for i in reg.refiner_permission_ids(refiner_id, block)]
+    text = "\n".join(_permission_line(p) for p in rows) or f"refiner {refiner_id} has no permissions"
+    obj.output({"refiner_id": refiner_id, "grantee": who, "permissions": [_permission_dict(p) for p in rows]}, text)
+
+
+# ------------------------------------------------------------------ wallet
+
+
+@cli.group("wallet")
+def wallet_group() -> None:
+    """Create encrypted keystore files.
+
+    \b
+    Example:
+      REGISTRY_PASSWORD=... registry wallet new --out owner.json
+    """
+
+
+@wallet_group.command("new")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Keystore file to write.")
+@click.option("--key-env", metavar="VAR", help="Encrypt the key in this env var instead of a new random key.")
+@pass_cli
+def wallet_new(obj: CliContext, out: Path, key_env: str | None) -> None:
+    """Write an encrypted keystore (password from REGISTRY_PASSWORD or a prompt); prints its address.
+
+    \b
+    Example:
+      registry wallet new --out owner.json --key-env OWNER_KEY
+    """
+    key = wallet_mod.load_env_key(key_env).key if key_env else None
+    password = os.environ.get(wallet_mod.PASSWORD_ENV)
+    if password is None:
+        try:
+            password = click.prompt("New keystore password", hide_input=True, confirmation_prompt=True, err=True)
+        except click.Abort as exc:
+            raise WalletError(f"no password given; set {wallet_mod.PASSWORD_ENV}") from exc
+    address = wallet_mod.create_keystore(out, password, key=key)
+    obj.output({"address": address, "keystore": str(out)}, address)
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script `registry`."""
+    try:
+        cli.main(args=argv, prog_name="registry")
+    except RegistryError as exc:  # raised outside a command (should not happen)
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback only on request
+        if os.environ.get("REGISTRY_DEBUG"):
+            raise
+        click.echo(f"error: unexpected {exc.__class__.__name__}: {exc} (set REGISTRY_DEBUG=1 for details)", err=True)
+        sys.exit(1)
+
+
+# The `job` group (engine client) lives in cli_job.py, written separately. Only
+# its absence is tolerated: an ImportError inside it must surface.
+if importlib.util.find_spec("registry_client.cli_job") is not None:
+    from registry_client.cli_job import job as _job_group
+
+    cli.add_command(_job_group)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,513 @@
+"""Typed bindings for the four registries, behind one `Registries` facade.
+
+`connect(rpc_url, deployment, account)` checks the chain id and that code
+exists at every manifest address, then returns `Registries`. Reads take an
+optional `block` (a number pins every read of a check to one block).
+Transactions are pre-flighted with eth_call (a revert is decoded into a
+`ContractRevert` subclass and nothing is sent), signed locally, sent raw and
+awaited; `progress("sent", tx_hash)` and `progress("mined", block)` report
+them. Ids are parsed from the events in the receipt. Every web3/requests
+exception is translated into a `RegistryError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import requests
+from eth_utils import is_address, to_checksum_address
+from web3 import HTTPProvider, Web3
+from web3.exceptions import (
+    ContractLogicError,
+    TimeExhausted,
+    Web3Exception,
+    Web3RPCError,
+)
+from web3.logs import DISCARD
+from web3.providers.rpc.utils import ExceptionRetryConfiguration
+
+from registry_client.errors import (
+    ComputeInstructionNotFound,
+    DlpNotFound,
+    ErrorTable,
+    InputError,
+    ManifestError,
+    PermissionNotFound,
+    RefinerNotFound,
+    RegistryError,
+    RpcUnavailable,
+    TransactionFailed,
+    WalletError,
+    WrongChain,
+    decode_revert,
+)
+from registry_client.manifest import CONTRACT_KEYS, Deployment
+
+__all__ = [
+    "CONTRACT_NAMES",
+    "ZERO_ADDRESS",
+    "Progress",
+    "Dlp",
+    "Refiner",
+    "Instruction",
+    "PermissionRecord",
+    "Registries",
+    "connect",
+    "make_web3",
+    "load_artifact",
+    "error_table",
+    "parse_sha256",
+    "parse_address",
+    "sha256_file",
+]
+
+# manifest key -> contract name of the shipped artifact
+CONTRACT_NAMES: dict[str, str] = {
+    "dlp_registry": "DLPRegistry",
+    "data_refiner_registry": "DataRefinerRegistry",
+    "compute_instruction_registry": "ComputeInstructionRegistry",
+    "query_permissions": "QueryPermissions",
+}
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+_ALL_ARTIFACTS = (*CONTRACT_NAMES.values(), "ERC1967Proxy")
+
+Progress = Callable[[str, Any], None]
+
+
+@dataclass(frozen=True)
+class Dlp:
+    id: int
+    owner: str
+    name: str
+    registered_at: int
+
+
+@dataclass(frozen=True)
+class Refiner:
+    id: int
+    dlp_id: int
+    owner: str
+    name: str
+    schema_url: str
+    instruction_url: str
+
+
+@dataclass(frozen=True)
+class Instruction:
+    id: int
+    hash: str  # sha256 of the image archive: lowercase hex, no 0x (as sha256sum prints it)
+    owner: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PermissionRecord:
+    id: int
+    grantee: str | None  # None = anyone
+    approved: bool
+    refiner_id: int
+    table: str  # "" = every table
+    column: str  # "" = every column of the table
+    price: int  # wei
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+@lru_cache(maxsize=None)
+def load_artifact(name: str) -> dict[str, Any]:
+    """The shipped {"contractName", "abi", "bytecode"} of contract `name`."""
+    try:
+        text = resources.files("registry_client").joinpath("abi", f"{name}.json").read_text("utf-8")
+    except FileNotFoundError as exc:
+        raise ManifestError(f"the package ships no ABI for {name} (run `make abi`)") from exc
+    return json.loads(text)
+
+
+@lru_cache(maxsize=1)
+def error_table() -> ErrorTable:
+    """Selector table over the error entries of every shipped ABI."""
+    abis = []
+    for name in _ALL_ARTIFACTS:
+        with contextlib.suppress(ManifestError):
+            abis.append(load_artifact(name)["abi"])
+    return ErrorTable(abis)
+
+
+# ---------------------------------------------------------------- input helpers
+
+_HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+def parse_sha256(text: str) -> bytes:
+    """64 hex digits (0x optional) -> 32 bytes; InputError naming the problem."""
+    value = text.strip()
+    if not _HEX64.match(value):
+        digits = len(value[2:] if value.lower().startswith("0x") else value)
+        raise InputError(f"sha256 must be 64 hex digits, got {digits} characters: {value[:80]!r}")
+    return bytes.fromhex(value[2:] if value.lower().startswith("0x") else value)
+
+
+def parse_address(text: str, what: str = "address") -> str:
+    if not isinstance(text, str) or not is_address(text):
+        raise InputError(f"{what} is not an Ethereum address: {text!r}")
+    return to_checksum_address(text)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Stream a file through sha256; lowercase hex digest."""
+    p = Path(path)
+    digest = hashlib.sha256()
+    try:
+        with p.open("rb") as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
+    except FileNotFoundError as exc:
+        raise InputError(f"image file {p} not found") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"image path {p} is a directory, not a file") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read image file {p}: {exc.strerror}") from exc
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- connection
+
+
+def make_web3(rpc_url: str, timeout: float = 10.0) -> Web3:
+    if not re.match(r"^https?://", rpc_url or ""):
+        raise InputError(f"RPC URL must start with http:// or https://, got {rpc_url!r}")
+    # One quick retry: a local node that is down should fail fast, not after ~4 s.
+    retry = ExceptionRetryConfiguration(
+        errors=(requests.exceptions.ConnectionError, requests.exceptions.Timeout),
+        retries=1, backoff_factor=0.05)
+    provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout},
+                            exception_retry_configuration=retry)
+    return Web3(provider)
+
+
+@contextlib.contextmanager
+def _rpc_errors(rpc: str) -> Iterator[None]:
+    """Translate transport failures into RpcUnavailable."""
+    try:
+        yield
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise RpcUnavailable(f"cannot reach the RPC endpoint {rpc}") from exc
+    except requests.exceptions.RequestException as exc:
+        raise RpcUnavailable(f"the RPC endpoint {rpc} failed: {exc.__class__.__name__}") from exc
+
+
+def connect(
+    rpc_url: str,
+    deployment: Deployment,
+    account: Any | None = None,
+    *,
+    progress: Progress | None = None,
+    timeout: float = 10.0,
+) -> Registries:
+    """Registries for `deployment` at `rpc_url`, after checking chain id and code."""
+    w3 = make_web3(rpc_url, timeout)
+    with _rpc_errors(rpc_url):
+        chain_id = w3.eth.chain_id
+        if chain_id != deployment.chain_id:
+            raise WrongChain(
+                f"the deployment manifest is for chain {deployment.chain_id} "
+                f"but {rpc_url} serves chain {chain_id}"
+            )
+        for key in CONTRACT_KEYS:
+            address = deployment.address(key)
+            if not w3.eth.get_code(address):
+                raise ManifestError(
+                    f"no contract at {key} {address} on chain {chain_id}: "
+                    "the manifest does not match this chain (redeployed?)"
+                )
+    return Registries(w3, deployment, account, progress=progress)
+
+
+def _hex(value: Any) -> str:
+    return value.to_0x_hex() if hasattr(value, "to_0x_hex") else Web3.to_hex(value)
+
+
+class Registries:
+    """The four registries of one deployment, read and written as one account."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        deployment: Deployment,
+        account: Any | None = None,
+        *,
+        progress: Progress | None = None,
+        tx_timeout: float = 120.0,
+    ):
+        self.w3 = w3
+        self.deployment = deployment
+        self.account = account
+        self.progress = progress
+        self.tx_timeout = tx_timeout
+        self.rpc_url = str(getattr(w3.provider, "endpoint_uri", "the RPC endpoint"))
+        self._contracts = {
+            key: w3.eth.contract(address=deployment.address(key), abi=load_artifact(name)["abi"])
+            for key, name in CONTRACT_NAMES.items()
+        }
+        self.dlp_registry = self._contracts["dlp_registry"]
+        self.refiner_registry = self._contracts["data_refiner_registry"]
+        self.instruction_registry = self._contracts["compute_instruction_registry"]
+        self.query_permissions = self._contracts["query_permissions"]
+
+    @property
+    def chain_id(self) -> int:
+        return self.deployment.chain_id
+
+    # ------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def _translate(self, context: Mapping[str, Any] | None = None) -> Iterator[None]:
+        try:
+            with _rpc_errors(self.rpc_url):
+                yield
+        except ContractLogicError as exc:
+            data = exc.data if isinstance(exc.data, str) else None
+            raise decode_revert(data, error_table(), self._resolve(context)) from exc
+        except TimeExhausted as exc:
+            raise TransactionFailed(f"the transaction was not mined within {self.tx_timeout:.0f} s") from exc
+        except Web3RPCError as exc:
+            raise TransactionFailed(f"the node refused the call: {_rpc_message(exc)}") from exc
+        except Web3Exception as exc:
+            raise RegistryError(f"web3 error: {exc}") from exc
+
+    @staticmethod
+    def _resolve(context: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Evaluate lazy context values (callables), dropping those that fail."""
+        out: dict[str, Any] = {}
+        for key, value in (context or {}).items():
+            if callable(value):
+                try:
+                    value = value()
+                except Exception:  # noqa: BLE001 - context is best effort, for the message only
+                    continue
+            if value is not None:
+                out[key] = value
+        return out
+
+    def _call(self, fn: Any, block: int | str = "latest", context: Mapping[str, Any] | None = None) -> Any:
+        with self._translate(context):
+            return fn.call(block_identifier=block)
+
+    def _transact(self, fn: Any, context: Mapping[str, Any] | None = None) -> Any:
+        """Pre-flight, sign, send, await; return the receipt."""
+        account = self.account
+        if account is None:
+            raise WalletError("this operation sends a transaction: a wallet is needed")
+        sender = account.address
+        ctx = {"wallet": sender, **(context or {})}
+        with self._translate(ctx):
+            fn.call({"from": sender})  # a revert is decoded here and nothing is sent
+            tx = fn.build_transaction({
+                "from": sender,
+                "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
+                "chainId": self.chain_id,
+            })
+            signed = account.sign_transaction(tx)
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            self._report("sent", _hex(tx_hash))
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.tx_timeout)
+        if receipt["status"] != 1:
+            raise TransactionFailed(f"transaction {_hex(tx_hash)} reverted in block {receipt['blockNumber']}")
+        self._report("mined", receipt["blockNumber"])
+        return receipt
+
+    def _report(self, event: str, value: Any) -> None:
+        if self.progress is not None:
+            self.progress(event, value)
+
+    @staticmethod
+    def _event_arg(contract: Any, event: str, receipt: Any, arg: str) -> Any:
+        logs = getattr(contract.events, event)().process_receipt(receipt, errors=DISCARD)
+        if not logs:
+            return None
+        return logs[0]["args"][arg]
+
+    def block_number(self) -> int:
+        with self._translate():
+            return self.w3.eth.block_number
+
+    # ------------------------------------------------------------ DLPs
+
+    def register_dlp(self, name: str, owner: str | None = None) -> int:
+        """Register a DLP owned by `owner` (default: the sender); return its id."""
+        owner_addr = parse_address(owner, "owner") if owner else ZERO_ADDRESS
+        receipt = self._transact(self.dlp_registry.functions.registerDlp(name, owner_addr))
+        return int(self._event_arg(self.dlp_registry, "DlpRegistered", receipt, "dlpId"))
+
+    def dlp(self, dlp_id: int, block: int | str = "latest") -> Dlp:
+        id_, owner, name, registered_at = self._call(self.dlp_registry.functions.dlps(dlp_id), block)
+        if id_ == 0:
+            raise DlpNotFound(f"no DLP with id {dlp_id}", name="DlpNotFound", args=(dlp_id,))
+        return Dlp(int(id_), owner, name, int(registered_at))
+
+    def dlp_owner(self, dlp_id: int, block: int | str = "latest") -> str:
+        return self._call(self.dlp_registry.functions.dlpOwner(dlp_id), block)
+
+    def dlps_count(self, block: int | str = "latest") -> int:
+        return int(self._call(self.dlp_registry.functions.dlpsCount(), block))
+
+    def transfer_dlp(self, dlp_id: int, new_owner: str) -> None:
+        to = parse_address(new_owner, "new owner")
+        self._transact(self.dlp_registry.functions.transferDlpOwnership(dlp_id, to), {"dlp_id": dlp_id})
+
+    # ------------------------------------------------------------ refiners
+
+    def add_refiner(self, dlp_id: int, name: str, schema_url: str, instruction_url: str = "") -> int:
+        fn = self.refiner_registry.functions.addRefiner(dlp_id, name, schema_url, instruction_url)
+        receipt = self._transact(fn, {"dlp_id": dlp_id})
+        return int(self._event_arg(self.refiner_registry, "RefinerAdded", receipt, "refinerId"))
+
+    def refiner(self, refiner_id: int, block: int | str = "latest") -> Refiner:
+        dlp_id, owner, name, schema, instr = self._call(self.refiner_registry.functions.refiners(refiner_id), block)
+        if dlp_id == 0:
+            raise RefinerNotFound(f"no data refiner with id {refiner_id}", name="RefinerNotFound", args=(refiner_id,))
+        return Refiner(refiner_id, int(dlp_id), owner, name, schema, instr)
+
+    def dlp_refiner_ids(self, dlp_id: int, block: int | str = "latest") -> list[int]:
+        return [int(i) for i in self._call(self.refiner_registry.functions.dlpRefinerIds(dlp_id), block)]
+
+    def refiners_count(self, block: int | str = "latest") -> int:
+        return int(self._call(self.refiner_registry.functions.refinersCount(), block))
+
+    # ------------------------------------------------------------ instructions
+
+    def add_instruction(self, image_hash: bytes | str, url: str) -> int:
+        """Publish an instruction (image sha256 + archive URL); the sender owns it."""
+        digest = parse_sha256(image_hash) if isinstance(image_hash, str) else bytes(image_hash)
+        if len(digest) != 32:
+            raise InputError(f"sha256 must be 32 bytes, got {len(digest)}")
+        fn = self.instruction_registry.functions.addComputeInstruction(digest, url)
+        receipt = self._transact(fn)
+        return int(self._event_arg(self.instruction_registry, "ComputeInstructionAdded", receipt,
+                                   "computeInstructionId"))
+
+    def update_instruction(self, instruction_id: int, dlp_id: int, approved: bool) -> bool:
+        """Approve or revoke for a DLP (its owner only); True when the state changed."""
+        fn = self.instruction_registry.functions.updateComputeInstruction(instruction_id, dlp_id, approved)
+        receipt = self._transact(fn, {"dlp_id": dlp_id, "instruction_id": instruction_id})
+        logs = self.instruction_registry.events.ComputeInstructionUpdated().process_receipt(receipt, errors=DISCARD)
+        return bool(logs)
+
+    def is_approved(self, instruction_id: int, dlp_id: int, block: int | str = "latest") -> bool:
+        return bool(self._call(self.instruction_registry.functions.isApproved(instruction_id, dlp_id), block))
+
+    def instruction(self, instruction_id: int, block: int | str = "latest") -> Instruction:
+        digest, owner, url = self._call(self.instruction_registry.functions.instructions(instruction_id), block)
+        if int(owner, 16) == 0:
+            raise ComputeInstructionNotFound(
+                f"no compute instruction with id {instruction_id}",
+                name="ComputeInstructionNotFound", args=(instruction_id,))
+        return Instruction(instruction_id, bytes(digest).hex(), owner, url)
+
+    def instructions_count(self, block: int | str = "latest") -> int:
+        return int(self._call(self.instruction_registry.functions.instructionsCount(), block))
+
+    def is_valid_instruction_id(self, instruction_id: int, block: int | str = "latest") -> bool:
+        return bool(self._call(self.instruction_registry.functions.isValidInstructionId(instruction_id), block))
+
+    def instruction_approvals(self, instruction_id: int) -> dict[int, bool]:
+        """DLP id -> current approval, for every DLP that ever updated this instruction."""
+        event = self.instruction_registry.events.ComputeInstructionUpdated()
+        with self._translate():
+            block = self.w3.eth.block_number
+            logs = event.get_logs(from_block=self.deployment.deploy_block, to_block=block,
+                                  argument_filters={"computeInstructionId": instruction_id})
+        dlp_ids = sorted({int(log["args"]["dlpId"]) for log in logs})
+        return {d: self.is_approved(instruction_id, d, block) for d in dlp_ids}
+
+    # ------------------------------------------------------------ permissions
+
+    def add_permission(
+        self,
+        refiner_id: int,
+        grantee: str | None = None,
+        table: str = "",
+        column: str = "",
+        price: int = 0,
+    ) -> int:
+        """Grant `grantee` (None = anyone) a read of refiner/table/column at `price` wei."""
+        who = parse_address(grantee, "grantee") if grantee else ZERO_ADDRESS
+        if price < 0:
+            raise InputError(f"price must be >= 0 wei, got {price}")
+        fn = self.query_permissions.functions.addPermission(who, refiner_id, table, column, price)
+        receipt = self._transact(fn, {"refiner_id": refiner_id, "dlp_id": lambda: self.refiner(refiner_id).dlp_id})
+        return int(self._event_arg(self.query_permissions, "PermissionAdded", receipt, "permissionId"))
+
+    def update_permission_approval(self, permission_id: int, approved: bool) -> bool:
+        """Approve or revoke a permission; True when the state changed."""
+        fn = self.query_permissions.functions.updatePermissionApproval(permission_id, approved)
+        dlp = lambda: self.refiner(self.permission(permission_id).refiner_id).dlp_id  # noqa: E731
+        receipt = self._transact(fn, {"permission_id": permission_id, "dlp_id": dlp})
+        logs = self.query_permissions.events.PermissionApprovalUpdated().process_receipt(receipt, errors=DISCARD)
+        return bool(logs)
+
+    def permission(self, permission_id: int, block: int | str = "latest") -> PermissionRecord:
+        grantee, approved, refiner_id, table, column, price = self._call(
+            self.query_permissions.functions.permissions(permission_id), block)
+        if refiner_id == 0:
+            raise PermissionNotFound(f"no permission with id {permission_id}",
+                                     name="PermissionNotFound", args=(permission_id,))
+        return _permission(permission_id, grantee, approved, refiner_id, table, column, price)
+
+    def get_permissions(
+        self, refiner_id: int, grantee: str | None = None, block: int | str = "latest"
+    ) -> list[PermissionRecord]:
+        """The refiner's generic (anyone) permissions plus `grantee`'s, approved or not."""
+        who = parse_address(grantee, "grantee") if grantee else ZERO_ADDRESS
+        rows = self._call(self.query_permissions.functions.getPermissions(refiner_id, who), block)
+        return [_permission(*row) for row in rows]
+
+    def refiner_permission_ids(self, refiner_id: int, block: int | str = "latest") -> list[int]:
+        return [int(i) for i in self._call(self.query_permissions.functions.refinerPermissionIds(refiner_id), block)]
+
+    def permissions_count(self, block: int | str = "latest") -> int:
+        return int(self._call(self.query_permissions.functions.permissionsCount(), block))
+
+    # ------------------------------------------------------------ admin
+
+    def _contract(self, key: str) -> Any:
+        if key not in self._contracts:
+            raise InputError(f"unknown registry {key!r}: one of {', '.join(CONTRACT_KEYS)}")
+        return self._contracts[key]
+
+    def pause(self, key: str) -> None:
+        self._transact(self._contract(key).functions.pause())
+
+    def unpause(self, key: str) -> None:
+        self._transact(self._contract(key).functions.unpause())
+
+    def paused(self, key: str, block: int | str = "latest") -> bool:
+        return bool(self._call(self._contract(key).functions.paused(), block))
+
+    def version(self, key: str) -> str:
+        return str(self._call(self._contract(key).functions.version()))
+
+
+def _permission(pid: Any, grantee: str, approved: bool, refiner_id: Any, table: str, column: str,
+                price: Any) -> PermissionRecord:
+    who = None if int(grantee, 16) == 0 else to_checksum_address(grantee)
+    return PermissionRecord(int(pid), who, bool(approved), int(refiner_id), table, column, int(price))
+
+
+def _rpc_message(exc: Web3RPCError) -> str:
+    response = getattr(exc, "rpc_response", None) or {}
+    error = response.get("error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return str(exc.args[0]) if exc.args else exc.__class__.__name__
