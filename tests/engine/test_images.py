@@ -1,0 +1,182 @@
+"""engine.images against a real dockerd: one image per archive, loaded once, by id."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import uuid
+from pathlib import Path
+
+import docker.errors
+import pytest
+
+import engine.images as images_mod
+from engine.errors import ImageFailure
+from engine.fetch import VerifiedArchive
+from engine.images import ImageLoader, inspect_archive
+from tests.images import build_image, export_archive
+
+pytestmark = pytest.mark.docker
+
+
+def _archive(path: Path, digest: str | None = None) -> VerifiedArchive:
+    digest = digest or hashlib.sha256(path.read_bytes()).hexdigest()
+    return VerifiedArchive(path=path, sha256=digest, size=path.stat().st_size)
+
+
+def _unique_image(client, tag: str) -> str:
+    """An image no other test has: its label makes its id unique."""
+    dockerfile = f'FROM c2d-test/busybox:1\nLABEL c2d-test.unique="{uuid.uuid4().hex}"\nCMD ["true"]\n'
+    return build_image(client, dockerfile, tag)
+
+
+class LoadCounter:
+    """Counts calls to the SDK's load_image while passing them through to dockerd."""
+
+    def __init__(self, client):
+        self.calls = 0
+        self._real = client.api.load_image
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return self._real(*args, **kwargs)
+
+        client.api.load_image = counted
+        self.client = client
+
+    def restore(self) -> None:
+        self.client.api.load_image = self._real
+
+
+@pytest.fixture
+def load_counter(docker_client):
+    counter = LoadCounter(docker_client)
+    yield counter
+    counter.restore()
+
+
+@pytest.fixture
+def removed_image_archive(docker_client, busybox, tmp_path: Path) -> tuple[VerifiedArchive, str]:
+    """A gzipped archive of a fresh image that is NOT in Docker any more."""
+    tag = f"c2d-test/fresh-{uuid.uuid4().hex[:8]}:1"
+    image_id = _unique_image(docker_client, tag)
+    path = tmp_path / "fresh.tar.gz"
+    digest = export_archive(docker_client, tag, path)
+    docker_client.images.remove(image_id, force=True)
+    yield _archive(path, digest), image_id
+    try:
+        docker_client.images.remove(image_id, force=True)
+    except docker.errors.ImageNotFound:
+        pass
+
+
+def test_loads_once_then_uses_the_map(docker_client, removed_image_archive, load_counter, tmp_path: Path) -> None:
+    archive, image_id = removed_image_archive
+    loader = ImageLoader(docker_client, tmp_path / "state")
+    assert loader.ensure_loaded(archive) == image_id
+    assert docker_client.images.get(image_id).id == image_id
+    assert load_counter.calls == 1
+    assert json.loads((tmp_path / "state" / "images.json").read_text()) == {archive.sha256: image_id}
+
+    assert loader.ensure_loaded(archive) == image_id
+    assert ImageLoader(docker_client, tmp_path / "state").ensure_loaded(archive) == image_id
+    assert load_counter.calls == 1, "a loaded image must not be loaded again"
+
+
+def test_reloads_when_the_image_was_removed(docker_client, removed_image_archive, load_counter, tmp_path: Path) -> None:
+    archive, image_id = removed_image_archive
+    loader = ImageLoader(docker_client, tmp_path / "state")
+    loader.ensure_loaded(archive)
+    docker_client.images.remove(image_id, force=True)
+    assert loader.ensure_loaded(archive) == image_id
+    assert load_counter.calls == 2
+    docker_client.images.get(image_id)
+
+
+def test_archive_cannot_hijack_an_existing_tag(docker_client, busybox, tmp_path: Path) -> None:
+    tag = f"c2d-test/victim-{uuid.uuid4().hex[:8]}:1"
+    intruder = _unique_image(docker_client, tag)
+    path = tmp_path / "intruder.tar"
+    export_archive(docker_client, tag, path, gzip=False)
+    docker_client.images.remove(intruder, force=True)
+    victim = _unique_image(docker_client, tag)
+    try:
+        loaded = ImageLoader(docker_client, tmp_path / "state").ensure_loaded(_archive(path))
+        assert loaded == intruder
+        assert docker_client.images.get(tag).id == victim, "the operator's tag must still name its image"
+    finally:
+        for image_id in (intruder, victim):
+            try:
+                docker_client.images.remove(image_id, force=True)
+            except docker.errors.ImageNotFound:
+                pass
+
+
+def test_two_images_refused_before_docker_sees_them(docker_client, busybox, make_image, load_counter, tmp_path: Path) -> None:
+    other = make_image("second", "echo second")
+    path = tmp_path / "two.tar.gz"
+    export_archive(docker_client, ["c2d-test/busybox:1", "c2d-test/second:1"], path)
+    with pytest.raises(ImageFailure) as err:
+        ImageLoader(docker_client, tmp_path / "state").ensure_loaded(_archive(path))
+    assert err.value.code == "IMAGE_INVALID"
+    assert "2 images" in err.value.message
+    assert load_counter.calls == 0
+    assert other  # the second image exists; the archive really held two
+    assert not (tmp_path / "state" / "images.json").exists()
+
+
+def _tar_with(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"this is not a tar at all" * 50, "not a readable"),
+        (b"\x1f\x8b\x08\x00garbage-gzip" * 20, "not a readable"),
+        (_tar_with({"hello.txt": b"hi"}), "no manifest.json"),
+        (_tar_with({"manifest.json": b"{not json"}), "not valid JSON"),
+        (_tar_with({"manifest.json": b"[]"}), "0 images"),
+        (_tar_with({"manifest.json": b'[{"Config": "c.json", "Layers": []}]'}), "lacks the image config"),
+    ],
+)
+def test_invalid_archives(docker_client, load_counter, tmp_path: Path, content: bytes, words: str) -> None:
+    path = tmp_path / "bad.tar"
+    path.write_bytes(content)
+    with pytest.raises(ImageFailure) as err:
+        ImageLoader(docker_client, tmp_path / "state").ensure_loaded(_archive(path))
+    assert err.value.code == "IMAGE_INVALID"
+    assert words in err.value.message
+    assert load_counter.calls == 0
+
+
+def test_docker_refusal_is_image_invalid(docker_client, load_counter, tmp_path: Path) -> None:
+    """A well-formed manifest whose layers are missing: Docker refuses, we translate."""
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:' + b"0" * 64 + b'"]}}'
+    manifest = json.dumps([{"Config": "c.json", "RepoTags": None, "Layers": ["missing/layer.tar"]}]).encode()
+    path = tmp_path / "broken.tar"
+    path.write_bytes(_tar_with({"c.json": config, "manifest.json": manifest}))
+    assert inspect_archive(path).image_id == "sha256:" + hashlib.sha256(config).hexdigest()
+    with pytest.raises(ImageFailure) as err:
+        ImageLoader(docker_client, tmp_path / "state").ensure_loaded(_archive(path))
+    assert err.value.code == "IMAGE_INVALID"
+    assert load_counter.calls == 1
+
+
+def test_inspect_reports_id_and_tags(docker_client, busybox_archive, busybox) -> None:
+    path, _digest = busybox_archive
+    info = inspect_archive(path)
+    assert info.image_id == busybox
+    assert info.repo_tags == ("c2d-test/busybox:1",)
+
+
+def test_public_surface() -> None:
+    assert set(images_mod.__all__) == {"ImageLoader", "ArchiveInfo", "inspect_archive"}
