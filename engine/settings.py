@@ -26,7 +26,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from engine.query import QueryLimits
+    from engine.query.model import QueryLimits
     from engine.runner import RunLimits
 
 __all__ = ["Settings", "SettingsError", "load_settings", "read_config_file"]
@@ -155,7 +155,7 @@ class Settings(BaseSettings):
         )
 
     def query_limits(self) -> QueryLimits:
-        from engine.query import QueryLimits
+        from engine.query.model import QueryLimits
 
         return QueryLimits(
             max_rows=self.query_max_rows,

@@ -1,0 +1,624 @@
+"""The job's story: submit, the worker pipeline, cancel, reconcile, retention.
+
+This is the one place that changes job state (through ``JobStore.transition``,
+which checks the expected current status). One job reads top to bottom in
+``JobService._story``::
+
+    verify -> fetch -> load -> query -> re-check approval -> run -> collect -> SUCCEEDED
+
+Each step is a short method that moves the job to its status, does one thing
+through one seam (chain, image cache, loader, query, runner, artifacts) and
+leaves what it learnt in ``ctx.record`` to be written with the next
+transition. A step failure is a ``JobFailure`` whose code becomes the job's
+``failure_code``; a lost race (the owner cancelled) is a ``StaleState`` and
+the worker stops quietly; anything else is INTERNAL_ERROR with a generic
+message (the traceback goes to the operator's log, never to the job).
+
+Concurrency: a queue drained by ``max_concurrent_jobs`` worker threads; a
+submission that would push the queue past ``queue_size`` gets QUEUE_FULL
+(503). A retention thread deletes expired artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shutil
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eth_utils import keccak, to_checksum_address
+
+from engine import store as st
+from engine.data import DataCatalog
+from engine.errors import (
+    FAILURE_CODES,
+    AuthError,
+    ChainCheckFailure,
+    EngineError,
+    JobFailure,
+    NotFoundError,
+    RequestError,
+    RunFailure,
+)
+from engine.settings import Settings
+from engine.store import Job, JobStore, StaleState
+
+if TYPE_CHECKING:
+    from engine.artifacts import Artifact
+    from engine.chain import ChainCheck, ChainVerifier
+    from engine.fetch import ImageCache, VerifiedArchive
+    from engine.images import ImageLoader
+    from engine.runner import DockerRunner
+    from registry_client.eip712 import JobRequest
+
+__all__ = ["JobService", "build_service", "validate_request", "MAX_SQL_ID"]
+
+log = logging.getLogger("engine.service")
+
+MAX_SQL_ID = 2**63 - 1  # ids and deadlines are stored as SQLite integers
+INTERNAL_MESSAGE = "an unexpected engine error; the operator's log has the details"
+
+
+def _request_error(message: str, code: str, status: int) -> RequestError:
+    err = RequestError(message, code=code)
+    err.http_status = status
+    return err
+
+
+# ---------------------------------------------------------------- submit checks (pure)
+
+
+def validate_request(request: JobRequest, settings: Settings, now: float) -> list | dict | None:
+    """Refuse a request the engine will not queue; return its parsed params."""
+    if request.deadline <= now:
+        raise AuthError(
+            f"the request's deadline {request.deadline} has passed (now {int(now)})", code="DEADLINE_EXPIRED"
+        )
+    if request.deadline > now + settings.deadline_max_s:
+        raise RequestError(
+            f"the request's deadline is more than {int(settings.deadline_max_s)} s ahead; sign a nearer one",
+            code="DEADLINE_TOO_FAR",
+        )
+    for name in ("instruction_id", "refiner_id"):
+        value = getattr(request, name)
+        if not 0 < value <= MAX_SQL_ID:
+            raise RequestError(f"{name} {value} is out of range", code="INVALID_REQUEST")
+    if not request.query.strip():
+        raise RequestError("the query is empty", code="INVALID_REQUEST")
+    if len(request.query) > settings.query_max_chars:
+        raise RequestError(
+            f"the query is {len(request.query)} characters; the limit is {settings.query_max_chars}",
+            code="QUERY_TOO_LONG",
+        )
+    if len(request.params_json) > settings.params_max_chars:
+        raise RequestError(
+            f"params are {len(request.params_json)} characters; the limit is {settings.params_max_chars}",
+            code="PARAMS_TOO_LONG",
+        )
+    try:
+        params = json.loads(request.params_json)
+    except ValueError as exc:
+        raise RequestError("params is not valid JSON", code="INVALID_REQUEST") from exc
+    if params is not None and not isinstance(params, (list, dict)):
+        raise RequestError("params must be a JSON list, object or null", code="INVALID_REQUEST")
+    return params
+
+
+def _local_digest(request: JobRequest) -> str:
+    """Fallback idempotency key when the caller passes no EIP-712 digest."""
+    text = json.dumps(request.to_message(), sort_keys=True, separators=(",", ":"))
+    return "0x" + keccak(text=text).hex()
+
+
+def _same_wallet(a: str, b: str) -> bool:
+    return a.lower() == b.lower()
+
+
+# ---------------------------------------------------------------- one job's context
+
+
+class _Stop(Exception):
+    """The job was cancelled: the worker stops without touching its state."""
+
+
+@dataclass
+class _JobContext:
+    job: Job
+    cancel: threading.Event
+    scratch: Path
+    record: dict[str, Any] = field(default_factory=dict)  # fields for the next transition
+    check: ChainCheck | None = None
+    data_path: Path | None = None
+    archive: VerifiedArchive | None = None
+    image_id: str | None = None
+
+    @property
+    def input_db(self) -> Path:
+        return self.scratch / "input" / "query_results.db"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.scratch / "output"
+
+
+# ---------------------------------------------------------------- the service
+
+
+class JobService:
+    """Jobs from submission to artifacts. Thread-safe; start() runs the workers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        chain: ChainVerifier,
+        images: ImageCache,
+        loader: ImageLoader,
+        runner: DockerRunner,
+        data: DataCatalog,
+        *,
+        probes: Mapping[str, Callable[[], Any]] | None = None,
+        clock: Callable[[], float] = time.time,
+        query_runner: Callable[..., Any] | None = None,
+        domain: tuple[int, str] | None = None,
+    ):
+        self.settings = settings
+        self.store = store
+        self.chain = chain
+        self.images = images
+        self.loader = loader
+        self.runner = runner
+        self.data = data
+        self.probes = dict(probes or {})
+        self.clock = clock
+        self._run_query = query_runner  # engine.query.run_query unless a test injects one
+        self.domain = domain  # (chain id, instruction registry): to compute EIP-712 digests
+        self.data_dir = Path(settings.data_dir)
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._submit_lock = threading.Lock()
+        self._events: dict[str, threading.Event] = {}
+        self._events_lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        self._sweeper: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._reconciled = False
+
+    # --- paths ----------------------------------------------------------------
+    def _scratch(self, job_id: str) -> Path:
+        return self.data_dir / "scratch" / job_id
+
+    def _artifact_dir(self, job_id: str) -> Path:
+        return self.data_dir / "artifacts" / job_id
+
+    def _log_file(self, job_id: str) -> Path:
+        return self.data_dir / "logs" / f"{job_id}.log"
+
+    # --- API-facing -------------------------------------------------------------
+    def submit(self, request: JobRequest, signer: str, digest: str | None = None) -> tuple[Job, bool]:
+        """Queue a verified request (signer = job owner); replays return the same job.
+
+        `digest` is the request's EIP-712 digest (engine.auth returns it); without
+        it the service computes it from its domain, or (no domain, e.g. in unit
+        tests) hashes the request fields: either way a stable idempotency key.
+        """
+        params = validate_request(request, self.settings, self.clock())
+        owner = to_checksum_address(signer)
+        digest = digest or self._digest(request)
+        fields = dict(
+            instruction_id=request.instruction_id,
+            refiner_id=request.refiner_id,
+            query=request.query,
+            params=params,
+            deadline=request.deadline,
+        )
+        with self._submit_lock:
+            full = self._queue.qsize() >= self.settings.queue_size
+            if full and self.store.find(owner, request.nonce) is None:
+                raise _request_error(
+                    f"the engine's queue is full ({self.settings.queue_size} jobs); retry later",
+                    "QUEUE_FULL",
+                    503,
+                )
+            job, created = self.store.create_or_get(owner, request.nonce, digest, **fields)
+            if created:
+                self._queue.put(job.id)
+                log.info("job %s queued (instruction %s, refiner %s)", job.id, job.instruction_id, job.refiner_id)
+        return job, created
+
+    def _digest(self, request: JobRequest) -> str:
+        if self.domain is None:
+            return _local_digest(request)
+        from registry_client.eip712 import job_request_digest
+
+        return job_request_digest(self.domain[0], self.domain[1], request)
+
+    def get(self, job_id: str, owner: str) -> Job:
+        """The job if `owner` owns it; NotFoundError otherwise (strangers included)."""
+        job = self.store.get(job_id)
+        if job is None or not _same_wallet(job.owner, owner):
+            raise NotFoundError(f"no job {job_id}", job_id=job_id)
+        return job
+
+    def cancel(self, job_id: str, owner: str) -> Job:
+        """Cancel an unfinished job; cancelling a cancelled job returns it as is."""
+        job = self.get(job_id, owner)
+        if job.status == st.CANCELLED:
+            return job
+        try:
+            job = self.store.cancel(job_id)
+        except StaleState as exc:
+            job = self.get(job_id, owner)
+            if job.status == st.CANCELLED:
+                return job
+            raise _request_error(
+                f"job {job_id} already ended {job.status}; it cannot be cancelled", "JOB_FINISHED", 409
+            ) from exc
+        with self._events_lock:
+            event = self._events.get(job_id)
+        if event is not None:
+            event.set()
+        try:
+            self.runner.cancel(job_id)
+        except Exception:  # noqa: BLE001 - the Event already stops the run; Docker may be down
+            log.warning("job %s: killing its container failed", job_id, exc_info=True)
+        log.info("job %s cancelled by its owner", job_id)
+        return job
+
+    def artifacts(self, job_id: str, owner: str) -> list[Artifact]:
+        job = self.get(job_id, owner)
+        if job.artifacts_expired:
+            raise _request_error(f"the artifacts of job {job_id} have expired", "ARTIFACTS_EXPIRED", 410)
+        return self.store.artifacts(job_id)
+
+    def artifact_file(self, job_id: str, owner: str, name: str) -> tuple[Artifact, Path]:
+        """One artifact and its file; NotFoundError for an unknown name."""
+        for artifact in self.artifacts(job_id, owner):
+            if artifact.name == name:
+                root = self._artifact_dir(job_id).resolve()
+                path = (root / name).resolve()
+                # The name came from collect(), but never serve outside the job's dir.
+                if root in path.parents and path.is_file() and not path.is_symlink():
+                    return artifact, path
+                break
+        raise NotFoundError(f"job {job_id} has no artifact {name!r}", job_id=job_id)
+
+    def logs(self, job_id: str, owner: str) -> bytes:
+        if not self.settings.share_logs:
+            raise _request_error(
+                "the operator does not share container logs (share_logs is off)", "LOGS_DISABLED", 403
+            )
+        self.get(job_id, owner)
+        path = self._log_file(job_id)
+        return path.read_bytes() if path.is_file() else b""
+
+    def health(self) -> dict[str, Any]:
+        """{"ok": bool, "checks": {name: {"ok": bool, ...}}, "queue": {...}}."""
+        checks: dict[str, dict[str, Any]] = {"store": self._probe(self.store.ping)}
+        for name, probe in self.probes.items():
+            checks[name] = self._probe(probe)
+        return {
+            "ok": all(c["ok"] for c in checks.values()),
+            "checks": checks,
+            "queue": {
+                "waiting": self._queue.qsize(),
+                "capacity": self.settings.queue_size,
+                "running": len(self._events),
+                "workers": sum(t.is_alive() for t in self._workers),
+            },
+        }
+
+    @staticmethod
+    def _probe(probe: Callable[[], Any]) -> dict[str, Any]:
+        try:
+            value = probe()
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            return {"ok": False, "error": type(exc).__name__}
+        out: dict[str, Any] = {"ok": value is not False}
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            out["value"] = value
+        return out
+
+    # --- lifecycle --------------------------------------------------------------
+    def start(self) -> None:
+        """Reconcile (once), then start the workers and the retention sweeper."""
+        if self._workers:
+            return
+        self.reconcile()
+        self._stopping.clear()
+        for n in range(self.settings.max_concurrent_jobs):
+            worker = threading.Thread(target=self._work, name=f"job-worker-{n}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        self._sweeper = threading.Thread(target=self._sweep_loop, name="artifact-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking jobs; running ones the next start reconciles (ENGINE_RESTARTED)."""
+        self._stopping.set()
+        for _ in self._workers:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if self._sweeper is not None:
+            self._sweeper.join(max(0.0, deadline - time.monotonic()))
+        self._workers = []
+        self._sweeper = None
+
+    def reconcile(self) -> None:
+        """On start-up: requeue PENDING jobs, fail every other unfinished one ENGINE_RESTARTED.
+
+        Runs once per service (a second call would fail jobs that are really running).
+        """
+        if self._reconciled:
+            return
+        self._reconciled = True
+        try:
+            removed = self.runner.remove_leftovers()
+            if removed:
+                log.info("removed %d leftover container(s)", len(removed))
+        except Exception:  # noqa: BLE001 - Docker down must not stop the engine from serving reads
+            log.warning("could not remove leftover containers", exc_info=True)
+        shutil.rmtree(self.data_dir / "scratch", ignore_errors=True)
+        for job in self.store.unfinished():
+            if job.status == st.PENDING:
+                self._queue.put(job.id)
+                continue
+            try:
+                self.store.fail(
+                    job.id,
+                    "ENGINE_RESTARTED",
+                    f"the engine restarted while the job was {job.status}",
+                )
+            except StaleState:
+                continue
+            shutil.rmtree(self._artifact_dir(job.id), ignore_errors=True)
+            log.info("job %s failed: engine restarted while %s", job.id, job.status)
+
+    def sweep(self, now: float | None = None) -> int:
+        """Delete expired artifacts (and kept logs); return how many jobs were swept."""
+        now = self.clock() if now is None else now
+        count = 0
+        for job in self.store.expired(now):
+            shutil.rmtree(self._artifact_dir(job.id), ignore_errors=True)
+            self._log_file(job.id).unlink(missing_ok=True)
+            self.store.mark_artifacts_expired(job.id)
+            count += 1
+        return count
+
+    def _sweep_loop(self) -> None:
+        while not self._stopping.wait(self.settings.sweep_interval_s):
+            try:
+                self.sweep()
+            except Exception:  # noqa: BLE001 - keep sweeping next time
+                log.exception("artifact sweep failed")
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None or self._stopping.is_set():
+                return
+            self.process(job_id)
+
+    # --- the pipeline -------------------------------------------------------------
+    def process(self, job_id: str) -> None:
+        """Run one PENDING job to its end (what a worker does with a queued id)."""
+        job = self.store.get(job_id)
+        if job is None or job.status != st.PENDING:
+            return  # cancelled while queued, or already handled
+        event = threading.Event()
+        with self._events_lock:
+            self._events[job_id] = event
+        ctx = _JobContext(job=job, cancel=event, scratch=self._scratch(job_id))
+        try:
+            self._story(ctx)
+        except (_Stop, StaleState):
+            log.info("job %s stopped: cancelled", job_id)
+            self._discard_artifacts(job_id)
+        except JobFailure as exc:
+            self._fail(ctx, exc.code, exc.message)
+        except Exception as exc:  # noqa: BLE001 - any bug must end the job, not the worker
+            # Type and frames only: an exception's message may quote data.
+            log.error(
+                "job %s: unexpected %s\n%s", job_id, type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__))
+            )
+            self._fail(ctx, "INTERNAL_ERROR", INTERNAL_MESSAGE)
+        finally:
+            shutil.rmtree(ctx.scratch, ignore_errors=True)
+            with self._events_lock:
+                self._events.pop(job_id, None)
+
+    def _story(self, ctx: _JobContext) -> None:
+        self._verify(ctx)
+        self._fetch(ctx)
+        self._load(ctx)
+        self._query(ctx)
+        self._recheck_approval(ctx)
+        self._run(ctx)
+        self._collect(ctx)
+
+    def _advance(self, ctx: _JobContext, new_status: str) -> None:
+        """Move on from the current status, writing what the last step learnt."""
+        if ctx.cancel.is_set():
+            raise _Stop()
+        ctx.job = self.store.transition(ctx.job.id, ctx.job.status, new_status, **ctx.record)
+        ctx.record = {}
+
+    def _verify(self, ctx: _JobContext) -> None:
+        self._advance(ctx, st.VERIFYING)
+        job = ctx.job
+        ctx.check = self.chain.verify(job.instruction_id, job.refiner_id, job.owner)
+        ctx.record.update(block_number=ctx.check.block_number, dlp_id=ctx.check.dlp_id)
+        # Before any download: a refiner the engine holds no data for fails here.
+        ctx.data_path = self.data.path(job.refiner_id)
+
+    def _fetch(self, ctx: _JobContext) -> None:
+        self._advance(ctx, st.FETCHING)
+        check = ctx.check
+        assert check is not None
+        archive = self.images.cached(check.instruction_hash)
+        if archive is None:
+            archive = self.images.fetch(check.instruction_url, check.instruction_hash)
+        ctx.archive = archive
+        ctx.record["image_sha256"] = archive.sha256
+
+    def _load(self, ctx: _JobContext) -> None:
+        self._advance(ctx, st.LOADING)
+        assert ctx.archive is not None
+        ctx.image_id = self.loader.ensure_loaded(ctx.archive)
+        ctx.record["image_id"] = ctx.image_id
+
+    def _query(self, ctx: _JobContext) -> None:
+        if self._run_query is None:
+            from engine.query import run_query
+
+            self._run_query = run_query
+        self._advance(ctx, st.QUERYING)
+        job, check = ctx.job, ctx.check
+        assert check is not None and ctx.data_path is not None
+        permissions = [p for p in check.permissions if p.refiner_id == job.refiner_id]
+        ctx.input_db.parent.mkdir(parents=True, exist_ok=True)
+        report = self._run_query(
+            ctx.data_path, job.query, job.params, permissions, ctx.input_db, self.settings.query_limits()
+        )
+        ctx.record.update(
+            access_report={
+                "columns": [list(c) for c in report.columns],
+                "permissions_used": list(report.permissions_used),
+                "price": str(report.price),
+                "row_count": report.row_count,
+            },
+            price_wei=report.price,
+        )
+
+    def _recheck_approval(self, ctx: _JobContext) -> None:
+        # Approval may have been revoked while the job waited: check the latest block.
+        assert ctx.check is not None
+        if not self.chain.is_approved(ctx.job.instruction_id, ctx.check.dlp_id):
+            raise ChainCheckFailure(
+                f"instruction {ctx.job.instruction_id} is no longer approved for DLP {ctx.check.dlp_id}",
+                code="NOT_APPROVED",
+            )
+
+    def _run(self, ctx: _JobContext) -> None:
+        from engine.runner import RunSpec, classify
+
+        self._advance(ctx, st.RUNNING)
+        assert ctx.image_id is not None
+        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        ctx.output_dir.chmod(0o777)  # the container's non-root uid writes here
+        spec = RunSpec(
+            job_id=ctx.job.id,
+            image_id=ctx.image_id,
+            input_db=ctx.input_db,
+            output_dir=ctx.output_dir,
+            refiner_id=ctx.job.refiner_id,
+            limits=self.settings.run_limits(),
+        )
+        result = self.runner.run(spec, cancel=ctx.cancel)
+        self._keep_logs(ctx.job.id, result.logs)
+        ctx.record["exit_code"] = result.exit_code
+        code = classify(result)
+        if code == "CANCELLED" or ctx.cancel.is_set():
+            raise _Stop()
+        if code is not None:
+            raise RunFailure(self._run_message(code, result.exit_code), code=code)
+
+    def _run_message(self, code: str, exit_code: int | None) -> str:
+        if code == "TIMEOUT":
+            return f"the container ran past its {self.settings.run_timeout_s:g} s limit"
+        if code == "OUT_OF_MEMORY":
+            return f"the container exceeded its {self.settings.run_memory_bytes} byte memory limit"
+        if code == "EXIT_NONZERO":
+            return f"the container exited with code {exit_code}"
+        return FAILURE_CODES.get(code, code)
+
+    def _keep_logs(self, job_id: str, logs: bytes) -> None:
+        # Logs are a leak channel: kept for the owner only when the operator says so.
+        if not self.settings.share_logs:
+            return
+        path = self._log_file(job_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(logs[: self.settings.run_log_bytes])
+
+    def _collect(self, ctx: _JobContext) -> None:
+        from engine.artifacts import collect
+
+        self._advance(ctx, st.COLLECTING)
+        dest = self._artifact_dir(ctx.job.id)
+        artifacts = collect(ctx.output_dir, dest, self.settings.output_max_bytes)
+        self.store.set_artifacts(ctx.job.id, artifacts)
+        ctx.record["artifacts_expire_at"] = self.clock() + self.settings.artifact_retention_s
+        self._advance(ctx, st.SUCCEEDED)
+        log.info("job %s succeeded with %d artifact(s)", ctx.job.id, len(artifacts))
+
+    def _fail(self, ctx: _JobContext, code: str, message: str) -> None:
+        job_id = ctx.job.id
+        self._discard_artifacts(job_id)
+        try:
+            self.store.fail(job_id, code, message, **ctx.record)
+        except StaleState:
+            return  # cancelled meanwhile: the cancel wins
+        log.info("job %s failed: %s", job_id, code)
+
+    def _discard_artifacts(self, job_id: str) -> None:
+        shutil.rmtree(self._artifact_dir(job_id), ignore_errors=True)
+        try:
+            self.store.set_artifacts(job_id, [])
+        except Exception:  # noqa: BLE001 - best effort on an already failing path
+            log.warning("job %s: clearing artifact rows failed", job_id, exc_info=True)
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def build_service(settings: Settings) -> JobService:
+    """The service wired to real components: chain via web3, Docker, files under data_dir."""
+    import docker
+
+    from engine.chain import ChainVerifier
+    from engine.fetch import ImageCache
+    from engine.images import ImageLoader
+    from engine.runner import DockerRunner
+    from registry_client.contracts import connect
+    from registry_client.errors import RegistryError
+    from registry_client.manifest import load_deployment
+
+    if settings.deployment is None:
+        raise EngineError("set the deployment manifest (ENGINE_DEPLOYMENT or `deployment` in the config file)",
+                          code="CONFIG_INVALID")
+    try:
+        registries = connect(settings.rpc_url, load_deployment(settings.deployment))
+    except RegistryError as exc:
+        raise EngineError(f"cannot use the chain: {exc}", code="CHAIN_UNAVAILABLE") from exc
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
+
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return JobService(
+        settings,
+        JobStore(settings.store_path),
+        ChainVerifier(registries),
+        ImageCache(
+            data_dir / "images",
+            max_bytes=settings.image_max_bytes,
+            allow_file_urls=settings.allow_file_urls,
+            timeout_s=settings.fetch_timeout_s,
+        ),
+        ImageLoader(client, data_dir / "image-state"),
+        DockerRunner(client),
+        DataCatalog(data_dir),
+        probes={"chain": registries.block_number, "docker": client.ping},
+        domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),
+    )
