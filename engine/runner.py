@@ -5,7 +5,7 @@ job id, which names the container ``c2d-<job_id>`` and labels it
 ``compute-to-data.job=<job_id>``; there is no job table here. The container
 gets no network, a read-only root, no capabilities, no-new-privileges, a
 non-root user, memory (= memory + swap), CPU and pids limits, a small noexec
-``/tmp``, a capped log, a wall-clock timeout, the input database read-only
+``/tmp``, a capped log (its tail is kept), a wall-clock timeout, the input database read-only
 and ``/mnt/output`` writable, and exactly four environment variables. It is
 always removed, whatever happens.
 """
@@ -182,7 +182,7 @@ class DockerRunner:
                 nano_cpus=int(limits.cpus * 1e9),
                 pids_limit=limits.pids,
                 tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"},
-                log_config=LogConfig(type="json-file", config={"max-size": str(limits.log_bytes), "max-file": "1"}),
+                log_config=LogConfig(type="json-file", config={"max-size": str(_driver_log_bytes(limits)), "max-file": "2"}),
                 stdin_open=False,
                 tty=False,
             )
@@ -246,17 +246,27 @@ def _state(container) -> dict:
     return container.attrs.get("State", {})
 
 
+def _driver_log_bytes(limits: RunLimits) -> int:
+    """Size of each json-file log file: JSON framing costs ~80 bytes a line on disk,
+    so the driver needs headroom for ``log_bytes`` of text to survive rotation."""
+    return 4 * limits.log_bytes + 64 * 1024
+
+
 def _read_logs(container, cap: int) -> bytes:
-    """stdout+stderr, at most ``cap`` bytes (the log driver caps what is stored, too)."""
+    """The last ``cap`` bytes of stdout+stderr (the end is where errors are).
+
+    The driver keeps two bounded files, so the disk use is bounded, and only
+    a sliding window of at most ``2 * cap`` bytes is held here.
+    """
     out = bytearray()
     try:
         for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=False):
             out += chunk
-            if len(out) >= cap:
-                break
+            if len(out) > 2 * cap:
+                del out[:-cap]
     except (docker.errors.APIError, requests.exceptions.RequestException):
         pass  # logs are best effort; the exit state is what decides the job
-    return bytes(out[:cap])
+    return bytes(out[-cap:]) if cap > 0 else b""
 
 
 def _kill(container) -> None:
