@@ -1,0 +1,151 @@
+"""engine.artifacts: regular files only, nothing followed, total capped."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+import engine.artifacts as artifacts_mod
+from engine.artifacts import Artifact, collect, read_manifest, write_manifest
+from engine.errors import RunFailure
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    folder = tmp_path / "output"
+    folder.mkdir()
+    return folder
+
+
+def test_nested_files_with_hash_size_and_type(out: Path, tmp_path: Path) -> None:
+    (out / "stats.json").write_text('{"n": 3}')
+    (out / "charts" / "2024").mkdir(parents=True)
+    (out / "charts" / "2024" / "plot.png").write_bytes(b"\x89PNG fake")
+    (out / "charts" / "raw.bin").write_bytes(b"\x00\x01")
+    (out / "empty-dir").mkdir()
+    (out / "empty.txt").write_bytes(b"")
+    dest = tmp_path / "store" / "job1"
+
+    got = collect(out, dest, max_total_bytes=10_000)
+
+    assert got == [
+        Artifact("charts/2024/plot.png", 9, _sha(b"\x89PNG fake"), "image/png"),
+        Artifact("charts/raw.bin", 2, _sha(b"\x00\x01"), "application/octet-stream"),
+        Artifact("empty.txt", 0, _sha(b""), "text/plain"),
+        Artifact("stats.json", 8, _sha(b'{"n": 3}'), "application/json"),
+    ]
+    assert (dest / "charts" / "2024" / "plot.png").read_bytes() == b"\x89PNG fake"
+    assert (dest / "stats.json").read_text() == '{"n": 3}'
+    assert not (dest / "empty-dir").exists(), "only files are artifacts"
+
+
+def test_symlinks_are_never_followed(out: Path, tmp_path: Path) -> None:
+    (out / "passwd").symlink_to("/etc/passwd")
+    (out / "etc").symlink_to("/etc", target_is_directory=True)
+    (out / "real.txt").write_text("mine")
+    (out / "link-to-real").symlink_to(out / "real.txt")
+    dest = tmp_path / "store"
+
+    got = collect(out, dest, max_total_bytes=10_000)
+
+    assert [a.name for a in got] == ["real.txt"]
+    assert not (dest / "passwd").exists() and not (dest / "passwd").is_symlink()
+    assert not (dest / "etc").exists()
+    assert sorted(p.name for p in dest.iterdir()) == ["real.txt"]
+
+
+def test_special_files_are_skipped(out: Path, tmp_path: Path) -> None:
+    os.mkfifo(out / "fifo")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(out / "sock"))
+    try:
+        (out / "ok.csv").write_text("a,b\n")
+        got = collect(out, tmp_path / "store", max_total_bytes=10_000)
+    finally:
+        sock.close()
+    assert [(a.name, a.media_type) for a in got] == [("ok.csv", "text/csv")]
+
+
+def test_over_cap_removes_what_was_copied(out: Path, tmp_path: Path) -> None:
+    (out / "a").mkdir()
+    (out / "a" / "one.bin").write_bytes(b"x" * 600)
+    (out / "two.bin").write_bytes(b"y" * 600)
+    dest = tmp_path / "store" / "job"
+    dest.mkdir(parents=True)
+    (dest / "keep.txt").write_text("already here")  # not ours: must survive the undo
+
+    with pytest.raises(RunFailure) as err:
+        collect(out, dest, max_total_bytes=1000)
+
+    assert err.value.code == "OUTPUT_TOO_LARGE"
+    assert "1000" in err.value.message
+    assert sorted(p.name for p in dest.iterdir()) == ["keep.txt"]
+
+
+def test_exactly_at_cap_is_fine(out: Path, tmp_path: Path) -> None:
+    (out / "f").write_bytes(b"z" * 1000)
+    assert collect(out, tmp_path / "s", max_total_bytes=1000)[0].size == 1000
+
+
+def test_too_many_files(out: Path, tmp_path: Path) -> None:
+    for i in range(4):
+        (out / f"f{i}").write_text("x")
+    with pytest.raises(RunFailure) as err:
+        collect(out, tmp_path / "s", max_total_bytes=1000, max_files=3)
+    assert err.value.code == "OUTPUT_TOO_LARGE"
+    assert not any((tmp_path / "s").iterdir())
+
+
+def test_unsafe_names_are_skipped(out: Path, tmp_path: Path) -> None:
+    os.close(os.open(os.path.join(os.fsencode(out), b"bad-\xff.txt"), os.O_CREAT | os.O_WRONLY))
+    (out / "line\nbreak.txt").write_text("x")
+    (out / "good.txt").write_text("x")
+    assert [a.name for a in collect(out, tmp_path / "s", max_total_bytes=100)] == ["good.txt"]
+
+
+def test_empty_output(out: Path, tmp_path: Path) -> None:
+    assert collect(out, tmp_path / "s", max_total_bytes=100) == []
+
+
+def test_manifest_round_trip(out: Path, tmp_path: Path) -> None:
+    (out / "x" ).mkdir()
+    (out / "x" / "a.txt").write_text("hello")
+    arts = collect(out, tmp_path / "s", max_total_bytes=100)
+    write_manifest(tmp_path / "artifacts.json", arts)
+    assert read_manifest(tmp_path / "artifacts.json") == arts
+
+
+def test_public_surface() -> None:
+    assert set(artifacts_mod.__all__) == {"Artifact", "collect", "write_manifest", "read_manifest"}
+
+
+@pytest.mark.docker
+def test_container_output_end_to_end(docker_client, make_image, tmp_path: Path) -> None:
+    """What a real hardened container leaves behind: links to host files are not served."""
+    import sqlite3
+
+    from engine.runner import DockerRunner, RunLimits, RunSpec, classify
+
+    script = (
+        "ln -s /etc/passwd $OUTPUT_PATH/passwd\n"
+        "mkdir $OUTPUT_PATH/sub && echo result > $OUTPUT_PATH/sub/result.txt\n"
+        "mkfifo $OUTPUT_PATH/pipe\n"
+    )
+    db = tmp_path / "query_results.db"
+    sqlite3.connect(db).close()
+    spec = RunSpec("artifacts-e2e", make_image("linker", script), db, tmp_path / "out", 1, RunLimits(timeout_s=20))
+    assert classify(DockerRunner(docker_client).run(spec)) is None
+    assert (spec.output_dir / "passwd").is_symlink()
+
+    got = collect(spec.output_dir, tmp_path / "store", max_total_bytes=1000)
+
+    assert [a.name for a in got] == ["sub/result.txt"]
+    assert not (tmp_path / "store" / "passwd").exists()
