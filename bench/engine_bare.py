@@ -1,0 +1,87 @@
+"""The bare operations the engine bench compares against, timed.
+
+- ``bare_docker_run``: the docker CLI running the same image with the same
+  hardening, limits, mounts and env as ``engine.runner`` (``docker run --rm``).
+- ``bare_verify_and_load``: ``sha256sum`` then ``docker load -i`` of an archive,
+  the floor under the engine's cold path (fetch + verify + load).
+
+Both return wall-clock seconds; ``median_ratio`` turns lists of timings into
+the figure the bench prints.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from engine.runner import INPUT_DIR, INPUT_MOUNT, OUTPUT_MOUNT, RunLimits
+
+__all__ = ["docker_run_args", "bare_docker_run", "bare_verify_and_load", "remove_image", "median_ratio"]
+
+
+def docker_run_args(
+    image_id: str, input_db: Path, output_dir: Path, limits: RunLimits, *, job_id: str = "bench", refiner_id: int = 1
+) -> list[str]:
+    """The ``docker run`` command line equivalent to what DockerRunner creates."""
+    return [
+        "docker", "run", "--rm",
+        "--network", "none",
+        "--read-only",
+        "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges",
+        "--user", limits.user,
+        "--memory", str(limits.memory_bytes),
+        "--memory-swap", str(limits.memory_bytes),
+        "--cpus", str(limits.cpus),
+        "--pids-limit", str(limits.pids),
+        "--tmpfs", f"/tmp:rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}",
+        "--log-driver", "json-file",
+        "--log-opt", f"max-size={4 * limits.log_bytes + 64 * 1024}",
+        "--log-opt", "max-file=2",
+        "--mount", f"type=bind,source={Path(input_db).resolve()},target={INPUT_MOUNT},readonly",
+        "--mount", f"type=bind,source={Path(output_dir).resolve()},target={OUTPUT_MOUNT}",
+        "-e", f"INPUT_PATH={INPUT_DIR}",
+        "-e", f"OUTPUT_PATH={OUTPUT_MOUNT}",
+        "-e", f"COMPUTE_JOB_ID={job_id}",
+        "-e", f"DATA_REFINER_ID={refiner_id}",
+        image_id,
+    ]  # fmt: skip
+
+
+def bare_docker_run(
+    image_id: str, input_db: Path, output_dir: Path, limits: RunLimits | None = None, *, job_id: str = "bench"
+) -> float:
+    """Seconds for one bare hardened ``docker run --rm``; raises if the container fails."""
+    limits = limits or RunLimits()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    uid, _, gid = limits.user.partition(":")
+    if os.geteuid() == 0 and uid.isdigit():
+        os.chown(output_dir, int(uid), int(gid) if gid.isdigit() else -1)
+    else:
+        os.chmod(output_dir, 0o777)
+    args = docker_run_args(image_id, input_db, output_dir, limits, job_id=job_id)
+    started = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def bare_verify_and_load(archive: Path) -> float:
+    """Seconds for ``sha256sum ARCHIVE`` + ``docker load -i ARCHIVE``."""
+    started = time.perf_counter()
+    subprocess.run(["sha256sum", str(archive)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["docker", "load", "-q", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def remove_image(image_ref: str) -> None:
+    """Forget an image (so the next load is cold); no error when it is absent."""
+    subprocess.run(["docker", "image", "rm", "-f", image_ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def median_ratio(ours: list[float], bare: list[float]) -> float:
+    """median(ours) / median(bare)."""
+    return statistics.median(ours) / statistics.median(bare)
