@@ -19,11 +19,23 @@ from pathlib import Path
 
 from engine.runner import INPUT_DIR, INPUT_MOUNT, OUTPUT_MOUNT, RunLimits
 
-__all__ = ["docker_run_args", "bare_docker_run", "bare_verify_and_load", "remove_image", "median_ratio"]
+__all__ = [
+    "bare_docker_run",
+    "bare_verify_and_load",
+    "docker_run_args",
+    "median_ratio",
+    "remove_image",
+]
 
 
 def docker_run_args(
-    image_id: str, input_db: Path, output_dir: Path, limits: RunLimits, *, job_id: str = "bench", refiner_id: int = 1
+    image_id: str,
+    input_db: Path,
+    output_dir: Path,
+    limits: RunLimits,
+    *,
+    job_id: str = "bench",
+    refiner_id: int = 1,
 ) -> list[str]:
     """The ``docker run`` command line equivalent to what DockerRunner creates."""
     return [
@@ -52,7 +64,12 @@ def docker_run_args(
 
 
 def bare_docker_run(
-    image_id: str, input_db: Path, output_dir: Path, limits: RunLimits | None = None, *, job_id: str = "bench"
+    image_id: str,
+    input_db: Path,
+    output_dir: Path,
+    limits: RunLimits | None = None,
+    *,
+    job_id: str = "bench",
 ) -> float:
     """Seconds for one bare hardened ``docker run --rm``; raises if the container fails."""
     limits = limits or RunLimits()
@@ -73,13 +90,20 @@ def bare_verify_and_load(archive: Path) -> float:
     """Seconds for ``sha256sum ARCHIVE`` + ``docker load -i ARCHIVE``."""
     started = time.perf_counter()
     subprocess.run(["sha256sum", str(archive)], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["docker", "load", "-q", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["docker", "load", "-q", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL
+    )
     return time.perf_counter() - started
 
 
 def remove_image(image_ref: str) -> None:
     """Forget an image (so the next load is cold); no error when it is absent."""
-    subprocess.run(["docker", "image", "rm", "-f", image_ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        ["docker", "image", "rm", "-f", image_ref],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def median_ratio(ours: list[float], bare: list[float]) -> float:

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from engine.errors import RunFailure
 
-__all__ = ["Artifact", "collect", "write_manifest", "read_manifest"]
+__all__ = ["Artifact", "collect", "read_manifest", "write_manifest"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ class Artifact:
     media_type: str
 
 
-def collect(output_dir: Path, dest_dir: Path, max_total_bytes: int, *, max_files: int = 10_000) -> list[Artifact]:
+def collect(
+    output_dir: Path, dest_dir: Path, max_total_bytes: int, *, max_files: int = 10_000
+) -> list[Artifact]:
     """Copy every regular file under ``output_dir`` into ``dest_dir``; return them sorted by name."""
     output_dir, dest_dir = Path(output_dir), Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -62,12 +64,16 @@ def _walk(root: Path):
     while stack:
         folder, parts = stack.pop()
         if len(parts) > _MAX_DEPTH:
-            raise RunFailure(f"output folders nest deeper than {_MAX_DEPTH} levels", code="OUTPUT_TOO_LARGE")
+            raise RunFailure(
+                f"output folders nest deeper than {_MAX_DEPTH} levels", code="OUTPUT_TOO_LARGE"
+            )
         with os.scandir(folder) as entries:
             for entry in entries:
                 rel_parts = (*parts, entry.name)
                 if not _safe_name(entry.name):
-                    log.warning("skipping output entry with an unsafe name: %r", "/".join(rel_parts))
+                    log.warning(
+                        "skipping output entry with an unsafe name: %r", "/".join(rel_parts)
+                    )
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((Path(entry.path), rel_parts))
@@ -100,9 +106,13 @@ class _Copier:
     def copy(self, rel: str, src: Path) -> None:
         pure = PurePosixPath(rel)
         if pure.is_absolute() or ".." in pure.parts:
-            raise RunFailure(f"output name {rel!r} escapes the output folder", code="OUTPUT_TOO_LARGE")
+            raise RunFailure(
+                f"output name {rel!r} escapes the output folder", code="OUTPUT_TOO_LARGE"
+            )
         if len(self.artifacts) >= self.max_files:
-            raise RunFailure(f"output has more than {self.max_files} files", code="OUTPUT_TOO_LARGE")
+            raise RunFailure(
+                f"output has more than {self.max_files} files", code="OUTPUT_TOO_LARGE"
+            )
         try:
             fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
@@ -125,7 +135,8 @@ class _Copier:
                 self.total += len(chunk)
                 if self.total > self.max_total_bytes:
                     raise RunFailure(
-                        f"output is over the size cap of {self.max_total_bytes} bytes", code="OUTPUT_TOO_LARGE"
+                        f"output is over the size cap of {self.max_total_bytes} bytes",
+                        code="OUTPUT_TOO_LARGE",
                     )
                 hasher.update(chunk)
                 writer.write(chunk)

@@ -29,7 +29,7 @@ import httpx
 
 from engine.errors import FetchFailure
 
-__all__ = ["VerifiedArchive", "ImageCache", "normalize_sha256"]
+__all__ = ["ImageCache", "VerifiedArchive", "normalize_sha256"]
 
 Progress = Callable[[int], None]
 
@@ -53,8 +53,7 @@ class VerifiedArchive:
 def normalize_sha256(value: str) -> str:
     """Return a sha256 as 64 lowercase hex digits; accepts a ``0x`` prefix."""
     text = value.strip().lower()
-    if text.startswith("0x"):
-        text = text[2:]
+    text = text.removeprefix("0x")
     if not _HEX64.fullmatch(text):
         raise FetchFailure(
             f"expected hash {value!r} is not a sha256 (64 hex digits)", code="CHECKSUM_MISMATCH"
@@ -105,7 +104,9 @@ class ImageCache:
             return VerifiedArchive(path=path, sha256=digest, size=st.st_size)
         return None
 
-    def fetch(self, url: str, expected_sha256: str, progress: Progress | None = None) -> VerifiedArchive:
+    def fetch(
+        self, url: str, expected_sha256: str, progress: Progress | None = None
+    ) -> VerifiedArchive:
         """Return the verified archive for ``expected_sha256``, downloading it if needed.
 
         Raises FetchFailure with FETCH_FAILED (bad scheme, HTTP error, network),
@@ -134,7 +135,9 @@ class ImageCache:
 
     # -- download ---------------------------------------------------------
 
-    def _download(self, url: str, out: BinaryIO, progress: Progress | None) -> tuple[str, int, bytes]:
+    def _download(
+        self, url: str, out: BinaryIO, progress: Progress | None
+    ) -> tuple[str, int, bytes]:
         """Stream ``url`` into ``out``; return (sha256 hex, size, first bytes)."""
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         if scheme in ("http", "https"):
@@ -148,7 +151,8 @@ class ImageCache:
             chunks = self._file_chunks(url)
         else:
             raise FetchFailure(
-                f"unsupported URL scheme {scheme or '(none)'!r}: use http or https", code="FETCH_FAILED"
+                f"unsupported URL scheme {scheme or '(none)'!r}: use http or https",
+                code="FETCH_FAILED",
             )
         return self._copy_hashed(chunks, out, progress)
 
@@ -159,7 +163,9 @@ class ImageCache:
         with closing(chunks):
             return self._copy_loop(chunks, out, progress)
 
-    def _copy_loop(self, chunks: Iterator[bytes], out: BinaryIO, progress: Progress | None) -> tuple[str, int, bytes]:
+    def _copy_loop(
+        self, chunks: Iterator[bytes], out: BinaryIO, progress: Progress | None
+    ) -> tuple[str, int, bytes]:
         hasher = hashlib.sha256()
         size = 0
         head = b""
@@ -169,9 +175,14 @@ class ImageCache:
                 continue
             size += len(chunk)
             if size > self.max_bytes:
-                raise FetchFailure(f"archive is over the size cap of {self.max_bytes} bytes", code="IMAGE_TOO_LARGE")
+                raise FetchFailure(
+                    f"archive is over the size cap of {self.max_bytes} bytes",
+                    code="IMAGE_TOO_LARGE",
+                )
             if time.monotonic() > deadline:
-                raise FetchFailure(f"download took longer than {self.timeout_s:g} s", code="FETCH_FAILED")
+                raise FetchFailure(
+                    f"download took longer than {self.timeout_s:g} s", code="FETCH_FAILED"
+                )
             if len(head) < 2:
                 head += chunk[:2]
             hasher.update(chunk)
@@ -188,7 +199,9 @@ class ImageCache:
             with httpx.Client(timeout=timeout, follow_redirects=False) as client:
                 yield from self._follow(client, url)
         except httpx.HTTPError as exc:
-            raise FetchFailure(f"download of {_safe_url(url)} failed: {type(exc).__name__}: {exc}") from exc
+            raise FetchFailure(
+                f"download of {_safe_url(url)} failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _follow(self, client: httpx.Client, url: str) -> Iterator[bytes]:
         for _ in range(_MAX_REDIRECTS + 1):
@@ -197,7 +210,9 @@ class ImageCache:
                     url = str(resp.url.join(resp.headers.get("location", "")))
                     # Redirects may only lead to http(s): never to file:// or others.
                     if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
-                        raise FetchFailure(f"redirect to a non-http(s) URL refused: {_safe_url(url)}")
+                        raise FetchFailure(
+                            f"redirect to a non-http(s) URL refused: {_safe_url(url)}"
+                        )
                     continue
                 if resp.status_code != 200:
                     raise FetchFailure(f"HTTP {resp.status_code} from {_safe_url(url)}")
@@ -230,7 +245,10 @@ class ImageCache:
         cutoff = time.time() - _STALE_TMP_S
         for entry in os.scandir(self.tmp_dir):
             try:
-                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                if (
+                    entry.is_file(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_mtime < cutoff
+                ):
                     os.unlink(entry.path)
             except OSError:
                 pass  # another process removed it; nothing to clean

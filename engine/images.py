@@ -28,7 +28,7 @@ import docker.errors
 from engine.errors import ImageFailure
 from engine.fetch import VerifiedArchive
 
-__all__ = ["ImageLoader", "ArchiveInfo", "inspect_archive"]
+__all__ = ["ArchiveInfo", "ImageLoader", "inspect_archive"]
 
 _MAX_MANIFEST_BYTES = 1024 * 1024
 _MAX_CONFIG_BYTES = 8 * 1024 * 1024
@@ -50,11 +50,15 @@ def inspect_archive(path: Path) -> ArchiveInfo:
             entries = _read_manifest(tar, members)
             configs = sorted({str(e.get("Config", "")) for e in entries})
             if len(configs) != 1 or not configs[0]:
-                raise ImageFailure(f"the archive holds {len(configs)} images; exactly one is required")
+                raise ImageFailure(
+                    f"the archive holds {len(configs)} images; exactly one is required"
+                )
             image_id = _config_digest(tar, members, configs[0])
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ImageFailure(f"the archive is not a readable (gzipped) tar: {exc}") from exc
-    tags = tuple(sorted({t for e in entries for t in (e.get("RepoTags") or []) if isinstance(t, str)}))
+    tags = tuple(
+        sorted({t for e in entries for t in (e.get("RepoTags") or []) if isinstance(t, str)})
+    )
     return ArchiveInfo(image_id=image_id, repo_tags=tags)
 
 
@@ -114,7 +118,9 @@ class ImageLoader:
         except docker.errors.ImageNotFound:
             return False
         except docker.errors.APIError as exc:
-            raise ImageFailure(f"Docker could not inspect image {image_id}: {exc.explanation}") from exc
+            raise ImageFailure(
+                f"Docker could not inspect image {image_id}: {exc.explanation}"
+            ) from exc
 
     def _load(self, path: Path, info: ArchiveInfo) -> None:
         previous = self._tag_targets(info.repo_tags)
@@ -129,7 +135,9 @@ class ImageLoader:
         finally:
             self._restore_tags(previous)
         if not self._exists(info.image_id):
-            raise ImageFailure(f"docker load did not produce the image {info.image_id} the manifest names")
+            raise ImageFailure(
+                f"docker load did not produce the image {info.image_id} the manifest names"
+            )
 
     def _tag_targets(self, tags: tuple[str, ...]) -> dict[str, str | None]:
         """Which image each tag points to now (None: the tag does not exist)."""

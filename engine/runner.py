@@ -25,7 +25,16 @@ from docker.types import LogConfig, Mount
 
 from engine.errors import RunFailure
 
-__all__ = ["RunLimits", "RunSpec", "RunResult", "DockerRunner", "classify", "LABEL", "INPUT_MOUNT", "OUTPUT_MOUNT"]
+__all__ = [
+    "INPUT_MOUNT",
+    "LABEL",
+    "OUTPUT_MOUNT",
+    "DockerRunner",
+    "RunLimits",
+    "RunResult",
+    "RunSpec",
+    "classify",
+]
 
 MiB = 1024 * 1024
 LABEL = "compute-to-data.job"
@@ -120,7 +129,9 @@ class DockerRunner:
             try:
                 container.start()
             except docker.errors.APIError as exc:
-                raise RunFailure(f"the container did not start: {exc.explanation}", code="EXIT_NONZERO") from exc
+                raise RunFailure(
+                    f"the container did not start: {exc.explanation}", code="EXIT_NONZERO"
+                ) from exc
             timed_out, was_cancelled = self._wait(container, spec.limits.timeout_s, cancel, started)
             state = _state(container)
             logs = _read_logs(container, spec.limits.log_bytes)
@@ -169,8 +180,15 @@ class DockerRunner:
                     "DATA_REFINER_ID": str(spec.refiner_id),
                 },
                 mounts=[
-                    Mount(INPUT_MOUNT, str(Path(spec.input_db).resolve()), type="bind", read_only=True),
-                    Mount(OUTPUT_MOUNT, str(Path(spec.output_dir).resolve()), type="bind", read_only=False),
+                    Mount(
+                        INPUT_MOUNT, str(Path(spec.input_db).resolve()), type="bind", read_only=True
+                    ),
+                    Mount(
+                        OUTPUT_MOUNT,
+                        str(Path(spec.output_dir).resolve()),
+                        type="bind",
+                        read_only=False,
+                    ),
                 ],
                 network_mode="none",
                 read_only=True,
@@ -182,16 +200,23 @@ class DockerRunner:
                 nano_cpus=int(limits.cpus * 1e9),
                 pids_limit=limits.pids,
                 tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"},
-                log_config=LogConfig(type="json-file", config={"max-size": str(_driver_log_bytes(limits)), "max-file": "2"}),
+                log_config=LogConfig(
+                    type="json-file",
+                    config={"max-size": str(_driver_log_bytes(limits)), "max-file": "2"},
+                ),
                 stdin_open=False,
                 tty=False,
             )
         except docker.errors.ImageNotFound as exc:
             raise RunFailure(f"image {spec.image_id} is not loaded", code="IMAGE_INVALID") from exc
         except docker.errors.APIError as exc:
-            raise RunFailure(f"Docker could not create the container: {exc.explanation}", code="INTERNAL_ERROR") from exc
+            raise RunFailure(
+                f"Docker could not create the container: {exc.explanation}", code="INTERNAL_ERROR"
+            ) from exc
 
-    def _wait(self, container, timeout_s: float, cancel: threading.Event, started: float) -> tuple[bool, bool]:
+    def _wait(
+        self, container, timeout_s: float, cancel: threading.Event, started: float
+    ) -> tuple[bool, bool]:
         """Wait in short slices; kill on timeout or cancel. Returns (timed_out, cancelled)."""
         deadline = started + timeout_s
         while True:
@@ -242,7 +267,9 @@ def _state(container) -> dict:
     try:
         container.reload()
     except docker.errors.APIError as exc:
-        raise RunFailure(f"Docker lost the container: {exc.explanation}", code="INTERNAL_ERROR") from exc
+        raise RunFailure(
+            f"Docker lost the container: {exc.explanation}", code="INTERNAL_ERROR"
+        ) from exc
     return container.attrs.get("State", {})
 
 
@@ -287,10 +314,15 @@ def _force_remove(container) -> None:
         pass
     except docker.errors.APIError as exc:
         if exc.status_code != 409:  # 409: removal already in progress
-            raise RunFailure(f"Docker could not remove {container.name}: {exc.explanation}", code="INTERNAL_ERROR") from exc
+            raise RunFailure(
+                f"Docker could not remove {container.name}: {exc.explanation}",
+                code="INTERNAL_ERROR",
+            ) from exc
 
 
-def _result(exit_code, oom: bool, timed_out: bool, cancelled: bool, logs: bytes, started: float) -> RunResult:
+def _result(
+    exit_code, oom: bool, timed_out: bool, cancelled: bool, logs: bytes, started: float
+) -> RunResult:
     return RunResult(
         exit_code=exit_code,
         oom_killed=oom,

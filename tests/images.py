@@ -22,7 +22,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-__all__ = ["BUSYBOX_TAG", "busybox_image", "build_image", "export_archive", "ensure_busybox_binary"]
+__all__ = ["BUSYBOX_TAG", "build_image", "busybox_image", "ensure_busybox_binary", "export_archive"]
 
 BUSYBOX_TAG = "c2d-test/busybox:1"
 BUSYBOX_BIN = Path("/bin/busybox")
@@ -39,7 +39,7 @@ def ensure_busybox_binary() -> Path:
         raise RuntimeError("/bin/busybox is missing: install Debian's busybox-static")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", "busybox-static"]
-    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+    if subprocess.run(install, check=False, env=env, capture_output=True).returncode != 0:
         # The package index may be absent on a fresh machine.
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=True)
         subprocess.run(install, env=env, capture_output=True, check=True)
@@ -49,7 +49,9 @@ def ensure_busybox_binary() -> Path:
 def _busybox_rootfs() -> bytes:
     """A tar of a minimal rootfs: /bin/busybox plus one symlink per applet."""
     binary = ensure_busybox_binary()
-    applets = subprocess.run([str(binary), "--list-full"], capture_output=True, text=True, check=True).stdout.split()
+    applets = subprocess.run(
+        [str(binary), "--list-full"], capture_output=True, text=True, check=True
+    ).stdout.split()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for d in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "tmp", "mnt", "root"):
@@ -83,12 +85,17 @@ def busybox_image(client) -> str:
         pass
     repo, tag = BUSYBOX_TAG.split(":")
     client.api.import_image_from_data(
-        _busybox_rootfs(), repository=repo, tag=tag, changes=['CMD ["/bin/sh"]', "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+        _busybox_rootfs(),
+        repository=repo,
+        tag=tag,
+        changes=['CMD ["/bin/sh"]', "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
     )
     return client.images.get(BUSYBOX_TAG).id
 
 
-def build_image(client, dockerfile_text: str, tag: str, context_files: dict[str, bytes | str] | None = None) -> str:
+def build_image(
+    client, dockerfile_text: str, tag: str, context_files: dict[str, bytes | str] | None = None
+) -> str:
     """Build ``dockerfile_text`` (+ files) with the legacy builder; return the image id."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -100,7 +107,9 @@ def build_image(client, dockerfile_text: str, tag: str, context_files: dict[str,
             info.mode = 0o755
             tar.addfile(info, io.BytesIO(data))
     buf.seek(0)
-    image, _logs = client.images.build(fileobj=buf, custom_context=True, tag=tag, rm=True, forcerm=True, pull=False)
+    image, _logs = client.images.build(
+        fileobj=buf, custom_context=True, tag=tag, rm=True, forcerm=True, pull=False
+    )
     return image.id
 
 

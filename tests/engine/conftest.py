@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 # ---- Docker test images (owner: fetch/images/runner helper) -----------------
 # Session-scoped: each image is built once per session (and cached by tag).
 
-import pytest as _pytest
 
-
-@_pytest.fixture(scope="session")
+@pytest.fixture(scope="session")
 def busybox(docker_client) -> str:
     """Image id of the local busybox test image (c2d-test/busybox:1)."""
     from tests.images import busybox_image
@@ -16,7 +16,7 @@ def busybox(docker_client) -> str:
     return busybox_image(docker_client)
 
 
-@_pytest.fixture(scope="session")
+@pytest.fixture(scope="session")
 def make_image(docker_client, busybox):
     """Build an image FROM c2d-test/busybox:1 running ``script`` with sh; returns its id.
 
@@ -28,14 +28,18 @@ def make_image(docker_client, busybox):
 
     def make(name: str, script: str) -> str:
         if name not in built:
-            dockerfile = 'FROM c2d-test/busybox:1\nCOPY job.sh /job.sh\nCMD ["/bin/sh", "/job.sh"]\n'
-            built[name] = build_image(docker_client, dockerfile, f"c2d-test/{name}:1", {"job.sh": script})
+            dockerfile = (
+                'FROM c2d-test/busybox:1\nCOPY job.sh /job.sh\nCMD ["/bin/sh", "/job.sh"]\n'
+            )
+            built[name] = build_image(
+                docker_client, dockerfile, f"c2d-test/{name}:1", {"job.sh": script}
+            )
         return built[name]
 
     return make
 
 
-@_pytest.fixture(scope="session")
+@pytest.fixture(scope="session")
 def busybox_archive(docker_client, busybox, tmp_path_factory):
     """(path, sha256) of a gzipped `docker save` of the busybox test image."""
     from tests.images import export_archive

@@ -116,7 +116,7 @@ def test_empty_output(out: Path, tmp_path: Path) -> None:
 
 
 def test_manifest_round_trip(out: Path, tmp_path: Path) -> None:
-    (out / "x" ).mkdir()
+    (out / "x").mkdir()
     (out / "x" / "a.txt").write_text("hello")
     arts = collect(out, tmp_path / "s", max_total_bytes=100)
     write_manifest(tmp_path / "artifacts.json", arts)
@@ -141,7 +141,14 @@ def test_container_output_end_to_end(docker_client, make_image, tmp_path: Path) 
     )
     db = tmp_path / "query_results.db"
     sqlite3.connect(db).close()
-    spec = RunSpec("artifacts-e2e", make_image("linker", script), db, tmp_path / "out", 1, RunLimits(timeout_s=20))
+    spec = RunSpec(
+        "artifacts-e2e",
+        make_image("linker", script),
+        db,
+        tmp_path / "out",
+        1,
+        RunLimits(timeout_s=20),
+    )
     assert classify(DockerRunner(docker_client).run(spec)) is None
     assert (spec.output_dir / "passwd").is_symlink()
 

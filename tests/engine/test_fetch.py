@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -17,12 +18,12 @@ from engine.fetch import ImageCache, VerifiedArchive, normalize_sha256
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    redirects: dict[str, str] = {}
-    requests: list[str] = []
-    no_length: set[str] = set()
+    files: ClassVar[dict[str, bytes]] = {}
+    redirects: ClassVar[dict[str, str]] = {}
+    requests: ClassVar[list[str]] = []
+    no_length: ClassVar[set[str]] = set()
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         self.requests.append(self.path)
         if self.path in self.redirects:
             self.send_response(302)
@@ -49,10 +50,17 @@ class Server:
     def __init__(self) -> None:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def reset(self) -> None:
-        _Handler.files, _Handler.redirects, _Handler.requests, _Handler.no_length = {}, {}, [], set()
+        _Handler.files, _Handler.redirects, _Handler.requests, _Handler.no_length = (
+            {},
+            {},
+            [],
+            set(),
+        )
 
     @property
     def handler(self) -> type[_Handler]:
@@ -84,7 +92,9 @@ def server(http_server: Server) -> Server:
 
 @pytest.fixture
 def cache(tmp_path: Path) -> ImageCache:
-    return ImageCache(tmp_path / "cache", max_bytes=1024 * 1024, allow_file_urls=False, timeout_s=10)
+    return ImageCache(
+        tmp_path / "cache", max_bytes=1024 * 1024, allow_file_urls=False, timeout_s=10
+    )
 
 
 def _sha(data: bytes) -> str:
@@ -100,11 +110,15 @@ GZ_BODY = b"\x1f\x8b" + b"gzip-ish bytes" * 100
 
 
 @pytest.mark.parametrize("body, suffix", [(TAR_BODY, ".tar"), (GZ_BODY, ".tar.gz")])
-def test_fetch_verifies_and_caches_by_hash(server: Server, cache: ImageCache, body: bytes, suffix: str) -> None:
+def test_fetch_verifies_and_caches_by_hash(
+    server: Server, cache: ImageCache, body: bytes, suffix: str
+) -> None:
     url = server.serve("/img", body)
     seen: list[int] = []
     got = cache.fetch(url, "0x" + _sha(body).upper(), progress=seen.append)
-    assert got == VerifiedArchive(cache.archives_dir / f"{_sha(body)}{suffix}", _sha(body), len(body))
+    assert got == VerifiedArchive(
+        cache.archives_dir / f"{_sha(body)}{suffix}", _sha(body), len(body)
+    )
     assert got.path.read_bytes() == body
     assert seen and seen[-1] == len(body)
     assert os.listdir(cache.tmp_dir) == []
@@ -135,7 +149,9 @@ def test_hash_mismatch_leaves_nothing(server: Server, cache: ImageCache) -> None
 
 
 @pytest.mark.docker
-def test_tampered_archive_never_reaches_docker(server: Server, cache: ImageCache, docker_client, busybox_archive) -> None:
+def test_tampered_archive_never_reaches_docker(
+    server: Server, cache: ImageCache, docker_client, busybox_archive
+) -> None:
     """The pipeline's order (fetch, then load) means a mismatch leaves Docker untouched."""
     from engine.images import ImageLoader
 
@@ -176,7 +192,9 @@ def test_connection_refused_is_fetch_failed(cache: ImageCache) -> None:
 def test_size_cap_while_streaming(server: Server, tmp_path: Path) -> None:
     body = b"a" * 5000
     url = server.serve("/big", body)
-    server.handler.no_length.add("/big")  # no Content-Length: only counting while streaming stops it
+    server.handler.no_length.add(
+        "/big"
+    )  # no Content-Length: only counting while streaming stops it
     small = ImageCache(tmp_path / "c", max_bytes=1000)
     monkey_chunk = fetch_mod._CHUNK
     fetch_mod._CHUNK = 512
@@ -225,7 +243,9 @@ def test_file_url_refused_unless_enabled(tmp_path: Path) -> None:
     assert err.value.code == "FETCH_FAILED"
     assert "file://" in err.value.message
 
-    got = ImageCache(tmp_path / "on", max_bytes=10_000, allow_file_urls=True).fetch(archive.as_uri(), _sha(TAR_BODY))
+    got = ImageCache(tmp_path / "on", max_bytes=10_000, allow_file_urls=True).fetch(
+        archive.as_uri(), _sha(TAR_BODY)
+    )
     assert got.path.read_bytes() == TAR_BODY
     assert got.path.parent == tmp_path / "on" / "archives"
 
@@ -237,7 +257,9 @@ def test_file_url_missing_file(tmp_path: Path) -> None:
     assert err.value.code == "FETCH_FAILED"
 
 
-@pytest.mark.parametrize("url", ["ftp://example.org/a.tar", "s3://bucket/a.tar", "a.tar", "data:,hello"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.org/a.tar", "s3://bucket/a.tar", "a.tar", "data:,hello"]
+)
 def test_bad_scheme(cache: ImageCache, url: str) -> None:
     with pytest.raises(FetchFailure) as err:
         cache.fetch(url, _sha(b"x"))

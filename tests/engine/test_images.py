@@ -28,7 +28,9 @@ def _archive(path: Path, digest: str | None = None) -> VerifiedArchive:
 
 def _unique_image(client, tag: str) -> str:
     """An image no other test has: its label makes its id unique."""
-    dockerfile = f'FROM c2d-test/busybox:1\nLABEL c2d-test.unique="{uuid.uuid4().hex}"\nCMD ["true"]\n'
+    dockerfile = (
+        f'FROM c2d-test/busybox:1\nLABEL c2d-test.unique="{uuid.uuid4().hex}"\nCMD ["true"]\n'
+    )
     return build_image(client, dockerfile, tag)
 
 
@@ -72,20 +74,26 @@ def removed_image_archive(docker_client, busybox, tmp_path: Path) -> tuple[Verif
         pass
 
 
-def test_loads_once_then_uses_the_map(docker_client, removed_image_archive, load_counter, tmp_path: Path) -> None:
+def test_loads_once_then_uses_the_map(
+    docker_client, removed_image_archive, load_counter, tmp_path: Path
+) -> None:
     archive, image_id = removed_image_archive
     loader = ImageLoader(docker_client, tmp_path / "state")
     assert loader.ensure_loaded(archive) == image_id
     assert docker_client.images.get(image_id).id == image_id
     assert load_counter.calls == 1
-    assert json.loads((tmp_path / "state" / "images.json").read_text()) == {archive.sha256: image_id}
+    assert json.loads((tmp_path / "state" / "images.json").read_text()) == {
+        archive.sha256: image_id
+    }
 
     assert loader.ensure_loaded(archive) == image_id
     assert ImageLoader(docker_client, tmp_path / "state").ensure_loaded(archive) == image_id
     assert load_counter.calls == 1, "a loaded image must not be loaded again"
 
 
-def test_reloads_when_the_image_was_removed(docker_client, removed_image_archive, load_counter, tmp_path: Path) -> None:
+def test_reloads_when_the_image_was_removed(
+    docker_client, removed_image_archive, load_counter, tmp_path: Path
+) -> None:
     archive, image_id = removed_image_archive
     loader = ImageLoader(docker_client, tmp_path / "state")
     loader.ensure_loaded(archive)
@@ -105,7 +113,9 @@ def test_archive_cannot_hijack_an_existing_tag(docker_client, busybox, tmp_path:
     try:
         loaded = ImageLoader(docker_client, tmp_path / "state").ensure_loaded(_archive(path))
         assert loaded == intruder
-        assert docker_client.images.get(tag).id == victim, "the operator's tag must still name its image"
+        assert docker_client.images.get(tag).id == victim, (
+            "the operator's tag must still name its image"
+        )
     finally:
         for image_id in (intruder, victim):
             try:
@@ -114,7 +124,9 @@ def test_archive_cannot_hijack_an_existing_tag(docker_client, busybox, tmp_path:
                 pass
 
 
-def test_two_images_refused_before_docker_sees_them(docker_client, busybox, make_image, load_counter, tmp_path: Path) -> None:
+def test_two_images_refused_before_docker_sees_them(
+    docker_client, busybox, make_image, load_counter, tmp_path: Path
+) -> None:
     other = make_image("second", "echo second")
     path = tmp_path / "two.tar.gz"
     export_archive(docker_client, ["c2d-test/busybox:1", "c2d-test/second:1"], path)
@@ -145,10 +157,15 @@ def _tar_with(files: dict[str, bytes]) -> bytes:
         (_tar_with({"hello.txt": b"hi"}), "no manifest.json"),
         (_tar_with({"manifest.json": b"{not json"}), "not valid JSON"),
         (_tar_with({"manifest.json": b"[]"}), "0 images"),
-        (_tar_with({"manifest.json": b'[{"Config": "c.json", "Layers": []}]'}), "lacks the image config"),
+        (
+            _tar_with({"manifest.json": b'[{"Config": "c.json", "Layers": []}]'}),
+            "lacks the image config",
+        ),
     ],
 )
-def test_invalid_archives(docker_client, load_counter, tmp_path: Path, content: bytes, words: str) -> None:
+def test_invalid_archives(
+    docker_client, load_counter, tmp_path: Path, content: bytes, words: str
+) -> None:
     path = tmp_path / "bad.tar"
     path.write_bytes(content)
     with pytest.raises(ImageFailure) as err:
@@ -160,8 +177,14 @@ def test_invalid_archives(docker_client, load_counter, tmp_path: Path, content: 
 
 def test_docker_refusal_is_image_invalid(docker_client, load_counter, tmp_path: Path) -> None:
     """A well-formed manifest whose layers are missing: Docker refuses, we translate."""
-    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:' + b"0" * 64 + b'"]}}'
-    manifest = json.dumps([{"Config": "c.json", "RepoTags": None, "Layers": ["missing/layer.tar"]}]).encode()
+    config = (
+        b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:'
+        + b"0" * 64
+        + b'"]}}'
+    )
+    manifest = json.dumps(
+        [{"Config": "c.json", "RepoTags": None, "Layers": ["missing/layer.tar"]}]
+    ).encode()
     path = tmp_path / "broken.tar"
     path.write_bytes(_tar_with({"c.json": config, "manifest.json": manifest}))
     assert inspect_archive(path).image_id == "sha256:" + hashlib.sha256(config).hexdigest()

@@ -56,7 +56,9 @@ def runner(docker_client) -> DockerRunner:
     return DockerRunner(docker_client)
 
 
-def _spec(image: str, input_db: Path, tmp_path: Path, limits: RunLimits = FAST, job_id: str | None = None) -> RunSpec:
+def _spec(
+    image: str, input_db: Path, tmp_path: Path, limits: RunLimits = FAST, job_id: str | None = None
+) -> RunSpec:
     return RunSpec(
         job_id=job_id or _job(),
         image_id=image,
@@ -75,12 +77,18 @@ def _gone(docker_client, job_id: str) -> bool:
         return True
 
 
-def test_hardening_seen_from_inside(runner, docker_client, make_image, input_db: Path, tmp_path: Path) -> None:
+def test_hardening_seen_from_inside(
+    runner, docker_client, make_image, input_db: Path, tmp_path: Path
+) -> None:
     import http.server
 
     httpd = http.server.ThreadingHTTPServer(("0.0.0.0", 0), http.server.SimpleHTTPRequestHandler)
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    gateway = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0].get("Gateway", "172.17.0.1")
+    threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    gateway = (
+        docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0].get("Gateway", "172.17.0.1")
+    )
     script = f"HOST_IP={gateway}\nHOST_PORT={httpd.server_address[1]}\n" + PROBE
     image = make_image(f"probe-{httpd.server_address[1]}", script)
     spec = _spec(image, input_db, tmp_path)
@@ -104,7 +112,9 @@ def test_hardening_seen_from_inside(runner, docker_client, make_image, input_db:
     assert int((out / "input_size").read_text()) == input_db.stat().st_size
     assert (out / "nested" / "deeper" / "hello.txt").read_text() == "hi\n"
     env = dict(line.split("=", 1) for line in (out / "env").read_text().splitlines() if "=" in line)
-    assert {k: env[k] for k in ("INPUT_PATH", "OUTPUT_PATH", "COMPUTE_JOB_ID", "DATA_REFINER_ID")} == {
+    assert {
+        k: env[k] for k in ("INPUT_PATH", "OUTPUT_PATH", "COMPUTE_JOB_ID", "DATA_REFINER_ID")
+    } == {
         "INPUT_PATH": "/mnt/input",
         "OUTPUT_PATH": "/mnt/output",
         "COMPUTE_JOB_ID": spec.job_id,
@@ -112,15 +122,24 @@ def test_hardening_seen_from_inside(runner, docker_client, make_image, input_db:
     }
     # Only Docker's and the shell's own variables besides the four.
     assert set(env) - {"INPUT_PATH", "OUTPUT_PATH", "COMPUTE_JOB_ID", "DATA_REFINER_ID"} <= {
-        "PATH", "HOSTNAME", "HOME", "PWD", "SHLVL", "_",
+        "PATH",
+        "HOSTNAME",
+        "HOME",
+        "PWD",
+        "SHLVL",
+        "_",
     }
     assert _gone(docker_client, spec.job_id)
 
 
-def test_container_config_is_hardened(runner, docker_client, make_image, input_db: Path, tmp_path: Path) -> None:
+def test_container_config_is_hardened(
+    runner, docker_client, make_image, input_db: Path, tmp_path: Path
+) -> None:
     """Check what Docker recorded, while the container runs."""
     image = make_image("sleeper", "sleep 30")
-    limits = RunLimits(cpus=0.5, memory_bytes=32 * MiB, pids=64, tmpfs_bytes=4 * MiB, timeout_s=20, log_bytes=4096)
+    limits = RunLimits(
+        cpus=0.5, memory_bytes=32 * MiB, pids=64, tmpfs_bytes=4 * MiB, timeout_s=20, log_bytes=4096
+    )
     spec = _spec(image, input_db, tmp_path, limits)
     cancel = threading.Event()
     seen: dict = {}
@@ -149,7 +168,10 @@ def test_container_config_is_hardened(runner, docker_client, make_image, input_d
     assert host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 64
     assert "size=4194304" in host["Tmpfs"]["/tmp"] and "noexec" in host["Tmpfs"]["/tmp"]
-    assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": str(4 * 4096 + 65536), "max-file": "2"}}
+    assert host["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": str(4 * 4096 + 65536), "max-file": "2"},
+    }
     mounts = {m["Target"]: m for m in host["Mounts"]}
     assert mounts["/mnt/input/query_results.db"]["ReadOnly"] is True
     assert mounts["/mnt/output"].get("ReadOnly", False) is False
@@ -164,7 +186,9 @@ def test_out_of_memory(runner, docker_client, make_image, input_db: Path, tmp_pa
     assert _gone(docker_client, spec.job_id)
 
 
-def test_timeout_kills_and_removes(runner, docker_client, make_image, input_db: Path, tmp_path: Path) -> None:
+def test_timeout_kills_and_removes(
+    runner, docker_client, make_image, input_db: Path, tmp_path: Path
+) -> None:
     image = make_image("sleeper", "sleep 30")
     spec = _spec(image, input_db, tmp_path, RunLimits(timeout_s=1.0))
     result = runner.run(spec)
@@ -186,7 +210,9 @@ def test_cancel_event(runner, docker_client, make_image, input_db: Path, tmp_pat
     assert _gone(docker_client, spec.job_id)
 
 
-def test_cancel_by_job_id_kills_at_once(runner, docker_client, make_image, input_db: Path, tmp_path: Path) -> None:
+def test_cancel_by_job_id_kills_at_once(
+    runner, docker_client, make_image, input_db: Path, tmp_path: Path
+) -> None:
     image = make_image("sleeper", "sleep 30")
     spec = _spec(image, input_db, tmp_path)
     cancel = threading.Event()
@@ -202,7 +228,9 @@ def test_cancel_by_job_id_kills_at_once(runner, docker_client, make_image, input
     assert runner.cancel(spec.job_id) is False, "no container left to cancel"
 
 
-def test_cancel_before_start(runner, docker_client, make_image, input_db: Path, tmp_path: Path) -> None:
+def test_cancel_before_start(
+    runner, docker_client, make_image, input_db: Path, tmp_path: Path
+) -> None:
     cancel = threading.Event()
     cancel.set()
     spec = _spec(make_image("sleeper", "sleep 30"), input_db, tmp_path)
@@ -212,8 +240,13 @@ def test_cancel_before_start(runner, docker_client, make_image, input_db: Path, 
     assert _gone(docker_client, spec.job_id)
 
 
-def test_nonzero_exit_and_capped_logs(runner, docker_client, make_image, input_db: Path, tmp_path: Path) -> None:
-    image = make_image("chatty-fail", "i=0\nwhile [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done\necho oops >&2\nexit 3\n")
+def test_nonzero_exit_and_capped_logs(
+    runner, docker_client, make_image, input_db: Path, tmp_path: Path
+) -> None:
+    image = make_image(
+        "chatty-fail",
+        "i=0\nwhile [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done\necho oops >&2\nexit 3\n",
+    )
     spec = _spec(image, input_db, tmp_path, RunLimits(timeout_s=20, log_bytes=100))
     result = runner.run(spec)
     assert result.exit_code == 3
@@ -224,7 +257,9 @@ def test_nonzero_exit_and_capped_logs(runner, docker_client, make_image, input_d
 
 
 def test_success_keeps_logs(runner, make_image, input_db: Path, tmp_path: Path) -> None:
-    image = make_image("hello", "echo hello from $COMPUTE_JOB_ID\necho done > $OUTPUT_PATH/done.txt\n")
+    image = make_image(
+        "hello", "echo hello from $COMPUTE_JOB_ID\necho done > $OUTPUT_PATH/done.txt\n"
+    )
     spec = _spec(image, input_db, tmp_path)
     result = runner.run(spec)
     assert classify(result) is None
@@ -233,17 +268,25 @@ def test_success_keeps_logs(runner, make_image, input_db: Path, tmp_path: Path) 
     assert (spec.output_dir / "done.txt").read_text() == "done\n"
 
 
-def test_stale_container_with_the_same_name_is_replaced(runner, docker_client, busybox, make_image, input_db: Path, tmp_path: Path) -> None:
+def test_stale_container_with_the_same_name_is_replaced(
+    runner, docker_client, busybox, make_image, input_db: Path, tmp_path: Path
+) -> None:
     job_id = _job()
-    docker_client.containers.create(busybox, ["sleep", "30"], name=f"c2d-{job_id}", labels={LABEL: job_id})
-    result = runner.run(_spec(make_image("hello", "echo hi > $OUTPUT_PATH/x"), input_db, tmp_path, job_id=job_id))
+    docker_client.containers.create(
+        busybox, ["sleep", "30"], name=f"c2d-{job_id}", labels={LABEL: job_id}
+    )
+    result = runner.run(
+        _spec(make_image("hello", "echo hi > $OUTPUT_PATH/x"), input_db, tmp_path, job_id=job_id)
+    )
     assert classify(result) is None
     assert _gone(docker_client, job_id)
 
 
 def test_remove_leftovers(runner, docker_client, busybox) -> None:
     job_id = _job()
-    docker_client.containers.run(busybox, ["sleep", "30"], name=f"c2d-{job_id}", labels={LABEL: job_id}, detach=True)
+    docker_client.containers.run(
+        busybox, ["sleep", "30"], name=f"c2d-{job_id}", labels={LABEL: job_id}, detach=True
+    )
     assert job_id in runner.remove_leftovers()
     assert _gone(docker_client, job_id)
 
@@ -263,7 +306,14 @@ def test_job_id_must_name_a_container(bad: str) -> None:
 
 
 def _r(**kw) -> RunResult:
-    base = dict(exit_code=0, oom_killed=False, timed_out=False, cancelled=False, logs=b"", duration_s=0.1)
+    base = {
+        "exit_code": 0,
+        "oom_killed": False,
+        "timed_out": False,
+        "cancelled": False,
+        "logs": b"",
+        "duration_s": 0.1,
+    }
     return RunResult(**{**base, **kw})
 
 
@@ -285,4 +335,10 @@ def test_classify(result: RunResult, code: str | None) -> None:
 
 
 def test_public_surface() -> None:
-    assert set(runner_mod.__all__) >= {"RunLimits", "RunSpec", "RunResult", "DockerRunner", "classify"}
+    assert set(runner_mod.__all__) >= {
+        "RunLimits",
+        "RunSpec",
+        "RunResult",
+        "DockerRunner",
+        "classify",
+    }
