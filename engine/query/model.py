@@ -1,0 +1,63 @@
+"""The value types of the query library: permissions, limits and the access report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Permission", "QueryLimits", "AccessReport", "ANYONE_ADDRESSES"]
+
+MIB = 1024 * 1024
+
+# How a "granted to anyone" permission may arrive: None from our chain layer,
+# or the zero address / empty string when taken raw from the contract.
+ANYONE_ADDRESSES = frozenset({"", "0x0000000000000000000000000000000000000000"})
+
+
+@dataclass(frozen=True)
+class Permission:
+    """One on-chain query permission.
+
+    `table == ""` covers every table; `column == ""` covers every column of
+    `table`. `grantee is None` (or the zero address) means anyone.
+    """
+
+    id: int
+    grantee: str | None
+    refiner_id: int
+    table: str
+    column: str
+    price: int
+    approved: bool = True
+
+    @property
+    def is_generic(self) -> bool:
+        return self.grantee is None or self.grantee.lower() in ANYONE_ADDRESSES
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """Bounds on one query: rows returned, wall time, size of the results file."""
+
+    max_rows: int = 100_000
+    timeout_s: float = 30.0
+    max_result_bytes: int = 256 * MIB
+
+    def __post_init__(self) -> None:
+        if self.max_rows < 0 or self.timeout_s <= 0 or self.max_result_bytes <= 0:
+            raise ValueError("QueryLimits must be positive (max_rows may be 0)")
+
+
+@dataclass(frozen=True)
+class AccessReport:
+    """What a query read and what it costs.
+
+    `columns` are the (table, column) pairs read, sorted; column "" means the
+    table was read without any of its columns (e.g. `count(*)`), "rowid" its
+    implicit row id. `permissions_used` are the ids of the distinct
+    permissions that covered them; `price` is the sum of their prices.
+    """
+
+    columns: tuple[tuple[str, str], ...]
+    permissions_used: tuple[int, ...]
+    price: int
+    row_count: int
