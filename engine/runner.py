@@ -46,6 +46,7 @@ _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # Short waits keep cancel responsive; each is one cheap request to dockerd.
 _WAIT_SLICE_S = 0.5
 _KILL_WAIT_S = 10.0
+_MAX_QUICK_FAILURES = 20
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,7 @@ class DockerRunner:
     ) -> tuple[bool, bool]:
         """Wait in short slices; kill on timeout or cancel. Returns (timed_out, cancelled)."""
         deadline = started + timeout_s
+        quick_failures = 0
         while True:
             if cancel.is_set():
                 _kill(container)
@@ -227,12 +229,28 @@ class DockerRunner:
             if remaining <= 0:
                 _kill(container)
                 return True, False
+            slice_s = min(_WAIT_SLICE_S, remaining)
+            began = time.monotonic()
             try:
-                container.wait(timeout=min(_WAIT_SLICE_S, remaining))
+                container.wait(timeout=slice_s)
                 return False, False
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                # docker-py raises ConnectionError (not ReadTimeout) on a wait timeout.
-                continue
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+                # docker-py raises ConnectionError (not ReadTimeout) on a wait timeout;
+                # one that fails at once is dockerd being unreachable, not a timeout.
+                if time.monotonic() - began >= slice_s / 2:
+                    quick_failures = 0
+                    continue
+                quick_failures += 1
+                if quick_failures >= _MAX_QUICK_FAILURES:
+                    raise RunFailure(
+                        f"lost contact with Docker: {exc}", code="INTERNAL_ERROR"
+                    ) from exc
+                time.sleep(0.1)
+            except docker.errors.APIError as exc:
+                raise RunFailure(
+                    f"Docker failed waiting for the container: {exc.explanation}",
+                    code="INTERNAL_ERROR",
+                ) from exc
 
     def _remove_named(self, name: str) -> None:
         """A container left by a crash under this job's name would block create."""

@@ -245,7 +245,7 @@ def test_nonzero_exit_and_capped_logs(
 ) -> None:
     image = make_image(
         "chatty-fail",
-        "i=0\nwhile [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done\necho oops >&2\nexit 3\n",
+        "i=0\nwhile [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done\nsleep 0.2\necho oops >&2\nexit 3\n",
     )
     spec = _spec(image, input_db, tmp_path, RunLimits(timeout_s=20, log_bytes=100))
     result = runner.run(spec)
@@ -342,3 +342,24 @@ def test_public_surface() -> None:
         "DockerRunner",
         "classify",
     }
+
+
+def test_unreachable_docker_during_wait_is_an_internal_error() -> None:
+    """Unit test with a fake container: a wait that fails at once must not spin until the timeout."""
+    import requests.exceptions
+
+    from engine.errors import RunFailure
+
+    class DeadDocker:
+        calls = 0
+
+        def wait(self, timeout: float) -> None:
+            DeadDocker.calls += 1
+            raise requests.exceptions.ConnectionError("connection refused")
+
+    started = time.monotonic()
+    with pytest.raises(RunFailure) as err:
+        DockerRunner(None)._wait(DeadDocker(), 600, threading.Event(), started)
+    assert err.value.code == "INTERNAL_ERROR"
+    assert DeadDocker.calls == runner_mod._MAX_QUICK_FAILURES
+    assert time.monotonic() - started < 5
