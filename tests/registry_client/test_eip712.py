@@ -1,0 +1,144 @@
+"""EIP-712 job requests and signed reads: encoding, known vectors, recovery, validation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from eth_account import Account
+from eth_utils import keccak
+
+from registry_client import eip712
+from registry_client.eip712 import (
+    JobRequest,
+    canonical_params,
+    job_request_digest,
+    job_request_typed_data,
+    read_headers,
+    recover_job_signer,
+    recover_read_signer,
+    sign_job_request,
+    sign_read,
+)
+from registry_client.errors import InputError
+from tests.conftest import ANVIL_KEYS, ROOT
+
+CHAIN = 31337
+REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+ALICE = Account.from_key(ANVIL_KEYS[0])  # 0xf39F...2266
+BOB = Account.from_key(ANVIL_KEYS[1])
+
+REQ = JobRequest.create(1, 2, "SELECT 1", [1, "a"], 7, 1790000000)
+# Signed by `cast wallet sign --data` (Foundry, an independent EIP-712 implementation)
+# over job_request_typed_data(31337, REGISTRY, REQ) with anvil key 0.
+KNOWN_SIGNATURE = (
+    "0x00a3ddabd1d79e9fd834aadf8275c4ecc89d82a29682a1c9a7d8bc2f3e1a09cc"
+    "5d67bf0f2dbc317b1c371edf5e2ec81be2c29587490c7996a4e173ead5dfd7001c"
+)
+KNOWN_DIGEST = "0x48a019556ad9d55c63ea8bb39e8802a2179c88131bcbfd733b45a81005114ea5"
+
+
+def test_public_surface():
+    assert set(eip712.__all__) == {n for n in eip712.__all__ if hasattr(eip712, n)}
+    assert {"JobRequest", "sign_job_request", "recover_job_signer", "job_request_digest",
+            "sign_read", "recover_read_signer", "domain"} <= set(eip712.__all__)
+
+
+def test_known_vector():
+    assert sign_job_request(ALICE, CHAIN, REGISTRY, REQ) == KNOWN_SIGNATURE
+    assert recover_job_signer(CHAIN, REGISTRY, REQ, KNOWN_SIGNATURE) == ALICE.address
+    assert job_request_digest(CHAIN, REGISTRY, REQ) == KNOWN_DIGEST
+
+
+def _uint(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def test_digest_matches_hand_computed_eip712():
+    """keccak(0x1901 ‖ domainSeparator ‖ hashStruct(JobRequest)) written out by hand."""
+    domain_type = keccak(text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+    separator = keccak(domain_type + keccak(text="ComputeEngine") + keccak(text="1") + _uint(CHAIN)
+                       + bytes(12) + bytes.fromhex(REGISTRY[2:]))
+    job_type = keccak(text="JobRequest(uint256 instructionId,uint256 refinerId,string query,string params,"
+                           "uint256 nonce,uint256 deadline)")
+    struct = keccak(job_type + _uint(1) + _uint(2) + keccak(text="SELECT 1") + keccak(text='[1,"a"]')
+                    + _uint(7) + _uint(1790000000))
+    assert "0x" + keccak(b"\x19\x01" + separator + struct).hex() == KNOWN_DIGEST
+
+
+def test_cast_cross_check(tmp_path):
+    cast = ROOT / "node_modules" / ".bin" / "cast"
+    if not cast.exists() and not shutil.which("cast"):
+        pytest.skip("cast not installed")
+    req = JobRequest.create(3, 4, "SELECT name FROM users WHERE id = :id", {"id": 5}, 2**40, 1800000000)
+    doc = tmp_path / "typed.json"
+    doc.write_text(json.dumps(job_request_typed_data(CHAIN, REGISTRY, req)))
+    out = subprocess.run(
+        [str(cast if cast.exists() else "cast"), "wallet", "sign", "--data", "--from-file", str(doc),
+         "--private-key", ANVIL_KEYS[2]],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()
+    assert out.startswith("0x") and out == sign_job_request(Account.from_key(ANVIL_KEYS[2]), CHAIN, REGISTRY, req)
+
+
+def test_canonical_params():
+    assert canonical_params({"b": 1, "a": [1, 2]}) == '{"a":[1,2],"b":1}'
+    assert canonical_params([1, "x", None]) == '[1,"x",null]'
+    assert canonical_params(None) == "null"
+    with pytest.raises(InputError):
+        canonical_params("SELECT")  # type: ignore[arg-type]
+    with pytest.raises(InputError):
+        canonical_params([float("nan")])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"instruction_id": 9}, {"refiner_id": 9}, {"query": "SELECT 2"}, {"params_json": "[2]"},
+        {"nonce": 8}, {"deadline": 1790000001},
+    ],
+)
+def test_every_field_is_signed(change):
+    fields = {**REQ.__dict__, **change}
+    tampered = JobRequest(**fields)
+    assert recover_job_signer(CHAIN, REGISTRY, tampered, KNOWN_SIGNATURE) != ALICE.address
+    assert job_request_digest(CHAIN, REGISTRY, tampered) != KNOWN_DIGEST
+
+
+@pytest.mark.parametrize(("chain", "contract"), [(1, REGISTRY), (CHAIN, "0x" + "11" * 20)])
+def test_domain_binds_chain_and_contract(chain, contract):
+    assert recover_job_signer(chain, contract, REQ, KNOWN_SIGNATURE) != ALICE.address
+    assert job_request_digest(chain, contract, REQ) != KNOWN_DIGEST
+
+
+def test_message_roundtrip_and_validation():
+    assert JobRequest.from_message(REQ.to_message()) == REQ
+    assert REQ.params == [1, "a"]
+    with pytest.raises(InputError, match="missing field"):
+        JobRequest.from_message({"instructionId": 1})
+    bad = [
+        {"instructionId": -1}, {"nonce": 2**256}, {"deadline": True}, {"query": "  "},
+        {"params": "{oops"}, {"params": "5"}, {"refinerId": "1"},
+    ]
+    for change in bad:
+        with pytest.raises(InputError):
+            JobRequest.from_message({**REQ.to_message(), **change})
+
+
+@pytest.mark.parametrize("sig", ["0x1234", "nothex", "0x" + "00" * 65, 12])
+def test_malformed_signature(sig):
+    with pytest.raises(InputError):
+        recover_job_signer(CHAIN, REGISTRY, REQ, sig)
+
+
+def test_read_signature_roundtrip():
+    sig = sign_read(BOB, CHAIN, REGISTRY, "get", "/jobs/abc", 1700000000)
+    assert recover_read_signer(CHAIN, REGISTRY, "GET", "/jobs/abc", 1700000000, sig) == BOB.address
+    assert recover_read_signer(CHAIN, REGISTRY, "GET", "/jobs/abd", 1700000000, sig) != BOB.address
+    assert recover_read_signer(CHAIN, REGISTRY, "POST", "/jobs/abc", 1700000000, sig) != BOB.address
+    assert recover_read_signer(CHAIN, REGISTRY, "GET", "/jobs/abc", 1700000001, sig) != BOB.address
+    headers = read_headers(BOB, CHAIN, REGISTRY, "GET", "/jobs/abc", 1700000000)
+    assert headers == {"X-Wallet-Address": BOB.address, "X-Wallet-Timestamp": "1700000000",
+                       "X-Wallet-Signature": sig}
