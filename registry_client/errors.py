@@ -257,3 +257,28 @@ def decode_revert(
     else:
         message = f"the contract refused: {name}({', '.join(_fmt(a) for a in args)})"
     return cls(message, name=name, args=args)
+
+
+# ---- engine API errors (appended by the engine-client helper) ---------------
+
+
+class EngineApiError(RegistryError):
+    """The engine API refused a request: its problem `code`, HTTP `status` and `detail`."""
+
+    code = "ENGINE_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int = 0, detail: str | None = None):
+        super().__init__(message, code=code)
+        self.status = status
+        self.detail = detail if detail is not None else message
+
+
+class EngineUnreachable(EngineApiError):
+    """The engine API does not answer at the given URL."""
+
+    code = "ENGINE_UNREACHABLE"
+
+
+__all__ += ["EngineApiError", "EngineUnreachable"]
+ERROR_CODES.update({cls.code: (cls.__doc__ or cls.__name__).strip().splitlines()[0]
+                    for cls in (EngineApiError, EngineUnreachable)})
