@@ -137,15 +137,28 @@ def docker_client():
 
 
 class Accounts:
-    """anvil dev accounts by role, with the env var name holding each key."""
+    """anvil dev accounts by role, with the env var name holding each key.
+
+    Funded dev accounts 0, 1, 3, 4 sign; the grantee only receives permissions,
+    so it is a fixed unfunded key. (ANVIL_KEYS[2] above is not anvil's account
+    #2 key, so it holds no ether: it is not used here.)
+    """
 
     ROLES = ("deployer", "dlp_owner", "builder", "stranger", "grantee")
 
     def __init__(self) -> None:
         from eth_account import Account
+        from eth_utils import keccak
 
-        for index, role in enumerate(self.ROLES):
-            setattr(self, role, Account.from_key(ANVIL_KEYS[index]))
+        self.keys = {
+            "deployer": ANVIL_KEYS[0],
+            "dlp_owner": ANVIL_KEYS[1],
+            "builder": ANVIL_KEYS[3],
+            "stranger": ANVIL_KEYS[4],
+            "grantee": "0x" + keccak(text="c2d test grantee").hex(),
+        }
+        for role, key in self.keys.items():
+            setattr(self, role, Account.from_key(key))
 
     @staticmethod
     def env_var(role: str) -> str:
@@ -153,7 +166,7 @@ class Accounts:
 
     def env(self) -> dict[str, str]:
         """Env vars holding every role's key, for `--key-env TEST_<ROLE>_KEY`."""
-        return {self.env_var(role): ANVIL_KEYS[i] for i, role in enumerate(self.ROLES)}
+        return {self.env_var(role): key for role, key in self.keys.items()}
 
 
 @pytest.fixture(scope="session")
