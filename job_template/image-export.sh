@@ -5,14 +5,14 @@
 #
 # Env: IMAGE (default my-compute-job:latest), ARCHIVE (default
 # my-compute-job.tar.gz), ARCHIVE_URL (where you will host the archive;
-# default: what `python3 -m http.server 8000` serves from this folder),
+# default: what `python3 -m http.server 8001` serves from this folder),
 # KEY_ENV (name of the env var holding your builder key; default BUILDER_KEY).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 IMAGE="${IMAGE:-my-compute-job:latest}"
 ARCHIVE="${ARCHIVE:-my-compute-job.tar.gz}"
-ARCHIVE_URL="${ARCHIVE_URL:-http://127.0.0.1:8000/$(basename "$ARCHIVE")}"
+ARCHIVE_URL="${ARCHIVE_URL:-http://127.0.0.1:8001/$(basename "$ARCHIVE")}"
 KEY_ENV="${KEY_ENV:-BUILDER_KEY}"
 say() { echo "==> $*"; }
 
@@ -30,5 +30,5 @@ mv "$TMP" "$ARCHIVE"
 SHA="$(sha256sum "$ARCHIVE" | cut -d' ' -f1)"
 say "wrote $ARCHIVE ($(stat -c %s "$ARCHIVE") bytes)"
 say "sha256 $SHA"
-say "next: host $ARCHIVE at $ARCHIVE_URL (any http(s) server; e.g. 'python3 -m http.server 8000' here), then publish it:"
+say "next: host $ARCHIVE at $ARCHIVE_URL (any http(s) server; e.g. 'python3 -m http.server 8001' here), then publish it:"
 echo "registry instruction add --sha256 $SHA --url $ARCHIVE_URL --key-env $KEY_ENV"

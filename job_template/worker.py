@@ -37,15 +37,15 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "EXIT_OK",
     "EXIT_BAD_INPUT",
     "EXIT_ERROR",
+    "EXIT_OK",
     "BadInput",
     "ColumnProfile",
     "compute_stats",
-    "render_bar_chart",
-    "png_bytes",
     "main",
+    "png_bytes",
+    "render_bar_chart",
 ]
 
 EXIT_OK = 0
@@ -207,7 +207,9 @@ def group_stats(
         selects.append(f"COUNT(DISTINCT {quote(users)})")
     for col in numeric:
         selects += [f"AVG({quote(col)})", f"TOTAL({quote(col)})"]
-    total_groups = conn.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {quote(TABLE)} GROUP BY {g})").fetchone()[0]
+    total_groups = conn.execute(
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM {quote(TABLE)} GROUP BY {g})"
+    ).fetchone()[0]
     rows = conn.execute(
         f"SELECT {', '.join(selects)} FROM {quote(TABLE)} GROUP BY {g} "
         f"ORDER BY COUNT(*) DESC, {g} LIMIT {MAX_GROUPS}"

@@ -123,7 +123,8 @@ def test_scripts_build_run_export(docker_client, tmp_path: Path) -> None:
            "ARCHIVE_URL": "https://files.example.org/job.tar.gz", "KEY_ENV": "MY_KEY"}
 
     def script(name: str) -> str:
-        proc = subprocess.run([str(work / name)], env=env, capture_output=True, text=True, timeout=180)
+        proc = subprocess.run([str(work / name)], check=False, env=env,
+                              capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0, f"{name}: {proc.stdout}\n{proc.stderr}"
         assert all(line.startswith("==> ") for line in proc.stdout.splitlines()[:2])
         return proc.stdout

@@ -68,7 +68,7 @@ def read_png(data: bytes) -> tuple[int, int, bytes]:
         assert crc == zlib.crc32(tag + body) & 0xFFFFFFFF, f"bad CRC in {tag!r}"
         chunks.append((tag, body))
         pos += 12 + length
-    assert [t for t, _ in chunks][0] == b"IHDR" and chunks[-1][0] == b"IEND"
+    assert chunks[0][0] == b"IHDR" and chunks[-1][0] == b"IEND"
     width, height, depth, color, _, _, _ = struct.unpack(">IIBBBBB", chunks[0][1])
     assert (depth, color) == (8, 2)
     raw = zlib.decompress(b"".join(b for t, b in chunks if t == b"IDAT"))
@@ -189,7 +189,8 @@ def test_entry_point_uses_env_and_logs_no_values(dummy_db: Path, tmp_path: Path)
     out = tmp_path / "out"
     env = {**os.environ, "INPUT_PATH": str(dummy_db.parent), "OUTPUT_PATH": str(out),
            "COMPUTE_JOB_ID": "job-42", "DATA_REFINER_ID": "7"}
-    proc = subprocess.run([sys.executable, str(WORKER)], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, str(WORKER)], check=False, env=env,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     stats = json.loads((out / "stats.json").read_text())
     assert stats["job"] == {"compute_job_id": "job-42", "data_refiner_id": 7}
@@ -201,7 +202,8 @@ def test_entry_point_uses_env_and_logs_no_values(dummy_db: Path, tmp_path: Path)
 
 def test_entry_point_missing_input_exits_2(tmp_path: Path) -> None:
     env = {**os.environ, "INPUT_PATH": str(tmp_path / "nope"), "OUTPUT_PATH": str(tmp_path / "out")}
-    proc = subprocess.run([sys.executable, str(WORKER)], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, str(WORKER)], check=False, env=env,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "bad input" in proc.stderr
 
@@ -218,3 +220,15 @@ def test_public_surface() -> None:
          "render_bar_chart", "png_bytes", "main"])
     for name in worker.__all__:
         assert hasattr(worker, name)
+
+
+def test_readme_documents_exit_codes_and_env() -> None:
+    """The builder's README stays in step with the worker it describes."""
+    readme = (TEMPLATE / "README.md").read_text()
+    for code in (worker.EXIT_OK, worker.EXIT_BAD_INPUT, worker.EXIT_ERROR):
+        assert f"| {code} |" in readme
+    for var in ("INPUT_PATH", "OUTPUT_PATH", "COMPUTE_JOB_ID", "DATA_REFINER_ID"):
+        assert f"`{var}`" in readme
+    for step in ("image-build.sh", "image-run.sh", "image-export.sh", "registry instruction add",
+                 "registry instruction approve", "registry job submit", "registry job download"):
+        assert step in readme
