@@ -21,7 +21,10 @@ $(STAMP)/venv: pyproject.toml
 
 $(STAMP)/npm: package.json package-lock.json
 	@mkdir -p $(STAMP)
-	@npm ci --no-audit --no-fund --loglevel=error
+	@# npm ci refuses this lock: the Foundry packages list optional per-platform binaries
+	@# that are not all published, so npm cannot record them. `install --no-save` honours
+	@# the lock without rewriting it.
+	@npm install --no-save --no-audit --no-fund --loglevel=error
 	@touch $@
 
 docker: ## make sure a Docker engine answers (installs/starts it when root)
