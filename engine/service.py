@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from engine.runner import DockerRunner
     from registry_client.eip712 import JobRequest
 
-__all__ = ["JobService", "build_service", "validate_request", "MAX_SQL_ID"]
+__all__ = ["MAX_SQL_ID", "JobService", "build_service", "validate_request"]
 
 log = logging.getLogger("engine.service")
 
@@ -211,13 +211,13 @@ class JobService:
         params = validate_request(request, self.settings, self.clock())
         owner = to_checksum_address(signer)
         digest = digest or self._digest(request)
-        fields = dict(
-            instruction_id=request.instruction_id,
-            refiner_id=request.refiner_id,
-            query=request.query,
-            params=params,
-            deadline=request.deadline,
-        )
+        fields = {
+            "instruction_id": request.instruction_id,
+            "refiner_id": request.refiner_id,
+            "query": request.query,
+            "params": params,
+            "deadline": request.deadline,
+        }
         with self._submit_lock:
             full = self._queue.qsize() >= self.settings.queue_size
             if full and self.store.find(owner, request.nonce) is None:
@@ -266,7 +266,7 @@ class JobService:
             event.set()
         try:
             self.runner.cancel(job_id)
-        except Exception:  # noqa: BLE001 - the Event already stops the run; Docker may be down
+        except Exception:
             log.warning("job %s: killing its container failed", job_id, exc_info=True)
         log.info("job %s cancelled by its owner", job_id)
         return job
@@ -364,7 +364,7 @@ class JobService:
             removed = self.runner.remove_leftovers()
             if removed:
                 log.info("removed %d leftover container(s)", len(removed))
-        except Exception:  # noqa: BLE001 - Docker down must not stop the engine from serving reads
+        except Exception:
             log.warning("could not remove leftover containers", exc_info=True)
         shutil.rmtree(self.data_dir / "scratch", ignore_errors=True)
         for job in self.store.unfinished():
@@ -397,7 +397,7 @@ class JobService:
         while not self._stopping.wait(self.settings.sweep_interval_s):
             try:
                 self.sweep()
-            except Exception:  # noqa: BLE001 - keep sweeping next time
+            except Exception:
                 log.exception("artifact sweep failed")
 
     def _work(self) -> None:
@@ -572,7 +572,7 @@ class JobService:
         shutil.rmtree(self._artifact_dir(job_id), ignore_errors=True)
         try:
             self.store.set_artifacts(job_id, [])
-        except Exception:  # noqa: BLE001 - best effort on an already failing path
+        except Exception:
             log.warning("job %s: clearing artifact rows failed", job_id, exc_info=True)
 
 

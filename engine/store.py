@@ -36,23 +36,23 @@ if TYPE_CHECKING:
     from engine.artifacts import Artifact
 
 __all__ = [
-    "PENDING",
-    "VERIFYING",
+    "CANCELLED",
+    "COLLECTING",
+    "FAILED",
     "FETCHING",
     "LOADING",
+    "PENDING",
     "QUERYING",
     "RUNNING",
-    "COLLECTING",
-    "SUCCEEDED",
-    "FAILED",
-    "CANCELLED",
     "STATUSES",
+    "SUCCEEDED",
     "TERMINAL",
     "UNFINISHED",
-    "StepEvent",
+    "VERIFYING",
     "Job",
     "JobStore",
     "StaleState",
+    "StepEvent",
     "new_job_id",
 ]
 

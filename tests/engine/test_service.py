@@ -579,3 +579,40 @@ def test_public_surface():
     import engine.service as mod
 
     assert set(mod.__all__) == {"JobService", "build_service", "validate_request", "MAX_SQL_ID"}
+    for name in mod.__all__:
+        assert hasattr(mod, name)
+
+
+# ---------------------------------------------------------------- real wiring
+
+
+@pytest.mark.chain
+@pytest.mark.docker
+def test_build_service_wires_real_components(tmp_path, anvil, deployment, docker_client):
+    from engine.service import build_service
+    from registry_client.eip712 import job_request_digest
+    from registry_client.manifest import save_deployment
+
+    manifest = save_deployment(deployment, tmp_path / "deployment.json")
+    settings = load_settings(rpc_url=anvil.url, deployment=manifest, data_dir=tmp_path / "data")
+    service = build_service(settings)
+    try:
+        health = service.health()
+        assert health["ok"], health
+        assert set(health["checks"]) == {"store", "chain", "docker"}
+        req = request()
+        job, _ = service.submit(req, OWNER)
+        contract = deployment.address("compute_instruction_registry")
+        assert job.request_digest == job_request_digest(deployment.chain_id, contract, req)
+    finally:
+        service.stop()
+        service.store.close()
+
+
+def test_build_service_without_deployment_is_a_clear_error(tmp_path):
+    from engine.errors import EngineError
+    from engine.service import build_service
+
+    with pytest.raises(EngineError) as info:
+        build_service(load_settings(data_dir=tmp_path))
+    assert info.value.code == "CONFIG_INVALID"

@@ -57,7 +57,7 @@ def store(open_store) -> JobStore:
 
 
 def create(store: JobStore, owner: str = OWNER, nonce: int = 1, digest: str = "0xaa", **kw):
-    fields = dict(instruction_id=1, refiner_id=2, query="SELECT 1", params=[1, "a"], deadline=2_000_000_000)
+    fields = {"instruction_id": 1, "refiner_id": 2, "query": "SELECT 1", "params": [1, "a"], "deadline": 2_000_000_000}
     fields.update(kw)
     return store.create_or_get(owner, nonce, digest, **fields)
 
@@ -181,7 +181,7 @@ def test_cancel_race_exactly_one_winner(store):
         barrier = threading.Barrier(2)
         results: dict[str, bool] = {}
 
-        def advance(job_id=job.id):
+        def advance(job_id=job.id, barrier=barrier, results=results):
             barrier.wait()
             try:
                 store.transition(job_id, st.RUNNING, st.COLLECTING)
@@ -189,7 +189,7 @@ def test_cancel_race_exactly_one_winner(store):
             except StaleState:
                 results["advance"] = False
 
-        def cancel(job_id=job.id):
+        def cancel(job_id=job.id, barrier=barrier, results=results):
             barrier.wait()
             try:
                 store.cancel(job_id)
