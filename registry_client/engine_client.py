@@ -1,0 +1,257 @@
+"""HTTP client for the compute engine API: submit signed jobs, follow them, fetch their artifacts.
+
+Every call is signed by the wallet: submit with an EIP-712 ``JobRequest``,
+everything else with an ``EngineRead`` over (method, path, timestamp) in the
+``X-Wallet-*`` headers. Problem JSON answers become ``EngineApiError`` (code,
+status, detail); a connection failure becomes ``EngineUnreachable``.
+
+    client = EngineClient("http://127.0.0.1:8000", account, chain_id, registry)
+    job = client.submit(1, 1, "SELECT locale, count(*) FROM users GROUP BY locale")
+    job = client.wait(job["id"], on_change=lambda job, step: print(step["status"]))
+    paths = client.download(job["id"], Path("out"))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from registry_client.eip712 import JobRequest, read_headers, sign_job_request
+from registry_client.errors import EngineApiError, EngineUnreachable
+
+__all__ = ["EngineClient", "TERMINAL_STATUSES", "DEFAULT_DEADLINE_S"]
+
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+DEFAULT_DEADLINE_S = 600
+_CHUNK = 1024 * 1024
+
+StepCallback = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
+def default_nonce() -> int:
+    """Time in ns with random low bits: unique per wallet without any stored counter."""
+    return (time.time_ns() << 16) | secrets.randbits(16)
+
+
+def _problem(resp: httpx.Response) -> EngineApiError:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "code" in body:
+        detail = str(body.get("detail") or body.get("title") or "")
+        return EngineApiError(f"{body['code']}: {detail}", code=str(body["code"]), status=resp.status_code,
+                              detail=detail)
+    text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.reason_phrase
+    return EngineApiError(f"engine answered HTTP {resp.status_code}: {text}", code=f"HTTP_{resp.status_code}",
+                          status=resp.status_code, detail=text)
+
+
+def _safe_target(out_dir: Path, name: str) -> Path:
+    """out_dir/name, refusing names that are absolute or climb out of out_dir."""
+    parts = PurePosixPath(name).parts
+    if (not name or "\\" in name or "\x00" in name or PurePosixPath(name).is_absolute()
+            or any(p in ("..", "") for p in parts)):
+        raise EngineApiError(f"refusing artifact name {name!r}: it would leave {out_dir}", code="UNSAFE_ARTIFACT_NAME")
+    root = out_dir.resolve()
+    target = (root / Path(*parts)).resolve()
+    if root != target and root not in target.parents:
+        raise EngineApiError(f"refusing artifact name {name!r}: it would leave {out_dir}", code="UNSAFE_ARTIFACT_NAME")
+    return target
+
+
+class EngineClient:
+    """A wallet's session with one engine (bound to one chain and registry)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        account: Any,
+        chain_id: int,
+        registry_address: str,
+        http: httpx.Client | None = None,
+        *,
+        timeout_s: float = 30.0,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.account = account
+        self.chain_id = chain_id
+        self.registry_address = registry_address
+        self._http = http or httpx.Client(timeout=timeout_s)
+        self._prefix = httpx.URL(self.base_url).path.rstrip("/")
+
+    # ---- plumbing ----------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> EngineClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _url(self, path: str) -> str:
+        return self.base_url + quote(path, safe="/")
+
+    def _signed(self, method: str, path: str) -> dict[str, str]:
+        # Sign the decoded path as the server sees it (prefix of base_url included).
+        return read_headers(self.account, self.chain_id, self.registry_address, method, self._prefix + path)
+
+    @contextmanager
+    def _request(self, method: str, path: str, *, sign: bool = True, stream: bool = False,
+                 **kwargs: Any) -> Iterator[httpx.Response]:
+        headers = self._signed(method, path) if sign else {}
+        request = self._http.build_request(method, self._url(path), headers=headers, **kwargs)
+        try:
+            resp = self._http.send(request, stream=stream)
+        except httpx.TimeoutException as exc:
+            raise EngineUnreachable(f"the engine at {self.base_url} did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise EngineUnreachable(f"cannot reach the engine at {self.base_url}: {exc}") from exc
+        try:
+            if resp.status_code >= 400:
+                if stream:
+                    resp.read()
+                raise _problem(resp)
+            yield resp
+        finally:
+            resp.close()
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        with self._request(method, path, **kwargs) as resp:
+            try:
+                return resp.json()
+            except ValueError as exc:
+                raise EngineApiError(f"the engine's answer to {method} {path} is not JSON",
+                                     code="BAD_RESPONSE", status=resp.status_code) from exc
+
+    # ---- jobs --------------------------------------------------------------
+
+    def submit(
+        self,
+        instruction_id: int,
+        refiner_id: int,
+        query: str,
+        params: list | dict | None = None,
+        nonce: int | None = None,
+        deadline: int | None = None,
+    ) -> dict[str, Any]:
+        """Sign and submit a job request; returns the job (the same one on a replay)."""
+        req = JobRequest.create(
+            instruction_id, refiner_id, query, [] if params is None else params,
+            default_nonce() if nonce is None else nonce,
+            int(time.time()) + DEFAULT_DEADLINE_S if deadline is None else deadline,
+        )
+        return self.submit_request(req)
+
+    def submit_request(self, req: JobRequest) -> dict[str, Any]:
+        body = {
+            "request": req.to_message(),
+            "signature": sign_job_request(self.account, self.chain_id, self.registry_address, req),
+            "signer": self.account.address,
+            "chainId": self.chain_id,
+            "verifyingContract": self.registry_address,
+        }
+        return self._json("POST", "/jobs", sign=False, json=body)
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/jobs/{job_id}")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/jobs/{job_id}/cancel")
+
+    def wait(
+        self,
+        job_id: str,
+        poll_s: float = 0.5,
+        timeout_s: float | None = None,
+        on_change: StepCallback | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the job ends; `on_change(job, step)` runs once per new step, in order."""
+        seen = 0
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            job = self.status(job_id)
+            steps = job.get("steps") or []
+            for step in steps[seen:]:
+                if on_change is not None:
+                    on_change(job, step)
+            seen = max(seen, len(steps))
+            if job.get("status") in TERMINAL_STATUSES:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise EngineApiError(f"job {job_id} still {job.get('status')} after {timeout_s:g} s",
+                                     code="WAIT_TIMEOUT")
+            time.sleep(poll_s)
+
+    def logs(self, job_id: str) -> str:
+        with self._request("GET", f"/jobs/{job_id}/logs") as resp:
+            return resp.text
+
+    # ---- artifacts ---------------------------------------------------------
+
+    def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        return list(self._json("GET", f"/jobs/{job_id}/artifacts").get("artifacts", []))
+
+    def download(self, job_id: str, out_dir: Path | str) -> list[Path]:
+        """Stream every artifact into out_dir (sub-folders kept), each sha256-checked."""
+        out = Path(out_dir)
+        listing = self.artifacts(job_id)
+        targets = [(a, _safe_target(out, a["name"])) for a in listing]  # refuse before writing anything
+        return [self._download_one(job_id, a["name"], a["sha256"], target) for a, target in targets]
+
+    def _download_one(self, job_id: str, name: str, sha256: str, target: Path) -> Path:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        digest = hashlib.sha256()
+        try:
+            with self._request("GET", f"/jobs/{job_id}/artifacts/{name}", stream=True) as resp, \
+                    open(part, "wb") as fh:
+                header = resp.headers.get("x-content-sha256")
+                for chunk in resp.iter_bytes(_CHUNK):
+                    digest.update(chunk)
+                    fh.write(chunk)
+            got = digest.hexdigest()
+            if got != sha256 or (header and header != sha256):
+                raise EngineApiError(f"artifact {name!r} arrived with sha256 {got}, expected {sha256}",
+                                     code="CHECKSUM_MISMATCH")
+            os.replace(part, target)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return target
+
+    def download_zip(self, job_id: str, out_path: Path | str) -> Path:
+        """Stream the whole-job zip to out_path."""
+        target = Path(out_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        try:
+            with self._request("GET", f"/jobs/{job_id}/artifacts.zip", stream=True) as resp, open(part, "wb") as fh:
+                for chunk in resp.iter_bytes(_CHUNK):
+                    fh.write(chunk)
+            os.replace(part, target)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        return target
+
+    def health(self) -> dict[str, Any]:
+        """GET /health; a 503 answer is returned too (it carries the failing checks)."""
+        try:
+            resp = self._http.get(self._url("/health"))
+        except httpx.TransportError as exc:
+            raise EngineUnreachable(f"cannot reach the engine at {self.base_url}: {exc}") from exc
+        if resp.status_code not in (200, 503):
+            raise _problem(resp)
+        return resp.json()
