@@ -486,7 +486,15 @@ class JobService:
         permissions = [p for p in check.permissions if p.refiner_id == job.refiner_id]
         ctx.input_db.parent.mkdir(parents=True, exist_ok=True)
         report = self._run_query(
-            ctx.data_path, job.query, job.params, permissions, ctx.input_db, self.settings.query_limits()
+            ctx.data_path,
+            job.query,
+            job.params,
+            permissions,
+            ctx.input_db,
+            self.settings.query_limits(),
+            refiner_id=job.refiner_id,
+            grantee=job.owner,
+            cancel=ctx.cancel,
         )
         ctx.record.update(
             access_report={

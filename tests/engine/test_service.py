@@ -119,9 +119,9 @@ class Fakes:
         return "sha256:" + "cd" * 32
 
     # query
-    def run_query(self, source_db, sql, params, permissions, output_db, limits):
+    def run_query(self, source_db, sql, params, permissions, output_db, limits, **kw):
         self.calls.append(("query", sql))
-        self.query_args.update(source=source_db, params=params, permissions=permissions, output=output_db)
+        self.query_args.update(source=source_db, params=params, permissions=permissions, output=output_db, **kw)
         if self.query_error:
             raise self.query_error
         conn = sqlite3.connect(output_db)
@@ -274,6 +274,8 @@ def test_query_gets_the_refiners_data_its_permissions_and_a_per_job_scratch(serv
     assert args["source"] == data_dir / "refiners" / "2.db"
     assert args["params"] == {"n": 1}
     assert [p.id for p in args["permissions"]] == [1]  # only this refiner's permissions
+    assert (args["refiner_id"], args["grantee"]) == (2, OWNER)
+    assert args["cancel"] is not None
     assert args["output"] == data_dir / "scratch" / job.id / "input" / "query_results.db"
     assert fakes.spec.input_db == args["output"]
     assert fakes.spec.refiner_id == 2 and fakes.spec.limits.user == "65534:65534"
