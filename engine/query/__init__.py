@@ -13,4 +13,4 @@ from .authorizer import ALLOWED_FUNCTIONS
 from .execute import run_query
 from .model import AccessReport, Permission, QueryLimits
 
-__all__ = ["run_query", "Permission", "QueryLimits", "AccessReport", "ALLOWED_FUNCTIONS"]
+__all__ = ["ALLOWED_FUNCTIONS", "AccessReport", "Permission", "QueryLimits", "run_query"]

@@ -13,30 +13,24 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["ALLOWED_FUNCTIONS", "QueryAuthorizer", "ACTION_NAMES"]
+__all__ = ["ACTION_NAMES", "ALLOWED_FUNCTIONS", "QueryAuthorizer"]
 
 # Every SQL function a query may call. Anything else is refused, notably
 # load_extension, the sqlite_* introspection functions, randomblob/zeroblob
 # (memory bombs) and every table-valued function (json_each, pragma_*).
 ALLOWED_FUNCTIONS: frozenset[str] = frozenset(
     # aggregates
-    "avg count group_concat max min sum total string_agg".split()
+    ["avg", "count", "group_concat", "max", "min", "sum", "total", "string_agg"]
     # window functions
-    + "row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value "
-    "last_value nth_value".split()
+    + ["row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead", "first_value", "last_value", "nth_value"]
     # core scalar functions
-    + "abs char coalesce concat concat_ws format glob hex ifnull iif instr length like "
-    "likelihood likely lower ltrim nullif octet_length printf quote random replace round "
-    "rtrim sign substr substring trim typeof unhex unicode unlikely upper".split()
+    + ["abs", "char", "coalesce", "concat", "concat_ws", "format", "glob", "hex", "ifnull", "iif", "instr", "length", "like", "likelihood", "likely", "lower", "ltrim", "nullif", "octet_length", "printf", "quote", "random", "replace", "round", "rtrim", "sign", "substr", "substring", "trim", "typeof", "unhex", "unicode", "unlikely", "upper"]
     # math functions (present when SQLite is built with them)
-    + "acos acosh asin asinh atan atan2 atanh ceil ceiling cos cosh degrees exp floor ln "
-    "log log10 log2 mod pi pow power radians sin sinh sqrt tan tanh trunc".split()
+    + ["acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "ceil", "ceiling", "cos", "cosh", "degrees", "exp", "floor", "ln", "log", "log10", "log2", "mod", "pi", "pow", "power", "radians", "sin", "sinh", "sqrt", "tan", "tanh", "trunc"]
     # date and time
-    + "date time datetime julianday unixepoch strftime timediff".split()
+    + ["date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff"]
     # JSON scalar and aggregate functions, and the -> / ->> operators
-    + "json json_array json_array_length json_error_position json_extract json_insert "
-    "json_object json_patch json_quote json_remove json_replace json_set json_type "
-    "json_valid json_group_array json_group_object -> ->>".split()
+    + ["json", "json_array", "json_array_length", "json_error_position", "json_extract", "json_insert", "json_object", "json_patch", "json_quote", "json_remove", "json_replace", "json_set", "json_type", "json_valid", "json_group_array", "json_group_object", "->", "->>"]
 )
 
 ACTION_NAMES: dict[int, str] = {

@@ -16,12 +16,11 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Schema", "load_schema", "bytecode_reads"]
+__all__ = ["Schema", "bytecode_reads", "load_schema"]
 
 # Index ops whose P4 is the number of leading key fields compared.
 _SEEK_OPS = frozenset(
-    "SeekGE SeekGT SeekLE SeekLT IdxGE IdxGT IdxLE IdxLT Found NotFound NoConflict "
-    "IfNoHope".split()
+    ["SeekGE", "SeekGT", "SeekLE", "SeekLT", "IdxGE", "IdxGT", "IdxLE", "IdxLT", "Found", "NotFound", "NoConflict", "IfNoHope"]
 )
 _ROWID_SEEKS = frozenset({"SeekRowid", "NotExists"})
 _OPEN_OPS = frozenset({"OpenRead", "ReopenIdx"})

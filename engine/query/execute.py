@@ -132,7 +132,8 @@ def _translate(exc: Exception, authorizer: QueryAuthorizer) -> QueryFailure:
 class _Watch:
     """Progress handler: stop the statement on timeout or cancel."""
 
-    def __init__(self, timeout_s: float, cancel: threading.Event | None):
+    def __init__(self, timeout_s: float, cancel: threading.Event | None, max_bytes: int):
+        self.max_bytes = max_bytes
         self.deadline = time.monotonic() + timeout_s
         self.cancel = cancel
         self.stopped: QueryFailure | None = None
@@ -151,10 +152,14 @@ def _write_results(conn: sqlite3.Connection, body: str, params: object, schema: 
                    allowed: set[tuple[str, str]], output_db: Path, limits: QueryLimits,
                    cancel: threading.Event | None) -> int:
     tmp = output_db.with_name(f".{output_db.name}.{uuid.uuid4().hex}.tmp")
-    watch = _Watch(limits.timeout_s, cancel)
+    watch = _Watch(limits.timeout_s, cancel, limits.max_result_bytes)
     attached = False
     try:
-        conn.execute(f"ATTACH DATABASE ? AS {_OUT}", (str(tmp),))
+        try:
+            conn.execute(f"ATTACH DATABASE ? AS {_OUT}", (str(tmp),))
+        except sqlite3.Error as exc:
+            raise QueryFailure(f"cannot create the results file in {output_db.parent}",
+                               code="INTERNAL_ERROR") from exc
         attached = True
         _prepare_output(conn, limits)
         ctas = (f"CREATE TABLE {_OUT}.results AS SELECT * FROM (\n{body}\n) "
@@ -201,17 +206,12 @@ def _run_guarded(conn: sqlite3.Connection, sql: str, params: object, watch: _Wat
         if watch.stopped is not None:
             raise watch.stopped from exc
         if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-            raise QueryFailure(f"the results are over {_limit_text(conn)} bytes",
+            raise QueryFailure(f"the results are over {watch.max_bytes} bytes",
                                code="RESULT_TOO_LARGE") from exc
         raise _translate(exc, authorizer) from exc
     finally:
         conn.set_progress_handler(None, 0)
         conn.set_authorizer(None)
-
-
-def _limit_text(conn: sqlite3.Connection) -> str:
-    pages = conn.execute(f"PRAGMA {_OUT}.max_page_count").fetchone()[0]
-    return str(pages * _PAGE_SIZE)
 
 
 def _check_size(path: Path, limits: QueryLimits) -> None:

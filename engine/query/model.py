@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Permission", "QueryLimits", "AccessReport", "ANYONE_ADDRESSES"]
+__all__ = ["ANYONE_ADDRESSES", "AccessReport", "Permission", "QueryLimits"]
 
 MIB = 1024 * 1024
 

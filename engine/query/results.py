@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
-__all__ = ["finalise_results", "dedupe_names", "declared_type"]
+__all__ = ["declared_type", "dedupe_names", "finalise_results"]
 
 _DUPLICATE = re.compile(r"^(.*):(\d+)$", re.DOTALL)
 _AFFINITY_TYPES = {"INT": "INTEGER", "INTEGER": "INTEGER", "REAL": "REAL", "TEXT": "TEXT",

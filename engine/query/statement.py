@@ -16,7 +16,7 @@ from sqlglot.tokens import TokenType
 
 from engine.errors import QueryFailure
 
-__all__ = ["Params", "check_statement", "check_params"]
+__all__ = ["Params", "check_params", "check_statement"]
 
 Params = Sequence[object] | Mapping[str, object]
 
