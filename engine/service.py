@@ -102,23 +102,13 @@ def validate_request(request: JobRequest, settings: Settings, now: float) -> lis
             f"params are {len(request.params_json)} characters; the limit is {settings.params_max_chars}",
             code="PARAMS_TOO_LONG",
         )
-    try:
-        params = json.loads(request.params_json)
-    except ValueError as exc:
-        raise RequestError("params is not valid JSON", code="INVALID_REQUEST") from exc
-    if params is not None and not isinstance(params, (list, dict)):
-        raise RequestError("params must be a JSON list, object or null", code="INVALID_REQUEST")
-    return params
+    return request.params  # JobRequest already refused params that are not a list/object/null
 
 
 def _local_digest(request: JobRequest) -> str:
     """Fallback idempotency key when the caller passes no EIP-712 digest."""
     text = json.dumps(request.to_message(), sort_keys=True, separators=(",", ":"))
     return "0x" + keccak(text=text).hex()
-
-
-def _same_wallet(a: str, b: str) -> bool:
-    return a.lower() == b.lower()
 
 
 # ---------------------------------------------------------------- one job's context
@@ -221,11 +211,8 @@ class JobService:
         with self._submit_lock:
             full = self._queue.qsize() >= self.settings.queue_size
             if full and self.store.find(owner, request.nonce) is None:
-                raise _request_error(
-                    f"the engine's queue is full ({self.settings.queue_size} jobs); retry later",
-                    "QUEUE_FULL",
-                    503,
-                )
+                msg = f"the engine's queue is full ({self.settings.queue_size} jobs); retry later"
+                raise _request_error(msg, "QUEUE_FULL", 503)
             job, created = self.store.create_or_get(owner, request.nonce, digest, **fields)
             if created:
                 self._queue.put(job.id)
@@ -242,7 +229,7 @@ class JobService:
     def get(self, job_id: str, owner: str) -> Job:
         """The job if `owner` owns it; NotFoundError otherwise (strangers included)."""
         job = self.store.get(job_id)
-        if job is None or not _same_wallet(job.owner, owner):
+        if job is None or job.owner.lower() != owner.lower():
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
         return job
 
@@ -291,9 +278,7 @@ class JobService:
 
     def logs(self, job_id: str, owner: str) -> bytes:
         if not self.settings.share_logs:
-            raise _request_error(
-                "the operator does not share container logs (share_logs is off)", "LOGS_DISABLED", 403
-            )
+            raise _request_error("the operator does not share container logs", "LOGS_DISABLED", 403)
         self.get(job_id, owner)
         path = self._log_file(job_id)
         return path.read_bytes() if path.is_file() else b""
@@ -372,11 +357,7 @@ class JobService:
                 self._queue.put(job.id)
                 continue
             try:
-                self.store.fail(
-                    job.id,
-                    "ENGINE_RESTARTED",
-                    f"the engine restarted while the job was {job.status}",
-                )
+                self.store.fail(job.id, "ENGINE_RESTARTED", f"the engine restarted while the job was {job.status}")
             except StaleState:
                 continue
             shutil.rmtree(self._artifact_dir(job.id), ignore_errors=True)
