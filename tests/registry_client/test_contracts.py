@@ -1,0 +1,213 @@
+"""`Registries` bindings against the deployed contracts on a real anvil."""
+
+from __future__ import annotations
+
+import pytest
+
+from registry_client.contracts import Dlp, Instruction, PermissionRecord, Refiner, Registries, connect
+from registry_client.errors import (
+    ComputeInstructionNotFound,
+    DlpNotFound,
+    InputError,
+    InvalidArgument,
+    ManifestError,
+    NotDlpOwner,
+    PermissionNotFound,
+    RefinerNotFound,
+    RegistryPaused,
+    RpcUnavailable,
+    Unauthorized,
+    WalletError,
+    WrongChain,
+)
+from registry_client.manifest import Deployment
+
+pytestmark = pytest.mark.chain
+HASH = "ab" * 32
+
+
+@pytest.fixture
+def owner(registries, accounts) -> Registries:
+    return registries(accounts.dlp_owner)
+
+
+@pytest.fixture
+def builder(registries, accounts) -> Registries:
+    return registries(accounts.builder)
+
+
+@pytest.fixture
+def stranger(registries, accounts) -> Registries:
+    return registries(accounts.stranger)
+
+
+@pytest.fixture
+def world(owner, builder):
+    """A DLP with a refiner and an instruction; returns (dlp_id, refiner_id, instruction_id)."""
+    dlp_id = owner.register_dlp("Health")
+    refiner_id = owner.add_refiner(dlp_id, "users", "https://s", "https://r")
+    return dlp_id, refiner_id, builder.add_instruction(HASH, "https://img")
+
+
+def test_dlp_records(owner, accounts):
+    first, second = owner.register_dlp("a"), owner.register_dlp("b", accounts.builder.address)
+    assert (first, second) == (1, 2)
+    dlp = owner.dlp(first)
+    assert isinstance(dlp, Dlp) and dlp.owner == accounts.dlp_owner.address and dlp.name == "a"
+    assert dlp.registered_at > 0
+    assert owner.dlp_owner(second) == accounts.builder.address
+    assert owner.dlps_count() == 2
+    with pytest.raises(DlpNotFound, match="no DLP with id 9"):
+        owner.dlp(9)
+    with pytest.raises(DlpNotFound) as info:
+        owner.dlp_owner(9)
+    assert info.value.name == "DlpNotFound" and info.value.error_args == (9,)
+
+
+def test_transfer_dlp(owner, stranger, accounts):
+    dlp_id = owner.register_dlp("a")
+    with pytest.raises(NotDlpOwner) as info:
+        stranger.transfer_dlp(dlp_id, accounts.stranger.address)
+    assert str(info.value) == f"wallet {accounts.stranger.address} is not the owner of DLP {dlp_id}"
+    assert info.value.code == "NOT_DLP_OWNER"
+    with pytest.raises(InputError):
+        owner.transfer_dlp(dlp_id, "0xnot")
+    owner.transfer_dlp(dlp_id, accounts.builder.address)
+    assert owner.dlp_owner(dlp_id) == accounts.builder.address
+
+
+def test_empty_name_refused(owner):
+    with pytest.raises(InvalidArgument, match="name must not be empty"):
+        owner.register_dlp("")
+
+
+def test_refiners(world, owner, stranger, accounts):
+    dlp_id, refiner_id, _ = world
+    r = owner.refiner(refiner_id)
+    assert r == Refiner(refiner_id, dlp_id, accounts.dlp_owner.address, "users", "https://s", "https://r")
+    assert owner.dlp_refiner_ids(dlp_id) == [refiner_id]
+    assert owner.refiners_count() == 1
+    with pytest.raises(RefinerNotFound, match="no data refiner with id 5"):
+        owner.refiner(5)
+    with pytest.raises(NotDlpOwner, match=f"not the owner of DLP {dlp_id}"):
+        stranger.add_refiner(dlp_id, "x", "https://s")
+    with pytest.raises(DlpNotFound):
+        owner.add_refiner(77, "x", "https://s")
+    with pytest.raises(InvalidArgument, match="schema URL"):
+        owner.add_refiner(dlp_id, "x", "")
+
+
+def test_instructions(world, builder, accounts):
+    _, _, ins_id = world
+    assert ins_id == 1
+    assert builder.instruction(ins_id) == Instruction(1, HASH, accounts.builder.address, "https://img")
+    assert builder.instructions_count() == 1
+    assert builder.is_valid_instruction_id(1) and not builder.is_valid_instruction_id(2)
+    assert builder.add_instruction(bytes(range(32)), "https://two") == 2
+    assert builder.instruction(2).hash == bytes(range(32)).hex()
+    with pytest.raises(ComputeInstructionNotFound, match="no compute instruction with id 5"):
+        builder.instruction(5)
+    with pytest.raises(InvalidArgument, match="must not be zero"):
+        builder.add_instruction("00" * 32, "https://x")
+    with pytest.raises(InvalidArgument, match="URL must not be empty"):
+        builder.add_instruction(HASH, "")
+    with pytest.raises(InputError, match="64 hex digits"):
+        builder.add_instruction("abc", "https://x")
+
+
+def test_approval_lifecycle(world, owner, builder, accounts):
+    dlp_id, _, ins_id = world
+    other_dlp = owner.register_dlp("other")
+    assert owner.is_approved(ins_id, dlp_id) is False
+    with pytest.raises(NotDlpOwner, match=f"wallet {accounts.builder.address} is not the owner of DLP {dlp_id}"):
+        builder.update_instruction(ins_id, dlp_id, True)
+    assert owner.update_instruction(ins_id, dlp_id, True) is True
+    assert owner.update_instruction(ins_id, dlp_id, True) is False  # unchanged: no event
+    assert owner.is_approved(ins_id, dlp_id) and not owner.is_approved(ins_id, other_dlp)
+    assert owner.instruction_approvals(ins_id) == {dlp_id: True}
+    approved_block = owner.block_number()
+    assert owner.update_instruction(ins_id, dlp_id, False) is True
+    assert owner.is_approved(ins_id, dlp_id) is False
+    assert owner.is_approved(ins_id, dlp_id, block=approved_block) is True  # pinned read
+    assert owner.instruction_approvals(ins_id) == {dlp_id: False}
+    with pytest.raises(ComputeInstructionNotFound, match="id 9"):
+        owner.update_instruction(9, dlp_id, True)
+    with pytest.raises(DlpNotFound, match="id 99"):
+        owner.update_instruction(ins_id, 99, True)
+
+
+def test_permissions(world, owner, stranger, accounts):
+    dlp_id, refiner_id, _ = world
+    generic = owner.add_permission(refiner_id, table="users")
+    mine = owner.add_permission(refiner_id, accounts.grantee.address, "users", "email", 10)
+    theirs = owner.add_permission(refiner_id, accounts.stranger.address, price=3)
+    assert (generic, mine, theirs) == (1, 2, 3)
+    assert owner.permission(mine) == PermissionRecord(2, accounts.grantee.address, True, refiner_id,
+                                                      "users", "email", 10)
+    assert owner.permission(generic).grantee is None
+    assert sorted(p.id for p in owner.get_permissions(refiner_id, accounts.grantee.address)) == [1, 2]
+    assert [p.id for p in owner.get_permissions(refiner_id)] == [1]
+    assert owner.refiner_permission_ids(refiner_id) == [1, 2, 3]
+    assert owner.permissions_count() == 3
+
+    with pytest.raises(NotDlpOwner, match=f"wallet {accounts.stranger.address} is not the owner of DLP {dlp_id}"):
+        stranger.add_permission(refiner_id, table="t")
+    with pytest.raises(NotDlpOwner, match=f"DLP {dlp_id}"):
+        stranger.update_permission_approval(mine, False)
+    with pytest.raises(InvalidArgument, match="needs a table") as info:
+        owner.add_permission(refiner_id, column="email")
+    assert info.value.name == "ColumnWithoutTable"
+    with pytest.raises(PermissionNotFound, match="no permission with id 42"):
+        owner.update_permission_approval(42, False)
+    with pytest.raises(PermissionNotFound):
+        owner.permission(42)
+    with pytest.raises(RefinerNotFound):
+        owner.add_permission(42)
+
+    assert owner.update_permission_approval(mine, False) is True
+    assert owner.update_permission_approval(mine, False) is False
+    assert owner.permission(mine).approved is False
+
+
+def test_pause_blocks_writes_and_sends_nothing(registries, world, builder, accounts):
+    admin = registries(accounts.deployer)
+    with pytest.raises(Unauthorized, match="lacks the role"):
+        builder.pause("compute_instruction_registry")
+    admin.pause("compute_instruction_registry")
+    assert admin.paused("compute_instruction_registry")
+    nonce = builder.w3.eth.get_transaction_count(accounts.builder.address)
+    with pytest.raises(RegistryPaused, match="the registry is paused") as info:
+        builder.add_instruction(HASH, "https://x")
+    assert info.value.code == "REGISTRY_PAUSED"
+    assert builder.w3.eth.get_transaction_count(accounts.builder.address) == nonce
+    assert builder.instructions_count() == 1
+    admin.unpause("compute_instruction_registry")
+    assert builder.add_instruction(HASH, "https://x") == 2
+
+
+def test_progress_reports_sent_and_mined(registries, accounts):
+    events: list[tuple[str, object]] = []
+    reg = registries(accounts.dlp_owner)
+    reg.progress = lambda event, value: events.append((event, value))
+    reg.register_dlp("p")
+    assert [e for e, _ in events] == ["sent", "mined"]
+    assert str(events[0][1]).startswith("0x") and len(str(events[0][1])) == 66
+    assert events[1][1] == reg.block_number()
+
+
+def test_read_only_registries_refuse_transactions(registries):
+    with pytest.raises(WalletError, match="a wallet is needed"):
+        registries().register_dlp("x")
+
+
+def test_connect_checks(chain, deployment):
+    with pytest.raises(RpcUnavailable, match="cannot reach the RPC endpoint http://127.0.0.1:9"):
+        connect("http://127.0.0.1:9", deployment)
+    other = Deployment(5, deployment.addresses, deployment.implementations, deployment.deploy_block)
+    with pytest.raises(WrongChain, match="manifest is for chain 5 but"):
+        connect(chain.url, other)
+    empty = dict(deployment.addresses, query_permissions="0x" + "12" * 20)
+    with pytest.raises(ManifestError, match="no contract at query_permissions"):
+        connect(chain.url, Deployment(deployment.chain_id, empty))
+    with pytest.raises(InputError, match="http"):
+        connect("ftp://x", deployment)
