@@ -280,5 +280,5 @@ class EngineUnreachable(EngineApiError):
 
 
 __all__ += ["EngineApiError", "EngineUnreachable"]
-ERROR_CODES.update({cls.code: (cls.__doc__ or cls.__name__).strip().splitlines()[0]
-                    for cls in (EngineApiError, EngineUnreachable)})
+# Engine codes are the engine's problem `code`s plus the client's own
+# (ENGINE_UNREACHABLE, WAIT_TIMEOUT, ...): documented in docs/api.md, not ERROR_CODES.
