@@ -256,8 +256,8 @@ def submit_and_follow(cfg: StoryConfig, client: EngineClient, instruction_id: in
     job = client.submit(instruction_id, refiner_id, DEMO_QUERY, DEMO_PARAMS)
     cfg.say(f"builder submitted job {job['id']} (signed EIP-712 request)")
 
-    def on_change(current: dict) -> None:
-        cfg.say(f"  job {current['status']}")
+    def on_change(current: dict, step: dict) -> None:
+        cfg.say(f"  job {step['status']}")
 
     job = client.wait(job["id"], timeout_s=cfg.job_timeout_s, on_change=on_change)
     if job["status"] != "SUCCEEDED":
@@ -318,14 +318,29 @@ def run_story(cfg: StoryConfig) -> StoryResult:
                        refused, timings)
 
 
-def clean_work_dir(work_dir: Path, keep: tuple[str, ...] = ("archives", "engine-data")) -> None:
-    """Remove the previous run's chain-bound files; keep the caches that make a rerun fast."""
+def clean_work_dir(work_dir: Path) -> None:
+    """Remove the previous run's chain-bound state; keep the caches that make a rerun fast.
+
+    Kept: the exported archives (keyed by the template's content) and the engine's
+    content-addressed image cache (archives by sha256, sha256 -> loaded image id).
+    """
+    keep = {work_dir / "archives", work_dir / "engine-data" / "images",
+            work_dir / "engine-data" / "image-state"}
     if not work_dir.exists():
         return
     for child in work_dir.iterdir():
-        if child.name in keep:
+        if child in keep:
             continue
-        if child.is_dir():
+        if child.is_dir() and any(k.is_relative_to(child) for k in keep):
+            clean_work_dir_children(child, keep)
+        elif child.is_dir():
             shutil.rmtree(child)
         else:
             child.unlink()
+
+
+def clean_work_dir_children(folder: Path, keep: set[Path]) -> None:
+    for child in folder.iterdir():
+        if child in keep:
+            continue
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
