@@ -39,6 +39,7 @@ __all__ = ["run_query"]
 _OUT = "out"  # schema name of the attached output database
 _PAGE_SIZE = 4096
 _PROGRESS_OPS = 2000  # VM instructions between progress-handler calls
+_DEFAULT_LIMITS = QueryLimits()
 
 
 def run_query(
@@ -47,7 +48,7 @@ def run_query(
     params: Params | None,
     permissions: Sequence[Permission],
     output_db: Path,
-    limits: QueryLimits = QueryLimits(),
+    limits: QueryLimits = _DEFAULT_LIMITS,
     *,
     refiner_id: int | None = None,
     grantee: str | None = None,

@@ -7,6 +7,7 @@ sha256 must be unchanged (the source is opened read-only).
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -514,3 +515,10 @@ def test_output_directory_must_exist(refiner_db: Path, tmp_path: Path) -> None:
     with pytest.raises(QueryFailure) as info:
         run_query(refiner_db, "SELECT 1", None, ALL, tmp_path / "no" / "out.db", LIMITS)
     assert info.value.code == "INTERNAL_ERROR"
+
+
+def test_docs_list_every_allowed_function() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "query.md").read_text()
+    section = doc.split("### Function allowlist", 1)[1].split("## Permissions", 1)[0]
+    documented = set(re.findall(r"`([a-z0-9_>\-]+)`", section))
+    assert documented == set(query_pkg.ALLOWED_FUNCTIONS)
