@@ -68,15 +68,15 @@ class ChainVerifier:
         reg = self.registries
         try:
             block = reg.block_number()
-            refiner = reg.refiner(refiner_id, block)
-            instruction = reg.instruction(instruction_id, block)
-            if not reg.is_approved(instruction_id, refiner.dlp_id, block):
+            refiner = reg.refiner(refiner_id, block=block)
+            instruction = reg.instruction(instruction_id, block=block)
+            if not reg.is_approved(instruction_id, refiner.dlp_id, block=block):
                 raise ChainCheckFailure(
                     f"instruction {instruction_id} is not approved for DLP {refiner.dlp_id} "
                     f"(refiner {refiner_id}) at block {block}",
                     code="NOT_APPROVED",
                 )
-            records = reg.get_permissions(refiner_id, owner, block)
+            records = reg.get_permissions(refiner_id, owner, block=block)
         except RefinerNotFound as exc:
             raise ChainCheckFailure(f"no data refiner with id {refiner_id} on chain",
                                     code="REFINER_NOT_FOUND") from exc
