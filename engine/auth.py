@@ -39,7 +39,7 @@ from registry_client.eip712 import (
 )
 from registry_client.errors import InputError
 
-__all__ = ["verify_job_submission", "verify_read", "DEFAULT_MAX_DEADLINE_S"]
+__all__ = ["DEFAULT_MAX_DEADLINE_S", "verify_job_submission", "verify_read"]
 
 # A request valid for longer than this is refused: a leaked signed request
 # should not stay replayable for weeks.

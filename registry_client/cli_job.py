@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = ["job", "format_step", "format_job"]
+__all__ = ["format_job", "format_step", "job"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,9 +38,9 @@ def job() -> None:
 
 # Imported after `job` exists: registry_client.cli imports this module at its
 # end to register `job`, so either import order works.
-from registry_client.cli import CliContext, CliError, load_wallet, pass_cli, wallet_options  # noqa: E402
-from registry_client.engine_client import EngineClient  # noqa: E402
-from registry_client.errors import InputError  # noqa: E402
+from registry_client.cli import CliContext, CliError, load_wallet, pass_cli, wallet_options
+from registry_client.engine_client import EngineClient
+from registry_client.errors import InputError
 
 JOB_ID = click.argument("job_id", metavar="JOB_ID")
 

@@ -29,22 +29,22 @@ from registry_client.errors import InputError
 __all__ = [
     "DOMAIN_NAME",
     "DOMAIN_VERSION",
-    "UINT256_MAX",
     "HEADER_ADDRESS",
-    "HEADER_TIMESTAMP",
     "HEADER_SIGNATURE",
+    "HEADER_TIMESTAMP",
+    "UINT256_MAX",
     "JobRequest",
-    "domain",
     "canonical_params",
-    "parse_params",
-    "job_request_typed_data",
-    "sign_job_request",
-    "recover_job_signer",
+    "domain",
     "job_request_digest",
-    "read_typed_data",
-    "sign_read",
-    "recover_read_signer",
+    "job_request_typed_data",
+    "parse_params",
     "read_headers",
+    "read_typed_data",
+    "recover_job_signer",
+    "recover_read_signer",
+    "sign_job_request",
+    "sign_read",
 ]
 
 DOMAIN_NAME = "ComputeEngine"
@@ -212,14 +212,14 @@ def _sign(account: Any, typed: dict[str, Any]) -> str:
 
 def _recover(typed: dict[str, Any], signature: str) -> str:
     try:
-        raw = bytes.fromhex(signature[2:] if signature.startswith("0x") else signature)
+        raw = bytes.fromhex(signature.removeprefix("0x"))
     except (AttributeError, ValueError) as exc:
         raise InputError("signature is not hex") from exc
     if len(raw) != 65:
         raise InputError(f"signature must be 65 bytes, got {len(raw)}")
     try:
         return to_checksum_address(Account.recover_message(_signable(typed), signature=raw))
-    except Exception as exc:  # noqa: BLE001 - eth_keys raises several types for bad v/r/s
+    except Exception as exc:
         raise InputError("signature cannot be recovered to an address") from exc
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -28,7 +28,7 @@ import httpx
 from registry_client.eip712 import JobRequest, read_headers, sign_job_request
 from registry_client.errors import EngineApiError, EngineUnreachable
 
-__all__ = ["EngineClient", "TERMINAL_STATUSES", "DEFAULT_DEADLINE_S"]
+__all__ = ["DEFAULT_DEADLINE_S", "TERMINAL_STATUSES", "EngineClient"]
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 DEFAULT_DEADLINE_S = 600
@@ -94,7 +94,7 @@ class EngineClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> EngineClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -238,8 +238,7 @@ class EngineClient:
         part = target.with_name(target.name + ".part")
         try:
             with self._request("GET", f"/jobs/{job_id}/artifacts.zip", stream=True) as resp, open(part, "wb") as fh:
-                for chunk in resp.iter_bytes(_CHUNK):
-                    fh.write(chunk)
+                fh.writelines(resp.iter_bytes(_CHUNK))
             os.replace(part, target)
         except BaseException:
             part.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from engine.api.routers import health, jobs
 from engine.auth import DEFAULT_MAX_DEADLINE_S
 from engine.errors import EngineError
 
-__all__ = ["create_app", "engine_domain", "api_config"]
+__all__ = ["api_config", "create_app", "engine_domain"]
 
 API_VERSION = "1"
 

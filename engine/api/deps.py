@@ -16,13 +16,13 @@ from fastapi import Depends, Header, Request
 from engine.auth import DEFAULT_MAX_DEADLINE_S, verify_read
 
 __all__ = [
-    "EngineDomain",
     "ApiConfig",
-    "Service",
-    "Domain",
-    "Config",
     "Clock",
+    "Config",
     "CurrentWallet",
+    "Domain",
+    "EngineDomain",
+    "Service",
 ]
 
 

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import EngineError
 
-__all__ = ["PROBLEM_JSON", "API_ERROR_CODES", "problem_response", "install_problem_handlers"]
+__all__ = ["API_ERROR_CODES", "PROBLEM_JSON", "install_problem_handlers", "problem_response"]
 
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "urn:compute-engine:problem:"
@@ -36,7 +36,12 @@ API_ERROR_CODES: dict[str, str] = {
     "DEADLINE_EXPIRED": "the signed job request's deadline has passed",
     "DEADLINE_TOO_FAR": "the signed job request's deadline is too far ahead",
     "STALE_TIMESTAMP": "the read signature's timestamp is outside the engine's clock window",
+    "QUERY_TOO_LONG": "the SQL text is over the engine's limit",
+    "PARAMS_TOO_LONG": "the params JSON is over the engine's limit",
     "NONCE_REUSED": "this wallet already used the nonce for a different request",
+    "JOB_FINISHED": "the job already ended; it cannot be cancelled",
+    "ARTIFACTS_EXPIRED": "the job's artifacts passed their retention time and were deleted",
+    "QUEUE_FULL": "the engine's job queue is full; retry later",
     "NOT_FOUND": "no such job (or artifact) for this wallet — also for other wallets' jobs",
     "LOGS_DISABLED": "the operator does not share container logs",
     "METHOD_NOT_ALLOWED": "the route exists but not with this HTTP method",

@@ -14,16 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry_client.eip712 import UINT256_MAX
 
 __all__ = [
-    "JobRequestBody",
-    "JobCreate",
-    "StepPublic",
-    "FailurePublic",
-    "JobPublic",
-    "ArtifactPublic",
     "ArtifactList",
+    "ArtifactPublic",
     "CheckPublic",
+    "FailurePublic",
     "HealthPublic",
+    "JobCreate",
+    "JobPublic",
+    "JobRequestBody",
     "Problem",
+    "StepPublic",
 ]
 
 Uint256 = Field(ge=0, le=UINT256_MAX)
@@ -146,6 +146,7 @@ class CheckPublic(BaseModel):
 class HealthPublic(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, CheckPublic]
+    queue: dict[str, int] | None = Field(default=None, description="waiting, capacity, running, workers")
 
 
 class Problem(BaseModel):

@@ -91,11 +91,11 @@ class FakeService:
     health_report: dict = field(default_factory=lambda: {"chain": True, "docker": True, "store": True})
     boom: bool = False  # make get() raise an unexpected error
 
-    def submit(self, request: Any, signer: str) -> tuple[FakeJob, bool]:
+    def submit(self, request: Any, signer: str, digest: str | None = None) -> tuple[FakeJob, bool]:
         from registry_client.eip712 import job_request_digest
 
         self.submitted.append((request, signer))
-        digest = job_request_digest(CHAIN_ID, REGISTRY, request)
+        assert digest == job_request_digest(CHAIN_ID, REGISTRY, request)
         for job in self.jobs.values():
             if job.owner == signer and job.nonce == request.nonce:
                 if job.request_digest != digest:

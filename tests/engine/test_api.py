@@ -262,7 +262,12 @@ def test_unexpected_error_is_500_without_internals(client, service):
     [
         ({"chain": True, "docker": True, "store": True}, 200, "ok"),
         ({"chain": {"ok": False, "detail": "connection refused"}, "docker": "ok", "store": True}, 503, "unavailable"),
+        # engine.service.JobService.health() shape
+        ({"ok": False, "checks": {"store": {"ok": True}, "chain": {"ok": False, "error": "connection refused"},
+                                  "docker": {"ok": True, "value": 1}},
+          "queue": {"waiting": 0, "capacity": 100, "running": 0, "workers": 2}}, 503, "unavailable"),
     ],
+    ids=["ok", "flat-failing", "service-shape"],
 )
 def test_health(client, service, report, status, overall):
     service.health_report = report
@@ -272,6 +277,9 @@ def test_health(client, service, report, status, overall):
     assert body["status"] == overall and set(body["checks"]) == {"chain", "docker", "store"}
     if status == 503:
         assert body["checks"]["chain"] == {"ok": False, "detail": "connection refused"}
+        assert body["checks"]["docker"]["ok"] is True
+    if "queue" in report:
+        assert body["queue"]["workers"] == 2
 
 
 def test_openapi_lists_every_route(client):
@@ -291,3 +299,44 @@ def test_openapi_lists_every_route(client):
                   for r in client.app.routes if hasattr(r, "methods") and r.include_in_schema
                   for m in r.methods if m != "HEAD"}
     assert app_routes <= listed
+
+
+def test_create_app_reads_domain_from_real_settings(tmp_path, service):
+    from engine.api.app import create_app
+    from engine.settings import Settings
+    from registry_client.manifest import CONTRACT_KEYS, Deployment, save_deployment
+
+    addresses = {key: "0x" + f"{i + 1:02x}" * 20 for i, key in enumerate(CONTRACT_KEYS)}
+    addresses["compute_instruction_registry"] = REGISTRY
+    manifest = save_deployment(Deployment(CHAIN_ID, addresses), tmp_path / "deployment.json")
+    settings = Settings(deployment=manifest, data_dir=tmp_path / "data", auth_window_s=5, deadline_max_s=900)
+    app = create_app(settings, service)
+    assert (app.state.domain.chain_id, app.state.domain.registry) == (CHAIN_ID, REGISTRY)
+    assert app.state.api_config.auth_window_s == 5 and app.state.api_config.max_deadline_s == 900
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.post("/jobs", json=submit_body()).status_code == 201
+        assert_problem(c.post("/jobs", json=submit_body(nonce=8, deadline=int(time.time()) + 1000)),
+                       400, "DEADLINE_TOO_FAR")
+        path = "/jobs/job-1"
+        assert_problem(c.get(path, headers=signed(OWNER, "GET", path, int(time.time()) - 10)),
+                       401, "STALE_TIMESTAMP")
+
+
+def test_create_app_without_manifest_is_config_error(tmp_path, service):
+    from engine.api.app import create_app
+    from engine.errors import EngineError
+    from engine.settings import Settings
+
+    with pytest.raises(EngineError) as info:
+        create_app(Settings(deployment=tmp_path / "missing.json", data_dir=tmp_path), service)
+    assert info.value.code == "CONFIG_INVALID" and "missing.json" in info.value.message
+
+
+def test_every_api_and_failure_code_documented():
+    from engine.api.problems import API_ERROR_CODES
+    from engine.errors import FAILURE_CODES
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "api.md").read_text()
+    missing = [code for code in [*API_ERROR_CODES, *FAILURE_CODES] if f"`{code}`" not in doc]
+    assert not missing, f"docs/api.md lacks {missing}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 
+import click
 import pytest
 from click.testing import CliRunner
 from eth_account import Account
@@ -165,3 +166,19 @@ def test_missing_wallet_and_manifest(server, service, tmp_path, monkeypatch):
     no_manifest = runner.invoke(cli, ["--deployment", str(tmp_path / "none.json"), "job", "status", "x",
                                       "--key-env", "BUILDER_KEY"])
     assert no_manifest.exit_code == 1 and "deployment manifest" in no_manifest.stderr
+
+
+def test_every_job_command_documented():
+    from registry_client.cli_job import job
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "api.md").read_text()
+    assert set(job.commands) == {"submit", "status", "wait", "artifacts", "download", "cancel", "logs"}
+    for name, command in job.commands.items():
+        assert f"registry job {name}" in doc
+        assert "Example:" in (command.help or ""), f"`registry job {name}` help lacks an example"
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name not in ("keystore", "key_env", "engine_url"):
+                assert any(opt in doc for opt in param.opts), f"{name} {param.opts} undocumented"
+    for code in ("ENGINE_UNREACHABLE", "WAIT_TIMEOUT", "CHECKSUM_MISMATCH", "UNSAFE_ARTIFACT_NAME"):
+        assert f"`{code}`" in doc

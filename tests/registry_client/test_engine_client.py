@@ -145,7 +145,7 @@ def test_download_refuses_escaping_names(client, service, finished, tmp_path):
 
 
 def test_download_checksum_mismatch(client, service, finished, tmp_path):
-    art, path = service.files[finished]["stats.json"]
+    _art, path = service.files[finished]["stats.json"]
     path.write_bytes(b'{"n": 4}')  # the file changed after its hash was recorded
     with pytest.raises(EngineApiError) as info:
         client.download(finished, tmp_path / "out")

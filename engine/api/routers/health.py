@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from engine.api.deps import Service
 from engine.api.schemas import CheckPublic, HealthPublic
 
-__all__ = ["router", "normalise_checks"]
+__all__ = ["normalise_checks", "router"]
 
 router = APIRouter(tags=["health"])
 
@@ -37,8 +37,11 @@ def _check(value: Any) -> CheckPublic:
 
 
 def normalise_checks(report: Any) -> dict[str, CheckPublic]:
-    checks = report.get("checks", report) if isinstance(report, dict) else {}
-    return {name: _check(value) for name, value in checks.items() if name != "status"}
+    """`{"checks": {...}}` (engine.service) or a flat `{name: result}` mapping."""
+    if not isinstance(report, dict):
+        return {}
+    checks = report["checks"] if isinstance(report.get("checks"), dict) else report
+    return {name: _check(value) for name, value in checks.items() if name not in ("status", "ok", "queue")}
 
 
 @router.get(
@@ -48,10 +51,14 @@ def normalise_checks(report: Any) -> dict[str, CheckPublic]:
     responses={503: {"model": HealthPublic, "description": "a check failed"}},
 )
 def health(service: Service) -> Any:
+    queue = None
     try:
-        checks = normalise_checks(service.health())
+        report = service.health()
+        checks = normalise_checks(report)
+        if isinstance(report, dict) and isinstance(report.get("queue"), dict):
+            queue = {k: int(v) for k, v in report["queue"].items()}
     except Exception as exc:  # noqa: BLE001 - a broken health probe is itself "unavailable"
         checks = {"service": CheckPublic(ok=False, detail=type(exc).__name__)}
     healthy = bool(checks) and all(c.ok for c in checks.values())
-    body = HealthPublic(status="ok" if healthy else "unavailable", checks=checks)
+    body = HealthPublic(status="ok" if healthy else "unavailable", checks=checks, queue=queue)
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)

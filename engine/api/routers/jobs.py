@@ -45,7 +45,7 @@ _UNTRUSTED = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "s
     response_model=JobPublic,
     summary="Submit a signed job request",
     responses={200: {"model": JobPublic, "description": "replay: the job this request already created"},
-               400: _PROBLEM, 401: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM},
+               400: _PROBLEM, 401: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
 )
 def submit_job(
     body: JobCreate,
@@ -57,7 +57,7 @@ def submit_job(
     x_wallet_address: Annotated[str | None, Header(description="the signer, if not in the body")] = None,
 ) -> JobPublic:
     """201 with a new job; 200 with the same job when this signed request was sent before."""
-    req, signer, _digest = verify_job_submission(
+    req, signer, digest = verify_job_submission(
         body.model_dump(exclude_none=True),
         domain.chain_id,
         domain.registry,
@@ -65,7 +65,7 @@ def submit_job(
         config.max_deadline_s,
         claimed_signer=x_wallet_address,
     )
-    job, created = service.submit(req, signer)
+    job, created = service.submit(req, signer, digest)
     if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/jobs/{job.id}"
@@ -92,7 +92,8 @@ def _artifact_url(job_id: str, name: str) -> str:
     return f"/jobs/{quote(job_id, safe='')}/artifacts/{quote(name, safe='/')}"
 
 
-@router.get("/{job_id}/artifacts", response_model=ArtifactList, summary="List artifacts", responses=_READ_ERRORS)
+@router.get("/{job_id}/artifacts", response_model=ArtifactList, summary="List artifacts",
+            responses={**_READ_ERRORS, 410: _PROBLEM})
 def list_artifacts(job_id: JobId, wallet: CurrentWallet, service: Service) -> ArtifactList:
     job = service.get(job_id, wallet)
     items = [
@@ -118,7 +119,7 @@ def _disposition(name: str) -> str:
     "/{job_id}/artifacts.zip",
     summary="Download every artifact as one zip",
     response_class=StreamingResponse,
-    responses={**_READ_ERRORS, 200: {"content": {"application/zip": {}}}},
+    responses={**_READ_ERRORS, 410: _PROBLEM, 200: {"content": {"application/zip": {}}}},
 )
 def download_zip(job_id: JobId, wallet: CurrentWallet, service: Service) -> StreamingResponse:
     spool = _zip_artifacts(job_id, wallet, service)
@@ -133,7 +134,7 @@ def download_zip(job_id: JobId, wallet: CurrentWallet, service: Service) -> Stre
 
 
 def _zip_artifacts(job_id: str, wallet: str, service: Any) -> IO[bytes]:
-    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX)
+    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX)  # noqa: SIM115 - handed to the response, closed there
     try:
         with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             for artifact in service.artifacts(job_id, wallet):
@@ -158,7 +159,7 @@ def _stream_and_close(fh: IO[bytes]) -> Iterator[bytes]:
     "/{job_id}/artifacts/{name:path}",
     summary="Download one artifact",
     response_class=FileResponse,
-    responses={**_READ_ERRORS, 200: {"content": {"application/octet-stream": {}},
+    responses={**_READ_ERRORS, 410: _PROBLEM, 200: {"content": {"application/octet-stream": {}},
                                      "description": "the file; X-Content-SHA256 carries its hash"}},
 )
 def download_artifact(job_id: JobId, name: str, wallet: CurrentWallet, service: Service) -> FileResponse:
