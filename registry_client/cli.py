@@ -39,7 +39,7 @@ from registry_client.contracts import (
 from registry_client.errors import InputError, RegistryError, WalletError
 from registry_client.manifest import Deployment, load_deployment, save_deployment
 
-__all__ = ["CliContext", "CliError", "cli", "main", "wallet_options", "load_wallet", "pass_cli"]
+__all__ = ["CliContext", "CliError", "cli", "load_wallet", "main", "pass_cli", "wallet_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 ID = click.IntRange(min=1)
@@ -590,7 +590,7 @@ def main(argv: list[str] | None = None) -> None:
     except RegistryError as exc:  # raised outside a command (should not happen)
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(1)
-    except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback only on request
+    except Exception as exc:
         if os.environ.get("REGISTRY_DEBUG"):
             raise
         click.echo(f"error: unexpected {exc.__class__.__name__}: {exc} (set REGISTRY_DEBUG=1 for details)", err=True)

@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,18 +56,18 @@ from registry_client.manifest import CONTRACT_KEYS, Deployment
 __all__ = [
     "CONTRACT_NAMES",
     "ZERO_ADDRESS",
-    "Progress",
     "Dlp",
-    "Refiner",
     "Instruction",
     "PermissionRecord",
+    "Progress",
+    "Refiner",
     "Registries",
     "connect",
-    "make_web3",
-    "load_artifact",
     "error_table",
-    "parse_sha256",
+    "load_artifact",
+    "make_web3",
     "parse_address",
+    "parse_sha256",
     "sha256_file",
 ]
 
@@ -124,7 +124,7 @@ class PermissionRecord:
 # ---------------------------------------------------------------- artifacts
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_artifact(name: str) -> dict[str, Any]:
     """The shipped {"contractName", "abi", "bytecode"} of contract `name`."""
     try:
@@ -294,7 +294,7 @@ class Registries:
             if callable(value):
                 try:
                     value = value()
-                except Exception:  # noqa: BLE001 - context is best effort, for the message only
+                except Exception:  # noqa: BLE001, S112 - context is best effort, for the message only
                     continue
             if value is not None:
                 out[key] = value
@@ -452,7 +452,7 @@ class Registries:
     def update_permission_approval(self, permission_id: int, approved: bool) -> bool:
         """Approve or revoke a permission; True when the state changed."""
         fn = self.query_permissions.functions.updatePermissionApproval(permission_id, approved)
-        dlp = lambda: self.refiner(self.permission(permission_id).refiner_id).dlp_id  # noqa: E731
+        dlp = lambda: self.refiner(self.permission(permission_id).refiner_id).dlp_id
         receipt = self._transact(fn, {"permission_id": permission_id, "dlp_id": dlp})
         logs = self.query_permissions.events.PermissionApprovalUpdated().process_receipt(receipt, errors=DISCARD)
         return bool(logs)

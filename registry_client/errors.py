@@ -32,24 +32,24 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
-    "RegistryError",
-    "RpcUnavailable",
-    "WrongChain",
-    "ManifestError",
-    "WalletError",
-    "InputError",
-    "TransactionFailed",
-    "ContractRevert",
-    "NotDlpOwner",
-    "DlpNotFound",
-    "RefinerNotFound",
-    "ComputeInstructionNotFound",
-    "PermissionNotFound",
-    "InvalidArgument",
-    "RegistryPaused",
-    "Unauthorized",
     "ERROR_CODES",
+    "ComputeInstructionNotFound",
+    "ContractRevert",
+    "DlpNotFound",
     "ErrorTable",
+    "InputError",
+    "InvalidArgument",
+    "ManifestError",
+    "NotDlpOwner",
+    "PermissionNotFound",
+    "RefinerNotFound",
+    "RegistryError",
+    "RegistryPaused",
+    "RpcUnavailable",
+    "TransactionFailed",
+    "Unauthorized",
+    "WalletError",
+    "WrongChain",
     "decode_revert",
 ]
 
@@ -205,7 +205,7 @@ class ErrorTable:
         """Return (name, args, arg names); name "" when the selector is unknown."""
         from eth_abi import decode as abi_decode
 
-        raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
+        raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else data
         if len(raw) < 4:
             return "", (), []
         entry = self._by_selector.get("0x" + raw[:4].hex())

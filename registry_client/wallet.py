@@ -25,10 +25,10 @@ from registry_client.errors import WalletError
 __all__ = [
     "PASSWORD_ENV",
     "LocalAccount",
-    "load_keystore",
-    "load_env_key",
-    "load_wallet",
     "create_keystore",
+    "load_env_key",
+    "load_keystore",
+    "load_wallet",
 ]
 
 PASSWORD_ENV = "REGISTRY_PASSWORD"

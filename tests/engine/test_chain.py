@@ -92,7 +92,7 @@ def test_not_approved_and_recheck(world, registries, accounts):
 
 
 def test_approval_for_another_dlp_does_not_count(world, registries, accounts):
-    owner, dlp_id, refiner_id, ins_id, _, _ = world
+    owner, _dlp_id, _refiner_id, ins_id, _, _ = world
     other = owner.register_dlp("other")
     other_refiner = owner.add_refiner(other, "r", "https://s")
     with pytest.raises(ChainCheckFailure) as info:

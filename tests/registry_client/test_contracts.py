@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from registry_client.contracts import Dlp, Instruction, PermissionRecord, Refiner, Registries, connect
+from registry_client.contracts import (
+    Dlp,
+    Instruction,
+    PermissionRecord,
+    Refiner,
+    Registries,
+    connect,
+)
 from registry_client.errors import (
     ComputeInstructionNotFound,
     DlpNotFound,

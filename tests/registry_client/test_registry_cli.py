@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.registry_client.conftest import assert_clean_error
 
 from registry_client.contracts import connect
 from registry_client.wallet import create_keystore
+from tests.registry_client.conftest import assert_clean_error
 
 pytestmark = pytest.mark.chain
 
@@ -357,7 +357,7 @@ def test_every_command_help_has_an_example():
         assert "Example:" in result.stdout and "registry " in result.stdout.split("Example:")[1], path
 
 
-def CliRunnerHelp(path: list[str]):  # noqa: N802 - tiny helper
+def CliRunnerHelp(path: list[str]):
     from click.testing import CliRunner
 
     from registry_client.cli import cli as root
@@ -372,16 +372,16 @@ def test_entry_point_subprocess(chain, deployment, accounts, tmp_path):
     exe = Path(sys.executable).parent / "registry"
     if not exe.exists():
         pytest.skip("the `registry` console script is not installed in this venv")
-    helped = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    helped = subprocess.run([str(exe), "--help"], check=False, capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "instruction" in helped.stdout
     out = tmp_path / "dep.json"
     env = {**os.environ, **accounts.env(), "REGISTRY_RPC": chain.url}
     deployed = subprocess.run([str(exe), "--json", "deploy", "--out", str(out), "--key-env", "TEST_DEPLOYER_KEY"],
-                              capture_output=True, text=True, timeout=120, env=env)
+                              check=False, capture_output=True, text=True, timeout=120, env=env)
     assert deployed.returncode == 0, deployed.stderr
     assert json.loads(deployed.stdout)["manifest"] == str(out)
     assert out.exists()
     failed = subprocess.run([str(exe), "--deployment", str(out), "dlp", "show", "3"],
-                            capture_output=True, text=True, timeout=60, env=env)
+                            check=False, capture_output=True, text=True, timeout=60, env=env)
     assert failed.returncode == 1
     assert failed.stderr == "error: no DLP with id 3\n" and failed.stdout == ""
