@@ -1,0 +1,316 @@
+"""Benchmark: the compute engine's job path against the bare Docker operations under it.
+
+Stands up a real stack (anvil, the four registries, a DLP + refiner with the
+demo's sample data, approved instructions, permissions, `compute-engine serve`
+as a process, archives served over loopback HTTP) and times, N runs each,
+interleaved so machine noise hits both sides alike:
+
+1. warm path: a trivial busybox job end to end through the API
+   (EngineClient.submit -> poll until SUCCEEDED -> artifacts listed), image
+   already cached, against a bare hardened `docker run --rm` of the same image
+   with the same flags, mounts and env (bench/engine_bare.py). Target <= 1.5x.
+2. cold path: the first job of an instruction with an empty engine image cache:
+   fetch over HTTP + sha256 + docker load, read from the job's own step
+   timestamps (FETCHING -> QUERYING), against bare `sha256sum` + `docker load`
+   of the same archive. Before every run the cached archive is deleted and the
+   image removed. The archive is the job template's image when the local
+   Python base exists (else busybox), flattened into one fresh layer so no
+   other image shares its layers (a truly cold load).
+
+Prints medians and ratios; exits 0 (a benchmark, not a test), 1 when the
+stack cannot start. Everything it starts or creates is removed at the end.
+
+    .venv/bin/python bench/engine.py [--runs N] [--poll S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# This file is bench/engine.py: with bench/ first on sys.path, `import engine`
+# would find this script, not the engine package. Put the repo root first.
+sys.path[0] = str(ROOT)
+sys.path.append(str(ROOT / "tests"))  # tests/images.py: local image builders
+
+import docker  # noqa: E402
+import docker.errors  # noqa: E402
+
+from bench.common import flatten_image, median_or_nan, print_table, say  # noqa: E402
+from bench.engine_bare import bare_docker_run, bare_verify_and_load, remove_image  # noqa: E402
+from demo.story import (  # noqa: E402
+    DEMO_PARAMS,
+    DEMO_QUERY,
+    StoryConfig,
+    _sha256,
+    attach_data,
+    deploy_contracts,
+    grant_permissions,
+    publish_and_approve,
+    register_data,
+    running_engine,
+    serve_directory,
+)
+from engine.runner import RunLimits  # noqa: E402
+from images import build_image, busybox_image, export_archive  # noqa: E402
+from registry_client.contracts import connect  # noqa: E402
+from registry_client.devchain import start_anvil  # noqa: E402
+from registry_client.engine_client import EngineClient  # noqa: E402
+
+WORK = ROOT / "bench" / ".work" / "engine"
+TRIVIAL_TAG = "c2d-bench/trivial:1"
+TEMPLATE_TAG = "c2d-bench/job:latest"
+COLD_TAG = "c2d-bench/job:cold"
+PYTHON_BASE = "c2d/python-base:bookworm"
+TRIVIAL_DOCKERFILE = (
+    "FROM c2d-test/busybox:1\n"
+    'LABEL org.c2d.bench="engine-warm"\n'
+    'CMD ["/bin/sh", "-c", "echo ok > /mnt/output/result.txt"]\n'
+)
+TRIVIAL_QUERY = "SELECT id FROM users WHERE id = ?"
+TRIVIAL_PARAMS = [1]
+JOB_TIMEOUT_S = 300.0
+
+
+class StackError(RuntimeError):
+    """The bench's stack (Docker, images, chain, engine) could not be set up."""
+
+
+@dataclass
+class Images:
+    """What the bench built, and what it must remove at the end."""
+
+    trivial_id: str = ""
+    trivial_archive: Path | None = None
+    cold_id: str = ""
+    cold_archive: Path | None = None
+    cold_kind: str = ""
+    created: list[str] = field(default_factory=list)  # refs to force-remove
+    untag: list[str] = field(default_factory=list)  # tags to drop without -f
+
+
+@dataclass
+class Stack:
+    client: EngineClient
+    warm_instruction: int
+    cold_instruction: int
+    refiner_id: int
+    data_dir: Path
+
+
+# ------------------------------------------------------------------ images
+
+
+def build_images(docker_client, images: Images) -> None:
+    """The trivial warm-path image and the cold-path image, each exported to an archive."""
+    archives = WORK / "archives"
+    archives.mkdir(parents=True, exist_ok=True)
+    busybox_image(docker_client)
+    images.trivial_id = build_image(docker_client, TRIVIAL_DOCKERFILE, TRIVIAL_TAG)
+    images.created.append(TRIVIAL_TAG)
+    images.trivial_archive = archives / "trivial.tar.gz"
+    export_archive(docker_client, TRIVIAL_TAG, images.trivial_archive)
+    say(f"trivial job image {images.trivial_id[:19]} exported "
+        f"({images.trivial_archive.stat().st_size // 1024} KiB)")
+
+    source = _template_image(images) or TRIVIAL_TAG
+    images.cold_kind = "job template" if source == TEMPLATE_TAG else "busybox"
+    images.cold_id = flatten_image(source, COLD_TAG)
+    images.created.append(images.cold_id)
+    images.cold_archive = archives / "cold.tar.gz"
+    export_archive(docker_client, COLD_TAG, images.cold_archive)
+    say(f"cold-path image ({images.cold_kind}, flattened to one fresh layer) "
+        f"{images.cold_id[:19]} exported ({images.cold_archive.stat().st_size / 2**20:.1f} MiB)")
+
+
+def _template_image(images: Images) -> str | None:
+    """Build the job template as TEMPLATE_TAG when the local Python base exists."""
+    probe = subprocess.run(["docker", "image", "inspect", PYTHON_BASE], capture_output=True)
+    if probe.returncode != 0:
+        say(f"{PYTHON_BASE} missing: the cold path uses the busybox image instead")
+        return None
+    env = {**os.environ, "IMAGE": TEMPLATE_TAG, "BASE_IMAGE": PYTHON_BASE}
+    built = subprocess.run([str(ROOT / "job_template" / "image-build.sh")], env=env,
+                           capture_output=True, text=True)
+    if built.returncode != 0:
+        raise StackError(f"job_template/image-build.sh failed:\n{built.stderr[-1500:]}")
+    images.untag.append(TEMPLATE_TAG)
+    say(f"built the job template image as {TEMPLATE_TAG}")
+    return TEMPLATE_TAG
+
+
+def remove_images(images: Images) -> None:
+    for ref in images.created:
+        remove_image(ref)
+    for tag in images.untag:
+        # No -f: when another tag names the same image, only this tag goes.
+        subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
+
+
+# ------------------------------------------------------------------ stack
+
+
+def start_stack(stack: ExitStack, images: Images) -> Stack:
+    """Chain, contracts, data, two approved instructions, permissions, a running engine."""
+    chain = start_anvil()
+    stack.callback(chain.stop)
+    say(f"anvil at {chain.url}")
+    cfg = StoryConfig(rpc_url=chain.url, work_dir=WORK, say=say)
+    deployment, manifest = deploy_contracts(cfg)
+    owner = connect(chain.url, deployment, cfg.actors.dlp_owner)
+    builder = connect(chain.url, deployment, cfg.actors.builder)
+    dlp_id, refiner_id, db = register_data(cfg, owner)
+    assert images.trivial_archive is not None and images.cold_archive is not None
+    files_url = stack.enter_context(serve_directory(images.trivial_archive.parent))
+    warm = publish_and_approve(cfg, builder, owner, f"{files_url}/{images.trivial_archive.name}",
+                               _sha256(images.trivial_archive), dlp_id)
+    cold = publish_and_approve(cfg, builder, owner, f"{files_url}/{images.cold_archive.name}",
+                               _sha256(images.cold_archive), dlp_id)
+    grant_permissions(cfg, owner, refiner_id, cfg.actors.builder.address)
+    data_dir = WORK / "engine-data"
+    attach_data(cfg, manifest, data_dir, refiner_id, db)
+    engine_url = stack.enter_context(running_engine(cfg, manifest, data_dir))
+    say(f"engine up at {engine_url}")
+    client = EngineClient(engine_url, cfg.actors.builder, deployment.chain_id,
+                          deployment.address("compute_instruction_registry"))
+    stack.callback(client.close)
+    return Stack(client, warm, cold, refiner_id, data_dir)
+
+
+def run_job(s: Stack, instruction_id: int, query: str, params: list, poll_s: float) -> dict:
+    job = s.client.submit(instruction_id, s.refiner_id, query, params)
+    job = s.client.wait(job["id"], poll_s=poll_s, timeout_s=JOB_TIMEOUT_S)
+    if job["status"] != "SUCCEEDED":
+        raise RuntimeError(f"bench job {job['id']} ended {job['status']}: {job.get('failure')}")
+    return job
+
+
+def step_spans(job: dict) -> dict[str, float]:
+    """Seconds spent in each status, from the job's own step timestamps."""
+    steps = job.get("steps") or []
+    return {a["status"]: b["at"] - a["at"] for a, b in zip(steps, steps[1:], strict=False)}
+
+
+# ------------------------------------------------------------------ benches
+
+
+def bench_warm(s: Stack, images: Images, runs: int, poll_s: float) -> tuple[list, list, list]:
+    """Interleaved: engine job end to end, then a bare hardened docker run."""
+    job = run_job(s, s.warm_instruction, TRIVIAL_QUERY, TRIVIAL_PARAMS, poll_s)
+    say(f"warm-up job {job['id']} SUCCEEDED (image {job['image_id'][:19]} now cached)")
+    input_db = WORK / "bare" / "query_results.db"
+    input_db.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(input_db) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS results (id INTEGER)")
+        conn.execute("INSERT INTO results VALUES (1)")
+    conn.close()
+    ours: list[float] = []
+    bare: list[float] = []
+    spans: list[dict[str, float]] = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        job = run_job(s, s.warm_instruction, TRIVIAL_QUERY, TRIVIAL_PARAMS, poll_s)
+        listed = s.client.artifacts(job["id"])
+        ours.append(time.perf_counter() - t0)
+        if not any(a["name"] == "result.txt" for a in listed):
+            raise RuntimeError(f"job {job['id']} lists no result.txt: {listed}")
+        spans.append(step_spans(job))
+        out = WORK / "bare" / f"out-{i}"
+        bare.append(bare_docker_run(images.trivial_id, input_db, out, RunLimits()))
+        if not (out / "result.txt").is_file():
+            raise RuntimeError("the bare run wrote no result.txt")
+        shutil.rmtree(out, ignore_errors=True)
+        say(f"warm {i + 1}/{runs}: engine job {ours[-1]:.3f} s, bare docker run {bare[-1]:.3f} s")
+    return ours, bare, spans
+
+
+def forget_cached(s: Stack, images: Images) -> None:
+    """Empty the engine's image cache for the cold image: archive file and Docker image."""
+    for path in (s.data_dir / "images" / "archives").glob(f"{_sha256(images.cold_archive)}*"):
+        path.unlink()
+    remove_image(images.cold_id)
+
+
+def bench_cold(s: Stack, images: Images, runs: int, poll_s: float) -> tuple[list, list]:
+    """Interleaved: engine fetch+verify+load (step timestamps), then sha256sum + docker load."""
+    assert images.cold_archive is not None
+    query, params = ((DEMO_QUERY, DEMO_PARAMS) if images.cold_kind == "job template"
+                     else (TRIVIAL_QUERY, TRIVIAL_PARAMS))
+    ours: list[float] = []
+    bare: list[float] = []
+    for i in range(runs):
+        forget_cached(s, images)
+        job = run_job(s, s.cold_instruction, query, params, poll_s)
+        at = {step["status"]: step["at"] for step in job["steps"]}
+        ours.append(at["QUERYING"] - at["FETCHING"])
+        remove_image(images.cold_id)
+        bare.append(bare_verify_and_load(images.cold_archive))
+        say(f"cold {i + 1}/{runs}: engine fetch+verify+load {ours[-1]:.3f} s, "
+            f"bare sha256sum+docker load {bare[-1]:.3f} s")
+    remove_image(images.cold_id)
+    return ours, bare
+
+
+# ------------------------------------------------------------------ main
+
+
+def report(warm: tuple[list, list, list], cold: tuple[list, list], images: Images,
+           poll_s: float) -> None:
+    ours_w, bare_w, spans = warm
+    ours_c, bare_c = cold
+    print("\nengine warm job, median seconds per step (from the job's step timestamps):")
+    for status in ("PENDING", "VERIFYING", "FETCHING", "LOADING", "QUERYING", "RUNNING",
+                   "COLLECTING"):
+        print(f"  {status:11s} {median_or_nan([sp[status] for sp in spans if status in sp]):.3f}")
+    print(f"  (client poll interval {poll_s:g} s; the end-to-end figure includes up to one "
+          "interval of polling delay)\n")
+    cold_archive = images.cold_archive
+    size = cold_archive.stat().st_size / 2**20 if cold_archive else 0.0
+    print_table([
+        ("warm: trivial job submit->artifacts vs docker run", median_or_nan(ours_w),
+         median_or_nan(bare_w), "<= 1.50x"),
+        (f"cold: fetch+verify+load ({images.cold_kind}, {size:.0f} MiB gz)",
+         median_or_nan(ours_c), median_or_nan(bare_c), "-"),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=7, help="timed runs per bench (default 7)")
+    ap.add_argument("--poll", type=float, default=0.02,
+                    help="EngineClient.wait poll interval in seconds (default 0.02)")
+    args = ap.parse_args(argv)
+    images = Images()
+    with ExitStack() as stack:
+        stack.callback(lambda: shutil.rmtree(WORK, ignore_errors=True))
+        stack.callback(remove_images, images)
+        try:
+            shutil.rmtree(WORK, ignore_errors=True)
+            WORK.mkdir(parents=True)
+            docker_client = docker.from_env(timeout=300)
+            docker_client.ping()
+            build_images(docker_client, images)
+            s = start_stack(stack, images)
+        except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
+            print(f"bench/engine: cannot start the stack: {exc}", file=sys.stderr)
+            return 1
+        say(f"warm path: {args.runs} runs, poll interval {args.poll:g} s")
+        warm = bench_warm(s, images, args.runs, args.poll)
+        say(f"cold path: {args.runs} runs ({images.cold_kind} image)")
+        cold = bench_cold(s, images, args.runs, args.poll)
+        report(warm, cold, images, args.poll)
+    say("cleaned up: engine, anvil, bench images and bench/.work/engine")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
