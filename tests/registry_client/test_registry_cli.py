@@ -349,20 +349,16 @@ def test_paused_registry(cli, accounts, deployment):
 
 
 def test_every_command_help_has_an_example():
-    from tests.registry_client.test_docs import command_paths
-
-    for path in command_paths():
-        result = CliRunnerHelp(path)
-        assert result.exit_code == 0, path
-        assert "Example:" in result.stdout and "registry " in result.stdout.split("Example:")[1], path
-
-
-def CliRunnerHelp(path: list[str]):
     from click.testing import CliRunner
 
     from registry_client.cli import cli as root
+    from tests.registry_client.test_docs import command_paths
 
-    return CliRunner().invoke(root, [*path, "--help"])
+    for path in [[], *command_paths()]:
+        result = CliRunner().invoke(root, [*path, "--help"], prog_name="registry")
+        assert result.exit_code == 0, path
+        example = result.stdout.split("Example:")[-1]
+        assert "Example:" in result.stdout and f"registry {' '.join(path)}".strip() in example, path
 
 
 # ------------------------------------------------------------------ real entry point
