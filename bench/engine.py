@@ -26,6 +26,7 @@ stack cannot start. Everything it starts or creates is removed at the end.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import sqlite3
@@ -42,12 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)
 sys.path.append(str(ROOT / "tests"))  # tests/images.py: local image builders
 
-import docker  # noqa: E402
-import docker.errors  # noqa: E402
+import docker
+from images import build_image, busybox_image, export_archive
 
-from bench.common import flatten_image, median_or_nan, print_table, say  # noqa: E402
-from bench.engine_bare import bare_docker_run, bare_verify_and_load, remove_image  # noqa: E402
-from demo.story import (  # noqa: E402
+from bench.common import flatten_image, median_or_nan, print_table, say
+from bench.engine_bare import bare_docker_run, bare_verify_and_load, remove_image
+from demo.story import (
     DEMO_PARAMS,
     DEMO_QUERY,
     StoryConfig,
@@ -60,11 +61,10 @@ from demo.story import (  # noqa: E402
     running_engine,
     serve_directory,
 )
-from engine.runner import RunLimits  # noqa: E402
-from images import build_image, busybox_image, export_archive  # noqa: E402
-from registry_client.contracts import connect  # noqa: E402
-from registry_client.devchain import start_anvil  # noqa: E402
-from registry_client.engine_client import EngineClient  # noqa: E402
+from engine.runner import DockerRunner, RunLimits, RunSpec
+from registry_client.contracts import connect
+from registry_client.devchain import start_anvil
+from registry_client.engine_client import EngineClient
 
 WORK = ROOT / "bench" / ".work" / "engine"
 TRIVIAL_TAG = "c2d-bench/trivial:1"
@@ -134,13 +134,14 @@ def build_images(docker_client, images: Images) -> None:
 
 def _template_image(images: Images) -> str | None:
     """Build the job template as TEMPLATE_TAG when the local Python base exists."""
-    probe = subprocess.run(["docker", "image", "inspect", PYTHON_BASE], capture_output=True)
+    probe = subprocess.run(["docker", "image", "inspect", PYTHON_BASE], capture_output=True,
+                           check=False)
     if probe.returncode != 0:
         say(f"{PYTHON_BASE} missing: the cold path uses the busybox image instead")
         return None
     env = {**os.environ, "IMAGE": TEMPLATE_TAG, "BASE_IMAGE": PYTHON_BASE}
     built = subprocess.run([str(ROOT / "job_template" / "image-build.sh")], env=env,
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
     if built.returncode != 0:
         raise StackError(f"job_template/image-build.sh failed:\n{built.stderr[-1500:]}")
     images.untag.append(TEMPLATE_TAG)
@@ -197,14 +198,22 @@ def run_job(s: Stack, instruction_id: int, query: str, params: list, poll_s: flo
 def step_spans(job: dict) -> dict[str, float]:
     """Seconds spent in each status, from the job's own step timestamps."""
     steps = job.get("steps") or []
-    return {a["status"]: b["at"] - a["at"] for a, b in zip(steps, steps[1:], strict=False)}
+    return {a["status"]: b["at"] - a["at"] for a, b in itertools.pairwise(steps)}
 
 
 # ------------------------------------------------------------------ benches
 
 
-def bench_warm(s: Stack, images: Images, runs: int, poll_s: float) -> tuple[list, list, list]:
-    """Interleaved: engine job end to end, then a bare hardened docker run."""
+@dataclass
+class WarmTimes:
+    ours: list[float] = field(default_factory=list)  # submit -> artifacts listed
+    runner: list[float] = field(default_factory=list)  # DockerRunner.run alone, in process
+    bare: list[float] = field(default_factory=list)  # docker run --rm, same flags
+    spans: list[dict[str, float]] = field(default_factory=list)
+
+
+def bench_warm(s: Stack, images: Images, runs: int, poll_s: float, docker_client) -> WarmTimes:
+    """Interleaved: engine job end to end, the engine's runner alone, a bare hardened docker run."""
     job = run_job(s, s.warm_instruction, TRIVIAL_QUERY, TRIVIAL_PARAMS, poll_s)
     say(f"warm-up job {job['id']} SUCCEEDED (image {job['image_id'][:19]} now cached)")
     input_db = WORK / "bare" / "query_results.db"
@@ -213,24 +222,31 @@ def bench_warm(s: Stack, images: Images, runs: int, poll_s: float) -> tuple[list
         conn.execute("CREATE TABLE IF NOT EXISTS results (id INTEGER)")
         conn.execute("INSERT INTO results VALUES (1)")
     conn.close()
-    ours: list[float] = []
-    bare: list[float] = []
-    spans: list[dict[str, float]] = []
+    times = WarmTimes()
+    runner = DockerRunner(docker_client)
     for i in range(runs):
         t0 = time.perf_counter()
         job = run_job(s, s.warm_instruction, TRIVIAL_QUERY, TRIVIAL_PARAMS, poll_s)
         listed = s.client.artifacts(job["id"])
-        ours.append(time.perf_counter() - t0)
+        times.ours.append(time.perf_counter() - t0)
         if not any(a["name"] == "result.txt" for a in listed):
             raise RuntimeError(f"job {job['id']} lists no result.txt: {listed}")
-        spans.append(step_spans(job))
+        times.spans.append(step_spans(job))
+        out = WORK / "bare" / f"runner-{i}"
+        t0 = time.perf_counter()
+        result = runner.run(RunSpec(f"bench-runner-{i}", images.trivial_id, input_db, out, 1,
+                                    RunLimits()))
+        elapsed = time.perf_counter() - t0  # whole call: duration_s omits the removal
+        if result.exit_code != 0 or not (out / "result.txt").is_file():
+            raise RuntimeError(f"DockerRunner.run of the trivial image failed: {result}")
+        times.runner.append(elapsed)
         out = WORK / "bare" / f"out-{i}"
-        bare.append(bare_docker_run(images.trivial_id, input_db, out, RunLimits()))
+        times.bare.append(bare_docker_run(images.trivial_id, input_db, out, RunLimits()))
         if not (out / "result.txt").is_file():
             raise RuntimeError("the bare run wrote no result.txt")
-        shutil.rmtree(out, ignore_errors=True)
-        say(f"warm {i + 1}/{runs}: engine job {ours[-1]:.3f} s, bare docker run {bare[-1]:.3f} s")
-    return ours, bare, spans
+        say(f"warm {i + 1}/{runs}: engine job {times.ours[-1]:.3f} s, "
+            f"engine runner alone {times.runner[-1]:.3f} s, bare docker run {times.bare[-1]:.3f} s")
+    return times
 
 
 def forget_cached(s: Stack, images: Images) -> None:
@@ -240,44 +256,51 @@ def forget_cached(s: Stack, images: Images) -> None:
     remove_image(images.cold_id)
 
 
-def bench_cold(s: Stack, images: Images, runs: int, poll_s: float) -> tuple[list, list]:
+def bench_cold(s: Stack, images: Images, runs: int, poll_s: float) -> tuple[list, list, list]:
     """Interleaved: engine fetch+verify+load (step timestamps), then sha256sum + docker load."""
     assert images.cold_archive is not None
     query, params = ((DEMO_QUERY, DEMO_PARAMS) if images.cold_kind == "job template"
                      else (TRIVIAL_QUERY, TRIVIAL_PARAMS))
     ours: list[float] = []
     bare: list[float] = []
+    spans: list[dict[str, float]] = []
     for i in range(runs):
         forget_cached(s, images)
         job = run_job(s, s.cold_instruction, query, params, poll_s)
         at = {step["status"]: step["at"] for step in job["steps"]}
         ours.append(at["QUERYING"] - at["FETCHING"])
+        spans.append(step_spans(job))
         remove_image(images.cold_id)
         bare.append(bare_verify_and_load(images.cold_archive))
-        say(f"cold {i + 1}/{runs}: engine fetch+verify+load {ours[-1]:.3f} s, "
+        say(f"cold {i + 1}/{runs}: engine fetch+verify+load {ours[-1]:.3f} s "
+            f"(fetch {spans[-1]['FETCHING']:.3f} + load {spans[-1]['LOADING']:.3f}), "
             f"bare sha256sum+docker load {bare[-1]:.3f} s")
     remove_image(images.cold_id)
-    return ours, bare
+    return ours, bare, spans
 
 
 # ------------------------------------------------------------------ main
 
 
-def report(warm: tuple[list, list, list], cold: tuple[list, list], images: Images,
-           poll_s: float) -> None:
-    ours_w, bare_w, spans = warm
-    ours_c, bare_c = cold
-    print("\nengine warm job, median seconds per step (from the job's step timestamps):")
-    for status in ("PENDING", "VERIFYING", "FETCHING", "LOADING", "QUERYING", "RUNNING",
-                   "COLLECTING"):
+def _print_spans(title: str, spans: list[dict[str, float]], statuses: tuple[str, ...]) -> None:
+    print(f"\n{title}, median seconds per step (from the job's step timestamps):")
+    for status in statuses:
         print(f"  {status:11s} {median_or_nan([sp[status] for sp in spans if status in sp]):.3f}")
-    print(f"  (client poll interval {poll_s:g} s; the end-to-end figure includes up to one "
-          "interval of polling delay)\n")
-    cold_archive = images.cold_archive
-    size = cold_archive.stat().st_size / 2**20 if cold_archive else 0.0
+
+
+def report(warm: WarmTimes, cold: tuple[list, list, list], images: Images, poll_s: float) -> None:
+    ours_c, bare_c, spans_c = cold
+    _print_spans("warm job", warm.spans, ("PENDING", "VERIFYING", "FETCHING", "LOADING",
+                                          "QUERYING", "RUNNING", "COLLECTING"))
+    _print_spans("cold job", spans_c, ("FETCHING", "LOADING"))
+    print(f"\nclient poll interval {poll_s:g} s: the warm end-to-end figure includes up to one "
+          "interval of polling delay\n")
+    size = images.cold_archive.stat().st_size / 2**20 if images.cold_archive else 0.0
     print_table([
-        ("warm: trivial job submit->artifacts vs docker run", median_or_nan(ours_w),
-         median_or_nan(bare_w), "<= 1.50x"),
+        ("warm: trivial job submit->artifacts vs docker run", median_or_nan(warm.ours),
+         median_or_nan(warm.bare), "<= 1.50x"),
+        ("warm: engine runner alone vs docker run", median_or_nan(warm.runner),
+         median_or_nan(warm.bare), "-"),
         (f"cold: fetch+verify+load ({images.cold_kind}, {size:.0f} MiB gz)",
          median_or_nan(ours_c), median_or_nan(bare_c), "-"),
     ])
@@ -304,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench/engine: cannot start the stack: {exc}", file=sys.stderr)
             return 1
         say(f"warm path: {args.runs} runs, poll interval {args.poll:g} s")
-        warm = bench_warm(s, images, args.runs, args.poll)
+        warm = bench_warm(s, images, args.runs, args.poll, docker_client)
         say(f"cold path: {args.runs} runs ({images.cold_kind} image)")
         cold = bench_cold(s, images, args.runs, args.poll)
         report(warm, cold, images, args.poll)
