@@ -316,8 +316,8 @@ def report(warm: WarmTimes, cold: tuple[list, list, list], images: Images, poll_
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7, help="timed runs per bench (default 7)")
-    ap.add_argument("--poll", type=float, default=0.02,
-                    help="EngineClient.wait poll interval in seconds (default 0.02)")
+    ap.add_argument("--poll", type=float, default=0.05,
+                    help="EngineClient.wait poll interval in seconds (default 0.05)")
     args = ap.parse_args(argv)
     images = Images()
     with ExitStack() as stack:
