@@ -441,3 +441,30 @@ def _running_container(docker_client, job_id: str) -> bool:
     container.reload()
     return container.status == "running"
 
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: on start-up JobService.reconcile() -> DockerRunner.remove_leftovers() removes "
+    "every container labelled compute-to-data.job on the Docker host, including other engines' running jobs",
+)
+def test_another_engine_starting_leaves_this_engines_running_job_alone(
+    engine, world, job_image, docker_client, tmp_path: Path
+) -> None:
+    from engine.service import build_service
+    from engine.settings import Settings
+
+    instruction_id = world.publish_image(job_image("sleeper", SLEEP_SCRIPT))
+    job = engine.builder.submit(instruction_id, world.refiner_id, SIMPLE_QUERY)
+    try:
+        wait_for(lambda: _running_container(docker_client, job["id"]), 20, "the job's container to run")
+        # A second engine (its own data dir, e.g. `make up` beside a test run) starts on this host.
+        other = build_service(Settings(rpc_url=world.rpc_url, deployment=world.manifest, data_dir=tmp_path))
+        other.reconcile()
+        assert _running_container(docker_client, job["id"]), "another engine's start-up killed this job"
+    finally:
+        try:
+            engine.builder.cancel(job["id"])
+        except EngineApiError:
+            pass  # already ended
+        wait_for(lambda: container_of(docker_client, job["id"]) is None, 15, "the container's removal")
