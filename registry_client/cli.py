@@ -5,127 +5,41 @@ one line on stderr (`error: <message>`, exit 1; usage errors exit 2).
 Transactions print `sent 0x…` and `mined in block N` to stderr; results go
 to stdout (with `--json`: exactly one JSON object).
 
-For command groups defined elsewhere (`registry_client/cli_job.py`):
-`ctx.obj` is a `CliContext(rpc, deployment_path, json_output)` with
-`connect(account=None) -> Registries`, `deployment() -> Deployment`,
-`web3()` and `output(obj_dict, text)`; `wallet_options` adds
-`--keystore FILE | --key-env VAR` to a command and `load_wallet(keystore,
-key_env)` turns them into an account. Raise `RegistryError`s freely: the
-root group renders them.
+Shared pieces (`CliContext` in `ctx.obj`, `wallet_options`, `load_wallet`,
+error rendering) live in cli_common.py; the `permission` and `job` groups in
+cli_permission.py and cli_job.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from registry_client import wallet as wallet_mod
+from registry_client.cli_common import (
+    ID,
+    CliContext,
+    CliError,
+    RegistryGroup,
+    load_wallet,
+    pass_cli,
+    wallet_options,
+)
+from registry_client.cli_job import job as _job_group
+from registry_client.cli_permission import permission as _permission_group
 from registry_client.contracts import (
-    Registries,
-    connect,
-    make_web3,
     parse_address,
     parse_sha256,
     sha256_file,
 )
 from registry_client.errors import InputError, RegistryError, WalletError
-from registry_client.manifest import Deployment, load_deployment, save_deployment
+from registry_client.manifest import save_deployment
 
-__all__ = ["CliContext", "CliError", "cli", "load_wallet", "main", "pass_cli", "wallet_options"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-ID = click.IntRange(min=1)
-
-
-class CliError(click.ClickException):
-    """A one-line `error: ...` on stderr, exit code 1."""
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-@dataclass
-class CliContext:
-    """What the root group stores in `ctx.obj` for every sub-command."""
-
-    rpc: str
-    deployment_path: Path
-    json_output: bool = False
-    last_tx: dict[str, Any] = field(default_factory=dict)
-
-    def progress(self, event: str, value: Any) -> None:
-        """Report a transaction step on stderr (stdout stays for results)."""
-        if event == "sent":
-            self.last_tx = {"tx_hash": value}
-            click.echo(f"sent {value}", err=True)
-        elif event == "mined":
-            self.last_tx["block"] = value
-            click.echo(f"mined in block {value}", err=True)
-        elif event == "deployed":
-            key, address = value
-            click.echo(f"{key} at {address}", err=True)
-
-    def deployment(self) -> Deployment:
-        return load_deployment(self.deployment_path)
-
-    def web3(self) -> Any:
-        return make_web3(self.rpc)
-
-    def connect(self, account: Any | None = None) -> Registries:
-        return connect(self.rpc, self.deployment(), account, progress=self.progress)
-
-    def output(self, obj: dict[str, Any], text: str) -> None:
-        if self.json_output:
-            click.echo(json.dumps(obj, sort_keys=True))
-        else:
-            click.echo(text)
-
-
-pass_cli = click.make_pass_decorator(CliContext)
-
-
-def _prompt_password(text: str) -> str:
-    try:
-        return click.prompt(text, hide_input=True, err=True)
-    except click.Abort as exc:
-        raise WalletError(f"no password given ({text.lower()}); set {wallet_mod.PASSWORD_ENV}") from exc
-
-
-def load_wallet(keystore: str | os.PathLike[str] | None, key_env: str | None) -> Any:
-    """The account from `--keystore` (prompting if needed) or `--key-env`."""
-    return wallet_mod.load_wallet(keystore, key_env, prompt=_prompt_password)
-
-
-def wallet_options(f: F) -> F:
-    """Add `--keystore FILE | --key-env VAR` (the transaction's signer) to a command."""
-    f = click.option(
-        "--key-env", metavar="VAR",
-        help="Name of an environment variable holding the signer's private key (never the key itself).",
-    )(f)
-    f = click.option(
-        "--keystore", metavar="FILE",
-        help="Encrypted keystore JSON of the signer; password from REGISTRY_PASSWORD or a prompt.",
-    )(f)
-    return f
-
-
-class RegistryGroup(click.Group):
-    """Root group: renders library errors as one line instead of a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RegistryError as exc:
-            raise CliError(exc.message) from exc
-
+__all__ = ["CliContext", "CliError", "cli", "load_wallet", "main", "pass_cli", "wallet_options"]  # re-exported for callers
 
 @click.group(cls=RegistryGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--rpc", envvar="REGISTRY_RPC", default="http://127.0.0.1:8545", show_default=True,
@@ -455,96 +369,6 @@ def instruction_list(obj: CliContext, dlp_id: int | None) -> None:
     obj.output({"dlp_id": dlp_id, "block": block, "instructions": rows}, "\n".join(lines) or "no instructions")
 
 
-# ------------------------------------------------------------------ permission
-
-
-@cli.group()
-def permission() -> None:
-    """Grant, revoke and list query permissions on a refiner's data.
-
-    \b
-    Example:
-      registry permission grant --refiner 1 --anyone --table users --price 0 --key-env OWNER_KEY
-    """
-
-
-def _permission_dict(p: Any) -> dict[str, Any]:
-    return {"id": p.id, "grantee": p.grantee, "approved": p.approved, "refiner_id": p.refiner_id,
-            "table": p.table, "column": p.column, "price": p.price}
-
-
-def _permission_line(p: Any) -> str:
-    scope = (p.table or "*") + "." + (p.column or "*")
-    state = "approved" if p.approved else "revoked"
-    return f"{p.id}\t{p.grantee or 'anyone'}\t{scope}\t{p.price} wei\t{state}"
-
-
-@permission.command("grant")
-@click.option("--refiner", "refiner_id", required=True, type=ID, help="The refiner whose data is granted.")
-@click.option("--grantee", metavar="ADDR", help="The wallet allowed to read.")
-@click.option("--anyone", is_flag=True, help="Grant to every wallet (the default without --grantee).")
-@click.option("--table", default="", help="Table name [default: every table].")
-@click.option("--column", default="", help="Column name (needs --table) [default: every column].")
-@click.option("--price", default=0, type=click.IntRange(min=0), show_default=True, help="Price in wei.")
-@wallet_options
-@pass_cli
-def permission_grant(obj: CliContext, refiner_id: int, grantee: str | None, anyone: bool, table: str,
-                     column: str, price: int, keystore: str | None, key_env: str | None) -> None:
-    """Grant a read permission (the refiner's DLP owner signs); prints its id.
-
-    \b
-    Example:
-      registry permission grant --refiner 1 --grantee 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC \\
-          --table users --column locale --price 1000 --key-env OWNER_KEY
-    """
-    if grantee and anyone:
-        raise click.UsageError("pass either --grantee ADDR or --anyone, not both")
-    who = parse_address(grantee, "--grantee") if grantee else None
-    reg = obj.connect(load_wallet(keystore, key_env))
-    pid = reg.add_permission(refiner_id, who, table, column, price)
-    obj.output({"permission_id": pid, **_permission_dict(reg.permission(pid)), **obj.last_tx}, str(pid))
-
-
-@permission.command("revoke")
-@click.argument("permission_id", metavar="PERMISSION_ID", type=ID)
-@wallet_options
-@pass_cli
-def permission_revoke(obj: CliContext, permission_id: int, keystore: str | None, key_env: str | None) -> None:
-    """Revoke a permission (the refiner's DLP owner signs).
-
-    \b
-    Example:
-      registry permission revoke 3 --key-env OWNER_KEY
-    """
-    reg = obj.connect(load_wallet(keystore, key_env))
-    changed = reg.update_permission_approval(permission_id, False)
-    text = f"permission {permission_id} revoked" + ("" if changed else " (unchanged)")
-    obj.output({"permission_id": permission_id, "approved": False, "changed": changed, **obj.last_tx}, text)
-
-
-@permission.command("list")
-@click.option("--refiner", "refiner_id", required=True, type=ID, help="The refiner.")
-@click.option("--grantee", metavar="ADDR", help="Only the generic permissions plus this wallet's.")
-@pass_cli
-def permission_list(obj: CliContext, refiner_id: int, grantee: str | None) -> None:
-    """List a refiner's permissions (all, or those that apply to --grantee).
-
-    \b
-    Example:
-      registry permission list --refiner 1 --grantee 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC
-    """
-    who = parse_address(grantee, "--grantee") if grantee else None
-    reg = obj.connect()
-    block = reg.block_number()
-    reg.refiner(refiner_id, block)
-    if who:
-        rows = reg.get_permissions(refiner_id, who, block)
-    else:
-        rows = [reg.permission(i, block) for i in reg.refiner_permission_ids(refiner_id, block)]
-    text = "\n".join(_permission_line(p) for p in rows) or f"refiner {refiner_id} has no permissions"
-    obj.output({"refiner_id": refiner_id, "grantee": who, "permissions": [_permission_dict(p) for p in rows]}, text)
-
-
 # ------------------------------------------------------------------ wallet
 
 
@@ -597,12 +421,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-# The `job` group (engine client) lives in cli_job.py, written separately. Only
-# its absence is tolerated: an ImportError inside it must surface.
-if importlib.util.find_spec("registry_client.cli_job") is not None:
-    from registry_client.cli_job import job as _job_group
+# Groups with modules of their own; imported last because they use the names above.
 
-    cli.add_command(_job_group)
+cli.add_command(_permission_group)
+cli.add_command(_job_group)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,10 @@ from typing import Any, TypeVar
 
 import click
 
+from registry_client.cli_common import CliContext, CliError, load_wallet, pass_cli, wallet_options
+from registry_client.engine_client import EngineClient
+from registry_client.errors import InputError
+
 __all__ = ["format_job", "format_step", "job"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,11 +40,6 @@ def job() -> None:
     """
 
 
-# Imported after `job` exists: registry_client.cli imports this module at its
-# end to register `job`, so either import order works.
-from registry_client.cli import CliContext, CliError, load_wallet, pass_cli, wallet_options
-from registry_client.engine_client import EngineClient
-from registry_client.errors import InputError
 
 JOB_ID = click.argument("job_id", metavar="JOB_ID")
 

@@ -1,0 +1,112 @@
+"""What every `registry` command group shares: the CLI context, wallet options, errors.
+
+`ctx.obj` is a `CliContext(rpc, deployment_path, json_output)` with
+`connect(account=None) -> Registries`, `deployment()`, `web3()` and
+`output(obj_dict, text)`; `wallet_options` adds `--keystore FILE | --key-env
+VAR` to a command and `load_wallet(keystore, key_env)` turns them into an
+account. Commands raise `RegistryError`s freely: `RegistryGroup` renders them
+as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from registry_client import wallet as wallet_mod
+from registry_client.contracts import Registries, connect, make_web3
+from registry_client.errors import RegistryError, WalletError
+from registry_client.manifest import Deployment, load_deployment
+
+__all__ = ["ID", "CliContext", "CliError", "RegistryGroup", "load_wallet", "pass_cli", "wallet_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+ID = click.IntRange(min=1)
+
+
+class CliError(click.ClickException):
+    """A one-line `error: ...` on stderr, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+@dataclass
+class CliContext:
+    """What the root group stores in `ctx.obj` for every sub-command."""
+
+    rpc: str
+    deployment_path: Path
+    json_output: bool = False
+    last_tx: dict[str, Any] = field(default_factory=dict)
+
+    def progress(self, event: str, value: Any) -> None:
+        """Report a transaction step on stderr (stdout stays for results)."""
+        if event == "sent":
+            self.last_tx = {"tx_hash": value}
+            click.echo(f"sent {value}", err=True)
+        elif event == "mined":
+            self.last_tx["block"] = value
+            click.echo(f"mined in block {value}", err=True)
+        elif event == "deployed":
+            key, address = value
+            click.echo(f"{key} at {address}", err=True)
+
+    def deployment(self) -> Deployment:
+        return load_deployment(self.deployment_path)
+
+    def web3(self) -> Any:
+        return make_web3(self.rpc)
+
+    def connect(self, account: Any | None = None) -> Registries:
+        return connect(self.rpc, self.deployment(), account, progress=self.progress)
+
+    def output(self, obj: dict[str, Any], text: str) -> None:
+        if self.json_output:
+            click.echo(json.dumps(obj, sort_keys=True))
+        else:
+            click.echo(text)
+
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+
+def _prompt_password(text: str) -> str:
+    try:
+        return click.prompt(text, hide_input=True, err=True)
+    except click.Abort as exc:
+        raise WalletError(f"no password given ({text.lower()}); set {wallet_mod.PASSWORD_ENV}") from exc
+
+
+def load_wallet(keystore: str | os.PathLike[str] | None, key_env: str | None) -> Any:
+    """The account from `--keystore` (prompting if needed) or `--key-env`."""
+    return wallet_mod.load_wallet(keystore, key_env, prompt=_prompt_password)
+
+
+def wallet_options(f: F) -> F:
+    """Add `--keystore FILE | --key-env VAR` (the transaction's signer) to a command."""
+    f = click.option(
+        "--key-env", metavar="VAR",
+        help="Name of an environment variable holding the signer's private key (never the key itself).",
+    )(f)
+    f = click.option(
+        "--keystore", metavar="FILE",
+        help="Encrypted keystore JSON of the signer; password from REGISTRY_PASSWORD or a prompt.",
+    )(f)
+    return f
+
+
+class RegistryGroup(click.Group):
+    """Root group: renders library errors as one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RegistryError as exc:
+            raise CliError(exc.message) from exc

@@ -1,0 +1,107 @@
+"""`registry permission ...`: query permissions granted by a refiner's DLP owner.
+
+A permission is {grantee or anyone, refiner, table ("" = every table), column
+("" = every column of the table), price in wei}; the engine reads only what an
+approved permission covers (docs/query.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from registry_client.cli_common import ID, CliContext, load_wallet, pass_cli, wallet_options
+from registry_client.contracts import parse_address
+
+__all__ = ["permission"]
+
+
+# ------------------------------------------------------------------ permission
+
+
+@click.group()
+def permission() -> None:
+    """Grant, revoke and list query permissions on a refiner's data.
+
+    \b
+    Example:
+      registry permission grant --refiner 1 --anyone --table users --price 0 --key-env OWNER_KEY
+    """
+
+
+def _permission_dict(p: Any) -> dict[str, Any]:
+    return {"id": p.id, "grantee": p.grantee, "approved": p.approved, "refiner_id": p.refiner_id,
+            "table": p.table, "column": p.column, "price": p.price}
+
+
+def _permission_line(p: Any) -> str:
+    scope = (p.table or "*") + "." + (p.column or "*")
+    state = "approved" if p.approved else "revoked"
+    return f"{p.id}\t{p.grantee or 'anyone'}\t{scope}\t{p.price} wei\t{state}"
+
+
+@permission.command("grant")
+@click.option("--refiner", "refiner_id", required=True, type=ID, help="The refiner whose data is granted.")
+@click.option("--grantee", metavar="ADDR", help="The wallet allowed to read.")
+@click.option("--anyone", is_flag=True, help="Grant to every wallet (the default without --grantee).")
+@click.option("--table", default="", help="Table name [default: every table].")
+@click.option("--column", default="", help="Column name (needs --table) [default: every column].")
+@click.option("--price", default=0, type=click.IntRange(min=0), show_default=True, help="Price in wei.")
+@wallet_options
+@pass_cli
+def permission_grant(obj: CliContext, refiner_id: int, grantee: str | None, anyone: bool, table: str,
+                     column: str, price: int, keystore: str | None, key_env: str | None) -> None:
+    """Grant a read permission (the refiner's DLP owner signs); prints its id.
+
+    \b
+    Example:
+      registry permission grant --refiner 1 --grantee 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC \\
+          --table users --column locale --price 1000 --key-env OWNER_KEY
+    """
+    if grantee and anyone:
+        raise click.UsageError("pass either --grantee ADDR or --anyone, not both")
+    who = parse_address(grantee, "--grantee") if grantee else None
+    reg = obj.connect(load_wallet(keystore, key_env))
+    pid = reg.add_permission(refiner_id, who, table, column, price)
+    obj.output({"permission_id": pid, **_permission_dict(reg.permission(pid)), **obj.last_tx}, str(pid))
+
+
+@permission.command("revoke")
+@click.argument("permission_id", metavar="PERMISSION_ID", type=ID)
+@wallet_options
+@pass_cli
+def permission_revoke(obj: CliContext, permission_id: int, keystore: str | None, key_env: str | None) -> None:
+    """Revoke a permission (the refiner's DLP owner signs).
+
+    \b
+    Example:
+      registry permission revoke 3 --key-env OWNER_KEY
+    """
+    reg = obj.connect(load_wallet(keystore, key_env))
+    changed = reg.update_permission_approval(permission_id, False)
+    text = f"permission {permission_id} revoked" + ("" if changed else " (unchanged)")
+    obj.output({"permission_id": permission_id, "approved": False, "changed": changed, **obj.last_tx}, text)
+
+
+@permission.command("list")
+@click.option("--refiner", "refiner_id", required=True, type=ID, help="The refiner.")
+@click.option("--grantee", metavar="ADDR", help="Only the generic permissions plus this wallet's.")
+@pass_cli
+def permission_list(obj: CliContext, refiner_id: int, grantee: str | None) -> None:
+    """List a refiner's permissions (all, or those that apply to --grantee).
+
+    \b
+    Example:
+      registry permission list --refiner 1 --grantee 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC
+    """
+    who = parse_address(grantee, "--grantee") if grantee else None
+    reg = obj.connect()
+    block = reg.block_number()
+    reg.refiner(refiner_id, block)
+    if who:
+        rows = reg.get_permissions(refiner_id, who, block)
+    else:
+        rows = [reg.permission(i, block) for i in reg.refiner_permission_ids(refiner_id, block)]
+    text = "\n".join(_permission_line(p) for p in rows) or f"refiner {refiner_id} has no permissions"
+    obj.output({"refiner_id": refiner_id, "grantee": who, "permissions": [_permission_dict(p) for p in rows]}, text)
