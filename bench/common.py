@@ -20,7 +20,7 @@ import tarfile
 import uuid
 from collections.abc import Sequence
 
-__all__ = ["flatten_image", "median_or_nan", "print_table", "say"]
+__all__ = ["flatten_image", "median_or_nan", "paired_ratio", "print_table", "say"]
 
 
 def say(line: str) -> None:
@@ -29,6 +29,11 @@ def say(line: str) -> None:
 
 def median_or_nan(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
+
+
+def paired_ratio(ours: Sequence[float], bare: Sequence[float]) -> float:
+    """Median of per-round ratios: interleaved rounds share the machine's load of the moment."""
+    return median_or_nan([o / b for o, b in zip(ours, bare, strict=True)])
 
 
 def _changes(config: dict) -> list[str]:

@@ -46,7 +46,7 @@ sys.path.append(str(ROOT / "tests"))  # tests/images.py: local image builders
 import docker
 from images import build_image, busybox_image, export_archive
 
-from bench.common import flatten_image, median_or_nan, print_table, say
+from bench.common import flatten_image, median_or_nan, paired_ratio, print_table, say
 from bench.engine_bare import bare_docker_run, bare_verify_and_load, remove_image
 from demo.story import (
     DEMO_PARAMS,
@@ -311,6 +311,10 @@ def report(warm: WarmTimes, cold: tuple[list, list, list], images: Images, poll_
         (f"cold: fetch+verify+load ({images.cold_kind}, {size:.0f} MiB gz)",
          median_or_nan(ours_c), median_or_nan(bare_c), "-"),
     ])
+    print(f"\nmedian of per-round ratios (robust to load drifting between rounds): "
+          f"warm {paired_ratio(warm.ours, warm.bare):.2f}x, "
+          f"runner alone {paired_ratio(warm.runner, warm.bare):.2f}x, "
+          f"cold {paired_ratio(ours_c, bare_c):.2f}x", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
