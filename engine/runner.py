@@ -27,6 +27,7 @@ from engine.errors import RunFailure
 
 __all__ = [
     "INPUT_MOUNT",
+    "ENGINE_LABEL",
     "LABEL",
     "OUTPUT_MOUNT",
     "DockerRunner",
@@ -38,6 +39,9 @@ __all__ = [
 
 MiB = 1024 * 1024
 LABEL = "compute-to-data.job"
+# Which engine (data dir) started a container: a restart removes only its own leftovers,
+# never the running containers of another engine on the same Docker host.
+ENGINE_LABEL = "compute-to-data.engine"
 INPUT_DIR = "/mnt/input"
 INPUT_MOUNT = f"{INPUT_DIR}/query_results.db"
 OUTPUT_MOUNT = "/mnt/output"
@@ -108,8 +112,9 @@ def container_name(job_id: str) -> str:
 class DockerRunner:
     """Hardened ``docker run`` through the SDK; safe to share between threads."""
 
-    def __init__(self, docker_client):
+    def __init__(self, docker_client, engine_id: str = "default"):
         self.client = docker_client
+        self.engine_id = engine_id
 
     def run(self, spec: RunSpec, cancel: threading.Event | None = None) -> RunResult:
         """Run ``spec`` to its end, its timeout or ``cancel``; the container is always removed.
@@ -158,9 +163,10 @@ class DockerRunner:
             return True  # exists but is no longer running (409): nothing to kill
 
     def remove_leftovers(self) -> list[str]:
-        """Remove every container carrying our label (engine restart); return their job ids."""
+        """Remove this engine's containers (engine restart); return their job ids."""
         removed = []
-        for container in self.client.containers.list(all=True, filters={"label": LABEL}):
+        labels = [LABEL, f"{ENGINE_LABEL}={self.engine_id}"]
+        for container in self.client.containers.list(all=True, filters={"label": labels}):
             removed.append(container.labels.get(LABEL, ""))
             _force_remove(container)
         return removed
@@ -173,7 +179,7 @@ class DockerRunner:
             return self.client.containers.create(
                 spec.image_id,
                 name=name,
-                labels={LABEL: spec.job_id},
+                labels={LABEL: spec.job_id, ENGINE_LABEL: self.engine_id},
                 environment={
                     "INPUT_PATH": INPUT_DIR,
                     "OUTPUT_PATH": OUTPUT_MOUNT,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import secrets
 import shutil
 import threading
 import time
@@ -568,6 +569,14 @@ class JobService:
 # ---------------------------------------------------------------- wiring
 
 
+def engine_id(data_dir: Path) -> str:
+    """This engine's stable id, kept in its data dir (labels its containers)."""
+    path = data_dir / "engine-id"
+    if not path.exists():
+        path.write_text(secrets.token_hex(8))
+    return path.read_text().strip()
+
+
 def build_service(settings: Settings) -> JobService:
     """The service wired to real components: chain via web3, Docker, files under data_dir."""
     import docker
@@ -606,7 +615,7 @@ def build_service(settings: Settings) -> JobService:
             timeout_s=settings.fetch_timeout_s,
         ),
         ImageLoader(client, data_dir / "image-state"),
-        DockerRunner(client),
+        DockerRunner(client, engine_id(data_dir)),
         DataCatalog(data_dir),
         probes={"chain": registries.block_number, "docker": client.ping},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),

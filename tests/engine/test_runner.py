@@ -12,7 +12,7 @@ import docker.errors
 import pytest
 
 import engine.runner as runner_mod
-from engine.runner import LABEL, DockerRunner, RunLimits, RunResult, RunSpec, classify
+from engine.runner import ENGINE_LABEL, LABEL, DockerRunner, RunLimits, RunResult, RunSpec, classify
 
 pytestmark = pytest.mark.docker
 
@@ -299,13 +299,21 @@ def test_stale_container_with_the_same_name_is_replaced(
     assert _gone(docker_client, job_id)
 
 
-def test_remove_leftovers(runner, docker_client, busybox) -> None:
-    job_id = _job()
-    docker_client.containers.run(
-        busybox, ["sleep", "30"], name=f"c2d-{job_id}", labels={LABEL: job_id}, detach=True
-    )
-    assert job_id in runner.remove_leftovers()
-    assert _gone(docker_client, job_id)
+def test_remove_leftovers_removes_only_this_engines_containers(docker_client, busybox) -> None:
+    mine, theirs = DockerRunner(docker_client, "engine-a"), DockerRunner(docker_client, "engine-b")
+    own_job, other_job = _job(), _job()
+    for job_id, engine in ((own_job, "engine-a"), (other_job, "engine-b")):
+        docker_client.containers.run(
+            busybox, ["sleep", "30"], name=f"c2d-{job_id}", detach=True,
+            labels={LABEL: job_id, ENGINE_LABEL: engine},
+        )
+    try:
+        assert mine.remove_leftovers() == [own_job]
+        assert _gone(docker_client, own_job)
+        assert not _gone(docker_client, other_job)  # another engine's job keeps running
+    finally:
+        theirs.remove_leftovers()
+    assert _gone(docker_client, other_job)
 
 
 def test_missing_image_is_image_invalid(runner, input_db: Path, tmp_path: Path) -> None:

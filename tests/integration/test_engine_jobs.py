@@ -442,12 +442,6 @@ def _running_container(docker_client, job_id: str) -> bool:
     return container.status == "running"
 
 
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: on start-up JobService.reconcile() -> DockerRunner.remove_leftovers() removes "
-    "every container labelled compute-to-data.job on the Docker host, including other engines' running jobs",
-)
 def test_another_engine_starting_leaves_this_engines_running_job_alone(
     engine, world, job_image, docker_client, tmp_path: Path
 ) -> None:
