@@ -20,17 +20,17 @@ limits and ids, never values.
 from __future__ import annotations
 
 __all__ = [
-    "EngineError",
-    "RequestError",
+    "FAILURE_CODES",
     "AuthError",
-    "NotFoundError",
-    "JobFailure",
     "ChainCheckFailure",
+    "EngineError",
     "FetchFailure",
     "ImageFailure",
+    "JobFailure",
+    "NotFoundError",
     "QueryFailure",
+    "RequestError",
     "RunFailure",
-    "FAILURE_CODES",
 ]
 
 # Every code a FAILED job can carry. Docs are checked against this list.

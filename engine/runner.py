@@ -26,8 +26,8 @@ from docker.types import LogConfig, Mount
 from engine.errors import RunFailure
 
 __all__ = [
-    "INPUT_MOUNT",
     "ENGINE_LABEL",
+    "INPUT_MOUNT",
     "LABEL",
     "OUTPUT_MOUNT",
     "DockerRunner",

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["CONTRACTS", "ExportError", "render", "export", "drifted", "main"]
+__all__ = ["CONTRACTS", "ExportError", "drifted", "export", "main", "render"]
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "contracts" / "out"
