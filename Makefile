@@ -33,7 +33,8 @@ docker: ## make sure a Docker engine answers (installs/starts it when root)
 base-image: docker ## build the local Python base image when no registry is reachable
 	@tools/build-python-base.sh
 
-test: setup ## run every test: forge, then pytest
+test: setup ## run every test: lint, forge, then pytest
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory test-forge
 	@$(MAKE) --no-print-directory test-py
 
@@ -60,8 +61,8 @@ up: setup ## start the demo stack and leave it running (see `make down`)
 down: ## stop what `make up` started
 	@$(PY) -m demo down
 
-lint:
-	@$(VENV)/bin/ruff check registry_client engine tests bench
+lint: ## ruff over the Python code
+	@$(VENV)/bin/ruff check registry_client engine tests bench demo tools
 
 clean:
 	rm -rf $(STAMP) contracts/out contracts/cache .pytest_cache
