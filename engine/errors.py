@@ -65,11 +65,20 @@ class EngineError(Exception):
     code: str = "INTERNAL_ERROR"
     http_status: int = 500
 
-    def __init__(self, message: str, *, code: str | None = None, job_id: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        job_id: str | None = None,
+        http_status: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if http_status is not None:
+            self.http_status = http_status
         self.job_id = job_id
 
     def __str__(self) -> str:

@@ -21,7 +21,6 @@ submission that would push the queue past ``queue_size`` gets QUEUE_FULL
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import secrets
@@ -34,13 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
 from engine import store as st
 from engine.data import DataCatalog
 from engine.errors import (
     FAILURE_CODES,
-    AuthError,
     ChainCheckFailure,
     EngineError,
     JobFailure,
@@ -50,6 +48,7 @@ from engine.errors import (
 )
 from engine.settings import Settings
 from engine.store import Job, JobStore, StaleState
+from engine.submission import local_digest, validate_request
 
 if TYPE_CHECKING:
     from engine.artifacts import Artifact
@@ -59,57 +58,12 @@ if TYPE_CHECKING:
     from engine.runner import DockerRunner
     from registry_client.eip712 import JobRequest
 
-__all__ = ["MAX_SQL_ID", "JobService", "build_service", "validate_request"]
+__all__ = ["JobService", "build_service", "engine_id"]
 
 log = logging.getLogger("engine.service")
 
-MAX_SQL_ID = 2**63 - 1  # ids and deadlines are stored as SQLite integers
 INTERNAL_MESSAGE = "an unexpected engine error; the operator's log has the details"
 
-
-def _request_error(message: str, code: str, status: int) -> RequestError:
-    err = RequestError(message, code=code)
-    err.http_status = status
-    return err
-
-
-# ---------------------------------------------------------------- submit checks (pure)
-
-
-def validate_request(request: JobRequest, settings: Settings, now: float) -> list | dict | None:
-    """Refuse a request the engine will not queue; return its parsed params."""
-    if request.deadline <= now:
-        raise AuthError(
-            f"the request's deadline {request.deadline} has passed (now {int(now)})", code="DEADLINE_EXPIRED"
-        )
-    if request.deadline > now + settings.deadline_max_s:
-        raise RequestError(
-            f"the request's deadline is more than {int(settings.deadline_max_s)} s ahead; sign a nearer one",
-            code="DEADLINE_TOO_FAR",
-        )
-    for name in ("instruction_id", "refiner_id"):
-        value = getattr(request, name)
-        if not 0 < value <= MAX_SQL_ID:
-            raise RequestError(f"{name} {value} is out of range", code="INVALID_REQUEST")
-    if not request.query.strip():
-        raise RequestError("the query is empty", code="INVALID_REQUEST")
-    if len(request.query) > settings.query_max_chars:
-        raise RequestError(
-            f"the query is {len(request.query)} characters; the limit is {settings.query_max_chars}",
-            code="QUERY_TOO_LONG",
-        )
-    if len(request.params_json) > settings.params_max_chars:
-        raise RequestError(
-            f"params are {len(request.params_json)} characters; the limit is {settings.params_max_chars}",
-            code="PARAMS_TOO_LONG",
-        )
-    return request.params  # JobRequest already refused params that are not a list/object/null
-
-
-def _local_digest(request: JobRequest) -> str:
-    """Fallback idempotency key when the caller passes no EIP-712 digest."""
-    text = json.dumps(request.to_message(), sort_keys=True, separators=(",", ":"))
-    return "0x" + keccak(text=text).hex()
 
 
 # ---------------------------------------------------------------- one job's context
@@ -213,7 +167,7 @@ class JobService:
             full = self._queue.qsize() >= self.settings.queue_size
             if full and self.store.find(owner, request.nonce) is None:
                 msg = f"the engine's queue is full ({self.settings.queue_size} jobs); retry later"
-                raise _request_error(msg, "QUEUE_FULL", 503)
+                raise RequestError(msg, code="QUEUE_FULL", http_status=503)
             job, created = self.store.create_or_get(owner, request.nonce, digest, **fields)
             if created:
                 self._queue.put(job.id)
@@ -222,7 +176,7 @@ class JobService:
 
     def _digest(self, request: JobRequest) -> str:
         if self.domain is None:
-            return _local_digest(request)
+            return local_digest(request)
         from registry_client.eip712 import job_request_digest
 
         return job_request_digest(self.domain[0], self.domain[1], request)
@@ -245,8 +199,10 @@ class JobService:
             job = self.get(job_id, owner)
             if job.status == st.CANCELLED:
                 return job
-            raise _request_error(
-                f"job {job_id} already ended {job.status}; it cannot be cancelled", "JOB_FINISHED", 409
+            raise RequestError(
+                f"job {job_id} already ended {job.status}; it cannot be cancelled",
+                code="JOB_FINISHED",
+                http_status=409,
             ) from exc
         with self._events_lock:
             event = self._events.get(job_id)
@@ -262,7 +218,9 @@ class JobService:
     def artifacts(self, job_id: str, owner: str) -> list[Artifact]:
         job = self.get(job_id, owner)
         if job.artifacts_expired:
-            raise _request_error(f"the artifacts of job {job_id} have expired", "ARTIFACTS_EXPIRED", 410)
+            raise RequestError(
+                f"the artifacts of job {job_id} have expired", code="ARTIFACTS_EXPIRED", http_status=410
+            )
         return self.store.artifacts(job_id)
 
     def artifact_file(self, job_id: str, owner: str, name: str) -> tuple[Artifact, Path]:
@@ -279,7 +237,9 @@ class JobService:
 
     def logs(self, job_id: str, owner: str) -> bytes:
         if not self.settings.share_logs:
-            raise _request_error("the operator does not share container logs", "LOGS_DISABLED", 403)
+            raise RequestError(
+                "the operator does not share container logs", code="LOGS_DISABLED", http_status=403
+            )
         self.get(job_id, owner)
         path = self._log_file(job_id)
         return path.read_bytes() if path.is_file() else b""

@@ -173,11 +173,6 @@ def new_job_id() -> str:
     return secrets.token_hex(16)
 
 
-def _request_error(message: str, code: str, status: int) -> RequestError:
-    err = RequestError(message, code=code)
-    err.http_status = status
-    return err
-
 
 def _row_to_job(row: dict[str, Any]) -> Job:
     def opt_json(text: str | None) -> Any:
@@ -323,11 +318,11 @@ class JobStore:
             existing = self._one("owner = ? AND nonce = ?", [owner, str(nonce)])
             if existing is not None:
                 if existing.request_digest != digest:
-                    raise _request_error(
+                    raise RequestError(
                         f"nonce {nonce} was already used by {owner} for a different request; "
                         "sign the new request with a fresh nonce",
-                        "NONCE_REUSED",
-                        409,
+                        code="NONCE_REUSED",
+                        http_status=409,
                     )
                 return existing, False
             job_id = new_job_id()

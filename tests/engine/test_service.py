@@ -580,7 +580,7 @@ def test_retention_sweep_removes_files_and_keeps_metadata(make_service, data_dir
 def test_public_surface():
     import engine.service as mod
 
-    assert set(mod.__all__) == {"JobService", "build_service", "validate_request", "MAX_SQL_ID"}
+    assert set(mod.__all__) == {"JobService", "build_service", "engine_id"}
     for name in mod.__all__:
         assert hasattr(mod, name)
 

@@ -1,0 +1,58 @@
+"""Pure checks a signed job request must pass before the engine queues it.
+
+No I/O: the clock and the settings are passed in, so every rule is a plain
+function call in tests. Signatures are checked earlier (engine/auth.py); the
+chain is checked later, by the pipeline (engine/service.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from eth_utils import keccak
+
+from engine.errors import AuthError, RequestError
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
+    from registry_client.eip712 import JobRequest
+
+__all__ = ["MAX_SQL_ID", "local_digest", "validate_request"]
+
+MAX_SQL_ID = 2**63 - 1  # ids and deadlines are stored as SQLite integers
+
+
+def validate_request(request: JobRequest, settings: Settings, now: float) -> list | dict | None:
+    """Refuse a request the engine will not queue; return its parsed params."""
+    if request.deadline <= now:
+        raise AuthError(
+            f"the request's deadline {request.deadline} has passed (now {int(now)})", code="DEADLINE_EXPIRED"
+        )
+    if request.deadline > now + settings.deadline_max_s:
+        raise RequestError(
+            f"the request's deadline is more than {int(settings.deadline_max_s)} s ahead; sign a nearer one",
+            code="DEADLINE_TOO_FAR",
+        )
+    for name in ("instruction_id", "refiner_id"):
+        value = getattr(request, name)
+        if not 0 < value <= MAX_SQL_ID:
+            raise RequestError(f"{name} {value} is out of range", code="INVALID_REQUEST")
+    if len(request.query) > settings.query_max_chars:
+        raise RequestError(
+            f"the query is {len(request.query)} characters; the limit is {settings.query_max_chars}",
+            code="QUERY_TOO_LONG",
+        )
+    if len(request.params_json) > settings.params_max_chars:
+        raise RequestError(
+            f"params are {len(request.params_json)} characters; the limit is {settings.params_max_chars}",
+            code="PARAMS_TOO_LONG",
+        )
+    # JobRequest itself already refused an empty query and params that are not a list/object/null.
+    return request.params
+
+
+def local_digest(request: JobRequest) -> str:
+    """Fallback idempotency key when the caller passes no EIP-712 digest."""
+    text = json.dumps(request.to_message(), sort_keys=True, separators=(",", ":"))
+    return "0x" + keccak(text=text).hex()

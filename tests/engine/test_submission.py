@@ -1,0 +1,50 @@
+"""engine.submission: pure checks before a job is queued (clock passed in)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import AuthError, RequestError
+from engine.settings import Settings
+from engine.submission import MAX_SQL_ID, local_digest, validate_request
+from registry_client.eip712 import JobRequest
+
+NOW = 1_800_000_000
+
+
+def _req(**overrides) -> JobRequest:
+    fields = dict(instruction_id=1, refiner_id=2, query="SELECT 1", params=[1, "a"], nonce=7,
+                  deadline=NOW + 60)
+    fields.update(overrides)
+    return JobRequest.create(**fields)
+
+
+def test_valid_request_returns_its_params() -> None:
+    assert validate_request(_req(), Settings(), NOW) == [1, "a"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "kind"),
+    [
+        ({"deadline": NOW}, "DEADLINE_EXPIRED", AuthError),
+        ({"deadline": NOW + 2 * 24 * 3600}, "DEADLINE_TOO_FAR", RequestError),
+        ({"refiner_id": MAX_SQL_ID + 1}, "INVALID_REQUEST", RequestError),
+    ],
+)
+def test_refusals_carry_a_stable_code(overrides, code, kind) -> None:
+    with pytest.raises(kind) as err:
+        validate_request(_req(**overrides), Settings(), NOW)
+    assert err.value.code == code
+
+
+def test_limits_come_from_settings() -> None:
+    settings = Settings(query_max_chars=10)
+    with pytest.raises(RequestError) as err:
+        validate_request(_req(query="SELECT 1234567890"), settings, NOW)
+    assert err.value.code == "QUERY_TOO_LONG"
+
+
+def test_local_digest_is_stable_and_binds_every_field() -> None:
+    assert local_digest(_req()) == local_digest(_req())
+    assert local_digest(_req()) != local_digest(_req(nonce=8))
+    assert local_digest(_req()) != local_digest(_req(query="SELECT 2"))
