@@ -13,8 +13,8 @@ NOW = 1_800_000_000
 
 
 def _req(**overrides) -> JobRequest:
-    fields = dict(instruction_id=1, refiner_id=2, query="SELECT 1", params=[1, "a"], nonce=7,
-                  deadline=NOW + 60)
+    fields = {"instruction_id": 1, "refiner_id": 2, "query": "SELECT 1", "params": [1, "a"],
+              "nonce": 7, "deadline": NOW + 60}
     fields.update(overrides)
     return JobRequest.create(**fields)
 
