@@ -20,7 +20,7 @@ interleaved so machine noise hits both sides alike:
 Prints medians and ratios; exits 0 (a benchmark, not a test), 1 when the
 stack cannot start. Everything it starts or creates is removed at the end.
 
-    .venv/bin/python bench/engine.py [--runs N] [--poll S]
+    .venv/bin/python bench/engine.py [--runs N] [--poll S] [--cold-image auto|busybox]
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class Stack:
 # ------------------------------------------------------------------ images
 
 
-def build_images(docker_client, images: Images) -> None:
+def build_images(docker_client, images: Images, cold: str = "auto") -> None:
     """The trivial warm-path image and the cold-path image, each exported to an archive."""
     archives = WORK / "archives"
     archives.mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,7 @@ def build_images(docker_client, images: Images) -> None:
     say(f"trivial job image {images.trivial_id[:19]} exported "
         f"({images.trivial_archive.stat().st_size // 1024} KiB)")
 
-    source = _template_image(images) or TRIVIAL_TAG
+    source = (_template_image(images) if cold == "auto" else None) or TRIVIAL_TAG
     images.cold_kind = "job template" if source == TEMPLATE_TAG else "busybox"
     images.cold_id = flatten_image(source, COLD_TAG)
     images.created.append(images.cold_id)
@@ -300,11 +300,11 @@ def report(warm: WarmTimes, cold: tuple[list, list, list], images: Images, poll_
     ours_c, bare_c, spans_c = cold
     _print_spans("warm job", warm.spans, ("PENDING", "VERIFYING", "FETCHING", "LOADING",
                                           "QUERYING", "RUNNING", "COLLECTING"))
+    print(f"  created_at -> finished_at {median_or_nan(warm.inside):.3f} (the rest of the "
+          "end-to-end figure is submit, polling and the artifact listing over HTTP)")
     _print_spans("cold job", spans_c, ("FETCHING", "LOADING"))
     print(f"  of which inspect_archive alone (timed separately) "
           f"{median_or_nan([sp['inspect_archive'] for sp in spans_c]):.3f}")
-    print(f"  created_at -> finished_at {median_or_nan(warm.inside):.3f} (the rest of the "
-          "end-to-end figure is submit, polling and the artifact listing over HTTP)")
     print(f"\nclient poll interval {poll_s:g} s: the warm end-to-end figure includes up to one "
           "interval of polling delay\n")
     size = images.cold_archive.stat().st_size / 2**20 if images.cold_archive else 0.0
@@ -327,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=7, help="timed runs per bench (default 7)")
     ap.add_argument("--poll", type=float, default=0.05,
                     help="EngineClient.wait poll interval in seconds (default 0.05)")
+    ap.add_argument("--cold-image", choices=("auto", "busybox"), default="auto",
+                    help="auto: the job template when the local Python base exists")
     args = ap.parse_args(argv)
     images = Images()
     with ExitStack() as stack:
@@ -337,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             WORK.mkdir(parents=True)
             docker_client = docker.from_env(timeout=300)
             docker_client.ping()
-            build_images(docker_client, images)
+            build_images(docker_client, images, args.cold_image)
             s = start_stack(stack, images)
         except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
             print(f"bench/engine: cannot start the stack: {exc}", file=sys.stderr)
