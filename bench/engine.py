@@ -344,10 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
             print(f"bench/engine: cannot start the stack: {exc}", file=sys.stderr)
             return 1
-        say(f"warm path: {args.runs} runs, poll interval {args.poll:g} s")
-        warm = bench_warm(s, images, args.runs, args.poll, docker_client)
-        say(f"cold path: {args.runs} runs ({images.cold_kind} image)")
-        cold = bench_cold(s, images, args.runs, args.poll)
+        try:
+            say(f"warm path: {args.runs} runs, poll interval {args.poll:g} s")
+            warm = bench_warm(s, images, args.runs, args.poll, docker_client)
+            say(f"cold path: {args.runs} runs ({images.cold_kind} image)")
+            cold = bench_cold(s, images, args.runs, args.poll)
+        except Exception as exc:  # noqa: BLE001 - one clear line; cleanup still runs
+            print(f"bench/engine: a bench run failed: {exc}", file=sys.stderr)
+            return 1
         report(warm, cold, images, args.poll)
     say("cleaned up: engine, anvil, bench images and bench/.work/engine")
     return 0
