@@ -188,6 +188,14 @@ class JobService:
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
         return job
 
+    def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> Job:
+        """Like get(), but first waits up to `timeout_s` for the status to leave `known_status`."""
+        self.get(job_id, owner)  # ownership first: a stranger never waits, never learns
+        job = self.store.wait_for_change(job_id, known_status, timeout_s)
+        if job is None:
+            raise NotFoundError(f"no job {job_id}", job_id=job_id)
+        return job
+
     def cancel(self, job_id: str, owner: str) -> Job:
         """Cancel an unfinished job; cancelling a cancelled job returns it as is."""
         job = self.get(job_id, owner)

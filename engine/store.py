@@ -230,6 +230,10 @@ class JobStore:
         conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self._db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
+        # Wakes readers waiting for a status change (long-poll); separate from
+        # _lock and only taken after it is released, so the two never deadlock.
+        self._changed = threading.Condition()
+        self._generation = 0
         with self._lock:
             self._db.enable_wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -374,11 +378,35 @@ class JobStore:
         with self._lock, self._db.conn:
             cursor = self._db.execute(sql, [*args, job_id, *sorted(allowed)])
             job = self._one("id = ?", [job_id])
+        if cursor.rowcount == 1:
+            with self._changed:
+                self._generation += 1
+                self._changed.notify_all()
         if job is None:
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
         if cursor.rowcount != 1:
             raise StaleState(job_id, job.status, allowed)
         return job
+
+    def wait_for_change(self, job_id: str, known_status: str, timeout_s: float) -> Job | None:
+        """The job once its status is no longer `known_status` (or it ended), else after `timeout_s`.
+
+        Lets a reader long-poll instead of re-asking: only transitions made through
+        this store instance wake it (one engine process owns its store).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._changed:
+                generation = self._generation
+            job = self.get(job_id)
+            if job is None or job.status != known_status or job.finished:
+                return job
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return job
+            with self._changed:
+                if self._generation == generation:
+                    self._changed.wait(remaining)
 
     def fail(self, job_id: str, code: str, message: str, **fields: Any) -> Job:
         """FAILED with `code` from any unfinished status (StaleState if already finished)."""

@@ -32,6 +32,9 @@ __all__ = ["DEFAULT_DEADLINE_S", "TERMINAL_STATUSES", "EngineClient"]
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 DEFAULT_DEADLINE_S = 600
+# How long one status request may be held by the engine (it caps this at 30 s);
+# kept below the HTTP timeout so a held request never reads as "unreachable".
+LONG_POLL_S = 15.0
 _CHUNK = 1024 * 1024
 
 StepCallback = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -164,8 +167,10 @@ class EngineClient:
         }
         return self._json("POST", "/jobs", sign=False, json=body)
 
-    def status(self, job_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/jobs/{job_id}")
+    def status(self, job_id: str, *, wait_s: float = 0, known_status: str | None = None) -> dict[str, Any]:
+        """The job; with `wait_s` and `known_status`, the engine answers once the status changes."""
+        params = {"wait": wait_s, "status": known_status} if wait_s and known_status else None
+        return self._json("GET", f"/jobs/{job_id}", params=params)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._json("POST", f"/jobs/{job_id}/cancel")
@@ -177,11 +182,19 @@ class EngineClient:
         timeout_s: float | None = None,
         on_change: StepCallback | None = None,
     ) -> dict[str, Any]:
-        """Poll until the job ends; `on_change(job, step)` runs once per new step, in order."""
+        """Follow the job until it ends; `on_change(job, step)` runs once per new step, in order.
+
+        Long-polls (the engine answers when the status changes), so `poll_s` only
+        paces retries against an engine that answers at once.
+        """
         seen = 0
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        known: str | None = None
         while True:
-            job = self.status(job_id)
+            hold = LONG_POLL_S if deadline is None else max(0.0, min(LONG_POLL_S, deadline - time.monotonic()))
+            job = self.status(job_id, wait_s=hold, known_status=known)
+            changed = job.get("status") != known
+            known = job.get("status")
             steps = job.get("steps") or []
             for step in steps[seen:]:
                 if on_change is not None:
@@ -192,7 +205,8 @@ class EngineClient:
             if deadline is not None and time.monotonic() >= deadline:
                 raise EngineApiError(f"job {job_id} still {job.get('status')} after {timeout_s:g} s",
                                      code="WAIT_TIMEOUT")
-            time.sleep(poll_s)
+            if not changed:
+                time.sleep(poll_s)
 
     def logs(self, job_id: str) -> str:
         with self._request("GET", f"/jobs/{job_id}/logs") as resp:

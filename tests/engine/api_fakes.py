@@ -88,6 +88,7 @@ class FakeService:
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     files: dict[str, dict[str, tuple[FakeArtifact, Path]]] = field(default_factory=dict)
     submitted: list[tuple[Any, str]] = field(default_factory=list)
+    waits: list[tuple[str, str, float]] = field(default_factory=list)  # long-poll calls
     health_report: dict = field(default_factory=lambda: {"chain": True, "docker": True, "store": True})
     boom: bool = False  # make get() raise an unexpected error
 
@@ -99,10 +100,8 @@ class FakeService:
         for job in self.jobs.values():
             if job.owner == signer and job.nonce == request.nonce:
                 if job.request_digest != digest:
-                    err = RequestError(f"nonce {request.nonce} was already used for another request",
-                                       code="NONCE_REUSED")
-                    err.http_status = 409
-                    raise err
+                    raise RequestError(f"nonce {request.nonce} was already used for another request",
+                                       code="NONCE_REUSED", http_status=409)
                 return job, False
         now = time.time()
         job = FakeJob(
@@ -130,6 +129,10 @@ class FakeService:
                                   steps=job.steps + (Step(status, now),), **fields)
         self.jobs[job_id] = job
         return job
+
+    def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> FakeJob:
+        self.waits.append((job_id, known_status, timeout_s))
+        return self.get(job_id, owner)
 
     def get(self, job_id: str, owner: str) -> FakeJob:
         job = self._owned(job_id, owner)

@@ -340,3 +340,18 @@ def test_every_api_and_failure_code_documented():
     doc = (ROOT / "docs" / "api.md").read_text()
     missing = [code for code in [*API_ERROR_CODES, *FAILURE_CODES] if f"`{code}`" not in doc]
     assert not missing, f"docs/api.md lacks {missing}"
+
+
+def test_long_poll_passes_the_known_status_and_wait(client, service):
+    job_id = created_job(client, service)
+    resp = get(client, f"/jobs/{job_id}", params={"status": "PENDING", "wait": 5})
+    assert resp.status_code == 200
+    assert service.waits == [(job_id, "PENDING", 5.0)]
+
+
+def test_long_poll_is_capped_and_strangers_still_get_404(client, service):
+    job_id = created_job(client, service)
+    assert_problem(get(client, f"/jobs/{job_id}", params={"status": "PENDING", "wait": 3600}),
+                   422, "VALIDATION_ERROR")
+    assert_problem(get(client, f"/jobs/{job_id}", STRANGER, params={"status": "PENDING", "wait": 1}),
+                   404, "NOT_FOUND")

@@ -284,3 +284,23 @@ def test_public_surface():
     assert set(st.__all__) >= {"Job", "JobStore", "StepEvent", "StaleState", "TERMINAL", "UNFINISHED"}
     for name in st.__all__:
         assert hasattr(st, name)
+
+
+def test_wait_for_change_wakes_on_a_transition(store):
+    import threading
+
+    job, _ = create(store)
+    threading.Timer(0.2, lambda: store.transition(job.id, "PENDING", "VERIFYING")).start()
+    changed = store.wait_for_change(job.id, "PENDING", timeout_s=20)
+    assert changed is not None and changed.status == "VERIFYING"
+
+
+def test_wait_for_change_answers_at_once_when_status_already_differs(store):
+    job, _ = create(store)
+    assert store.wait_for_change(job.id, "RUNNING", timeout_s=20).status == "PENDING"
+
+
+def test_wait_for_change_times_out_with_the_unchanged_job(store):
+    job, _ = create(store)
+    assert store.wait_for_change(job.id, "PENDING", timeout_s=0.1).status == "PENDING"
+    assert store.wait_for_change("missing", "PENDING", timeout_s=0.1) is None

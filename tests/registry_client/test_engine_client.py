@@ -106,6 +106,8 @@ def test_wait_reports_every_step_in_order(client, service):
     assert final["status"] == "SUCCEEDED"
     assert seen == ["PENDING"] + [s for s, _ in PIPELINE]
     assert final["price_wei"] == str(10**20) and final["block_number"] == 42
+    # After the first answer, each request long-polls on the status it last saw.
+    assert service.waits and all(known in {"PENDING", *(s for s, _ in PIPELINE)} for _, known, _ in service.waits)
 
 
 def test_wait_timeout(client):

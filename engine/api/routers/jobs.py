@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 from typing import IO, Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Path, Response, status
+from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
 
 from engine.api.deps import Clock, Config, CurrentWallet, Domain, Service
@@ -32,6 +32,7 @@ _READ_ERRORS: dict[int | str, dict[str, Any]] = {401: _PROBLEM, 404: _PROBLEM, 4
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses={500: _PROBLEM})
 
+MAX_WAIT_S = 30.0  # a long-poll holds one worker thread of the API
 JobId = Annotated[str, Path(min_length=1, max_length=128, description="job id")]
 _CHUNK = 1024 * 1024
 _SPOOL_MAX = 16 * 1024 * 1024
@@ -73,8 +74,22 @@ def submit_job(
 
 
 @router.get("/{job_id}", response_model=JobPublic, summary="Read a job", responses=_READ_ERRORS)
-def get_job(job_id: JobId, wallet: CurrentWallet, service: Service) -> JobPublic:
-    """The job, its steps with timestamps, and on failure its code."""
+def get_job(
+    job_id: JobId,
+    wallet: CurrentWallet,
+    service: Service,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait "
+                                 "for the status to leave `status` before answering")] = 0,
+    known_status: Annotated[str | None, Query(alias="status", max_length=32,
+                                              description="the status the caller last saw")] = None,
+) -> JobPublic:
+    """The job, its steps with timestamps, and on failure its code.
+
+    With `?status=RUNNING&wait=20` the engine answers as soon as the job leaves
+    RUNNING (or after 20 s): one request per step instead of a polling loop.
+    """
+    if wait > 0 and known_status:
+        return JobPublic.from_job(service.wait_for_change(job_id, wallet, known_status, wait))
     return JobPublic.from_job(service.get(job_id, wallet))
 
 
