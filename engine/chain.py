@@ -15,6 +15,7 @@ against one consistent chain state, and records that block. Failures are
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from engine.errors import ChainCheckFailure
@@ -62,21 +63,25 @@ class ChainVerifier:
 
     def __init__(self, registries: Registries):
         self.registries = registries
+        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="chain-read")
 
     def verify(self, instruction_id: int, refiner_id: int, owner: str) -> ChainCheck:
         """Check refiner, instruction and approval at one block; ChainCheckFailure otherwise."""
         reg = self.registries
         try:
             block = reg.block_number()
-            refiner = reg.refiner(refiner_id, block=block)
-            instruction = reg.instruction(instruction_id, block=block)
+            # Independent reads at the pinned block go out together (each is one RPC).
+            refiner_f = self._pool.submit(reg.refiner, refiner_id, block=block)
+            instruction_f = self._pool.submit(reg.instruction, instruction_id, block=block)
+            records_f = self._pool.submit(reg.get_permissions, refiner_id, owner, block=block)
+            refiner, instruction = refiner_f.result(), instruction_f.result()
+            records = records_f.result()
             if not reg.is_approved(instruction_id, refiner.dlp_id, block=block):
                 raise ChainCheckFailure(
                     f"instruction {instruction_id} is not approved for DLP {refiner.dlp_id} "
                     f"(refiner {refiner_id}) at block {block}",
                     code="NOT_APPROVED",
                 )
-            records = reg.get_permissions(refiner_id, owner, block=block)
         except RefinerNotFound as exc:
             raise ChainCheckFailure(f"no data refiner with id {refiner_id} on chain",
                                     code="REFINER_NOT_FOUND") from exc
