@@ -6,7 +6,7 @@ as a process, archives served over loopback HTTP) and times, N runs each,
 interleaved so machine noise hits both sides alike:
 
 1. warm path: a trivial busybox job end to end through the API
-   (EngineClient.submit -> poll until SUCCEEDED -> artifacts listed), image
+   (EngineClient.submit -> wait (long-poll) until SUCCEEDED -> artifacts listed), image
    already cached, against a bare hardened `docker run --rm` of the same image
    with the same flags, mounts and env (bench/engine_bare.py). Target <= 1.5x.
 2. cold path: the first job of an instruction with an empty engine image cache:
@@ -305,8 +305,8 @@ def report(warm: WarmTimes, cold: tuple[list, list, list], images: Images, poll_
     _print_spans("cold job", spans_c, ("FETCHING", "LOADING"))
     print(f"  of which inspect_archive alone (timed separately) "
           f"{median_or_nan([sp['inspect_archive'] for sp in spans_c]):.3f}")
-    print(f"\nclient poll interval {poll_s:g} s: the warm end-to-end figure includes up to one "
-          "interval of polling delay\n")
+    print(f"\nEngineClient.wait long-polls the job (one request per step); --poll {poll_s:g} s "
+          "only paces retries\n")
     size = images.cold_archive.stat().st_size / 2**20 if images.cold_archive else 0.0
     print_table([
         ("warm: trivial job submit->artifacts vs docker run", median_or_nan(warm.ours),
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7, help="timed runs per bench (default 7)")
     ap.add_argument("--poll", type=float, default=0.05,
-                    help="EngineClient.wait poll interval in seconds (default 0.05)")
+                    help="EngineClient.wait retry pacing in seconds (it long-polls; default 0.05)")
     ap.add_argument("--cold-image", choices=("auto", "busybox"), default="auto",
                     help="auto: the job template when the local Python base exists")
     args = ap.parse_args(argv)
