@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 
 from registry_client.cli import cli as registry_cli
 from registry_client.manifest import save_deployment
+from tests.engine.api_fakes import FakeService, make_app, serve
 
 
 class CliDriver:
@@ -65,3 +66,23 @@ def manifest_path(tmp_path: Path, deployment) -> Path:
 @pytest.fixture
 def cli(chain, deployment, accounts, manifest_path: Path) -> CliDriver:
     return CliDriver(chain.url, manifest_path, accounts.env())
+
+
+# ---- a real HTTP engine API over a fake service (engine client and `registry job` tests)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    service = FakeService(artifact_dir=tmp_path_factory.mktemp("artifacts"))
+    with serve(make_app(service)) as url:
+        yield url, service
+
+
+@pytest.fixture
+def service(server) -> FakeService:
+    svc = server[1]
+    svc.jobs.clear()
+    svc.files.clear()
+    svc.auto_advance = False
+    svc.share_logs = False
+    return svc

@@ -13,27 +13,10 @@ from eth_account import Account
 from registry_client.cli import cli
 from registry_client.manifest import CONTRACT_KEYS, Deployment, save_deployment
 from tests.conftest import ANVIL_KEYS
-from tests.engine.api_fakes import CHAIN_ID, PIPELINE, REGISTRY, FakeService, make_app, serve
+from tests.engine.api_fakes import CHAIN_ID, PIPELINE, REGISTRY
 
 OWNER = Account.from_key(ANVIL_KEYS[0])
 STRANGER = Account.from_key(ANVIL_KEYS[1])
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    service = FakeService(artifact_dir=tmp_path_factory.mktemp("artifacts"))
-    with serve(make_app(service)) as url:
-        yield url, service
-
-
-@pytest.fixture
-def service(server) -> FakeService:
-    svc = server[1]
-    svc.jobs.clear()
-    svc.files.clear()
-    svc.auto_advance = False
-    svc.share_logs = False
-    return svc
 
 
 @pytest.fixture

@@ -14,27 +14,10 @@ from registry_client import engine_client
 from registry_client.engine_client import EngineClient
 from registry_client.errors import EngineApiError, EngineUnreachable
 from tests.conftest import ANVIL_KEYS
-from tests.engine.api_fakes import CHAIN_ID, PIPELINE, REGISTRY, FakeService, make_app, serve
+from tests.engine.api_fakes import CHAIN_ID, PIPELINE, REGISTRY
 
 OWNER = Account.from_key(ANVIL_KEYS[0])
 STRANGER = Account.from_key(ANVIL_KEYS[1])
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    service = FakeService(artifact_dir=tmp_path_factory.mktemp("artifacts"))
-    with serve(make_app(service)) as url:
-        yield url, service
-
-
-@pytest.fixture
-def service(server) -> FakeService:
-    svc = server[1]
-    svc.jobs.clear()
-    svc.files.clear()
-    svc.auto_advance = False
-    svc.share_logs = False
-    return svc
 
 
 @pytest.fixture
