@@ -11,12 +11,19 @@ where ``verifyingContract`` is the ComputeInstructionRegistry proxy.
   (canonical form: ``canonical_params``); ``deadline`` is unix seconds.
 - ``EngineRead {string method; string path; uint256 timestamp}`` — proves the
   wallet behind a read or cancel; sent as the ``X-Wallet-*`` headers.
+- ``JobResult {string jobId; address owner; uint256 instructionId; uint256
+  refinerId; bytes32 imageSha256; uint256 blockNumber; bytes32
+  artifactsDigest; uint256 finishedAt}`` — the engine's attestation of a
+  SUCCEEDED job, signed with the engine's own key (``artifacts_digest``
+  explains the digest; ``finishedAt`` is unix seconds).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,16 +41,21 @@ __all__ = [
     "HEADER_TIMESTAMP",
     "UINT256_MAX",
     "JobRequest",
+    "JobResult",
+    "artifacts_digest",
     "canonical_params",
     "domain",
     "job_request_digest",
     "job_request_typed_data",
+    "job_result_typed_data",
     "parse_params",
     "read_headers",
     "read_typed_data",
+    "recover_job_result_signer",
     "recover_job_signer",
     "recover_read_signer",
     "sign_job_request",
+    "sign_job_result",
     "sign_read",
 ]
 
@@ -68,6 +80,16 @@ _JOB_REQUEST_TYPE = [
     {"name": "params", "type": "string"},
     {"name": "nonce", "type": "uint256"},
     {"name": "deadline", "type": "uint256"},
+]
+_JOB_RESULT_TYPE = [
+    {"name": "jobId", "type": "string"},
+    {"name": "owner", "type": "address"},
+    {"name": "instructionId", "type": "uint256"},
+    {"name": "refinerId", "type": "uint256"},
+    {"name": "imageSha256", "type": "bytes32"},
+    {"name": "blockNumber", "type": "uint256"},
+    {"name": "artifactsDigest", "type": "bytes32"},
+    {"name": "finishedAt", "type": "uint256"},
 ]
 _ENGINE_READ_TYPE = [
     {"name": "method", "type": "string"},
@@ -169,6 +191,65 @@ class JobRequest:
         )
 
 
+def _bytes32(value: Any, name: str) -> str:
+    """A 32-byte hex value as 0x-prefixed lower-case hex (a bare sha256 hex is accepted)."""
+    text = value.lower().removeprefix("0x") if isinstance(value, str) else None
+    if text is None or len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise InputError(f"{name} must be 32 bytes of hex, got {value!r}")
+    return "0x" + text
+
+
+def artifacts_digest(artifacts: Iterable[tuple[str, str]]) -> str:
+    """The digest an attestation signs over a job's artifact list (0x hex).
+
+    sha256 over the UTF-8 lines ``f"{name}\\t{sha256}\\n"``, one per artifact,
+    sorted by name; ``sha256`` is the file's lower-case hex digest without 0x.
+    No artifacts: the sha256 of the empty string.
+    """
+    lines = []
+    for name, sha in sorted(artifacts, key=lambda pair: pair[0]):
+        if not isinstance(name, str) or not name or "\t" in name or "\n" in name:
+            raise InputError(f"artifact name {name!r} cannot be attested")
+        lines.append(f"{name}\t{_bytes32(sha, 'artifact sha256')[2:]}\n")
+    return "0x" + hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What an engine attests about one SUCCEEDED job (the `JobResult` message)."""
+
+    job_id: str
+    owner: str
+    instruction_id: int
+    refiner_id: int
+    image_sha256: str
+    block_number: int
+    artifacts_digest: str
+    finished_at: int
+
+    def __post_init__(self) -> None:
+        for name in ("instruction_id", "refiner_id", "block_number", "finished_at"):
+            _uint(getattr(self, name), name)
+        if not isinstance(self.job_id, str) or not self.job_id:
+            raise InputError("jobId must be a non-empty string")
+        if not isinstance(self.owner, str) or not is_address(self.owner):
+            raise InputError(f"owner is not an address: {self.owner!r}")
+        _bytes32(self.image_sha256, "imageSha256")
+        _bytes32(self.artifacts_digest, "artifactsDigest")
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "jobId": self.job_id,
+            "owner": to_checksum_address(self.owner),
+            "instructionId": self.instruction_id,
+            "refinerId": self.refiner_id,
+            "imageSha256": _bytes32(self.image_sha256, "imageSha256"),
+            "blockNumber": self.block_number,
+            "artifactsDigest": _bytes32(self.artifacts_digest, "artifactsDigest"),
+            "finishedAt": self.finished_at,
+        }
+
+
 def domain(chain_id: int, verifying_contract: str) -> dict[str, Any]:
     """The EIP-712 domain bound to one chain and one instruction registry."""
     _uint(chain_id, "chainId")
@@ -238,6 +319,21 @@ def job_request_digest(chain_id: int, contract: str, req: JobRequest) -> str:
     msg = _signable(job_request_typed_data(chain_id, contract, req))
     # keccak256(0x19 || 0x01 || domainSeparator || structHash): what ecrecover sees.
     return "0x" + keccak(b"\x19" + msg.version + msg.header + msg.body).hex()
+
+
+def job_result_typed_data(chain_id: int, contract: str, result: JobResult) -> dict[str, Any]:
+    """The full typed-data document of an attestation (same domain as job requests)."""
+    return _full(chain_id, contract, "JobResult", _JOB_RESULT_TYPE, result.to_message())
+
+
+def sign_job_result(account: Any, chain_id: int, contract: str, result: JobResult) -> str:
+    """The engine signs `result` with its key; returns the 0x 65-byte signature."""
+    return _sign(account, job_result_typed_data(chain_id, contract, result))
+
+
+def recover_job_result_signer(chain_id: int, contract: str, result: JobResult, signature: str) -> str:
+    """The checksum address that attested `result` (InputError if malformed)."""
+    return _recover(job_result_typed_data(chain_id, contract, result), signature)
 
 
 def sign_read(account: Any, chain_id: int, contract: str, method: str, path: str, timestamp: int) -> str:

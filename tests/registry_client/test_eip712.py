@@ -142,3 +142,76 @@ def test_read_signature_roundtrip():
     headers = read_headers(BOB, CHAIN, REGISTRY, "GET", "/jobs/abc", 1700000000)
     assert headers == {"X-Wallet-Address": BOB.address, "X-Wallet-Timestamp": "1700000000",
                        "X-Wallet-Signature": sig}
+
+
+# ---------------------------------------------------------------- JobResult attestations
+
+ENGINE = Account.from_key(ANVIL_KEYS[4])
+ARTS = [("report.json", "cd" * 32), ("data/a.csv", "ab" * 32)]
+
+
+def _result(**changes) -> eip712.JobResult:
+    fields = {"job_id": "3f2a" * 8, "owner": ALICE.address, "instruction_id": 1, "refiner_id": 2,
+                  "image_sha256": "ef" * 32, "block_number": 42, "artifacts_digest": eip712.artifacts_digest(ARTS),
+                  "finished_at": 1790000000}
+    fields.update(changes)
+    return eip712.JobResult(**fields)
+
+
+def test_artifacts_digest_is_sha256_of_sorted_name_tab_sha_lines():
+    import hashlib
+
+    text = f"data/a.csv\t{'ab' * 32}\nreport.json\t{'cd' * 32}\n"
+    assert eip712.artifacts_digest(ARTS) == "0x" + hashlib.sha256(text.encode()).hexdigest()
+    assert eip712.artifacts_digest(reversed(ARTS)) == eip712.artifacts_digest(ARTS)  # order-free
+    assert eip712.artifacts_digest([]) == "0x" + hashlib.sha256(b"").hexdigest()
+    assert eip712.artifacts_digest([("report.json", "0x" + "CD" * 32)]) == eip712.artifacts_digest(
+        [("report.json", "cd" * 32)])
+    assert eip712.artifacts_digest([("report.json", "cd" * 32)]) != eip712.artifacts_digest(
+        [("report.json", "ce" * 32)])
+    with pytest.raises(InputError):
+        eip712.artifacts_digest([("a", "zz")])
+    with pytest.raises(InputError):
+        eip712.artifacts_digest([("a\tb", "ab" * 32)])
+
+
+def test_job_result_roundtrip_and_every_field_is_signed():
+    result = _result()
+    sig = eip712.sign_job_result(ENGINE, CHAIN, REGISTRY, result)
+    assert eip712.recover_job_result_signer(CHAIN, REGISTRY, result, sig) == ENGINE.address
+    for change in [{"job_id": "other"}, {"owner": BOB.address}, {"instruction_id": 9}, {"refiner_id": 9},
+                   {"image_sha256": "ee" * 32}, {"block_number": 43}, {"finished_at": 1790000001},
+                   {"artifacts_digest": eip712.artifacts_digest(ARTS[:1])}]:
+        assert eip712.recover_job_result_signer(CHAIN, REGISTRY, _result(**change), sig) != ENGINE.address
+    assert eip712.recover_job_result_signer(CHAIN + 1, REGISTRY, result, sig) != ENGINE.address
+
+
+def test_job_result_typed_data_shape():
+    typed = eip712.job_result_typed_data(CHAIN, REGISTRY, _result())
+    assert typed["primaryType"] == "JobResult"
+    assert typed["domain"] == eip712.domain(CHAIN, REGISTRY)
+    assert [f["name"] for f in typed["types"]["JobResult"]] == [
+        "jobId", "owner", "instructionId", "refinerId", "imageSha256", "blockNumber", "artifactsDigest",
+        "finishedAt"]
+    assert typed["message"]["imageSha256"] == "0x" + "ef" * 32
+
+
+@pytest.mark.parametrize("change", [{"image_sha256": "ab"}, {"owner": "0x12"}, {"block_number": -1},
+                                    {"job_id": ""}, {"artifacts_digest": "nothex"}])
+def test_job_result_validation(change):
+    with pytest.raises(InputError):
+        _result(**change)
+
+
+def test_job_result_cast_cross_check(tmp_path):
+    cast = ROOT / "node_modules" / ".bin" / "cast"
+    if not cast.exists() and not shutil.which("cast"):
+        pytest.skip("cast not installed")
+    doc = tmp_path / "typed.json"
+    doc.write_text(json.dumps(eip712.job_result_typed_data(CHAIN, REGISTRY, _result())))
+    out = subprocess.run(
+        [str(cast if cast.exists() else "cast"), "wallet", "sign", "--data", "--from-file", str(doc),
+         "--private-key", ANVIL_KEYS[4]],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()
+    assert out == eip712.sign_job_result(ENGINE, CHAIN, REGISTRY, _result())
