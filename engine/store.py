@@ -8,7 +8,9 @@ and stops; it can never move a cancelled job on.
 Tables:
 - ``jobs``: one row per job; ``steps`` is a JSON list of ``[status, at]``
   appended by every transition; (owner, nonce) is unique, which makes a
-  replayed submission return the same job.
+  replayed submission return the same job. ``attestation`` (JSON, nullable)
+  is the engine's signed JobResult of a SUCCEEDED job, null when the engine
+  has no signing key; a jobs.db from before it gains the column on open.
 - ``artifacts``: (job_id, name) -> size, sha256, media type.
 
 Big integers (nonce, price in wei) are stored as decimal text: they are
@@ -84,6 +86,7 @@ _RECORDABLE = frozenset(
         "price_wei",
         "exit_code",
         "artifacts_expire_at",
+        "attestation",
     }
 )
 
@@ -113,6 +116,7 @@ _JOBS_SCHEMA = {
     "exit_code": int,
     "artifacts_expire_at": float,
     "artifacts_expired": int,
+    "attestation": str,
 }
 
 
@@ -162,6 +166,7 @@ class Job:
     exit_code: int | None
     artifacts_expire_at: float | None
     artifacts_expired: bool = False
+    attestation: dict | None = None  # {"signer", "signature", "artifacts_digest", "finished_at"}
 
     @property
     def finished(self) -> bool:
@@ -204,6 +209,7 @@ def _row_to_job(row: dict[str, Any]) -> Job:
         exit_code=row["exit_code"],
         artifacts_expire_at=row["artifacts_expire_at"],
         artifacts_expired=bool(row["artifacts_expired"]),
+        attestation=opt_json(row.get("attestation")),
     )
 
 
@@ -212,7 +218,7 @@ def _encode_field(name: str, value: Any) -> Any:
         raise ValueError(f"{name!r} cannot be set by a transition")
     if value is None:
         return None
-    if name == "access_report":
+    if name in ("access_report", "attestation"):
         return json.dumps(value, sort_keys=True)
     if name == "price_wei":
         return str(int(value))
@@ -247,6 +253,9 @@ class JobStore:
                         defaults={"artifacts_expired": 0})
             jobs.create_index(["owner", "nonce"], unique=True)
             jobs.create_index(["status"])
+        elif "attestation" not in jobs.columns_dict:
+            # A jobs.db written before attestations existed: old jobs stay unattested.
+            jobs.add_column("attestation", str)
         arts = self._db["artifacts"]
         if not arts.exists():
             arts.create(

@@ -304,3 +304,37 @@ def test_wait_for_change_times_out_with_the_unchanged_job(store):
     job, _ = create(store)
     assert store.wait_for_change(job.id, "PENDING", timeout_s=0.1).status == "PENDING"
     assert store.wait_for_change("missing", "PENDING", timeout_s=0.1) is None
+
+
+ATTESTATION = {"signer": OTHER, "signature": "0x" + "11" * 65, "artifacts_digest": "0x" + "22" * 32,
+               "finished_at": 1_790_000_000}
+
+
+def test_attestation_is_recorded_with_the_transition_and_null_by_default(store):
+    job, _ = create(store)
+    assert job.attestation is None
+    done = store.transition(job.id, st.PENDING, st.SUCCEEDED, attestation=ATTESTATION)
+    assert done.attestation == ATTESTATION
+    assert store.get(job.id).attestation == ATTESTATION
+
+
+def test_old_jobs_db_without_the_attestation_column_opens_and_gains_it(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old" / "jobs.db"
+    old = JobStore(path)
+    job, _ = create(old)
+    old.close()
+    conn = sqlite3.connect(path)  # rebuild the table as an engine before attestations wrote it
+    conn.execute("ALTER TABLE jobs DROP COLUMN attestation")
+    conn.commit()
+    assert "attestation" not in [r[1] for r in conn.execute("PRAGMA table_info(jobs)")]
+    conn.close()
+
+    store = JobStore(path)
+    try:
+        assert store.get(job.id).attestation is None
+        done = store.transition(job.id, st.PENDING, st.SUCCEEDED, attestation=ATTESTATION)
+        assert done.attestation == ATTESTATION
+    finally:
+        store.close()
