@@ -17,6 +17,11 @@ message (the traceback goes to the operator's log, never to the job).
 Concurrency: a queue drained by ``max_concurrent_jobs`` worker threads; a
 submission that would push the queue past ``queue_size`` gets QUEUE_FULL
 (503). A retention thread deletes expired artifacts.
+
+Attestation: when the operator configured a signing key (``signing_key_env``),
+the SUCCEEDED transition records the engine's EIP-712 ``JobResult`` signature
+over (job, owner, instruction, refiner, image sha256, block, artifacts digest,
+finished at) as the job's ``attestation``; without a key it stays null.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ if TYPE_CHECKING:
     from engine.runner import DockerRunner
     from registry_client.eip712 import JobRequest
 
-__all__ = ["JobService", "build_service", "engine_id"]
+__all__ = ["JobService", "build_service", "engine_id", "load_signer"]
 
 log = logging.getLogger("engine.service")
 
@@ -113,6 +118,7 @@ class JobService:
         clock: Callable[[], float] = time.time,
         query_runner: Callable[..., Any] | None = None,
         domain: tuple[int, str] | None = None,
+        signer: Any | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -125,6 +131,9 @@ class JobService:
         self.clock = clock
         self._run_query = query_runner  # engine.query.run_query unless a test injects one
         self.domain = domain  # (chain id, instruction registry): to compute EIP-712 digests
+        if signer is not None and domain is None:
+            raise ValueError("attesting results needs the EIP-712 domain (chain id, instruction registry)")
+        self.signer = signer  # eth_account LocalAccount signing JobResult attestations, or None
         self.data_dir = Path(settings.data_dir)
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._submit_lock = threading.Lock()
@@ -260,6 +269,7 @@ class JobService:
         return {
             "ok": all(c["ok"] for c in checks.values()),
             "checks": checks,
+            "engine_address": self.engine_address,
             "queue": {
                 "waiting": self._queue.qsize(),
                 "capacity": self.settings.queue_size,
@@ -267,6 +277,11 @@ class JobService:
                 "workers": sum(t.is_alive() for t in self._workers),
             },
         }
+
+    @property
+    def engine_address(self) -> str | None:
+        """The address attestations recover to (None: this engine does not attest)."""
+        return None if self.signer is None else to_checksum_address(self.signer.address)
 
     @staticmethod
     def _probe(probe: Callable[[], Any]) -> dict[str, Any]:
@@ -513,9 +528,36 @@ class JobService:
         dest = self._artifact_dir(ctx.job.id)
         artifacts = collect(ctx.output_dir, dest, self.settings.output_max_bytes)
         self.store.set_artifacts(ctx.job.id, artifacts)
+        if self.signer is not None:
+            ctx.record["attestation"] = self._attest(ctx.job, artifacts)
         ctx.record["artifacts_expire_at"] = self.clock() + self.settings.artifact_retention_s
         self._advance(ctx, st.SUCCEEDED)
         log.info("job %s succeeded with %d artifact(s)", ctx.job.id, len(artifacts))
+
+    def _attest(self, job: Job, artifacts: list[Artifact]) -> dict[str, Any]:
+        """Sign the JobResult of a job about to succeed (written with the SUCCEEDED transition)."""
+        from registry_client.eip712 import JobResult, artifacts_digest, sign_job_result
+
+        assert self.domain is not None and job.image_sha256 is not None and job.block_number is not None
+        digest = artifacts_digest((a.name, a.sha256) for a in artifacts)
+        finished_at = int(self.clock())
+        result = JobResult(
+            job_id=job.id,
+            owner=job.owner,
+            instruction_id=job.instruction_id,
+            refiner_id=job.refiner_id,
+            image_sha256=job.image_sha256,
+            block_number=job.block_number,
+            artifacts_digest=digest,
+            finished_at=finished_at,
+        )
+        chain_id, contract = self.domain
+        return {
+            "signer": self.engine_address,
+            "signature": sign_job_result(self.signer, chain_id, contract, result),
+            "artifacts_digest": digest,
+            "finished_at": finished_at,
+        }
 
     def _fail(self, ctx: _JobContext, code: str, message: str) -> None:
         job_id = ctx.job.id
@@ -545,6 +587,24 @@ def engine_id(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def load_signer(settings: Settings) -> Any | None:
+    """The engine's attestation key as an eth_account account, or None when not configured."""
+    from eth_account import Account
+
+    secret = settings.signing_key()
+    if secret is None:
+        return None
+    try:
+        return Account.from_key(secret.get_secret_value().strip())
+    except Exception:  # noqa: BLE001 - any parse failure; its message could quote the key
+        # `from None`: the underlying exception (and its traceback) may contain the key.
+        raise EngineError(
+            f"the signing key in ${settings.signing_key_env} is not a valid secp256k1 private key "
+            "(expected 32 bytes of hex)",
+            code="CONFIG_INVALID",
+        ) from None
+
+
 def build_service(settings: Settings) -> JobService:
     """The service wired to real components: chain via web3, Docker, files under data_dir."""
     import docker
@@ -560,6 +620,7 @@ def build_service(settings: Settings) -> JobService:
     if settings.deployment is None:
         raise EngineError("set the deployment manifest (ENGINE_DEPLOYMENT or `deployment` in the config file)",
                           code="CONFIG_INVALID")
+    signer = load_signer(settings)  # once, before any connection: a bad key fails start-up fast
     try:
         registries = connect(settings.rpc_url, load_deployment(settings.deployment))
     except RegistryError as exc:
@@ -587,4 +648,5 @@ def build_service(settings: Settings) -> JobService:
         DataCatalog(data_dir),
         probes={"chain": registries.block_number, "docker": client.ping},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),
+        signer=signer,
     )

@@ -193,7 +193,7 @@ def fakes(tmp_path) -> Fakes:
 def make_service(data_dir, fakes):
     made: list[JobService] = []
 
-    def make(**overrides) -> JobService:
+    def make(*, signer=None, domain=None, **overrides) -> JobService:
         settings = load_settings(data_dir=data_dir, **overrides)
         service = JobService(
             settings,
@@ -205,6 +205,8 @@ def make_service(data_dir, fakes):
             DataCatalog(data_dir),
             clock=Clock(),
             query_runner=fakes.run_query,
+            domain=domain,
+            signer=signer,
         )
         made.append(service)
         return service
@@ -580,9 +582,84 @@ def test_retention_sweep_removes_files_and_keeps_metadata(make_service, data_dir
 def test_public_surface():
     import engine.service as mod
 
-    assert set(mod.__all__) == {"JobService", "build_service", "engine_id"}
+    assert set(mod.__all__) == {"JobService", "build_service", "engine_id", "load_signer"}
     for name in mod.__all__:
         assert hasattr(mod, name)
+
+
+# ---------------------------------------------------------------- attestation
+
+ENGINE_KEY = "0x" + "4b" * 32  # a throwaway key for this test only
+DOMAIN = (31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
+
+
+def _verify_attestation(job: st.Job, artifacts) -> str:
+    from registry_client.eip712 import JobResult, artifacts_digest, recover_job_result_signer
+
+    att = job.attestation
+    digest = artifacts_digest((a.name, a.sha256) for a in artifacts)
+    result = JobResult(job.id, job.owner, job.instruction_id, job.refiner_id, job.image_sha256,
+                       job.block_number, digest, att["finished_at"])
+    return recover_job_result_signer(*DOMAIN, result, att["signature"])
+
+
+def test_succeeded_job_carries_an_attestation_recoverable_to_the_engine_key(make_service):
+    from dataclasses import replace
+
+    from eth_account import Account
+
+    engine = Account.from_key(ENGINE_KEY)
+    service = make_service(signer=engine, domain=DOMAIN)
+    job = submit_and_process(service)
+    artifacts = service.artifacts(job.id, OWNER)
+
+    assert job.status == st.SUCCEEDED
+    assert service.engine_address == engine.address and service.health()["engine_address"] == engine.address
+    assert set(job.attestation) == {"signer", "signature", "artifacts_digest", "finished_at"}
+    assert job.attestation["signer"] == engine.address
+    assert job.attestation["finished_at"] == int(service.clock())
+    assert _verify_attestation(job, artifacts) == engine.address
+
+    tampered = [replace(artifacts[0], sha256="00" * 32), *artifacts[1:]]
+    assert _verify_attestation(job, tampered) != engine.address
+    assert _verify_attestation(replace(job, image_sha256="ef" * 32), artifacts) != engine.address
+
+
+def test_without_a_key_jobs_are_unattested(service, make_service, fakes):
+    assert submit_and_process(service).attestation is None
+    assert service.health()["engine_address"] is None
+    fakes.verify_error = ChainCheckFailure("nope", code="NOT_APPROVED")
+    from eth_account import Account
+
+    signing = make_service(signer=Account.from_key(ENGINE_KEY), domain=DOMAIN)
+    failed = submit_and_process(signing, nonce=2)
+    assert failed.status == st.FAILED and failed.attestation is None
+
+
+def test_a_signer_needs_the_domain(make_service):
+    from eth_account import Account
+
+    with pytest.raises(ValueError, match="domain"):
+        make_service(signer=Account.from_key(ENGINE_KEY))
+
+
+def test_load_signer_reads_the_named_env_var_and_never_echoes_a_bad_key(tmp_path, monkeypatch):
+    from engine.errors import EngineError
+    from engine.service import load_signer
+
+    assert load_signer(load_settings(data_dir=tmp_path)) is None
+    monkeypatch.setenv("TEST_ENGINE_KEY", ENGINE_KEY)
+    settings = load_settings(data_dir=tmp_path, signing_key_env="TEST_ENGINE_KEY")
+    from eth_account import Account
+
+    assert load_signer(settings).address == Account.from_key(ENGINE_KEY).address
+    bad = "0x" + "zz" * 32
+    monkeypatch.setenv("TEST_ENGINE_KEY", bad)
+    with pytest.raises(EngineError) as info:
+        load_signer(settings)
+    assert info.value.code == "CONFIG_INVALID"
+    assert bad not in str(info.value) and "zz" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 # ---------------------------------------------------------------- real wiring
