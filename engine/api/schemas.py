@@ -16,6 +16,7 @@ from registry_client.eip712 import UINT256_MAX
 __all__ = [
     "ArtifactList",
     "ArtifactPublic",
+    "AttestationPublic",
     "CheckPublic",
     "FailurePublic",
     "HealthPublic",
@@ -65,6 +66,15 @@ class FailurePublic(BaseModel):
     message: str
 
 
+class AttestationPublic(BaseModel):
+    """The engine's EIP-712 `JobResult` signature over a SUCCEEDED job (docs/api.md: verifying)."""
+
+    signer: str = Field(description="the engine's address (what the signature recovers to)")
+    signature: str = Field(description="65-byte EIP-712 signature, 0x hex")
+    artifacts_digest: str = Field(description="sha256 over the sorted `name\\tsha256\\n` lines, 0x hex")
+    finished_at: int = Field(description="unix seconds, as signed (`finishedAt`)")
+
+
 def _price_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -91,6 +101,8 @@ class JobPublic(BaseModel):
     updated_at: float | None = None
     finished_at: float | None = None
     artifacts_expire_at: float | None = None
+    attestation: AttestationPublic | None = Field(
+        default=None, description="null unless SUCCEEDED on an engine with a signing key")
 
     @classmethod
     def from_job(cls, job: Any) -> JobPublic:
@@ -121,6 +133,7 @@ class JobPublic(BaseModel):
             updated_at=getattr(job, "updated_at", None),
             finished_at=job.finished_at,
             artifacts_expire_at=job.artifacts_expire_at,
+            attestation=getattr(job, "attestation", None),
         )
 
 
@@ -147,6 +160,7 @@ class HealthPublic(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, CheckPublic]
     queue: dict[str, int] | None = Field(default=None, description="waiting, capacity, running, workers")
+    engine_address: str | None = Field(default=None, description="the key attestations recover to; null: none")
 
 
 class Problem(BaseModel):

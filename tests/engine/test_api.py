@@ -355,3 +355,30 @@ def test_long_poll_is_capped_and_strangers_still_get_404(client, service):
                    422, "VALIDATION_ERROR")
     assert_problem(get(client, f"/jobs/{job_id}", STRANGER, params={"status": "PENDING", "wait": 1}),
                    404, "NOT_FOUND")
+
+
+def test_health_shows_the_engine_address_or_null(client, service):
+    service.health_report = {"ok": True, "checks": {"store": {"ok": True}}, "engine_address": OWNER.address}
+    body = client.get("/health").json()
+    assert body["engine_address"] == OWNER.address and set(body["checks"]) == {"store"}
+    service.health_report = {"ok": True, "checks": {"store": {"ok": True}}}
+    assert client.get("/health").json()["engine_address"] is None
+
+
+def test_job_public_carries_the_attestation(client, service):
+    import dataclasses
+
+    from engine.api.schemas import JobPublic
+
+    job_id = created_job(client, service)
+    assert get(client, f"/jobs/{job_id}").json()["attestation"] is None
+    att = {"signer": OWNER.address, "signature": "0x" + "11" * 65, "artifacts_digest": "0x" + "22" * 32,
+           "finished_at": 1_790_000_000}
+
+    @dataclasses.dataclass(frozen=True)
+    class AttestedJob(type(service.jobs[job_id])):
+        attestation: dict | None = None
+
+    base = service.jobs[job_id]
+    job = AttestedJob(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, attestation=att)
+    assert JobPublic.from_job(job).model_dump()["attestation"] == att

@@ -41,7 +41,8 @@ def normalise_checks(report: Any) -> dict[str, CheckPublic]:
     if not isinstance(report, dict):
         return {}
     checks = report["checks"] if isinstance(report.get("checks"), dict) else report
-    return {name: _check(value) for name, value in checks.items() if name not in ("status", "ok", "queue")}
+    skip = ("status", "ok", "queue", "engine_address")
+    return {name: _check(value) for name, value in checks.items() if name not in skip}
 
 
 @router.get(
@@ -52,13 +53,17 @@ def normalise_checks(report: Any) -> dict[str, CheckPublic]:
 )
 def health(service: Service) -> Any:
     queue = None
+    engine_address = None
     try:
         report = service.health()
         checks = normalise_checks(report)
         if isinstance(report, dict) and isinstance(report.get("queue"), dict):
             queue = {k: int(v) for k, v in report["queue"].items()}
+        if isinstance(report, dict) and isinstance(report.get("engine_address"), str):
+            engine_address = report["engine_address"]
     except Exception as exc:  # noqa: BLE001 - a broken health probe is itself "unavailable"
         checks = {"service": CheckPublic(ok=False, detail=type(exc).__name__)}
     healthy = bool(checks) and all(c.ok for c in checks.values())
-    body = HealthPublic(status="ok" if healthy else "unavailable", checks=checks, queue=queue)
+    body = HealthPublic(status="ok" if healthy else "unavailable", checks=checks, queue=queue,
+                        engine_address=engine_address)
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
