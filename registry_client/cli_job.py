@@ -93,6 +93,8 @@ def format_job(job: dict[str, Any]) -> str:
     lines += [format_step(job, s) for s in job.get("steps") or []]
     if job.get("failure"):
         lines.append(f"failure: {job['failure']['code']}: {job['failure']['message']}")
+    if job.get("attestation"):
+        lines.append(f"attested by {job['attestation'].get('signer')}")
     return "\n".join(lines)
 
 

@@ -8,7 +8,13 @@ status, detail); a connection failure becomes ``EngineUnreachable``.
     client = EngineClient("http://127.0.0.1:8000", account, chain_id, registry)
     job = client.submit(1, 1, "SELECT locale, count(*) FROM users GROUP BY locale")
     job = client.wait(job["id"], on_change=lambda job, step: print(step["status"]))
-    paths = client.download(job["id"], Path("out"))
+    paths = client.download(job["id"], Path("out"))   # checks sha256s and the attestation
+    signer = client.verify_attestation(job, client.artifacts(job["id"]))
+
+An attestation (present when the engine has a signing key) is the engine's
+EIP-712 ``JobResult`` signature over the job, its image, block and artifact
+hashes: ``verify_attestation`` recomputes the digest from the listed artifacts
+and recovers the engine's address (ATTESTATION_INVALID when it does not hold).
 """
 
 from __future__ import annotations
@@ -24,9 +30,17 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
+from eth_utils import to_checksum_address
 
-from registry_client.eip712 import JobRequest, read_headers, sign_job_request
-from registry_client.errors import EngineApiError, EngineUnreachable
+from registry_client.eip712 import (
+    JobRequest,
+    JobResult,
+    artifacts_digest,
+    read_headers,
+    recover_job_result_signer,
+    sign_job_request,
+)
+from registry_client.errors import EngineApiError, EngineUnreachable, RegistryError
 
 __all__ = ["DEFAULT_DEADLINE_S", "TERMINAL_STATUSES", "EngineClient"]
 
@@ -70,6 +84,13 @@ def _safe_target(out_dir: Path, name: str) -> Path:
     if root != target and root not in target.parents:
         raise EngineApiError(f"refusing artifact name {name!r}: it would leave {out_dir}", code="UNSAFE_ARTIFACT_NAME")
     return target
+
+
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return to_checksum_address(a) == to_checksum_address(b)
+    except ValueError:
+        return False
 
 
 class EngineClient:
@@ -218,11 +239,50 @@ class EngineClient:
         return list(self._json("GET", f"/jobs/{job_id}/artifacts").get("artifacts", []))
 
     def download(self, job_id: str, out_dir: Path | str) -> list[Path]:
-        """Stream every artifact into out_dir (sub-folders kept), each sha256-checked."""
+        """Stream every artifact into out_dir (sub-folders kept), each sha256-checked.
+
+        Then, when the job carries an attestation, it must recover to its stated
+        signer over exactly these hashes (ATTESTATION_INVALID otherwise; the
+        files stay on disk, already checked against the listing).
+        """
         out = Path(out_dir)
         listing = self.artifacts(job_id)
         targets = [(a, _safe_target(out, a["name"])) for a in listing]  # refuse before writing anything
-        return [self._download_one(job_id, a["name"], a["sha256"], target) for a, target in targets]
+        paths = [self._download_one(job_id, a["name"], a["sha256"], target) for a, target in targets]
+        job = self.status(job_id)
+        if job.get("attestation"):
+            self.verify_attestation(job, listing)
+        return paths
+
+    def verify_attestation(self, job: dict[str, Any], artifacts: list[dict[str, Any]],
+                           expected_signer: str | None = None) -> str:
+        """The engine address that attested `job` with these artifacts (name, sha256 each).
+
+        Recomputes the artifacts digest, rebuilds the signed `JobResult` and
+        recovers its signer under this client's domain; it must equal the stated
+        signer and `expected_signer` when given. ATTESTATION_MISSING when the job
+        has none, ATTESTATION_INVALID on any mismatch.
+        """
+        att = job.get("attestation")
+        if not att:
+            raise EngineApiError(f"job {job.get('id')} carries no attestation (the engine has no signing key)",
+                                 code="ATTESTATION_MISSING")
+        try:
+            digest = artifacts_digest((a["name"], a["sha256"]) for a in artifacts)
+            result = JobResult(job["id"], job["owner"], int(job["instruction_id"]), int(job["refiner_id"]),
+                               job["image_sha256"], int(job["block_number"]), digest, int(att["finished_at"]))
+            signer = recover_job_result_signer(self.chain_id, self.registry_address, result, att["signature"])
+        except (KeyError, TypeError, ValueError, RegistryError) as exc:
+            raise EngineApiError(f"job {job.get('id')}: the attestation cannot be checked: {exc}",
+                                 code="ATTESTATION_INVALID") from exc
+        if digest != str(att.get("artifacts_digest", "")).lower():
+            raise EngineApiError(f"job {job['id']}: the artifacts do not match the attested digest",
+                                 code="ATTESTATION_INVALID")
+        for claimed in (att.get("signer"), expected_signer):
+            if claimed is not None and _same_address(claimed, signer) is False:
+                raise EngineApiError(f"job {job['id']}: the attestation recovers to {signer}, not {claimed}",
+                                     code="ATTESTATION_INVALID")
+        return signer
 
     def _download_one(self, job_id: str, name: str, sha256: str, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -78,6 +78,7 @@ class FakeJob:
     price_wei: int | None = None
     exit_code: int | None = None
     artifacts_expire_at: float | None = None
+    attestation: dict | None = None
 
 
 @dataclass

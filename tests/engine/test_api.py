@@ -375,10 +375,7 @@ def test_job_public_carries_the_attestation(client, service):
     att = {"signer": OWNER.address, "signature": "0x" + "11" * 65, "artifacts_digest": "0x" + "22" * 32,
            "finished_at": 1_790_000_000}
 
-    @dataclasses.dataclass(frozen=True)
-    class AttestedJob(type(service.jobs[job_id])):
-        attestation: dict | None = None
-
-    base = service.jobs[job_id]
-    job = AttestedJob(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, attestation=att)
+    service.jobs[job_id] = dataclasses.replace(service.jobs[job_id], attestation=att)
+    assert get(client, f"/jobs/{job_id}").json()["attestation"] == att
+    job = service.jobs[job_id]
     assert JobPublic.from_job(job).model_dump()["attestation"] == att

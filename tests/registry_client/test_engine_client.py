@@ -173,3 +173,77 @@ def test_engine_unreachable():
         client.status("job-1")
     with pytest.raises(EngineUnreachable):
         client.submit(1, 2, "SELECT 1")
+
+
+# ---------------------------------------------------------------- attestations
+
+ENGINE = Account.from_key(ANVIL_KEYS[4])
+
+
+def _attest(service, job_id: str, key=ENGINE) -> dict:
+    """Sign the job's JobResult as an engine with `key` would, and store it on the fake job."""
+    import dataclasses
+
+    from registry_client.eip712 import JobResult, artifacts_digest, sign_job_result
+
+    job = dataclasses.replace(service.jobs[job_id], image_sha256="ef" * 32, block_number=42)
+    digest = artifacts_digest((a.name, a.sha256) for a, _path in service.files[job_id].values())
+    result = JobResult(job.id, job.owner, job.instruction_id, job.refiner_id, job.image_sha256, job.block_number,
+                       digest, 1_790_000_000)
+    att = {"signer": ENGINE.address, "signature": sign_job_result(key, CHAIN_ID, REGISTRY, result),
+           "artifacts_digest": digest, "finished_at": 1_790_000_000}
+    service.jobs[job_id] = dataclasses.replace(job, attestation=att)
+    return att
+
+
+def test_verify_attestation_recovers_the_engine(client, service, finished):
+    _attest(service, finished)
+    job, listing = client.status(finished), client.artifacts(finished)
+    assert job["attestation"]["signer"] == ENGINE.address
+    assert client.verify_attestation(job, listing) == ENGINE.address
+    assert client.verify_attestation(job, listing, expected_signer=ENGINE.address.lower()) == ENGINE.address
+
+
+@pytest.mark.parametrize("tamper", ["artifact_sha", "missing_artifact", "image", "signer", "expected", "signature"])
+def test_verify_attestation_refuses_any_mismatch(client, service, finished, tamper):
+    _attest(service, finished)
+    job, listing = client.status(finished), client.artifacts(finished)
+    expected = None
+    if tamper == "artifact_sha":
+        listing[0]["sha256"] = "00" * 32
+    elif tamper == "missing_artifact":
+        listing = listing[1:]
+    elif tamper == "image":
+        job["image_sha256"] = "ee" * 32
+    elif tamper == "signer":
+        job["attestation"]["signer"] = STRANGER.address
+    elif tamper == "expected":
+        expected = STRANGER.address
+    else:
+        job["attestation"]["signature"] = "0x1234"
+    with pytest.raises(EngineApiError) as info:
+        client.verify_attestation(job, listing, expected_signer=expected)
+    assert info.value.code == "ATTESTATION_INVALID"
+
+
+def test_verify_attestation_without_one_is_missing(client, finished):
+    with pytest.raises(EngineApiError) as info:
+        client.verify_attestation(client.status(finished), client.artifacts(finished))
+    assert info.value.code == "ATTESTATION_MISSING"
+
+
+def test_download_checks_the_attestation_when_present(client, service, finished, tmp_path):
+    _attest(service, finished)
+    assert len(client.download(finished, tmp_path / "ok")) == 2
+    _attest(service, finished, key=STRANGER)  # signed by another key than the stated signer
+    with pytest.raises(EngineApiError) as info:
+        client.download(finished, tmp_path / "bad")
+    assert info.value.code == "ATTESTATION_INVALID"
+
+
+def test_job_status_text_names_the_attesting_engine(client, service, finished):
+    from registry_client.cli_job import format_job
+
+    assert "attested by" not in format_job(client.status(finished))
+    _attest(service, finished)
+    assert f"attested by {ENGINE.address}" in format_job(client.status(finished))
