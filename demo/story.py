@@ -144,6 +144,10 @@ def running_engine(cfg: StoryConfig, manifest: Path, data_dir: Path) -> Iterator
         "ENGINE_DEPLOYMENT": str(manifest),
         "ENGINE_DATA_DIR": str(data_dir),
         "ENGINE_PORT": str(port),
+        # The engine attests its results; the demo key is anvil's public dev key 4
+        # (published with Foundry: never use it for anything real).
+        "ENGINE_SIGNING_KEY_ENV": "ENGINE_DEMO_SIGNING_KEY",
+        "ENGINE_DEMO_SIGNING_KEY": ANVIL_DEV_KEYS[4],
         **cfg.engine_env,
     }
     log_path = data_dir.parent / "engine.log"
@@ -265,6 +269,10 @@ def submit_and_follow(cfg: StoryConfig, client: EngineClient, instruction_id: in
     report = job.get("access_report") or {}
     cfg.say(f"job SUCCEEDED at block {job['block_number']}: {report.get('row_count')} rows, "
             f"price {job['price_wei']} wei, exit code {job['exit_code']}")
+    attestation = job.get("attestation")
+    if attestation:
+        signer = client.verify_attestation(job, client.artifacts(job["id"]))
+        cfg.say(f"attested by {signer} (the engine's EIP-712 JobResult signature over the artifact hashes)")
     return job
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import socket
 import threading
 import time
@@ -36,6 +37,7 @@ from demo.sample_data import make_sample_db
 from registry_client.contracts import Registries, connect
 from registry_client.engine_client import EngineClient
 from registry_client.manifest import save_deployment
+from tests.conftest import ANVIL_KEYS
 from tests.images import BUSYBOX_TAG, build_image, busybox_image, export_archive
 
 MiB = 1024 * 1024
@@ -43,6 +45,7 @@ MiB = 1024 * 1024
 RUN_TIMEOUT_S = 4.0
 RUN_MEMORY_BYTES = 32 * MiB
 OUTPUT_MAX_BYTES = 1 * MiB
+ENGINE_KEY_ENV = "TEST_ENGINE_SIGNING_KEY"  # holds ANVIL_KEYS[4] while the engine fixture runs
 
 # The builder's grants mirror the demo: activities (all), users.locale, users.id.
 GRANTS = (("activities", "", 1_000), ("users", "locale", 500), ("users", "id", 100))
@@ -293,8 +296,13 @@ def engine(world: World, docker_client, tmp_path_factory) -> Iterator[Engine]:
     from engine.settings import Settings
 
     data_dir = tmp_path_factory.mktemp("engine-data")
+    # The engine attests results with anvil dev key 4 (public; tests only), read from
+    # the env var the setting names, as an operator would configure it.
+    previous_key = os.environ.get(ENGINE_KEY_ENV)
+    os.environ[ENGINE_KEY_ENV] = ANVIL_KEYS[4]
     settings = Settings(
         rpc_url=world.rpc_url,
+        signing_key_env=ENGINE_KEY_ENV,
         deployment=world.manifest,
         data_dir=data_dir,
         run_timeout_s=RUN_TIMEOUT_S,
@@ -314,6 +322,10 @@ def engine(world: World, docker_client, tmp_path_factory) -> Iterator[Engine]:
         server.should_exit = True
         thread.join(timeout=20)
         sock.close()
+        if previous_key is None:
+            os.environ.pop(ENGINE_KEY_ENV, None)
+        else:
+            os.environ[ENGINE_KEY_ENV] = previous_key
 
 
 # ---------------------------------------------------------------- helpers

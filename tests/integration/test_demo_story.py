@@ -87,3 +87,8 @@ def test_story_prints_one_line_per_chapter(story):
                      "approved instruction", "granted the builder", "engine up", "SUCCEEDED",
                      "downloaded 2 artifacts"):
         assert fragment in text
+    from eth_account import Account
+
+    from registry_client.devchain import ANVIL_DEV_KEYS
+
+    assert f"attested by {Account.from_key(ANVIL_DEV_KEYS[4]).address}" in text

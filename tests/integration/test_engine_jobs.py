@@ -14,9 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from eth_account import Account
 
 from registry_client.eip712 import JobRequest, read_headers, sign_job_request
 from registry_client.errors import EngineApiError
+from tests.conftest import ANVIL_KEYS
 from tests.images import export_archive
 from tests.integration.conftest import (
     DENIED_QUERY,
@@ -121,6 +123,16 @@ def test_full_story_submit_wait_list_download_zip(engine, world, job_image, tmp_
         assert sorted(zf.namelist()) == sorted(by_name)
         for name in by_name:
             assert sha256_bytes(zf.read(name)) == by_name[name]["sha256"]
+
+    # The engine attested the result with its key (anvil dev key 4 in this fixture).
+    engine_address = Account.from_key(ANVIL_KEYS[4]).address
+    assert job["attestation"]["signer"] == engine_address
+    assert engine.builder.health()["engine_address"] == engine_address
+    assert engine.builder.verify_attestation(job, listing, expected_signer=engine_address) == engine_address
+    forged = [{**a, "sha256": "00" * 32} if a["name"] == "result.txt" else a for a in listing]
+    with pytest.raises(EngineApiError) as info:
+        engine.builder.verify_attestation(job, forged)
+    assert info.value.code == "ATTESTATION_INVALID"
 
 
 # ---------------------------------------------------------------- chain checks
