@@ -1,6 +1,6 @@
 """The FastAPI application factory: wire settings, the job service, routers and problem handlers.
 
-``create_app(settings)`` builds the real service (``engine.service.build_service``)
+``create_app(settings)`` builds the real service (``engine.wiring.build_service``)
 and owns its life: started on app start-up, stopped on shutdown. A caller that
 passes its own ``service`` (tests, an embedding process) starts and stops it
 itself. The EIP-712 domain (chain id + ComputeInstructionRegistry proxy) is read
@@ -59,7 +59,7 @@ def create_app(
     """Build the app. `domain` defaults to the manifest's; `clock` is injectable for tests."""
     owns_service = service is None
     if service is None:
-        from engine.service import build_service
+        from engine.wiring import build_service
 
         service = build_service(settings)
 

@@ -579,10 +579,15 @@ def test_retention_sweep_removes_files_and_keeps_metadata(make_service, data_dir
     assert service.sweep(now=job.artifacts_expire_at + 10) == 0
 
 
-def test_public_surface():
-    import engine.service as mod
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [("engine.service", {"JobService"}), ("engine.wiring", {"build_service", "engine_id", "load_signer"})],
+)
+def test_public_surface(module, names):
+    import importlib
 
-    assert set(mod.__all__) == {"JobService", "build_service", "engine_id", "load_signer"}
+    mod = importlib.import_module(module)
+    assert set(mod.__all__) == names
     for name in mod.__all__:
         assert hasattr(mod, name)
 
@@ -645,7 +650,7 @@ def test_a_signer_needs_the_domain(make_service):
 
 def test_load_signer_reads_the_named_env_var_and_never_echoes_a_bad_key(tmp_path, monkeypatch):
     from engine.errors import EngineError
-    from engine.service import load_signer
+    from engine.wiring import load_signer
 
     assert load_signer(load_settings(data_dir=tmp_path)) is None
     monkeypatch.setenv("TEST_ENGINE_KEY", ENGINE_KEY)
@@ -668,7 +673,7 @@ def test_load_signer_reads_the_named_env_var_and_never_echoes_a_bad_key(tmp_path
 @pytest.mark.chain
 @pytest.mark.docker
 def test_build_service_wires_real_components(tmp_path, anvil, deployment, docker_client):
-    from engine.service import build_service
+    from engine.wiring import build_service
     from registry_client.eip712 import job_request_digest
     from registry_client.manifest import save_deployment
 
@@ -690,7 +695,7 @@ def test_build_service_wires_real_components(tmp_path, anvil, deployment, docker
 
 def test_build_service_without_deployment_is_a_clear_error(tmp_path):
     from engine.errors import EngineError
-    from engine.service import build_service
+    from engine.wiring import build_service
 
     with pytest.raises(EngineError) as info:
         build_service(load_settings(data_dir=tmp_path))

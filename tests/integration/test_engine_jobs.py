@@ -457,8 +457,8 @@ def _running_container(docker_client, job_id: str) -> bool:
 def test_another_engine_starting_leaves_this_engines_running_job_alone(
     engine, world, job_image, docker_client, tmp_path: Path
 ) -> None:
-    from engine.service import build_service
     from engine.settings import Settings
+    from engine.wiring import build_service
 
     instruction_id = world.publish_image(job_image("sleeper", SLEEP_SCRIPT))
     job = engine.builder.submit(instruction_id, world.refiner_id, SIMPLE_QUERY)
