@@ -22,7 +22,14 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-__all__ = ["BUSYBOX_TAG", "build_image", "busybox_image", "ensure_busybox_binary", "export_archive"]
+__all__ = [
+    "BUSYBOX_TAG",
+    "build_image",
+    "busybox_image",
+    "ensure_busybox_binary",
+    "export_archive",
+    "remove_images",
+]
 
 BUSYBOX_TAG = "c2d-test/busybox:1"
 BUSYBOX_BIN = Path("/bin/busybox")
@@ -146,3 +153,14 @@ def export_archive(client, refs: str | list[str], dest_path: Path, gzip: bool = 
         if gzip:
             out.close()
     return sink.hasher.hexdigest()
+
+
+def remove_images(client, refs: list[str]) -> None:
+    """Remove images a test session built (tests leave no clutter in the user's Docker)."""
+    import docker
+
+    for ref in refs:
+        try:
+            client.images.remove(ref, force=True)
+        except docker.errors.APIError:
+            pass  # already gone, or still used by a container being removed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 # ---- Docker test images (owner: fetch/images/runner helper) -----------------
@@ -17,12 +19,12 @@ def busybox(docker_client) -> str:
 
 
 @pytest.fixture(scope="session")
-def make_image(docker_client, busybox):
+def make_image(docker_client, busybox) -> Iterator:
     """Build an image FROM c2d-test/busybox:1 running ``script`` with sh; returns its id.
 
     Usage: ``make_image("oom", 'x=a; while true; do x="$x$x"; done')``.
     """
-    from tests.images import build_image
+    from tests.images import build_image, remove_images
 
     built: dict[str, str] = {}
 
@@ -36,7 +38,8 @@ def make_image(docker_client, busybox):
             )
         return built[name]
 
-    return make
+    yield make
+    remove_images(docker_client, [f"c2d-test/{name}:1" for name in built])
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ from registry_client.contracts import Registries, connect
 from registry_client.engine_client import EngineClient
 from registry_client.manifest import save_deployment
 from tests.conftest import ANVIL_KEYS
-from tests.images import BUSYBOX_TAG, build_image, busybox_image, export_archive
+from tests.images import BUSYBOX_TAG, build_image, busybox_image, export_archive, remove_images
 
 MiB = 1024 * 1024
 # Small limits keep the failure tests fast (each is one short container).
@@ -175,7 +175,7 @@ def image_exists(docker_client, image_id: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def job_image(docker_client, archive_server: ArchiveServer) -> Callable[..., JobImage]:
+def job_image(docker_client, archive_server: ArchiveServer) -> Iterator[Callable[..., JobImage]]:
     """``job_image(name, script, evict=False)``: build, export and serve a busybox job image."""
     busybox_image(docker_client)
     built: dict[str, JobImage] = {}
@@ -193,7 +193,8 @@ def job_image(docker_client, archive_server: ArchiveServer) -> Callable[..., Job
         built[name] = JobImage(name, image_id, archive, sha256, archive_server.url(archive.name))
         return built[name]
 
-    return make
+    yield make
+    remove_images(docker_client, [f"c2d-itest/{name}:1" for name in built])
 
 
 # ---------------------------------------------------------------- chain world
