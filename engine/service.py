@@ -407,10 +407,14 @@ class JobService:
         self._run(ctx)
         self._collect(ctx)
 
-    def _advance(self, ctx: _JobContext, new_status: str) -> None:
-        """Move on from the current status, writing what the last step learnt."""
+    @staticmethod
+    def _stop_if_cancelled(ctx: _JobContext) -> None:
         if ctx.cancel.is_set():
             raise _Stop()
+
+    def _advance(self, ctx: _JobContext, new_status: str) -> None:
+        """Move on from the current status, writing what the last step learnt."""
+        self._stop_if_cancelled(ctx)
         ctx.job = self.store.transition(ctx.job.id, ctx.job.status, new_status, **ctx.record)
         ctx.record = {}
 
@@ -428,7 +432,9 @@ class JobService:
         assert check is not None
         archive = self.images.cached(check.instruction_hash)
         if archive is None:
-            archive = self.images.fetch(check.instruction_url, check.instruction_hash)
+            # A cancel stops a long download at its next chunk, not after it.
+            archive = self.images.fetch(check.instruction_url, check.instruction_hash,
+                                        progress=lambda _size: self._stop_if_cancelled(ctx))
         ctx.archive = archive
         ctx.record["image_sha256"] = archive.sha256
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,7 @@ class Fakes:
     run_started: threading.Event = field(default_factory=threading.Event)
     leftovers: list = field(default_factory=list)
     query_args: dict = field(default_factory=dict)
+    during_fetch: Callable[[], object] | None = None  # called mid-download, between chunks
 
     # chain
     def verify(self, instruction_id, refiner_id, owner):
@@ -109,6 +111,12 @@ class Fakes:
         self.calls.append(("fetch", url, sha))
         if self.fetch_error:
             raise self.fetch_error
+        for size in (1 << 20, 2 << 20):  # two chunks, as ImageCache reports them
+            if progress is not None:
+                progress(size)
+            if self.during_fetch is not None:
+                self.during_fetch()
+        self.calls.append(("fetched", sha))
         return self._archive()
 
     # loader
@@ -249,7 +257,7 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 def test_happy_path_runs_the_story_in_order_and_records_every_field(service, fakes, data_dir):
     job = submit_and_process(service)
 
-    assert fakes.steps() == ["verify", "cached", "fetch", "load", "query", "is_approved", "run"]
+    assert fakes.steps() == ["verify", "cached", "fetch", "fetched", "load", "query", "is_approved", "run"]
     assert [s.status for s in job.steps] == [
         "PENDING", "VERIFYING", "FETCHING", "LOADING", "QUERYING", "RUNNING", "COLLECTING", "SUCCEEDED",
     ]
@@ -507,6 +515,15 @@ def test_cancel_during_run_kills_the_container_and_stays_cancelled(service, fake
     assert ("runner.cancel", job.id) in fakes.calls
     assert [s.status for s in final.steps][-2:] == [st.RUNNING, st.CANCELLED]
     assert service.artifacts(job.id, OWNER) == []
+
+
+def test_cancel_during_download_stops_it_at_the_next_chunk(service, fakes):
+    job, _ = service.submit(request(), OWNER)
+    fakes.during_fetch = lambda: service.cancel(job.id, OWNER)
+    service.process(job.id)
+    assert ("fetched", IMAGE_SHA) not in fakes.calls  # the download was abandoned
+    assert not any(call[0] == "load" for call in fakes.calls)
+    assert service.get(job.id, OWNER).status == st.CANCELLED
 
 
 def test_cancelling_twice_is_idempotent_and_finished_jobs_refuse(service):
