@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.artifacts import Artifact
 from engine.errors import NotFoundError, RequestError
+from engine.store import TERMINAL, Job, StepEvent
 
 CHAIN_ID = 31337
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -35,50 +37,6 @@ PIPELINE = [
     ("COLLECTING", {"exit_code": 0}),
     ("SUCCEEDED", {}),
 ]
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
-
-
-@dataclass(frozen=True)
-class Step:
-    status: str
-    at: float
-
-
-@dataclass(frozen=True)
-class FakeArtifact:
-    name: str
-    size: int
-    sha256: str
-    media_type: str
-
-
-@dataclass(frozen=True)
-class FakeJob:
-    id: str
-    owner: str
-    nonce: int
-    request_digest: str
-    instruction_id: int
-    refiner_id: int
-    query: str
-    params: Any
-    deadline: int
-    status: str
-    created_at: float
-    updated_at: float
-    finished_at: float | None = None
-    steps: tuple[Step, ...] = ()
-    failure_code: str | None = None
-    failure_message: str | None = None
-    block_number: int | None = None
-    dlp_id: int | None = None
-    image_sha256: str | None = None
-    image_id: str | None = None
-    access_report: dict | None = None
-    price_wei: int | None = None
-    exit_code: int | None = None
-    artifacts_expire_at: float | None = None
-    attestation: dict | None = None
 
 
 @dataclass
@@ -86,14 +44,14 @@ class FakeService:
     artifact_dir: Path
     share_logs: bool = False
     auto_advance: bool = False
-    jobs: dict[str, FakeJob] = field(default_factory=dict)
-    files: dict[str, dict[str, tuple[FakeArtifact, Path]]] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    files: dict[str, dict[str, tuple[Artifact, Path]]] = field(default_factory=dict)
     submitted: list[tuple[Any, str]] = field(default_factory=list)
     waits: list[tuple[str, str, float]] = field(default_factory=list)  # long-poll calls
     health_report: dict = field(default_factory=lambda: {"chain": True, "docker": True, "store": True})
     boom: bool = False  # make get() raise an unexpected error
 
-    def submit(self, request: Any, signer: str, digest: str | None = None) -> tuple[FakeJob, bool]:
+    def submit(self, request: Any, signer: str, digest: str | None = None) -> tuple[Job, bool]:
         from registry_client.eip712 import job_request_digest
 
         self.submitted.append((request, signer))
@@ -105,16 +63,18 @@ class FakeService:
                                        code="NONCE_REUSED", http_status=409)
                 return job, False
         now = time.time()
-        job = FakeJob(
+        job = Job(
             id=f"job-{len(self.jobs) + 1}", owner=signer, nonce=request.nonce, request_digest=digest,
             instruction_id=request.instruction_id, refiner_id=request.refiner_id, query=request.query,
             params=request.params, deadline=request.deadline, status="PENDING", created_at=now,
-            updated_at=now, steps=(Step("PENDING", now),),
+            updated_at=now, finished_at=None, steps=(StepEvent("PENDING", now),), failure_code=None,
+            failure_message=None, block_number=None, dlp_id=None, image_sha256=None, image_id=None,
+            access_report=None, price_wei=None, exit_code=None, artifacts_expire_at=None,
         )
         self.jobs[job.id] = job
         return job, True
 
-    def _owned(self, job_id: str, owner: str) -> FakeJob:
+    def _owned(self, job_id: str, owner: str) -> Job:
         if self.boom:
             raise RuntimeError("secret internal detail /var/lib/engine")
         job = self.jobs.get(job_id)
@@ -122,20 +82,20 @@ class FakeService:
             raise NotFoundError(f"no job {job_id}")
         return job
 
-    def advance(self, job_id: str, status: str, **fields: Any) -> FakeJob:
+    def advance(self, job_id: str, status: str, **fields: Any) -> Job:
         job = self.jobs[job_id]
         now = time.time()
         finished = now if status in TERMINAL else None
         job = dataclasses.replace(job, status=status, updated_at=now, finished_at=finished,
-                                  steps=job.steps + (Step(status, now),), **fields)
+                                  steps=job.steps + (StepEvent(status, now),), **fields)
         self.jobs[job_id] = job
         return job
 
-    def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> FakeJob:
+    def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> Job:
         self.waits.append((job_id, known_status, timeout_s))
         return self.get(job_id, owner)
 
-    def get(self, job_id: str, owner: str) -> FakeJob:
+    def get(self, job_id: str, owner: str) -> Job:
         job = self._owned(job_id, owner)
         if self.auto_advance and job.status not in TERMINAL:
             done = {s.status for s in job.steps}
@@ -145,12 +105,11 @@ class FakeService:
                 self.add_artifact(job_id, "stats.json", b'{"rows": 3}')
         return job
 
-    def cancel(self, job_id: str, owner: str) -> FakeJob:
+    def cancel(self, job_id: str, owner: str) -> Job:
         job = self._owned(job_id, owner)
         if job.status in TERMINAL:
-            err = RequestError(f"job {job_id} already ended {job.status}", code="JOB_FINISHED")
-            err.http_status = 409
-            raise err
+            raise RequestError(f"job {job_id} already ended {job.status}", code="JOB_FINISHED",
+                               http_status=409)
         return self.advance(job_id, "CANCELLED", failure_code="CANCELLED",
                             failure_message="the job owner cancelled the job")
 
@@ -158,15 +117,15 @@ class FakeService:
         path = self.artifact_dir / job_id / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        art = FakeArtifact(name, len(data), hashlib.sha256(data).hexdigest(), media_type)
+        art = Artifact(name, len(data), hashlib.sha256(data).hexdigest(), media_type)
         self.files.setdefault(job_id, {})[name] = (art, path)
         self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], artifacts_expire_at=time.time() + 3600)
 
-    def artifacts(self, job_id: str, owner: str) -> list[FakeArtifact]:
+    def artifacts(self, job_id: str, owner: str) -> list[Artifact]:
         self._owned(job_id, owner)
         return [a for a, _ in self.files.get(job_id, {}).values()]
 
-    def artifact_file(self, job_id: str, owner: str, name: str) -> tuple[FakeArtifact, Path]:
+    def artifact_file(self, job_id: str, owner: str, name: str) -> tuple[Artifact, Path]:
         self._owned(job_id, owner)
         try:
             return self.files[job_id][name]

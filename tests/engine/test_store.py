@@ -8,25 +8,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from engine import store as st
+from engine.artifacts import Artifact
 from engine.errors import NotFoundError, RequestError
 from engine.store import JobStore, StaleState
 
 OWNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 OTHER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
-
-
-@dataclass(frozen=True)
-class FakeArtifact:
-    name: str
-    size: int
-    sha256: str
-    media_type: str
 
 
 def sqlite_factory(tmp_path: Path) -> Callable[[], JobStore]:
@@ -237,10 +229,10 @@ def test_list_by_owner(store):
 
 def test_artifacts_replace_and_list(store):
     job, _ = create(store)
-    store.set_artifacts(job.id, [FakeArtifact("b/out.csv", 3, "ab" * 32, "text/csv")])
+    store.set_artifacts(job.id, [Artifact("b/out.csv", 3, "ab" * 32, "text/csv")])
     store.set_artifacts(
         job.id,
-        [FakeArtifact("z.json", 2, "cd" * 32, "application/json"), FakeArtifact("a.txt", 1, "ef" * 32, "text/plain")],
+        [Artifact("z.json", 2, "cd" * 32, "application/json"), Artifact("a.txt", 1, "ef" * 32, "text/plain")],
     )
     names = [(a.name, a.size, a.media_type) for a in store.artifacts(job.id)]
     assert names == [("a.txt", 1, "text/plain"), ("z.json", 2, "application/json")]
@@ -251,7 +243,7 @@ def test_expired_and_mark_artifacts_expired(store):
     store.transition(fresh.id, st.PENDING, st.SUCCEEDED, artifacts_expire_at=2000.0)
     old, _ = create(store, nonce=2)
     store.transition(old.id, st.PENDING, st.SUCCEEDED, artifacts_expire_at=1000.0)
-    store.set_artifacts(old.id, [FakeArtifact("x", 1, "00" * 32, "text/plain")])
+    store.set_artifacts(old.id, [Artifact("x", 1, "00" * 32, "text/plain")])
     assert [j.id for j in store.expired(1500.0)] == [old.id]
     job = store.mark_artifacts_expired(old.id)
     assert job.artifacts_expired and job.status == st.SUCCEEDED
