@@ -243,9 +243,10 @@ class JobService:
         for artifact in self.artifacts(job_id, owner):
             if artifact.name == name:
                 root = self._artifact_dir(job_id).resolve()
-                path = (root / name).resolve()
-                # The name came from collect(), but never serve outside the job's dir.
-                if root in path.parents and path.is_file() and not path.is_symlink():
+                stored = root / name
+                path = stored.resolve()
+                # The name came from collect(), but never serve a link or outside the job's dir.
+                if not stored.is_symlink() and root in path.parents and path.is_file():
                     return artifact, path
                 break
         raise NotFoundError(f"job {job_id} has no artifact {name!r}", job_id=job_id)
