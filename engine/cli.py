@@ -83,10 +83,14 @@ def serve(config: Path | None, host: str | None, port: int | None) -> None:
 
     settings = _settings(config, host=host, port=port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from engine.api.app import create_app
+    from engine.api.app import api_config, create_app
+    from engine.api.server import server_config
 
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    limits = api_config(settings)
+    # Bounded request heads and a header read timeout (engine/api/server.py).
+    uvicorn.Server(server_config(app, host=settings.host, port=settings.port, limits=limits.limits,
+                                 header_timeout_s=limits.header_timeout_s)).run()
 
 
 @cli.group()

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from anyio import to_thread
 from eth_utils import to_checksum_address
 
 from engine import store as st
@@ -195,10 +196,10 @@ class JobService:
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
         return job
 
-    def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> Job:
-        """Like get(), but first waits up to `timeout_s` for the status to leave `known_status`."""
-        self.get(job_id, owner)  # ownership first: a stranger never waits, never learns
-        job = self.store.wait_for_change(job_id, known_status, timeout_s)
+    async def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> Job:
+        """Like get(), but first waits up to `timeout_s` (holding no thread) for the status to change."""
+        await to_thread.run_sync(self.get, job_id, owner)  # ownership first: a stranger never waits
+        job = await self.store.wait_for_change_async(job_id, known_status, timeout_s)
         if job is None:
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
         return job

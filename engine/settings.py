@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind address; loopback unless allow_remote")
     port: int = Field(8000, ge=0, le=65535)
     allow_remote: bool = Field(False, description="permit binding a non-loopback address")
+    # Request limits, enforced before a request is parsed (engine/api/limits.py, server.py).
+    api_max_body_bytes: int = Field(2 * MiB, ge=64 * KiB, description="413 over this")
+    api_max_url_bytes: int = Field(8 * KiB, ge=1 * KiB, le=64 * KiB, description="414 over this")
+    api_max_header_bytes: int = Field(16 * KiB, ge=4 * KiB, le=1 * MiB, description="431 over this")
+    api_json_max_depth: int = Field(32, ge=4, le=256, description="400 JSON_TOO_DEEP deeper than this")
+    api_header_timeout_s: float = Field(10.0, gt=0, le=300, description="close a slow request head")
+    api_max_waiters_per_owner: int = Field(16, gt=0, le=10_000, description="concurrent long-polls")
 
     # --- policy ----------------------------------------------------------------
     allow_file_urls: bool = Field(False, description="accept file:// instruction URLs")

@@ -19,6 +19,7 @@ uint256 on chain and overflow SQLite's 64-bit integers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import sqlite3
@@ -240,6 +241,8 @@ class JobStore:
         # _lock and only taken after it is released, so the two never deadlock.
         self._changed = threading.Condition()
         self._generation = 0
+        # Async long-polls per job id: (their loop, their event), set from any thread.
+        self._async_waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         with self._lock:
             self._db.enable_wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -391,6 +394,7 @@ class JobStore:
             with self._changed:
                 self._generation += 1
                 self._changed.notify_all()
+                self._wake_async_waiters(job_id)
         if job is None:
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
         if cursor.rowcount != 1:
@@ -416,6 +420,46 @@ class JobStore:
             with self._changed:
                 if self._generation == generation:
                     self._changed.wait(remaining)
+
+    async def wait_for_change_async(self, job_id: str, known_status: str, timeout_s: float) -> Job | None:
+        """wait_for_change for an event loop: no thread is held while it waits.
+
+        Each look at the job is one short read in a worker thread; between looks
+        it awaits a wake-up that transition() sends for this job. A store shared
+        by several processes (PostgreSQL, issue 13) can wake the same waiters from
+        its notifications, or wake them on a timer to poll.
+        """
+        from anyio import to_thread
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            waiter = (loop, asyncio.Event())
+            with self._changed:  # registered before the read: a change in between still wakes us
+                self._async_waiters.setdefault(job_id, set()).add(waiter)
+            try:
+                job = await to_thread.run_sync(self.get, job_id)
+                remaining = deadline - loop.time()
+                if job is None or job.status != known_status or job.finished or remaining <= 0:
+                    return job
+                try:
+                    await asyncio.wait_for(waiter[1].wait(), remaining)
+                except TimeoutError:
+                    pass  # one last read above answers with the unchanged job
+            finally:
+                with self._changed:
+                    waiters = self._async_waiters.get(job_id, set())
+                    waiters.discard(waiter)
+                    if not waiters:
+                        self._async_waiters.pop(job_id, None)
+
+    def _wake_async_waiters(self, job_id: str) -> None:
+        """Called with _changed held, from whichever thread made the transition."""
+        for loop, event in self._async_waiters.get(job_id, ()):
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:
+                pass  # that loop has closed; its waiter is gone with it
 
     def fail(self, job_id: str, code: str, message: str, **fields: Any) -> Job:
         """FAILED with `code` from any unfinished status (StaleState if already finished)."""

@@ -13,6 +13,12 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from registry_client._stack import pin_recursion_limit
+
+# Before anything else: py_ecc (under eth-account/web3) raises the recursion limit to a
+# depth that lets nested JSON overflow the C stack (SIGSEGV). See _stack.py.
+pin_recursion_limit()
+
 __all__ = [
     "Deployment",
     "Dlp",

@@ -17,6 +17,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from engine.api.deps import ApiConfig, EngineDomain
+from engine.api.docs import install_docs
+from engine.api.limits import RequestLimits, RequestLimitsMiddleware
+from engine.api.longpoll import WaiterLimit
 from engine.api.problems import install_problem_handlers
 from engine.api.routers import health, jobs
 from engine.auth import DEFAULT_MAX_DEADLINE_S
@@ -43,9 +46,25 @@ def engine_domain(settings: Any) -> EngineDomain:
 
 
 def api_config(settings: Any) -> ApiConfig:
+    defaults = ApiConfig()
+    lim = defaults.limits
+
+    def pick(name: str, default: Any) -> Any:
+        return type(default)(getattr(settings, name, default))
+
     return ApiConfig(
         auth_window_s=float(getattr(settings, "auth_window_s", 60.0)),
         max_deadline_s=int(getattr(settings, "deadline_max_s", DEFAULT_MAX_DEADLINE_S)),
+        limits=RequestLimits(
+            max_body_bytes=pick("api_max_body_bytes", lim.max_body_bytes),
+            max_url_bytes=pick("api_max_url_bytes", lim.max_url_bytes),
+            max_header_bytes=pick("api_max_header_bytes", lim.max_header_bytes),
+            max_json_depth=pick("api_json_max_depth", lim.max_json_depth),
+        ),
+        header_timeout_s=pick("api_header_timeout_s", defaults.header_timeout_s),
+        max_waiters_per_owner=pick("api_max_waiters_per_owner", defaults.max_waiters_per_owner),
+        query_max_chars=pick("query_max_chars", defaults.query_max_chars),
+        params_max_chars=pick("params_max_chars", defaults.params_max_chars),
     )
 
 
@@ -79,12 +98,19 @@ def create_app(
         summary="Run DLP-approved Docker jobs over permissioned SQLite data; owner-only artifacts.",
         description="Errors are RFC 9457 problem details with a stable `code`. See docs/api.md.",
         lifespan=lifespan,
+        docs_url=None,  # served from local files by install_docs, never from a CDN
+        redoc_url=None,
     )
+    config = api_config(settings)
     app.state.service = service
     app.state.domain = domain or engine_domain(settings)
-    app.state.api_config = api_config(settings)
+    app.state.api_config = config
     app.state.clock = clock
+    app.state.waiters = WaiterLimit(config.max_waiters_per_owner)
     install_problem_handlers(app)
     app.include_router(jobs.router)
     app.include_router(health.router)
+    install_docs(app, config)
+    # Outermost of the app's own layers: nothing parses a request before its limits hold.
+    app.add_middleware(RequestLimitsMiddleware, limits=config.limits)
     return app

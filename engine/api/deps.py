@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
+from engine.api.limits import RequestLimits
+from engine.api.longpoll import WaiterLimit
 from engine.auth import DEFAULT_MAX_DEADLINE_S, verify_read
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "Domain",
     "EngineDomain",
     "Service",
+    "Waiters",
 ]
 
 
@@ -40,6 +43,11 @@ class ApiConfig:
 
     auth_window_s: float = 60.0
     max_deadline_s: int = DEFAULT_MAX_DEADLINE_S
+    limits: RequestLimits = RequestLimits()
+    header_timeout_s: float = 10.0
+    max_waiters_per_owner: int = 16
+    query_max_chars: int = 100_000
+    params_max_chars: int = 100_000
 
 
 def _service(request: Request) -> Any:
@@ -58,11 +66,16 @@ def _clock(request: Request) -> Callable[[], float]:
     return request.app.state.clock
 
 
+def _waiters(request: Request) -> WaiterLimit:
+    return request.app.state.waiters
+
+
 # The JobService (engine.service); typed loosely so fakes fit in unit tests.
 Service = Annotated[Any, Depends(_service)]
 Domain = Annotated[EngineDomain, Depends(_domain)]
 Config = Annotated[ApiConfig, Depends(_config)]
 Clock = Annotated[Callable[[], float], Depends(_clock)]
+Waiters = Annotated[WaiterLimit, Depends(_waiters)]
 
 
 def _current_wallet(

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import EngineError
 
-__all__ = ["API_ERROR_CODES", "PROBLEM_JSON", "install_problem_handlers", "problem_response"]
+__all__ = ["API_ERROR_CODES", "PROBLEM_JSON", "install_problem_handlers", "problem_body", "problem_response"]
 
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "urn:compute-engine:problem:"
@@ -28,7 +28,13 @@ _log = logging.getLogger("engine.api")
 
 # Codes the API itself answers with (job failure codes live in engine.errors.FAILURE_CODES).
 API_ERROR_CODES: dict[str, str] = {
-    "INVALID_REQUEST": "the submit body is malformed (the detail names the field)",
+    "INVALID_REQUEST": "the request is malformed: bad HTTP, a bad Content-Length, or a submit body field "
+                       "(the detail names it)",
+    "BODY_TOO_LARGE": "the request body is over the engine's limit (413), refused before it is parsed",
+    "URL_TOO_LONG": "the request URL is over the engine's limit (414)",
+    "HEADERS_TOO_LARGE": "the request headers are over the engine's limit (431)",
+    "JSON_TOO_DEEP": "the JSON body, or the params JSON text, nests deeper than the engine's limit",
+    "TOO_MANY_WAITERS": "this wallet already holds the most long-polls the engine allows at once (429)",
     "VALIDATION_ERROR": "the request does not match the schema (see `errors`)",
     "AUTH_REQUIRED": "a read or cancel without the X-Wallet-* headers",
     "BAD_SIGNATURE": "malformed signature, or it does not match the stated wallet for this engine's domain",
@@ -56,6 +62,17 @@ def _title(status: int) -> str:
         return "Error"
 
 
+def problem_body(status: int, code: str, detail: str, instance: str) -> dict[str, Any]:
+    return {
+        "type": _TYPE_BASE + code,
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": instance,
+    }
+
+
 def problem_response(
     status: int,
     code: str,
@@ -65,14 +82,7 @@ def problem_response(
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": _TYPE_BASE + code,
-        "title": _title(status),
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "instance": instance,
-    }
+    body = problem_body(status, code, detail, instance)
     if extra:
         body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)

@@ -7,9 +7,9 @@ overflow JavaScript numbers); times are unix seconds (float).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from registry_client.eip712 import UINT256_MAX
 
@@ -27,8 +27,25 @@ __all__ = [
     "StepPublic",
 ]
 
-Uint256 = Field(ge=0, le=UINT256_MAX)
+
+
+def _uint(minimum: int) -> Any:
+    """An int in [minimum, 2**256-1], its bounds written as exact JSON integers.
+
+    pydantic renders a bound this large as a float (1.157920892373162e+77), which
+    is not an integer and rounds up past 2**256-1: schema tools then generate
+    values the runtime refuses.
+    """
+    return Annotated[int, Field(ge=minimum, le=UINT256_MAX),
+                     WithJsonSchema({"type": "integer", "minimum": minimum, "maximum": UINT256_MAX})]
+
+
+Uint256 = _uint(0)
+PositiveUint256 = _uint(1)
 _ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+# The hard ceiling of the text fields; the OpenAPI document shows the engine's own
+# (settings.query_max_chars / params_max_chars, engine/api/docs.py), which the service enforces.
+TEXT_MAX_CHARS = 1_000_000
 
 
 class JobRequestBody(BaseModel):
@@ -36,12 +53,15 @@ class JobRequestBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    instructionId: int = Field(ge=1, le=UINT256_MAX, examples=[1])
-    refinerId: int = Field(ge=1, le=UINT256_MAX, examples=[1])
-    query: str = Field(min_length=1, max_length=100_000, examples=["SELECT locale, count(*) FROM users GROUP BY locale"])
-    params: str = Field(max_length=1_000_000, description="canonical JSON text of the query params", examples=["[]"])
-    nonce: int = Uint256
-    deadline: int = Field(ge=0, le=UINT256_MAX, description="unix seconds")
+    instructionId: PositiveUint256 = Field(examples=[1])
+    refinerId: PositiveUint256 = Field(examples=[1])
+    query: str = Field(min_length=1, max_length=TEXT_MAX_CHARS,
+                       examples=["SELECT locale, count(*) FROM users GROUP BY locale"])
+    # min_length 1: "" is not JSON, so the runtime could only refuse it; `null` means no params.
+    params: str = Field(min_length=1, max_length=TEXT_MAX_CHARS, examples=["[]"],
+                        description="canonical JSON text of the query params: a list, an object or null")
+    nonce: Uint256
+    deadline: Uint256 = Field(description="unix seconds")
 
 
 class JobCreate(BaseModel):
@@ -52,7 +72,7 @@ class JobCreate(BaseModel):
     request: JobRequestBody
     signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$", description="65-byte EIP-712 signature")
     signer: str | None = Field(default=None, pattern=_ADDRESS, description="the wallet that signed")
-    chainId: int | None = Field(default=None, ge=0, le=UINT256_MAX)
+    chainId: Uint256 | None = None
     verifyingContract: str | None = Field(default=None, pattern=_ADDRESS)
 
 
@@ -141,7 +161,8 @@ class ArtifactPublic(BaseModel):
     name: str = Field(description="posix path relative to the job's /mnt/output")
     size: int
     sha256: str
-    media_type: str
+    media_type: str = Field(description="guessed from the name's extension (Python `mimetypes`), "
+                            "`application/octet-stream` when unknown; the download's Content-Type")
     url: str = Field(description="download path (signed read)")
 
 

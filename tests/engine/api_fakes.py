@@ -91,9 +91,16 @@ class FakeService:
         self.jobs[job_id] = job
         return job
 
-    def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> Job:
+    wait_sleeps: bool = False  # wait_for_change really waits (asyncio) until timeout_s
+
+    async def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> Job:
+        import asyncio
+
         self.waits.append((job_id, known_status, timeout_s))
-        return self.get(job_id, owner)
+        job = self.get(job_id, owner)
+        if self.wait_sleeps:
+            await asyncio.sleep(timeout_s)
+        return job
 
     def get(self, job_id: str, owner: str) -> Job:
         job = self._owned(job_id, owner)

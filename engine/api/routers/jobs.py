@@ -3,7 +3,10 @@
 Every route but submit needs a signed read (``CurrentWallet``); the service
 answers 404 for a job the wallet does not own exactly as for a missing one.
 Handlers are plain ``def``: FastAPI runs them in its thread pool, so the
-service's blocking SQLite and file work never stalls the event loop.
+service's blocking SQLite and file work never stalls the event loop. The one
+exception is the read with a long-poll: it is ``async`` and awaits the
+store's change notification, so a waiting client holds no thread (a thread
+pool full of waiters would starve /health and submit).
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from engine.api.deps import Clock, Config, CurrentWallet, Domain, Service
+from engine.api.deps import Clock, Config, CurrentWallet, Domain, Service, Waiters
+from engine.api.limits import json_too_deep
 from engine.api.problems import PROBLEM_JSON
 from engine.api.schemas import ArtifactList, ArtifactPublic, JobCreate, JobPublic, Problem
 from engine.auth import verify_job_submission
+from engine.errors import RequestError
 
 __all__ = ["router"]
 
@@ -32,7 +38,7 @@ _READ_ERRORS: dict[int | str, dict[str, Any]] = {401: _PROBLEM, 404: _PROBLEM, 4
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses={500: _PROBLEM})
 
-MAX_WAIT_S = 30.0  # a long-poll holds one worker thread of the API
+MAX_WAIT_S = 30.0  # a long-poll holds a socket (no thread); settings bound how many per wallet
 JobId = Annotated[str, Path(min_length=1, max_length=128, description="job id")]
 _CHUNK = 1024 * 1024
 _SPOOL_MAX = 16 * 1024 * 1024
@@ -46,7 +52,7 @@ _UNTRUSTED = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "s
     response_model=JobPublic,
     summary="Submit a signed job request",
     responses={200: {"model": JobPublic, "description": "replay: the job this request already created"},
-               400: _PROBLEM, 401: _PROBLEM, 409: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+               400: _PROBLEM, 401: _PROBLEM, 409: _PROBLEM, 413: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
 )
 def submit_job(
     body: JobCreate,
@@ -58,6 +64,10 @@ def submit_job(
     x_wallet_address: Annotated[str | None, Header(description="the signer, if not in the body")] = None,
 ) -> JobPublic:
     """201 with a new job; 200 with the same job when this signed request was sent before."""
+    if json_too_deep(body.request.params, config.limits.max_json_depth):
+        # Refused before json.loads (a C recursion) ever sees it.
+        raise RequestError(f"params nests deeper than {config.limits.max_json_depth} levels",
+                           code="JSON_TOO_DEEP")
     req, signer, digest = verify_job_submission(
         body.model_dump(exclude_none=True),
         domain.chain_id,
@@ -73,11 +83,13 @@ def submit_job(
     return JobPublic.from_job(job)
 
 
-@router.get("/{job_id}", response_model=JobPublic, summary="Read a job", responses=_READ_ERRORS)
-def get_job(
+@router.get("/{job_id}", response_model=JobPublic, summary="Read a job",
+            responses={**_READ_ERRORS, 429: _PROBLEM})
+async def get_job(
     job_id: JobId,
     wallet: CurrentWallet,
     service: Service,
+    waiters: Waiters,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait "
                                  "for the status to leave `status` before answering")] = 0,
     known_status: Annotated[str | None, Query(alias="status", max_length=32,
@@ -87,10 +99,14 @@ def get_job(
 
     With `?status=RUNNING&wait=20` the engine answers as soon as the job leaves
     RUNNING (or after 20 s): one request per step instead of a polling loop.
+    A wallet may hold `api_max_waiters_per_owner` such requests at once (429 past it).
     """
     if wait > 0 and known_status:
-        return JobPublic.from_job(service.wait_for_change(job_id, wallet, known_status, wait))
-    return JobPublic.from_job(service.get(job_id, wallet))
+        with waiters.hold(wallet):
+            job = await service.wait_for_change(job_id, wallet, known_status, wait)
+    else:
+        job = await run_in_threadpool(service.get, job_id, wallet)
+    return JobPublic.from_job(job)
 
 
 @router.post(
@@ -174,8 +190,11 @@ def _stream_and_close(fh: IO[bytes]) -> Iterator[bytes]:
     "/{job_id}/artifacts/{name:path}",
     summary="Download one artifact",
     response_class=FileResponse,
-    responses={**_READ_ERRORS, 410: _PROBLEM, 200: {"content": {"application/octet-stream": {}},
-                                     "description": "the file; X-Content-SHA256 carries its hash"}},
+    responses={**_READ_ERRORS, 410: _PROBLEM, 200: {
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the file, as the artifact list's `media_type` says: guessed from the name's "
+                       "extension (e.g. `application/json`, `text/csv`, `image/png`), "
+                       "`application/octet-stream` when unknown. X-Content-SHA256 carries its hash"}},
 )
 def download_artifact(job_id: JobId, name: str, wallet: CurrentWallet, service: Service) -> FileResponse:
     artifact, path = service.artifact_file(job_id, wallet, name)
