@@ -8,7 +8,7 @@ Routers declare what they need by type (``service: Service``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -43,7 +43,7 @@ class ApiConfig:
 
     auth_window_s: float = 60.0
     max_deadline_s: int = DEFAULT_MAX_DEADLINE_S
-    limits: RequestLimits = RequestLimits()
+    limits: RequestLimits = field(default_factory=RequestLimits)
     header_timeout_s: float = 10.0
     max_waiters_per_owner: int = 16
     query_max_chars: int = 100_000

@@ -153,7 +153,7 @@ def test_a_slow_second_request_on_a_keep_alive_connection_is_closed_too(server):
 def test_a_prompt_request_is_served_normally(server):
     with _connect(server) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        status, headers, body = _read_response(sock)
+        status, _, body = _read_response(sock)
     assert status == 200 and json.loads(body)["status"] == "ok"
 
 
