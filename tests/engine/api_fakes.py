@@ -163,11 +163,11 @@ class FakeSettings:
     deadline_max_s: float = 24 * 3600.0
 
 
-def make_app(service: FakeService, clock: Any = time.time):
+def make_app(service: FakeService, clock: Any = time.time, settings: Any = None):
     from engine.api.app import create_app
     from engine.api.deps import EngineDomain
 
-    return create_app(FakeSettings(), service, domain=EngineDomain(CHAIN_ID, REGISTRY), clock=clock)
+    return create_app(settings or FakeSettings(), service, domain=EngineDomain(CHAIN_ID, REGISTRY), clock=clock)
 
 
 @contextmanager

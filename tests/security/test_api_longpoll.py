@@ -1,0 +1,171 @@
+"""Issue 8 item 3: long-polls hold no worker thread, and one wallet's waiters are bounded.
+
+A real uvicorn server (the engine's server config) in a thread, the real
+``JobService.wait_for_change`` over a real SQLite ``JobStore``: 80 waiters
+park on one job while /health and a submit still answer at once; one
+transition wakes them all; past the per-owner cap the answer is 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from eth_account import Account
+
+from engine.api.server import server_config
+from engine.service import JobService
+from engine.store import JobStore
+from registry_client.eip712 import read_headers
+from tests.conftest import ANVIL_KEYS
+from tests.engine.api_fakes import CHAIN_ID, REGISTRY, FakeService, FakeSettings, make_app
+from tests.engine.test_api import submit_body
+
+OWNER = Account.from_key(ANVIL_KEYS[0])
+PROMPT_S = 1.5
+
+
+@dataclass(frozen=True)
+class WaiterSettings(FakeSettings):
+    api_max_waiters_per_owner: int = 16
+
+
+@dataclass
+class StoreBackedService(FakeService):
+    """The fake's jobs, but the real service's long-poll over a real JobStore."""
+
+    store: Any = None
+
+    async def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float):
+        return await JobService.wait_for_change(self, job_id, owner, known_status, timeout_s)  # type: ignore[arg-type]
+
+    def add_store_job(self) -> str:
+        job, _ = self.store.create_or_get(OWNER.address, 99, "0xaa", instruction_id=1, refiner_id=2,
+                                          query="SELECT 1", params=[], deadline=2_000_000_000)
+        self.jobs[job.id] = dataclasses.replace(job)
+        return job.id
+
+
+@contextmanager
+def running(app: Any) -> Iterator[str]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(server_config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+def service(tmp_path) -> Iterator[StoreBackedService]:
+    store = JobStore(tmp_path / "jobs.db")
+    yield StoreBackedService(artifact_dir=tmp_path / "artifacts", store=store)
+    store.close()
+
+
+async def _timed(coro) -> tuple[float, Any]:
+    start = time.monotonic()
+    result = await coro
+    return time.monotonic() - start, result
+
+
+def test_many_waiters_leave_health_and_submit_prompt(service):
+    job_id = service.add_store_job()
+    path = f"/jobs/{job_id}"
+    headers = read_headers(OWNER, CHAIN_ID, REGISTRY, "GET", path)
+    waiters = 80
+
+    async def scenario(base: str) -> None:
+        limits = httpx.Limits(max_connections=waiters + 10)
+        async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+            polls = [asyncio.create_task(client.get(path, params={"status": "PENDING", "wait": 20},
+                                                    headers=headers)) for _ in range(waiters)]
+            await asyncio.sleep(1.0)  # let every long-poll park
+            assert not any(p.done() for p in polls), [p.result().text for p in polls if p.done()][:1]
+            took, health = await _timed(client.get("/health"))
+            assert health.status_code == 200 and took < PROMPT_S, took
+            took, submitted = await _timed(client.post("/jobs", json=submit_body()))
+            assert submitted.status_code == 201 and took < PROMPT_S, took
+            took, read = await _timed(client.get(path, headers=headers))
+            assert read.status_code == 200 and took < PROMPT_S, took
+            # One transition (from another thread, as a worker makes it) wakes every waiter.
+            woke = time.monotonic()
+            await asyncio.to_thread(service.store.transition, job_id, "PENDING", "VERIFYING")
+            answers = await asyncio.gather(*polls)
+            assert time.monotonic() - woke < 3
+            assert {a.status_code for a in answers} == {200}
+            assert {a.json()["status"] for a in answers} == {"VERIFYING"}
+
+    app = make_app(service, settings=WaiterSettings(api_max_waiters_per_owner=waiters))
+    with running(app) as base:
+        asyncio.run(scenario(base))
+
+
+def test_waiters_per_owner_are_capped_with_429(service):
+    job_id = service.add_store_job()
+    path = f"/jobs/{job_id}"
+    headers = read_headers(OWNER, CHAIN_ID, REGISTRY, "GET", path)
+
+    async def scenario(base: str) -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=40)) as client:
+            polls = [asyncio.create_task(client.get(path, params={"status": "PENDING", "wait": 3},
+                                                    headers=headers)) for _ in range(20)]
+            await asyncio.sleep(1.0)
+            refused = [p.result() for p in polls if p.done()]
+            assert len(refused) == 4  # 16 wait, the rest are told at once
+            for resp in refused:
+                assert resp.status_code == 429 and resp.json()["code"] == "TOO_MANY_WAITERS"
+                assert resp.headers["content-type"].startswith("application/problem+json")
+            answers = await asyncio.gather(*polls)
+            assert sum(a.status_code == 200 for a in answers) == 16
+            # The slots are free again once the waits answered.
+            again = await client.get(path, params={"status": "PENDING", "wait": 0.1}, headers=headers)
+            assert again.status_code == 200
+
+    with running(make_app(service, settings=WaiterSettings())) as base:
+        asyncio.run(scenario(base))
+
+
+def test_store_async_wait_holds_no_thread_and_wakes_on_a_transition(service):
+    store = service.store
+    job_id = service.add_store_job()
+
+    async def scenario() -> None:
+        from anyio.to_thread import current_default_thread_limiter
+
+        pool = current_default_thread_limiter()
+        waits = [asyncio.create_task(store.wait_for_change_async(job_id, "PENDING", 20)) for _ in range(100)]
+        await asyncio.sleep(0.5)
+        assert not any(w.done() for w in waits)
+        assert pool.borrowed_tokens == 0  # 100 parked waiters, not one worker thread busy
+        threading.Timer(0.1, store.transition, (job_id, "PENDING", "VERIFYING")).start()
+        start = time.monotonic()
+        jobs = await asyncio.gather(*waits)
+        assert time.monotonic() - start < 2
+        assert {j.status for j in jobs} == {"VERIFYING"}
+        unchanged = await store.wait_for_change_async(job_id, "VERIFYING", 0.2)
+        assert unchanged.status == "VERIFYING"
+        assert await store.wait_for_change_async("missing", "PENDING", 0.2) is None
+        assert store._async_waiters == {}  # nothing left registered
+
+    asyncio.run(scenario())
