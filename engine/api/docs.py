@@ -7,7 +7,10 @@
   page works offline;
 - writes this engine's own text limits (``query_max_chars``,
   ``params_max_chars``) into the submit schema, so a schema-valid body is never
-  refused for its length.
+  refused for its length;
+- writes integer bounds as exact integers: FastAPI's OpenAPI models hold them
+  as floats, and 2**256-1 as a float is 1.157920892373162e+77 (= 2**256), so
+  schema tools would generate values the runtime refuses.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 from engine.api.deps import ApiConfig
+from registry_client.eip712 import UINT256_MAX
 
 __all__ = ["ASSETS_URL", "install_docs"]
 
@@ -52,6 +56,7 @@ def install_docs(app: FastAPI, config: ApiConfig) -> None:
         if app.openapi_schema is None:
             schema = base_openapi()
             _apply_text_limits(schema, config)
+            _exact_integer_bounds(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -67,3 +72,23 @@ def _apply_text_limits(schema: dict[str, Any], config: ApiConfig) -> None:
     if "params" in props:
         props["params"]["maxLength"] = min(props["params"].get("maxLength", config.params_max_chars),
                                            config.params_max_chars)
+
+
+# Bounds too large for a float to hold exactly, by the float they were rounded to.
+_EXACT = {float(UINT256_MAX): UINT256_MAX}
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _exact_integer_bounds(node: Any) -> None:
+    """Walk the document; in every integer schema, turn float bounds back into ints."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in _BOUNDS:
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer():
+                    node[key] = _EXACT.get(value, int(value))
+        for child in node.values():
+            _exact_integer_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _exact_integer_bounds(child)

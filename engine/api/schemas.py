@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field
 
 from registry_client.eip712 import UINT256_MAX
 
@@ -30,14 +30,10 @@ __all__ = [
 
 
 def _uint(minimum: int) -> Any:
-    """An int in [minimum, 2**256-1], its bounds written as exact JSON integers.
-
-    pydantic renders a bound this large as a float (1.157920892373162e+77), which
-    is not an integer and rounds up past 2**256-1: schema tools then generate
-    values the runtime refuses.
-    """
-    return Annotated[int, Field(ge=minimum, le=UINT256_MAX),
-                     WithJsonSchema({"type": "integer", "minimum": minimum, "maximum": UINT256_MAX})]
+    """An int in [minimum, 2**256-1]. FastAPI's OpenAPI models store bounds as floats
+    (1.157920892373162e+77, which rounds past 2**256-1); engine/api/docs.py writes
+    them back as exact JSON integers."""
+    return Annotated[int, Field(ge=minimum, le=UINT256_MAX)]
 
 
 Uint256 = _uint(0)
