@@ -17,10 +17,9 @@ import zlib
 from pathlib import Path
 
 import schemathesis
+from eth_account import Account
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-
-from eth_account import Account
 
 from registry_client.eip712 import JobRequest, job_request_digest, read_headers
 from tests.conftest import ANVIL_KEYS
