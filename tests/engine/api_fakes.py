@@ -91,16 +91,10 @@ class FakeService:
         self.jobs[job_id] = job
         return job
 
-    wait_sleeps: bool = False  # wait_for_change really waits (asyncio) until timeout_s
-
     async def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> Job:
-        import asyncio
-
+        # Async like JobService's: the route awaits it (a long-poll holds no thread).
         self.waits.append((job_id, known_status, timeout_s))
-        job = self.get(job_id, owner)
-        if self.wait_sleeps:
-            await asyncio.sleep(timeout_s)
-        return job
+        return self.get(job_id, owner)
 
     def get(self, job_id: str, owner: str) -> Job:
         job = self._owned(job_id, owner)
