@@ -5,6 +5,10 @@ and owns its life: started on app start-up, stopped on shutdown. A caller that
 passes its own ``service`` (tests, an embedding process) starts and stops it
 itself. The EIP-712 domain (chain id + ComputeInstructionRegistry proxy) is read
 once from the deployment manifest named by ``settings.deployment``.
+
+Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
+depth caps before anything parses a request) and ``install_docs`` (Swagger UI
+from local files; an OpenAPI document whose limits are the runtime's).
 """
 
 from __future__ import annotations

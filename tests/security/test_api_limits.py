@@ -193,3 +193,9 @@ def test_middleware_hands_a_body_within_limits_to_the_app_unchanged():
     limits = RequestLimits(max_body_bytes=1024, max_json_depth=4)
     resp = TestClient(RequestLimitsMiddleware(_echo_app(), limits)).post("/x", content=b"[[[[1]]]]" + b" " * 1000)
     assert resp.status_code == 200 and resp.content == b"[[[[1]]]]" + b" " * 1000
+
+
+def test_malformed_http_is_answered_as_problem_json(server):
+    with _connect(server) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        _assert_problem(*_read_response(sock), 400, "INVALID_REQUEST")
