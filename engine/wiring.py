@@ -50,7 +50,7 @@ def build_service(settings: Settings) -> JobService:
     """The service wired to real components: chain via web3, Docker, files under data_dir."""
     import docker
 
-    from engine.chain import ChainVerifier
+    from engine.chain import ChainVerifier, RetryPolicy
     from engine.fetch import ImageCache
     from engine.images import ImageLoader
     from engine.runner import DockerRunner
@@ -77,7 +77,7 @@ def build_service(settings: Settings) -> JobService:
     return JobService(
         settings,
         JobStore(settings.store_path),
-        ChainVerifier(registries),
+        ChainVerifier(registries, retry=RetryPolicy(window_s=settings.chain_retry_window_s)),
         ImageCache(
             data_dir / "images",
             max_bytes=settings.image_max_bytes,
