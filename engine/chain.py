@@ -23,6 +23,7 @@ a JSON-RPC error, a wrong chain) fails at once.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ except ImportError:  # the package's __init__ may not re-export it (yet)
 __all__ = ["ChainCheck", "ChainVerifier", "RetryPolicy", "is_transient"]
 
 T = TypeVar("T")
+log = logging.getLogger("engine.chain")
 INSTRUCTION_REGISTRY = "compute_instruction_registry"
 
 
@@ -140,8 +142,13 @@ class ChainVerifier:
                 self._sleep(min(self.retry.delay(attempt), remaining))
                 attempt += 1
 
-    def _window_note(self) -> str:
-        return f" (retried for {self.retry.window_s:g} s)" if self.retry.window_s > 0 else ""
+    def _unavailable(self, doing: str, exc: RegistryError) -> ChainCheckFailure:
+        # The job owner reads this message: never the RPC URL (it may carry an API key)
+        # nor the node's own words; the operator's log has both.
+        log.warning("chain read failed while %s: %s", doing, exc)
+        what = "the chain's RPC endpoint did not answer" if is_transient(exc) else f"the chain read failed ({exc.code})"
+        note = f" (retried for {self.retry.window_s:g} s)" if self.retry.window_s > 0 and is_transient(exc) else ""
+        return ChainCheckFailure(f"cannot {doing}: {what}{note}", code="CHAIN_UNAVAILABLE")
 
     def verify(self, instruction_id: int, refiner_id: int, owner: str) -> ChainCheck:
         """Check refiner, instruction and approval at one block; ChainCheckFailure otherwise."""
@@ -156,8 +163,7 @@ class ChainVerifier:
         except InputError as exc:
             raise ChainCheckFailure(f"invalid job owner: {exc}", code="INTERNAL_ERROR") from exc
         except RegistryError as exc:
-            raise ChainCheckFailure(f"cannot verify the job on chain{self._window_note()}: {exc}",
-                                    code="CHAIN_UNAVAILABLE") from exc
+            raise self._unavailable("verify the job on chain", exc) from exc
 
     def _verify_once(self, instruction_id: int, refiner_id: int, owner: str) -> ChainCheck:
         reg = self.registries
@@ -196,8 +202,7 @@ class ChainVerifier:
         try:
             paused, approved = self._with_retry(read)
         except RegistryError as exc:
-            raise ChainCheckFailure(f"cannot re-check the approval on chain{self._window_note()}: {exc}",
-                                    code="CHAIN_UNAVAILABLE") from exc
+            raise self._unavailable("re-check the approval on chain", exc) from exc
         if paused:
             raise _paused_failure("latest")
         return approved

@@ -24,6 +24,7 @@ from engine.errors import ChainCheckFailure
 from registry_client.contracts import Registries, connect, make_web3
 from registry_client.deploy import deploy
 from registry_client.devchain import find_anvil, start_anvil
+from tests.integration.conftest import archive_server, job_image  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.chain
 HASH = "7a" * 32
@@ -129,7 +130,8 @@ def test_outage_longer_than_the_window_fails_chain_unavailable(setup: Setup) -> 
             verifier.verify(setup.instruction_id, setup.refiner_id, setup.owner)
         assert 0.9 <= time.monotonic() - started < 6, "the retry window bounds the wait"
         assert info.value.code == "CHAIN_UNAVAILABLE"
-        assert "retried for 1 s" in info.value.message
+        assert "the chain's RPC endpoint did not answer (retried for 1 s)" in info.value.message
+        assert setup.node.port not in info.value.message, "the job owner never learns the operator's RPC URL"
         with pytest.raises(ChainCheckFailure) as info:
             verifier.is_approved(setup.instruction_id, 1)
         assert info.value.code == "CHAIN_UNAVAILABLE"
@@ -219,3 +221,52 @@ def test_client_errors_from_the_rpc_are_not_retried(setup: Setup, relay: Relay) 
     assert info.value.code == "CHAIN_UNAVAILABLE"
     assert time.monotonic() - started < 5
     assert relay.seen <= 2, "a 403 is an answer, not an outage"
+
+
+# ---------------------------------------------------------------- the whole engine rides out an outage
+
+
+def test_jobs_queued_during_an_outage_all_succeed(
+    setup: Setup, accounts, job_image, docker_client, tmp_path: Path  # noqa: F811
+) -> None:
+    from demo.sample_data import make_sample_db
+    from engine.api.app import create_app
+    from engine.data import DataCatalog
+    from engine.settings import Settings
+    from registry_client.engine_client import EngineClient
+    from registry_client.manifest import save_deployment
+    from tests.integration.conftest import SIMPLE_QUERY, _serve_in_thread
+
+    node, deployment = setup.node, setup.deployment
+    owner = connect(node.url, deployment, accounts.dlp_owner)
+    builder = connect(node.url, deployment, accounts.builder)
+    dlp_id = owner.refiner(setup.refiner_id).dlp_id
+    owner.add_permission(setup.refiner_id, accounts.builder.address, "activities", "", 0)
+    image = job_image("outage-ok", 'echo "ok $COMPUTE_JOB_ID" > /mnt/output/ok.txt\n')
+    instruction_id = builder.add_instruction(image.sha256, image.url)
+    owner.update_instruction(instruction_id, dlp_id, True)
+
+    data_dir = tmp_path / "engine-data"
+    DataCatalog(data_dir).add(setup.refiner_id, make_sample_db(tmp_path / "d.db", users=20, activities=50))
+    settings = Settings(rpc_url=node.url, deployment=save_deployment(deployment, tmp_path / "dep.json"),
+                        data_dir=data_dir, run_timeout_s=20, run_memory_bytes=32 * 1024 * 1024,
+                        chain_retry_window_s=30, max_concurrent_jobs=2)
+    server, thread, url, sock = _serve_in_thread(create_app(settings))
+    client = EngineClient(url, accounts.builder, deployment.chain_id,
+                          deployment.address("compute_instruction_registry"))
+    try:
+        node.stop()
+        restarting = node.restart_after(3.0)
+        # Submitting needs no chain; every queued job meets the outage at verification.
+        jobs = [client.submit(instruction_id, setup.refiner_id, SIMPLE_QUERY) for _ in range(6)]
+        restarting.join()
+        ended = [client.wait(job["id"], poll_s=0.1, timeout_s=90) for job in jobs]
+        assert [job["status"] for job in ended] == ["SUCCEEDED"] * 6, [job.get("failure") for job in ended]
+    finally:
+        if node.proc.poll() is not None:
+            node.start()
+        node.wait_up()
+        client.close()
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
