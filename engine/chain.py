@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -128,8 +129,8 @@ class ChainVerifier:
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chain-read")
 
-    def _with_retry(self, read: Callable[[], T]) -> T:
-        """`read()`, retried on transient RegistryErrors until the window closes."""
+    def _with_retry(self, read: Callable[[], T], cancel: threading.Event | None) -> T:
+        """`read()`, retried on transient RegistryErrors until the window closes or `cancel` is set."""
         deadline = self._clock() + self.retry.window_s
         attempt = 0
         while True:
@@ -139,7 +140,11 @@ class ChainVerifier:
                 remaining = deadline - self._clock()
                 if not is_transient(exc) or remaining <= 0:
                     raise
-                self._sleep(min(self.retry.delay(attempt), remaining))
+                delay = min(self.retry.delay(attempt), remaining)
+                if cancel is None:
+                    self._sleep(delay)
+                elif cancel.wait(delay):
+                    raise  # the job was cancelled: its worker must not wait out the window
                 attempt += 1
 
     def _unavailable(self, doing: str, exc: RegistryError) -> ChainCheckFailure:
@@ -150,10 +155,14 @@ class ChainVerifier:
         note = f" (retried for {self.retry.window_s:g} s)" if self.retry.window_s > 0 and is_transient(exc) else ""
         return ChainCheckFailure(f"cannot {doing}: {what}{note}", code="CHAIN_UNAVAILABLE")
 
-    def verify(self, instruction_id: int, refiner_id: int, owner: str) -> ChainCheck:
-        """Check refiner, instruction and approval at one block; ChainCheckFailure otherwise."""
+    def verify(self, instruction_id: int, refiner_id: int, owner: str, *,
+               cancel: threading.Event | None = None) -> ChainCheck:
+        """Check refiner, instruction and approval at one block; ChainCheckFailure otherwise.
+
+        A set `cancel` ends a retry wait at once (the failure raised then is moot: the job is cancelled).
+        """
         try:
-            return self._with_retry(lambda: self._verify_once(instruction_id, refiner_id, owner))
+            return self._with_retry(lambda: self._verify_once(instruction_id, refiner_id, owner), cancel)
         except RefinerNotFound as exc:
             raise ChainCheckFailure(f"no data refiner with id {refiner_id} on chain",
                                     code="REFINER_NOT_FOUND") from exc
@@ -187,7 +196,7 @@ class ChainVerifier:
         active = tuple(_to_permission(r) for r in records if r.approved and r.refiner_id == refiner_id)
         return ChainCheck(block, refiner.dlp_id, instruction.hash.lower(), instruction.url, active)
 
-    def is_approved(self, instruction_id: int, dlp_id: int) -> bool:
+    def is_approved(self, instruction_id: int, dlp_id: int, *, cancel: threading.Event | None = None) -> bool:
         """The approval at the latest block (False: revoked).
 
         Raises ChainCheckFailure NOT_APPROVED when the registry is paused, and
@@ -200,7 +209,7 @@ class ChainVerifier:
             return reg.paused(INSTRUCTION_REGISTRY, block=block), reg.is_approved(instruction_id, dlp_id, block=block)
 
         try:
-            paused, approved = self._with_retry(read)
+            paused, approved = self._with_retry(read, cancel)
         except RegistryError as exc:
             raise self._unavailable("re-check the approval on chain", exc) from exc
         if paused:

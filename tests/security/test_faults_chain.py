@@ -140,6 +140,25 @@ def test_outage_longer_than_the_window_fails_chain_unavailable(setup: Setup) -> 
         setup.node.wait_up()
 
 
+def test_cancel_ends_the_retry_wait_at_once(setup: Setup) -> None:
+    verifier = _verifier(setup.node.url, setup.deployment, window_s=60)
+    cancel = threading.Event()
+    setup.node.stop()
+    try:
+        threading.Timer(0.5, cancel.set).start()
+        started = time.monotonic()
+        with pytest.raises(ChainCheckFailure):
+            verifier.verify(setup.instruction_id, setup.refiner_id, setup.owner, cancel=cancel)
+        assert time.monotonic() - started < 3, "a cancelled job's worker must not wait out the window"
+        started = time.monotonic()
+        with pytest.raises(ChainCheckFailure):
+            verifier.is_approved(setup.instruction_id, 1, cancel=cancel)
+        assert time.monotonic() - started < 3
+    finally:
+        setup.node.start()
+        setup.node.wait_up()
+
+
 def test_a_revert_or_unknown_id_is_not_retried(setup: Setup) -> None:
     verifier = _verifier(setup.node.url, setup.deployment, window_s=60)
     started = time.monotonic()
