@@ -4,6 +4,9 @@ run   fresh anvil chain, the whole story (demo/story.py), stats.json printed, al
 up    the same chain, contracts, data, approved instruction and engine, left running;
       prints the URLs, the manifest and the dev wallets (state in .demo/stack.json)
 down  stops what `up` started
+
+`run` and `up` refuse while another demo command or a stack left by `up` uses
+the work dir (demo/guard.py), so neither wipes `.demo/` under a running stack.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from demo.guard import DemoBusy, exclusive
 from demo.story import ROOT, StoryConfig, clean_work_dir, run_story
 from registry_client.devchain import ANVIL_DEV_KEYS, start_anvil
 
@@ -26,6 +30,11 @@ def say(line: str) -> None:
 
 
 def cmd_run() -> int:
+    with exclusive(WORK):
+        return _run()
+
+
+def _run() -> int:
     started = time.monotonic()
     clean_work_dir(WORK)
     chain = start_anvil()
@@ -45,7 +54,8 @@ def cmd_run() -> int:
 def cmd_up() -> int:
     from demo.stack import start_stack
 
-    return start_stack(WORK, say)
+    with exclusive(WORK):
+        return start_stack(WORK, say)
 
 
 def cmd_down() -> int:
@@ -73,6 +83,9 @@ def main(argv: list[str]) -> int:
         return commands[argv[0]]()
     except KeyboardInterrupt:
         return 130
+    except DemoBusy as exc:
+        print(f"demo refused: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1

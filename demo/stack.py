@@ -56,9 +56,7 @@ def _anvil(work: Path) -> tuple[subprocess.Popen, str]:
 
 
 def start_stack(work: Path, say: Callable[[str], None]) -> int:
-    if (work / "stack.json").exists():
-        say("a stack is already up: `make down` first")
-        return 1
+    """Set the stack up; the caller holds the work dir (demo.guard.exclusive)."""
     clean_work_dir(work)
     work.mkdir(parents=True, exist_ok=True)
     pids: dict[str, int] = {}

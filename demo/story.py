@@ -329,11 +329,12 @@ def run_story(cfg: StoryConfig) -> StoryResult:
 def clean_work_dir(work_dir: Path) -> None:
     """Remove the previous run's chain-bound state; keep the caches that make a rerun fast.
 
-    Kept: the exported archives (keyed by the template's content) and the engine's
-    content-addressed image cache (archives by sha256, sha256 -> loaded image id).
+    Kept: the exported archives (keyed by the template's content), the engine's
+    content-addressed image cache (archives by sha256, sha256 -> loaded image id)
+    and demo.lock (demo/guard.py: the lock the running command holds).
     """
     keep = {work_dir / "archives", work_dir / "engine-data" / "images",
-            work_dir / "engine-data" / "image-state"}
+            work_dir / "engine-data" / "image-state", work_dir / "demo.lock"}
     if not work_dir.exists():
         return
     for child in work_dir.iterdir():

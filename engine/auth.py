@@ -25,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils import to_checksum_address
 
 from engine.errors import AuthError, RequestError
+from registry_client.addresses import parse_address
 from registry_client.eip712 import (
     HEADER_ADDRESS,
     HEADER_SIGNATURE,
@@ -47,9 +48,11 @@ DEFAULT_MAX_DEADLINE_S = 24 * 3600
 
 
 def _checksum(value: Any, what: str, code: str) -> str:
-    if not isinstance(value, str) or not is_address(value):
-        raise AuthError(f"{what} is not an address: {str(value)[:64]!r}", code=code)
-    return to_checksum_address(value)
+    """A checksum address; mixed case must pass EIP-55 (registry_client.addresses)."""
+    try:
+        return parse_address(value, what)
+    except InputError as exc:
+        raise AuthError(exc.message, code=code) from exc
 
 
 def _check_domain(body: Mapping[str, Any], chain_id: int, contract: str) -> None:

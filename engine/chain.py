@@ -7,16 +7,32 @@ against one consistent chain state, and records that block. Failures are
 
 - REFINER_NOT_FOUND       no refiner with that id
 - INSTRUCTION_NOT_FOUND   no compute instruction with that id
-- NOT_APPROVED            the instruction is not approved for the refiner's DLP
-- CHAIN_UNAVAILABLE       the RPC endpoint could not be used
+- NOT_APPROVED            the instruction is not approved for the refiner's DLP,
+                          or the ComputeInstructionRegistry is paused (a paused
+                          registry approves nothing)
+- CHAIN_UNAVAILABLE       the RPC endpoint could not be used within the retry window
 
 `is_approved` re-reads the approval at the latest block (the pre-run check).
+
+Transient chain errors (connection refused or reset, timeouts, HTTP 429/5xx
+from the RPC endpoint) are retried with capped exponential backoff and jitter
+until `retry_window_s` has passed since the first attempt: a short node outage
+delays jobs instead of failing them. Everything else (a revert, an unknown id,
+a JSON-RPC error, a wrong chain) fails at once.
 """
 
 from __future__ import annotations
 
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
+
+import requests
 
 from engine.errors import ChainCheckFailure
 from registry_client.contracts import PermissionRecord, Registries
@@ -25,6 +41,7 @@ from registry_client.errors import (
     InputError,
     RefinerNotFound,
     RegistryError,
+    RpcUnavailable,
 )
 
 try:
@@ -32,7 +49,11 @@ try:
 except ImportError:  # the package's __init__ may not re-export it (yet)
     from engine.query.model import Permission  # type: ignore[no-redef]
 
-__all__ = ["ChainCheck", "ChainVerifier"]
+__all__ = ["ChainCheck", "ChainVerifier", "RetryPolicy", "is_transient"]
+
+T = TypeVar("T")
+log = logging.getLogger("engine.chain")
+INSTRUCTION_REGISTRY = "compute_instruction_registry"
 
 
 @dataclass(frozen=True)
@@ -44,6 +65,31 @@ class ChainCheck:
     instruction_hash: str  # sha256 of the image archive, lowercase hex, no 0x
     instruction_url: str
     permissions: tuple[Permission, ...]  # the owner's active permissions on the refiner
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with jitter, bounded by a wall-clock window."""
+
+    window_s: float = 30.0  # 0 = no retry
+    base_s: float = 0.25
+    cap_s: float = 4.0
+
+    def delay(self, attempt: int) -> float:
+        # "Equal jitter": at least half the step, so retries never bunch up at 0.
+        step = min(self.cap_s, self.base_s * (2 ** attempt))
+        return step / 2 + random.uniform(0, step / 2)  # jitter, not crypto
+
+
+def is_transient(exc: RegistryError) -> bool:
+    """True for failures a later attempt may not see: transport errors, HTTP 429 and 5xx."""
+    if not isinstance(exc, RpcUnavailable):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, requests.exceptions.HTTPError):
+        status = cause.response.status_code if cause.response is not None else None
+        return status is None or status == 429 or status >= 500
+    return True
 
 
 def _to_permission(record: PermissionRecord) -> Permission:
@@ -58,30 +104,65 @@ def _to_permission(record: PermissionRecord) -> Permission:
     )
 
 
+def _paused_failure(block: int | str) -> ChainCheckFailure:
+    where = f"at block {block}" if isinstance(block, int) else "now"
+    return ChainCheckFailure(
+        f"the ComputeInstructionRegistry is paused {where}: a paused registry approves nothing",
+        code="NOT_APPROVED",
+    )
+
+
 class ChainVerifier:
     """Verifies jobs against the registries of one deployment."""
 
-    def __init__(self, registries: Registries):
+    def __init__(
+        self,
+        registries: Registries,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.registries = registries
-        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="chain-read")
+        self.retry = retry or RetryPolicy()
+        self._clock = clock
+        self._sleep = sleep
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chain-read")
 
-    def verify(self, instruction_id: int, refiner_id: int, owner: str) -> ChainCheck:
-        """Check refiner, instruction and approval at one block; ChainCheckFailure otherwise."""
-        reg = self.registries
+    def _with_retry(self, read: Callable[[], T], cancel: threading.Event | None) -> T:
+        """`read()`, retried on transient RegistryErrors until the window closes or `cancel` is set."""
+        deadline = self._clock() + self.retry.window_s
+        attempt = 0
+        while True:
+            try:
+                return read()
+            except RegistryError as exc:
+                remaining = deadline - self._clock()
+                if not is_transient(exc) or remaining <= 0:
+                    raise
+                delay = min(self.retry.delay(attempt), remaining)
+                if cancel is None:
+                    self._sleep(delay)
+                elif cancel.wait(delay):
+                    raise  # the job was cancelled: its worker must not wait out the window
+                attempt += 1
+
+    def _unavailable(self, doing: str, exc: RegistryError) -> ChainCheckFailure:
+        # The job owner reads this message: never the RPC URL (it may carry an API key)
+        # nor the node's own words; the operator's log has both.
+        log.warning("chain read failed while %s: %s", doing, exc)
+        what = "the chain's RPC endpoint did not answer" if is_transient(exc) else f"the chain read failed ({exc.code})"
+        note = f" (retried for {self.retry.window_s:g} s)" if self.retry.window_s > 0 and is_transient(exc) else ""
+        return ChainCheckFailure(f"cannot {doing}: {what}{note}", code="CHAIN_UNAVAILABLE")
+
+    def verify(self, instruction_id: int, refiner_id: int, owner: str, *,
+               cancel: threading.Event | None = None) -> ChainCheck:
+        """Check refiner, instruction and approval at one block; ChainCheckFailure otherwise.
+
+        A set `cancel` ends a retry wait at once (the failure raised then is moot: the job is cancelled).
+        """
         try:
-            block = reg.block_number()
-            # Independent reads at the pinned block go out together (each is one RPC).
-            refiner_f = self._pool.submit(reg.refiner, refiner_id, block=block)
-            instruction_f = self._pool.submit(reg.instruction, instruction_id, block=block)
-            records_f = self._pool.submit(reg.get_permissions, refiner_id, owner, block=block)
-            refiner, instruction = refiner_f.result(), instruction_f.result()
-            records = records_f.result()
-            if not reg.is_approved(instruction_id, refiner.dlp_id, block=block):
-                raise ChainCheckFailure(
-                    f"instruction {instruction_id} is not approved for DLP {refiner.dlp_id} "
-                    f"(refiner {refiner_id}) at block {block}",
-                    code="NOT_APPROVED",
-                )
+            return self._with_retry(lambda: self._verify_once(instruction_id, refiner_id, owner), cancel)
         except RefinerNotFound as exc:
             raise ChainCheckFailure(f"no data refiner with id {refiner_id} on chain",
                                     code="REFINER_NOT_FOUND") from exc
@@ -91,15 +172,46 @@ class ChainVerifier:
         except InputError as exc:
             raise ChainCheckFailure(f"invalid job owner: {exc}", code="INTERNAL_ERROR") from exc
         except RegistryError as exc:
-            raise ChainCheckFailure(f"cannot verify the job on chain: {exc}", code="CHAIN_UNAVAILABLE") from exc
+            raise self._unavailable("verify the job on chain", exc) from exc
+
+    def _verify_once(self, instruction_id: int, refiner_id: int, owner: str) -> ChainCheck:
+        reg = self.registries
+        block = reg.block_number()
+        # Independent reads at the pinned block go out together (each is one RPC).
+        paused_f = self._pool.submit(reg.paused, INSTRUCTION_REGISTRY, block=block)
+        refiner_f = self._pool.submit(reg.refiner, refiner_id, block=block)
+        instruction_f = self._pool.submit(reg.instruction, instruction_id, block=block)
+        records_f = self._pool.submit(reg.get_permissions, refiner_id, owner, block=block)
+        paused, refiner = paused_f.result(), refiner_f.result()
+        instruction, records = instruction_f.result(), records_f.result()
+        if paused:
+            raise _paused_failure(block)
+        if not reg.is_approved(instruction_id, refiner.dlp_id, block=block):
+            raise ChainCheckFailure(
+                f"instruction {instruction_id} is not approved for DLP {refiner.dlp_id} "
+                f"(refiner {refiner_id}) at block {block}",
+                code="NOT_APPROVED",
+            )
         # Revoked permissions never reach the query engine.
         active = tuple(_to_permission(r) for r in records if r.approved and r.refiner_id == refiner_id)
         return ChainCheck(block, refiner.dlp_id, instruction.hash.lower(), instruction.url, active)
 
-    def is_approved(self, instruction_id: int, dlp_id: int) -> bool:
-        """The approval at the latest block; CHAIN_UNAVAILABLE when the RPC fails."""
+    def is_approved(self, instruction_id: int, dlp_id: int, *, cancel: threading.Event | None = None) -> bool:
+        """The approval at the latest block (False: revoked).
+
+        Raises ChainCheckFailure NOT_APPROVED when the registry is paused, and
+        CHAIN_UNAVAILABLE when the RPC fails past the retry window.
+        """
+        reg = self.registries
+
+        def read() -> tuple[bool, bool]:
+            block = reg.block_number()
+            return reg.paused(INSTRUCTION_REGISTRY, block=block), reg.is_approved(instruction_id, dlp_id, block=block)
+
         try:
-            return self.registries.is_approved(instruction_id, dlp_id)
+            paused, approved = self._with_retry(read, cancel)
         except RegistryError as exc:
-            raise ChainCheckFailure(f"cannot re-check the approval on chain: {exc}",
-                                    code="CHAIN_UNAVAILABLE") from exc
+            raise self._unavailable("re-check the approval on chain", exc) from exc
+        if paused:
+            raise _paused_failure("latest")
+        return approved

@@ -423,7 +423,7 @@ class JobService:
     def _verify(self, ctx: _JobContext) -> None:
         self._advance(ctx, st.VERIFYING)
         job = ctx.job
-        ctx.check = self.chain.verify(job.instruction_id, job.refiner_id, job.owner)
+        ctx.check = self.chain.verify(job.instruction_id, job.refiner_id, job.owner, cancel=ctx.cancel)
         ctx.record.update(block_number=ctx.check.block_number, dlp_id=ctx.check.dlp_id)
         # Before any download: a refiner the engine holds no data for fails here.
         ctx.data_path = self.data.path(job.refiner_id)
@@ -480,7 +480,7 @@ class JobService:
     def _recheck_approval(self, ctx: _JobContext) -> None:
         # Approval may have been revoked while the job waited: check the latest block.
         assert ctx.check is not None
-        if not self.chain.is_approved(ctx.job.instruction_id, ctx.check.dlp_id):
+        if not self.chain.is_approved(ctx.job.instruction_id, ctx.check.dlp_id, cancel=ctx.cancel):
             raise ChainCheckFailure(
                 f"instruction {ctx.job.instruction_id} is no longer approved for DLP {ctx.check.dlp_id}",
                 code="NOT_APPROVED",

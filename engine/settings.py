@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     # --- where things are ------------------------------------------------------
     rpc_url: str = Field("http://127.0.0.1:8545", description="chain RPC used to verify jobs")
+    chain_retry_window_s: float = Field(
+        30.0, ge=0, le=3600, description="how long transient chain errors are retried before a job fails"
+    )
     deployment: Path | None = Field(None, description="deployment manifest JSON (addresses)")
     data_dir: Path = Field(Path("./engine-data"), description="state, data, images, artifacts")
 

@@ -3,13 +3,23 @@
 The one place that opens connections (chain RPC, Docker) and reads the
 engine's key, so engine/service.py stays free of set-up and can be tested
 with fakes. `create_app(settings)` calls `build_service` when given no service.
+
+One engine per data dir: `build_service` first takes an exclusive `flock` on
+`<data_dir>/engine.lock` (writing its pid there) and keeps it for the life of
+the process, before anything reads or cleans the dir. A second engine on the
+same dir would otherwise reconcile the first one's jobs and remove its
+containers as "leftovers"; it refuses to start instead (DATA_DIR_LOCKED).
+`compute-engine data add` takes no lock: it only adds a file to `refiners/`
+with an atomic rename, which a running engine reads safely.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from engine.data import DataCatalog
 from engine.errors import EngineError
@@ -18,6 +28,46 @@ from engine.settings import Settings
 from engine.store import JobStore
 
 __all__ = ["build_service", "engine_id", "load_signer"]
+
+LOCK_FILE = "engine.lock"
+# Locks this process holds, by resolved data dir: kept open for the process's life.
+_held: dict[Path, IO[str]] = {}
+
+
+def _lock_data_dir(data_dir: Path) -> None:
+    """Hold `<data_dir>/engine.lock` exclusively; EngineError(DATA_DIR_LOCKED) if another engine does."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = data_dir.resolve()
+    if key in _held:
+        raise _locked(data_dir, os.getpid())
+    handle = (data_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read(32).strip()
+        handle.close()
+        raise _locked(data_dir, int(holder) if holder.isdigit() else None) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    _held[key] = handle
+
+
+def _unlock_data_dir(data_dir: Path) -> None:
+    handle = _held.pop(data_dir.resolve(), None)
+    if handle is not None:
+        handle.close()  # closing the file releases the flock
+
+
+def _locked(data_dir: Path, pid: int | None) -> EngineError:
+    holder = f" (pid {pid})" if pid is not None else ""
+    return EngineError(
+        f"another engine{holder} is using the data dir {data_dir}: one engine per data dir; "
+        "stop it or set a different ENGINE_DATA_DIR",
+        code="DATA_DIR_LOCKED",
+    )
 
 
 def engine_id(data_dir: Path) -> str:
@@ -48,9 +98,23 @@ def load_signer(settings: Settings) -> Any | None:
 
 def build_service(settings: Settings) -> JobService:
     """The service wired to real components: chain via web3, Docker, files under data_dir."""
+    if settings.deployment is None:
+        raise EngineError("set the deployment manifest (ENGINE_DEPLOYMENT or `deployment` in the config file)",
+                          code="CONFIG_INVALID")
+    signer = load_signer(settings)  # once, before any connection: a bad key fails start-up fast
+    data_dir = Path(settings.data_dir)
+    _lock_data_dir(data_dir)  # before anything reads, reconciles or cleans the dir
+    try:
+        return _build(settings, data_dir, signer)
+    except BaseException:
+        _unlock_data_dir(data_dir)  # nothing started: the dir is free again
+        raise
+
+
+def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService:
     import docker
 
-    from engine.chain import ChainVerifier
+    from engine.chain import ChainVerifier, RetryPolicy
     from engine.fetch import ImageCache
     from engine.images import ImageLoader
     from engine.runner import DockerRunner
@@ -58,10 +122,7 @@ def build_service(settings: Settings) -> JobService:
     from registry_client.errors import RegistryError
     from registry_client.manifest import load_deployment
 
-    if settings.deployment is None:
-        raise EngineError("set the deployment manifest (ENGINE_DEPLOYMENT or `deployment` in the config file)",
-                          code="CONFIG_INVALID")
-    signer = load_signer(settings)  # once, before any connection: a bad key fails start-up fast
+    assert settings.deployment is not None
     try:
         registries = connect(settings.rpc_url, load_deployment(settings.deployment))
     except RegistryError as exc:
@@ -72,12 +133,10 @@ def build_service(settings: Settings) -> JobService:
     except docker.errors.DockerException as exc:
         raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
 
-    data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
     return JobService(
         settings,
         JobStore(settings.store_path),
-        ChainVerifier(registries),
+        ChainVerifier(registries, retry=RetryPolicy(window_s=settings.chain_retry_window_s)),
         ImageCache(
             data_dir / "images",
             max_bytes=settings.image_max_bytes,

@@ -21,18 +21,21 @@ import click
 
 from registry_client import wallet as wallet_mod
 from registry_client.cli_common import (
+    ADDRESS,
     ID,
     CliContext,
     CliError,
     RegistryGroup,
+    Url,
+    confirm_irreversible,
     load_wallet,
     pass_cli,
     wallet_options,
+    yes_option,
 )
 from registry_client.cli_job import job as _job_group
 from registry_client.cli_permission import permission as _permission_group
 from registry_client.contracts import (
-    parse_address,
     parse_sha256,
     sha256_file,
 )
@@ -42,7 +45,7 @@ from registry_client.manifest import save_deployment
 __all__ = ["CliContext", "CliError", "cli", "load_wallet", "main", "pass_cli", "wallet_options"]  # re-exported for callers
 
 @click.group(cls=RegistryGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--rpc", envvar="REGISTRY_RPC", default="http://127.0.0.1:8545", show_default=True,
+@click.option("--rpc", envvar="REGISTRY_RPC", default="http://127.0.0.1:8545", show_default=True, type=Url(),
               help="JSON-RPC URL of the chain (env REGISTRY_RPC).")
 @click.option("--deployment", "deployment_path", envvar="REGISTRY_DEPLOYMENT", default="deployment.json",
               show_default=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -112,7 +115,7 @@ def _dlp_dict(d: Any) -> dict[str, Any]:
 
 @dlp.command("register")
 @click.option("--name", required=True, help="Display name of the DLP.")
-@click.option("--owner", metavar="ADDR", help="Owner wallet [default: the signer].")
+@click.option("--owner", metavar="ADDR", type=ADDRESS, help="Owner wallet [default: the signer].")
 @wallet_options
 @pass_cli
 def dlp_register(obj: CliContext, name: str, owner: str | None, keystore: str | None, key_env: str | None) -> None:
@@ -122,9 +125,8 @@ def dlp_register(obj: CliContext, name: str, owner: str | None, keystore: str | 
     Example:
       registry dlp register --name "Health DLP" --key-env OWNER_KEY
     """
-    owner_addr = parse_address(owner, "--owner") if owner else None
     reg = obj.connect(load_wallet(keystore, key_env))
-    dlp_id = reg.register_dlp(name, owner_addr)
+    dlp_id = reg.register_dlp(name, owner)
     d = reg.dlp(dlp_id)
     obj.output({"dlp_id": dlp_id, **_dlp_dict(d), **obj.last_tx}, str(dlp_id))
 
@@ -146,17 +148,20 @@ def dlp_show(obj: CliContext, dlp_id: int) -> None:
 
 @dlp.command("transfer")
 @click.argument("dlp_id", metavar="ID", type=ID)
-@click.option("--to", "to", required=True, metavar="ADDR", help="The new owner wallet.")
+@click.option("--to", "to", required=True, metavar="ADDR", type=ADDRESS, help="The new owner wallet.")
+@yes_option
 @wallet_options
 @pass_cli
-def dlp_transfer(obj: CliContext, dlp_id: int, to: str, keystore: str | None, key_env: str | None) -> None:
-    """Transfer a DLP to a new owner (the current owner signs).
+def dlp_transfer(obj: CliContext, dlp_id: int, to: str, yes: bool, keystore: str | None,
+                 key_env: str | None) -> None:
+    """Transfer a DLP to a new owner (the current owner signs). Irreversible: asks unless --yes.
 
     \b
     Example:
-      registry dlp transfer 1 --to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --key-env OWNER_KEY
+      registry dlp transfer 1 --to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --key-env OWNER_KEY --yes
     """
-    new_owner = parse_address(to, "--to")
+    new_owner = to
+    confirm_irreversible(f"transferring DLP {dlp_id} to {new_owner}", yes)
     reg = obj.connect(load_wallet(keystore, key_env))
     reg.transfer_dlp(dlp_id, new_owner)
     obj.output({"dlp_id": dlp_id, "owner": new_owner, **obj.last_tx}, f"DLP {dlp_id} is now owned by {new_owner}")
@@ -183,8 +188,9 @@ def _refiner_dict(r: Any) -> dict[str, Any]:
 @refiner.command("add")
 @click.option("--dlp", "dlp_id", required=True, type=ID, help="The DLP the refiner belongs to.")
 @click.option("--name", required=True, help="Name of the refiner.")
-@click.option("--schema-url", required=True, help="URL of the schema definition.")
-@click.option("--instruction-url", default="", help="URL of the refinement instructions.")
+@click.option("--schema-url", required=True, type=Url(schemes=None), help="URL of the schema definition.")
+@click.option("--instruction-url", default="", type=Url(schemes=None, allow_empty=True),
+              help="URL of the refinement instructions.")
 @wallet_options
 @pass_cli
 def refiner_add(obj: CliContext, dlp_id: int, name: str, schema_url: str, instruction_url: str,
@@ -251,7 +257,8 @@ def _instruction_dict(i: Any) -> dict[str, Any]:
 @instruction.command("add")
 @click.option("--image", type=click.Path(path_type=Path), help="Image archive to hash (sha256, streamed).")
 @click.option("--sha256", "sha256_hex", metavar="HEX", help="The archive's sha256 (64 hex digits).")
-@click.option("--url", required=True, help="Where the engine downloads the archive.")
+@click.option("--url", required=True, type=Url(schemes=("http", "https", "file")),
+              help="Where the engine downloads the archive (http(s); file:// only for engines that allow it).")
 @wallet_options
 @pass_cli
 def instruction_add(obj: CliContext, image: Path | None, sha256_hex: str | None, url: str,

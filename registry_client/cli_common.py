@@ -5,13 +5,15 @@
 `output(obj_dict, text)`; `wallet_options` adds `--keystore FILE | --key-env
 VAR` to a command and `load_wallet(keystore, key_env)` turns them into an
 account. Commands raise `RegistryError`s freely: `RegistryGroup` renders them
-as one line.
+as one line. Option types (ADDRESS, ID, AMOUNT, NONCE, Url) come from
+cli_types.py; `yes_option` + `confirm_irreversible` guard ownership transfers.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +22,17 @@ from typing import Any, TypeVar
 import click
 
 from registry_client import wallet as wallet_mod
+from registry_client.cli_types import ADDRESS, AMOUNT, ID, NONCE, Url
 from registry_client.contracts import Registries, connect, make_web3
 from registry_client.errors import RegistryError, WalletError
 from registry_client.manifest import Deployment, load_deployment
 
-__all__ = ["ID", "CliContext", "CliError", "RegistryGroup", "load_wallet", "pass_cli", "wallet_options"]
+__all__ = [
+    "ADDRESS", "AMOUNT", "ID", "NONCE", "CliContext", "CliError", "RegistryGroup", "Url", "confirm_irreversible",
+    "load_wallet", "pass_cli", "wallet_options", "yes_option",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
-ID = click.IntRange(min=1)
 
 
 class CliError(click.ClickException):
@@ -100,6 +105,26 @@ def wallet_options(f: F) -> F:
         help="Encrypted keystore JSON of the signer; password from REGISTRY_PASSWORD or a prompt.",
     )(f)
     return f
+
+
+def yes_option(f: F) -> F:
+    """`--yes`: skip the confirmation of an irreversible step (needed without a terminal)."""
+    return click.option("--yes", "yes", is_flag=True,
+                        help="Do not ask for confirmation (required when stdin is not a terminal).")(f)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def confirm_irreversible(action: str, yes: bool) -> None:
+    """Ask before `action` cannot be undone; refuse without a terminal unless --yes."""
+    if yes:
+        return
+    if not _interactive():
+        raise CliError(f"{action} cannot be undone: pass --yes to confirm (no terminal to ask on)")
+    if not click.confirm(f"{action}. This cannot be undone. Continue?", default=False, err=True):
+        raise CliError(f"cancelled: nothing was sent ({action} not confirmed)")
 
 
 class RegistryGroup(click.Group):

@@ -18,7 +18,17 @@ from typing import Any, TypeVar
 
 import click
 
-from registry_client.cli_common import CliContext, CliError, load_wallet, pass_cli, wallet_options
+from registry_client.cli_common import (
+    ID,
+    NONCE,
+    CliContext,
+    CliError,
+    Url,
+    load_wallet,
+    pass_cli,
+    wallet_options,
+)
+from registry_client.cli_types import Seconds, Uint256
 from registry_client.engine_client import EngineClient
 from registry_client.errors import InputError
 
@@ -49,7 +59,7 @@ def engine_options(f: F) -> F:
     f = wallet_options(f)
     return click.option(
         "--engine", "engine_url", envvar="REGISTRY_ENGINE_URL", default="http://127.0.0.1:8000",
-        show_default=True, metavar="URL", help="Base URL of the compute engine (env REGISTRY_ENGINE_URL).",
+        show_default=True, metavar="URL", type=Url(), help="Base URL of the compute engine (env REGISTRY_ENGINE_URL).",
     )(f)
 
 
@@ -113,9 +123,9 @@ def _follow(obj: CliContext, client: EngineClient, job_id: str, timeout_s: float
 
 
 def _wait_options(f: F) -> F:
-    f = click.option("--poll", "poll_s", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
+    f = click.option("--poll", "poll_s", type=Seconds(minimum=0.05, maximum=3600), default=0.5, show_default=True,
                      help="Seconds between status checks.")(f)
-    return click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=3600, show_default=True,
+    return click.option("--timeout", "timeout_s", type=Seconds(minimum=0), default=3600, show_default=True,
                         help="Give up waiting after this many seconds.")(f)
 
 
@@ -132,13 +142,14 @@ def _parse_params(text: str | None) -> list | dict | None:
 
 
 @job.command("submit")
-@click.option("--instruction", "instruction_id", required=True, type=click.IntRange(min=1),
+@click.option("--instruction", "instruction_id", required=True, type=ID,
               help="Approved compute instruction id.")
-@click.option("--refiner", "refiner_id", required=True, type=click.IntRange(min=1), help="Data refiner id.")
+@click.option("--refiner", "refiner_id", required=True, type=ID, help="Data refiner id.")
 @click.option("--query", required=True, metavar="SQL", help="One read-only SELECT over the refiner's data.")
 @click.option("--params", "params_text", metavar="JSON", help='Query params: a JSON list or object, e.g. \'["en"]\'.')
-@click.option("--nonce", type=click.IntRange(min=0), help="Request nonce [default: time-based].")
-@click.option("--deadline", "deadline_s", type=click.IntRange(min=1), default=600, show_default=True,
+@click.option("--nonce", type=NONCE, help="Request nonce (a uint256) [default: time-based].")
+@click.option("--deadline", "deadline_s", type=Uint256(minimum=1, maximum=10 * 365 * 24 * 3600), default=600,
+              show_default=True,
               help="Seconds the signed request stays valid.")
 @click.option("--wait", "wait_", is_flag=True, help="Follow the job until it ends, printing each step.")
 @_wait_options

@@ -11,8 +11,15 @@ from typing import Any
 
 import click
 
-from registry_client.cli_common import ID, CliContext, load_wallet, pass_cli, wallet_options
-from registry_client.contracts import parse_address
+from registry_client.cli_common import (
+    ADDRESS,
+    AMOUNT,
+    ID,
+    CliContext,
+    load_wallet,
+    pass_cli,
+    wallet_options,
+)
 
 __all__ = ["permission"]
 
@@ -43,11 +50,11 @@ def _permission_line(p: Any) -> str:
 
 @permission.command("grant")
 @click.option("--refiner", "refiner_id", required=True, type=ID, help="The refiner whose data is granted.")
-@click.option("--grantee", metavar="ADDR", help="The wallet allowed to read.")
+@click.option("--grantee", metavar="ADDR", type=ADDRESS, help="The wallet allowed to read.")
 @click.option("--anyone", is_flag=True, help="Grant to every wallet (the default without --grantee).")
 @click.option("--table", default="", help="Table name [default: every table].")
 @click.option("--column", default="", help="Column name (needs --table) [default: every column].")
-@click.option("--price", default=0, type=click.IntRange(min=0), show_default=True, help="Price in wei.")
+@click.option("--price", default=0, type=AMOUNT, show_default=True, help="Price in wei (a uint256).")
 @wallet_options
 @pass_cli
 def permission_grant(obj: CliContext, refiner_id: int, grantee: str | None, anyone: bool, table: str,
@@ -61,7 +68,7 @@ def permission_grant(obj: CliContext, refiner_id: int, grantee: str | None, anyo
     """
     if grantee and anyone:
         raise click.UsageError("pass either --grantee ADDR or --anyone, not both")
-    who = parse_address(grantee, "--grantee") if grantee else None
+    who = grantee or None
     reg = obj.connect(load_wallet(keystore, key_env))
     pid = reg.add_permission(refiner_id, who, table, column, price)
     obj.output({"permission_id": pid, **_permission_dict(reg.permission(pid)), **obj.last_tx}, str(pid))
@@ -86,7 +93,7 @@ def permission_revoke(obj: CliContext, permission_id: int, keystore: str | None,
 
 @permission.command("list")
 @click.option("--refiner", "refiner_id", required=True, type=ID, help="The refiner.")
-@click.option("--grantee", metavar="ADDR", help="Only the generic permissions plus this wallet's.")
+@click.option("--grantee", metavar="ADDR", type=ADDRESS, help="Only the generic permissions plus this wallet's.")
 @pass_cli
 def permission_list(obj: CliContext, refiner_id: int, grantee: str | None) -> None:
     """List a refiner's permissions (all, or those that apply to --grantee).
@@ -95,7 +102,7 @@ def permission_list(obj: CliContext, refiner_id: int, grantee: str | None) -> No
     Example:
       registry permission list --refiner 1 --grantee 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC
     """
-    who = parse_address(grantee, "--grantee") if grantee else None
+    who = grantee or None
     reg = obj.connect()
     block = reg.block_number()
     reg.refiner(refiner_id, block)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from eth_utils import is_address, to_checksum_address
+from eth_utils import to_checksum_address
 from web3 import HTTPProvider, Web3
 from web3.exceptions import (
     ContractLogicError,
@@ -36,6 +36,7 @@ from web3.exceptions import (
 from web3.logs import DISCARD
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
+from registry_client.addresses import parse_address
 from registry_client.errors import (
     ComputeInstructionNotFound,
     DlpNotFound,
@@ -158,10 +159,6 @@ def parse_sha256(text: str) -> bytes:
     return bytes.fromhex(value[2:] if value.lower().startswith("0x") else value)
 
 
-def parse_address(text: str, what: str = "address") -> str:
-    if not isinstance(text, str) or not is_address(text):
-        raise InputError(f"{what} is not an Ethereum address: {text!r}")
-    return to_checksum_address(text)
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

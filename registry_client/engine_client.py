@@ -32,6 +32,7 @@ from urllib.parse import quote
 import httpx
 from eth_utils import to_checksum_address
 
+from registry_client.addresses import parse_address
 from registry_client.eip712 import (
     JobRequest,
     JobResult,
@@ -40,7 +41,7 @@ from registry_client.eip712 import (
     recover_job_result_signer,
     sign_job_request,
 )
-from registry_client.errors import EngineApiError, EngineUnreachable, RegistryError
+from registry_client.errors import EngineApiError, EngineUnreachable, InputError, RegistryError
 
 __all__ = ["DEFAULT_DEADLINE_S", "TERMINAL_STATUSES", "EngineClient"]
 
@@ -107,11 +108,17 @@ class EngineClient:
         timeout_s: float = 30.0,
     ):
         self.base_url = base_url.rstrip("/")
+        try:
+            url = httpx.URL(self.base_url)
+        except httpx.InvalidURL as exc:
+            raise InputError(f"engine URL {base_url[:80]!r} is not a valid URL ({exc})") from exc
+        if url.scheme not in ("http", "https") or not url.host:
+            raise InputError(f"engine URL {base_url[:80]!r} must be http(s)://host[:port][/path]")
         self.account = account
         self.chain_id = chain_id
-        self.registry_address = registry_address
+        self.registry_address = parse_address(registry_address, "the registry address")
         self._http = http or httpx.Client(timeout=timeout_s)
-        self._prefix = httpx.URL(self.base_url).path.rstrip("/")
+        self._prefix = url.path.rstrip("/")
 
     # ---- plumbing ----------------------------------------------------------
 

@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eth_utils import is_address, to_checksum_address
-
-from registry_client.errors import ManifestError
+from registry_client.addresses import parse_address
+from registry_client.errors import InputError, ManifestError
 
 __all__ = ["CONTRACT_KEYS", "Deployment", "load_deployment", "save_deployment"]
 
@@ -88,9 +87,10 @@ def _int_field(data: dict, name: str, source: str, *, minimum: int, default: int
 
 
 def _address(value: Any, name: str, source: str) -> str:
-    if not isinstance(value, str) or not is_address(value):
-        raise ManifestError(f"{source}: field '{name}' is not an address: {value!r}")
-    return to_checksum_address(value)
+    try:
+        return parse_address(value, f"field '{name}'")
+    except InputError as exc:
+        raise ManifestError(f"{source}: {exc.message}") from exc
 
 
 def _address_map(value: Any, name: str, source: str, *, required: bool) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.chain import ChainCheck, ChainVerifier
+from engine.chain import ChainCheck, ChainVerifier, RetryPolicy
 from engine.errors import ChainCheckFailure
 from engine.query import Permission
 from registry_client.contracts import Registries, make_web3
@@ -56,7 +56,7 @@ def test_reads_are_pinned_to_one_block(world, registries, accounts, monkeypatch)
     _, _, refiner_id, ins_id, _, _ = world
     reg = registries()
     blocks: list = []
-    for name in ("refiner", "instruction", "is_approved", "get_permissions"):
+    for name in ("paused", "refiner", "instruction", "is_approved", "get_permissions"):
         original = getattr(reg, name)
 
         def spy(*args, _original=original, block="latest", **kw):
@@ -65,7 +65,7 @@ def test_reads_are_pinned_to_one_block(world, registries, accounts, monkeypatch)
 
         monkeypatch.setattr(reg, name, spy)
     check = ChainVerifier(reg).verify(ins_id, refiner_id, accounts.builder.address)
-    assert blocks == [check.block_number] * 4
+    assert blocks == [check.block_number] * 5
 
 
 @pytest.mark.parametrize("instruction_id, refiner_id, code", [
@@ -100,12 +100,40 @@ def test_approval_for_another_dlp_does_not_count(world, registries, accounts):
     assert info.value.code == "NOT_APPROVED"
 
 
+def test_paused_registry_approves_nothing(world, registries, accounts):
+    _owner, dlp_id, refiner_id, ins_id, _, _ = world
+    admin = registries(accounts.deployer)
+    verifier = ChainVerifier(registries())
+    admin.pause("compute_instruction_registry")
+    for check in (lambda: verifier.verify(ins_id, refiner_id, accounts.builder.address),
+                  lambda: verifier.is_approved(ins_id, dlp_id)):
+        with pytest.raises(ChainCheckFailure) as info:
+            check()
+        assert info.value.code == "NOT_APPROVED"
+        assert "ComputeInstructionRegistry is paused" in info.value.message
+    admin.unpause("compute_instruction_registry")
+    assert verifier.verify(ins_id, refiner_id, accounts.builder.address).dlp_id == dlp_id
+    assert verifier.is_approved(ins_id, dlp_id) is True
+
+
 def test_chain_unavailable(deployment):
     dead = Registries(make_web3("http://127.0.0.1:9", timeout=2), deployment)
-    verifier = ChainVerifier(dead)
+    sleeps: list[float] = []
+    verifier = ChainVerifier(dead, retry=RetryPolicy(window_s=0.5, base_s=0.1, cap_s=0.2), sleep=sleeps.append)
     with pytest.raises(ChainCheckFailure) as info:
         verifier.verify(1, 1, "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
     assert info.value.code == "CHAIN_UNAVAILABLE"
+    assert sleeps, "a refused connection is transient: retried before failing"
+    assert all(0 < s <= 0.5 for s in sleeps)
     with pytest.raises(ChainCheckFailure) as info:
         verifier.is_approved(1, 1)
     assert info.value.code == "CHAIN_UNAVAILABLE"
+
+
+def test_backoff_is_capped_exponential_with_jitter():
+    policy = RetryPolicy(window_s=30, base_s=0.25, cap_s=4.0)
+    for attempt in range(12):
+        step = min(4.0, 0.25 * 2 ** attempt)
+        delays = {policy.delay(attempt) for _ in range(20)}
+        assert all(step / 2 <= d <= step for d in delays)
+        assert len(delays) > 1  # jittered

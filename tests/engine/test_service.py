@@ -88,14 +88,14 @@ class Fakes:
     during_fetch: Callable[[], object] | None = None  # called mid-download, between chunks
 
     # chain
-    def verify(self, instruction_id, refiner_id, owner):
+    def verify(self, instruction_id, refiner_id, owner, cancel=None):
         self.calls.append(("verify", instruction_id, refiner_id, owner))
         if self.verify_error:
             raise self.verify_error
         perms = (FakePermission(1, refiner_id), FakePermission(9, refiner_id + 100))
         return FakeCheck(123, 7, IMAGE_SHA, "http://example.test/img.tar.gz", perms)
 
-    def is_approved(self, instruction_id, dlp_id):
+    def is_approved(self, instruction_id, dlp_id, cancel=None):
         self.calls.append(("is_approved", instruction_id, dlp_id))
         return self.approved_at_run
 

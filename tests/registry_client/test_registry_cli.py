@@ -89,9 +89,9 @@ def test_dlp_register_for_another_owner_and_transfer(cli, accounts):
     dlp_id = cli.json("dlp", "register", "--name", "d", "--owner", accounts.dlp_owner.address,
                       as_="deployer")["dlp_id"]
     assert cli.json("dlp", "show", str(dlp_id))["owner"] == accounts.dlp_owner.address
-    refused = cli("dlp", "transfer", str(dlp_id), "--to", accounts.stranger.address, as_="stranger")
+    refused = cli("dlp", "transfer", str(dlp_id), "--to", accounts.stranger.address, "--yes", as_="stranger")
     assert_clean_error(refused, f"is not the owner of DLP {dlp_id}")
-    cli.ok("dlp", "transfer", str(dlp_id), "--to", accounts.builder.address, as_="dlp_owner")
+    cli.ok("dlp", "transfer", str(dlp_id), "--to", accounts.builder.address, "--yes", as_="dlp_owner")
     assert cli.json("dlp", "show", str(dlp_id))["owner"] == accounts.builder.address
 
 
@@ -159,7 +159,6 @@ def test_permission_grant_list_revoke(cli, accounts):
     [
         (["--column", "email"], "dlp_owner", "a column permission needs a table"),
         (["--table", "t"], "stranger", "is not the owner of DLP 1"),
-        (["--grantee", "0x1234"], "dlp_owner", "--grantee is not an Ethereum address"),
     ],
 )
 def test_permission_grant_refused(cli, args, as_, fragment):
@@ -199,7 +198,7 @@ def _count(cli) -> int:
 def test_unreachable_rpc(cli):
     result = cli("--rpc", "http://127.0.0.1:9", "instruction", "list")
     assert_clean_error(result, "cannot reach the RPC endpoint http://127.0.0.1:9")
-    result = cli("--rpc", "http://127.0.0.1:9", "instruction", "add", "--sha256", "a" * 64, "--url", "u",
+    result = cli("--rpc", "http://127.0.0.1:9", "instruction", "add", "--sha256", "a" * 64, "--url", "https://x",
                  as_="builder")
     assert_clean_error(result, "cannot reach the RPC endpoint")
     assert _count(cli) == 0
@@ -223,7 +222,7 @@ def test_manifest_for_another_chain(cli, tmp_path):
     data["chain_id"] = 1
     other = tmp_path / "mainnet.json"
     other.write_text(json.dumps(data))
-    result = cli("--deployment", other, "instruction", "add", "--sha256", "a" * 64, "--url", "u", as_="builder")
+    result = cli("--deployment", other, "instruction", "add", "--sha256", "a" * 64, "--url", "https://x", as_="builder")
     assert_clean_error(result, "the deployment manifest is for chain 1 but")
     assert _count(cli) == 0
 
@@ -264,12 +263,12 @@ def test_image_path_missing(cli, tmp_path):
 
 
 def test_image_and_sha256_together_is_usage_error(cli, tmp_path):
-    result = cli("instruction", "add", "--sha256", "a" * 64, "--image", "x", "--url", "u", as_="builder")
+    result = cli("instruction", "add", "--sha256", "a" * 64, "--image", "x", "--url", "https://x", as_="builder")
     assert result.exit_code == 2 and "exactly one of --image" in result.stderr
 
 
 def test_keystore_missing(cli, tmp_path):
-    result = cli("instruction", "add", "--sha256", "a" * 64, "--url", "u", "--keystore", tmp_path / "none.json",
+    result = cli("instruction", "add", "--sha256", "a" * 64, "--url", "https://x", "--keystore", tmp_path / "none.json",
                  env={"REGISTRY_PASSWORD": "x"})
     assert_clean_error(result, "keystore")
     assert "not found" in result.stderr
@@ -281,7 +280,7 @@ def test_keystore_wrong_password(cli, tmp_path):
 
     keystore = tmp_path / "builder.json"
     create_keystore(keystore, "right", key=ANVIL_KEYS[3], iterations=2)
-    result = cli("instruction", "add", "--sha256", "a" * 64, "--url", "u", "--keystore", keystore,
+    result = cli("instruction", "add", "--sha256", "a" * 64, "--url", "https://x", "--keystore", keystore,
                  env={"REGISTRY_PASSWORD": "wrong"})
     assert_clean_error(result, f"wrong password for keystore {keystore}")
     assert _count(cli) == 0
@@ -292,13 +291,13 @@ def test_keystore_wrong_password(cli, tmp_path):
     ({"NOPE_KEY": "0x1234"}, "environment variable NOPE_KEY does not hold a valid private key"),
 ])
 def test_key_env_unset_or_invalid(cli, env, fragment):
-    result = cli("instruction", "add", "--sha256", "a" * 64, "--url", "u", "--key-env", "NOPE_KEY", env=env)
+    result = cli("instruction", "add", "--sha256", "a" * 64, "--url", "https://x", "--key-env", "NOPE_KEY", env=env)
     assert_clean_error(result, fragment)
     assert "0x1234" not in result.stderr  # the key's value is never echoed
 
 
 def test_transaction_without_wallet(cli):
-    assert_clean_error(cli("instruction", "add", "--sha256", "a" * 64, "--url", "u"), "pass --keystore FILE or --key-env")
+    assert_clean_error(cli("instruction", "add", "--sha256", "a" * 64, "--url", "https://x"), "pass --keystore FILE or --key-env")
 
 
 def test_approval_by_non_owner_changes_nothing(cli, accounts):
@@ -320,8 +319,8 @@ def test_approval_by_non_owner_changes_nothing(cli, accounts):
     (["instruction", "show", "1", "--dlp", "8"], "no DLP with id 8"),
     (["instruction", "list", "--dlp", "8"], "no DLP with id 8"),
     (["dlp", "show", "8"], "no DLP with id 8"),
-    (["dlp", "transfer", "8", "--to", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"], "no DLP with id 8"),
-    (["refiner", "add", "--dlp", "8", "--name", "n", "--schema-url", "s"], "no DLP with id 8"),
+    (["dlp", "transfer", "8", "--to", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "--yes"], "no DLP with id 8"),
+    (["refiner", "add", "--dlp", "8", "--name", "n", "--schema-url", "https://s"], "no DLP with id 8"),
     (["refiner", "show", "5"], "no data refiner with id 5"),
     (["refiner", "list", "--dlp", "8"], "no DLP with id 8"),
 ])
