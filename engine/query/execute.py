@@ -115,6 +115,13 @@ def _normalise(reads: set[tuple[str, str]], schema: Schema) -> set[tuple[str, st
     # A view is a lens, not data: SQLite also reports the base-table columns
     # its definition reads, and those are what permissions must cover.
     reads = {r for r in reads if r[0].lower() not in schema.views}
+    # Only the schema's own tables are data. SQLite also reports a table-level
+    # read of a CTE or subquery by its name (`FROM c`); the real tables behind
+    # it are reported by their own names and seen opened in the bytecode, so
+    # dropping the alias never hides a read (a CTE named like a real table is
+    # kept: charged as that table, never less).
+    tables = schema.tables
+    reads = {(t, c) for t, c in reads if c or t.lower() in tables}
     with_columns = {t for t, c in reads if c}
     return {(t, c) for t, c in reads if c or t not in with_columns}
 
