@@ -38,6 +38,7 @@ API_ERROR_CODES: dict[str, str] = {
     "STALE_TIMESTAMP": "the read signature's timestamp is outside the engine's clock window",
     "QUERY_TOO_LONG": "the SQL text is over the engine's limit",
     "PARAMS_TOO_LONG": "the params JSON is over the engine's limit",
+    "INVALID_PARAMS": "a query parameter SQLite cannot bind: not a number, string or null, or an integer over 64 bits",
     "NONCE_REUSED": "this wallet already used the nonce for a different request",
     "JOB_FINISHED": "the job already ended; it cannot be cancelled",
     "ARTIFACTS_EXPIRED": "the job's artifacts passed their retention time and were deleted",

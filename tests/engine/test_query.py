@@ -405,6 +405,8 @@ def test_params(refiner_db: Path, out: Path, sql: str, params) -> None:
     ([], "Incorrect number of bindings"),
     ([[1]], "parameter 1 must be a number, string or null"),
     ({"x": {"y": 1}}, "parameter :x must be a number, string or null"),
+    ([2**70], "parameter 1 is an integer outside SQLite's 64-bit range"),
+    ({"n": -(2**63) - 1}, "parameter :n is an integer outside SQLite's 64-bit range"),
     ("[30]", "params must be a JSON list"),
     ({"other": 1}, "You did not supply a value for binding"),
 ])
