@@ -232,8 +232,8 @@ def test_cte_counted_needs_no_permission(refiner_db: Path, out: Path) -> None:
 @pytest.mark.parametrize("sql", [
     "WITH locales AS (SELECT * FROM users) SELECT count(*) FROM locales",
     "WITH locales AS (SELECT email AS code FROM users) SELECT code FROM locales",
-    "WITH RECURSIVE locales(code) AS (SELECT email FROM users UNION SELECT code FROM locales) "
-    "SELECT count(*) FROM locales",
+    ("WITH RECURSIVE locales(code) AS (SELECT email FROM users UNION SELECT code FROM locales) "
+     "SELECT count(*) FROM locales"),
 ])
 def test_cte_shadowing_a_table_cannot_read_another_uncovered(refiner_db: Path, out: Path, sql: str) -> None:
     err = _fail(refiner_db, out, sql, perms=[Permission(1, None, 1, "locales", "", 0, True)])
