@@ -11,10 +11,11 @@ import errno
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from engine.errors import StorageFull
 
-__all__ = ["FULL_MARGIN_BYTES", "free_bytes", "is_disk_full", "is_full", "storage_full"]
+__all__ = ["FULL_MARGIN_BYTES", "disk_check", "free_bytes", "is_disk_full", "is_full", "storage_full"]
 
 # Below this much free space a failed write is taken to be the disk's fault.
 FULL_MARGIN_BYTES = 1024 * 1024
@@ -45,3 +46,12 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def storage_full(while_doing: str) -> StorageFull:
     return StorageFull(f"the engine's disk is full (while {while_doing}); the operator must free space")
+
+
+def disk_check(path: Path | str, min_free_bytes: int) -> dict[str, Any]:
+    """/health's `disk` check: free bytes of `path`; not ok under `min_free_bytes`."""
+    try:
+        free = free_bytes(path)
+    except OSError as exc:
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": free >= min_free_bytes, "value": free}
