@@ -50,8 +50,8 @@ from engine.errors import (
     RunFailure,
 )
 from engine.settings import Settings
-from engine.store import Job, JobStore, StaleState
 from engine.storage import disk_check
+from engine.store import Job, JobStore, StaleState
 from engine.submission import local_digest, validate_request
 
 if TYPE_CHECKING:
