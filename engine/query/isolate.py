@@ -204,9 +204,10 @@ class _Spares:
 
 
 def _start_child() -> subprocess.Popen:
-    env = dict(os.environ)
-    # The child runs this very engine package, wherever it was imported from.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_ENGINE_ROOT, env.get("PYTHONPATH")) if p)
+    # Not the engine's environment (it may hold the signing key): only what
+    # runs this very engine package, wherever it was imported from.
+    path = os.pathsep.join(p for p in (_ENGINE_ROOT, os.environ.get("PYTHONPATH")) if p)
+    env = {"PYTHONPATH": path, "PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
     return subprocess.Popen(
         [sys.executable, "-m", "engine.query.child"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=_ENGINE_ROOT, env=env, close_fds=True,

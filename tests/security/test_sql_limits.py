@@ -108,3 +108,15 @@ def test_a_trivial_query_after_a_bomb_is_not_kept_waiting(source: Path, out: Pat
     report = run_query(source, "SELECT v FROM t", None, ALL, out, QueryLimits(timeout_s=5))
     assert report.row_count == 1
     assert time.monotonic() - start < 3.0
+
+
+def test_the_query_process_gets_none_of_the_engines_environment(monkeypatch) -> None:
+    from engine.query import isolate
+
+    monkeypatch.setenv("TEST_ENGINE_SIGNING_KEY", "0x" + "ab" * 32)
+    child = isolate._start_child()
+    try:
+        environ = Path(f"/proc/{child.pid}/environ").read_bytes()
+    finally:
+        isolate._reap(child)
+    assert b"TEST_ENGINE_SIGNING_KEY" not in environ and b"abab" not in environ
