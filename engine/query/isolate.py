@@ -3,11 +3,12 @@
 A single SQLite step (one `printf('%.*c', 2000000000, 'x')`) never returns to
 the progress handler, so neither the time limit nor cancel could stop it in
 the engine's own process, and its memory was the engine's. Here each query
-runs in a fresh `python -m engine.query.child` (see child.py) whose memory
-is capped (SQLite's hard heap limit + RLIMIT_AS); the engine waits on its
-pipe and kills it at the deadline (plus a short grace for the child's own,
-cleaner, timeout) or within `_POLL_S` of a cancel. One spare child is kept
-started, so a query does not wait for the interpreter and imports (~200 ms).
+runs in a fresh process forked by the query zygote (`python -m
+engine.query.child`, see child.py), whose memory is capped (SQLite's hard
+heap limit + RLIMIT_AS). The engine waits on that process's socket and kills
+it at the deadline (plus a short grace for the child's own, cleaner,
+timeout) or within `_POLL_S` of a cancel. The zygote is started on first use
+and restarted if it dies; it never runs a query itself.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import json
 import os
 import pickle
 import select
+import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -36,6 +40,7 @@ _GRACE_S = 0.5  # after the deadline, for the child to report QUERY_TIMEOUT itse
 _POLL_S = 0.05  # how often cancel is looked at
 _MAX_ANSWER_BYTES = 8 * 1024 * 1024
 _MAX_MESSAGE_CHARS = 500
+_ZYGOTE_ANSWER_S = 30.0  # its first answer waits for its imports, on a busy machine too
 _DEFAULT_LIMITS = QueryLimits()
 _ENGINE_ROOT = str(Path(engine.__file__).resolve().parent.parent)
 
@@ -69,12 +74,12 @@ def run_query(
     })
     if cancel is not None and cancel.is_set():
         raise _cancelled()
-    child = _SPARES.take()
+    pid, conn = _ZYGOTE.fork()
     answer: dict | None = None
     try:
-        answer = _exchange(child, request, time.monotonic() + limits.timeout_s, cancel)
+        answer = _exchange(pid, conn, request, time.monotonic() + limits.timeout_s, cancel)
     finally:
-        _reap(child)
+        conn.close()
         if answer is None or "report" not in answer:
             _remove_partial(output_db)
     return _decode(answer)
@@ -89,12 +94,10 @@ def _cancelled() -> QueryFailure:
     return QueryFailure("the query was cancelled", code="CANCELLED")
 
 
-def _exchange(child: subprocess.Popen, request: bytes, deadline: float,
+def _exchange(pid: int, conn: socket.socket, request: bytes, deadline: float,
               cancel: threading.Event | None) -> dict:
     """Send the request, read the answer; kill the child at the deadline or on cancel."""
-    assert child.stdin is not None and child.stdout is not None
-    to_child, from_child = child.stdin.fileno(), child.stdout.fileno()
-    os.set_blocking(to_child, False)
+    conn.setblocking(False)
     pending, answer = memoryview(request), bytearray()
     try:
         while True:
@@ -103,42 +106,54 @@ def _exchange(child: subprocess.Popen, request: bytes, deadline: float,
             left = deadline + _GRACE_S - time.monotonic()
             if left <= 0:
                 raise _Stopped(QueryFailure("the query ran past its time limit", code="QUERY_TIMEOUT"))
-            writers = [to_child] if pending else []
-            readable, writable, _ = select.select([from_child], writers, [], min(_POLL_S, left))
+            readable, writable, _ = select.select([conn], [conn] if pending else [], [], min(_POLL_S, left))
             if writable:
-                pending = pending[_write(to_child, pending):]
+                pending = pending[_send(conn, pending):]
                 if not pending:
-                    child.stdin.close()
+                    conn.shutdown(socket.SHUT_WR)
             if readable:
-                chunk = os.read(from_child, 65536)
+                chunk = conn.recv(65536)
                 if not chunk:
                     break
                 answer += chunk
                 if len(answer) > _MAX_ANSWER_BYTES:
                     raise _Stopped(QueryFailure("the query process answered too much", code="INTERNAL_ERROR"))
     except _Stopped as stop:
-        child.kill()
+        _kill(pid)
         raise stop.failure from None
-    return _parse(answer, child)
+    return _parse(answer)
 
 
-def _write(fd: int, data: memoryview) -> int:
+def _send(conn: socket.socket, data: memoryview) -> int:
     try:
-        return os.write(fd, data)
+        return conn.send(data)
     except BlockingIOError:
         return 0
 
 
-def _parse(answer: bytearray, child: subprocess.Popen) -> dict:
+def _kill(pid: int) -> None:
+    """SIGKILL the query process and wait (briefly) until it is gone, so it writes nothing more."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)  # the zygote ignores SIGCHLD: the kernel reaps it at once
+        except ProcessLookupError:
+            return
+        time.sleep(0.005)
+
+
+def _parse(answer: bytearray) -> dict:
     try:
         parsed = json.loads(answer)
     except ValueError:
         parsed = None
     if isinstance(parsed, dict):
         return parsed
-    code = child.wait(timeout=5)
-    raise QueryFailure(f"the query process ended without an answer (exit status {code})",
-                       code="INTERNAL_ERROR")
+    raise QueryFailure("the query process ended without an answer", code="INTERNAL_ERROR")
 
 
 def _decode(answer: dict | None) -> AccessReport:
@@ -161,17 +176,6 @@ def _decode(answer: dict | None) -> AccessReport:
     raise QueryFailure(message, code=code)
 
 
-def _reap(child: subprocess.Popen) -> None:
-    for stream in (child.stdin, child.stdout):
-        if stream is not None and not stream.closed:
-            stream.close()
-    try:
-        child.wait(timeout=2)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-
-
 def _remove_partial(output_db: Path) -> None:
     # A killed child cannot clean up: its scratch file, and the result if it
     # was linked into place before the kill (output_db did not exist before).
@@ -180,38 +184,80 @@ def _remove_partial(output_db: Path) -> None:
     output_db.unlink(missing_ok=True)
 
 
-class _Spares:
-    """Keeps one query process started and waiting, so the next query need not wait for it."""
+class _Zygote:
+    """The engine's handle on the query zygote: start it once, ask it for a fresh child per query."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._spare: subprocess.Popen | None = None
+        self._proc: subprocess.Popen | None = None
+        self._control: socket.socket | None = None
         atexit.register(self.close)
 
-    def take(self) -> subprocess.Popen:
-        with self._lock:
-            child = self._spare
-            if child is None or child.poll() is not None:
-                child = _start_child()
-            self._spare = _start_child()
-            return child
+    def fork(self) -> tuple[int, socket.socket]:
+        """(pid, socket) of a new query process; restarts a dead zygote once."""
+        ours, theirs = socket.socketpair()
+        try:
+            with self._lock:
+                try:
+                    return self._ask(theirs), ours
+                except OSError:
+                    self._close_locked()
+                    return self._ask(theirs), ours
+        except OSError as exc:
+            ours.close()
+            raise QueryFailure("the query process could not be started", code="INTERNAL_ERROR") from exc
+        finally:
+            theirs.close()
+
+    def _ask(self, theirs: socket.socket) -> int:
+        if self._control is None:
+            self._start_locked()
+        assert self._control is not None
+        socket.send_fds(self._control, [b"q"], [theirs.fileno()])
+        raw = b""
+        while len(raw) < 4:
+            chunk = self._control.recv(4 - len(raw))
+            if not chunk:
+                raise ConnectionError("the query zygote hung up")
+            raw += chunk
+        return struct.unpack("!i", raw)[0]
+
+    def _start_locked(self) -> None:
+        ours, theirs = socket.socketpair()
+        # Not the engine's environment (it may hold the signing key): only what
+        # runs this very engine package, wherever it was imported from.
+        path = os.pathsep.join(p for p in (_ENGINE_ROOT, os.environ.get("PYTHONPATH")) if p)
+        env = {"PYTHONPATH": path, "PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "engine.query.child", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=_ENGINE_ROOT, env=env,
+                pass_fds=[theirs.fileno()],
+            )
+        finally:
+            theirs.close()
+        ours.settimeout(_ZYGOTE_ANSWER_S)
+        self._control = ours
 
     def close(self) -> None:
         with self._lock:
-            spare, self._spare = self._spare, None
-        if spare is not None:
-            _reap(spare)  # EOF on its stdin: it exits without doing anything
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._control is not None:
+            self._control.close()  # EOF: the zygote exits
+            self._control = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
 
 
-def _start_child() -> subprocess.Popen:
-    # Not the engine's environment (it may hold the signing key): only what
-    # runs this very engine package, wherever it was imported from.
-    path = os.pathsep.join(p for p in (_ENGINE_ROOT, os.environ.get("PYTHONPATH")) if p)
-    env = {"PYTHONPATH": path, "PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "engine.query.child"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=_ENGINE_ROOT, env=env, close_fds=True,
-    )
-
-
-_SPARES = _Spares()
+_ZYGOTE = _Zygote()

@@ -7,7 +7,9 @@ progress handler ever runs: only the child process's kill can stop it.
 
 from __future__ import annotations
 
+import os
 import resource
+import signal
 import sqlite3
 import threading
 import time
@@ -114,9 +116,21 @@ def test_the_query_process_gets_none_of_the_engines_environment(monkeypatch) -> 
     from engine.query import isolate
 
     monkeypatch.setenv("TEST_ENGINE_SIGNING_KEY", "0x" + "ab" * 32)
-    child = isolate._start_child()
+    isolate._ZYGOTE.close()  # the next query starts a zygote under this environment
+    pid, conn = isolate._ZYGOTE.fork()
     try:
-        environ = Path(f"/proc/{child.pid}/environ").read_bytes()
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
     finally:
-        isolate._reap(child)
+        conn.close()  # EOF before any request: the child exits
+    assert b"PYTHONPATH=" in environ
     assert b"TEST_ENGINE_SIGNING_KEY" not in environ and b"abab" not in environ
+
+
+def test_a_dead_zygote_is_restarted(source: Path, out: Path) -> None:
+    from engine.query import isolate
+
+    run_query(source, "SELECT 1", None, ALL, out, QueryLimits())
+    out.unlink()
+    os.kill(isolate._ZYGOTE.pid, signal.SIGKILL)
+    report = run_query(source, "SELECT v FROM t", None, ALL, out, QueryLimits())
+    assert report.row_count == 1
