@@ -134,3 +134,10 @@ def test_a_dead_zygote_is_restarted(source: Path, out: Path) -> None:
     os.kill(isolate._ZYGOTE.pid, signal.SIGKILL)
     report = run_query(source, "SELECT v FROM t", None, ALL, out, QueryLimits())
     assert report.row_count == 1
+
+
+@pytest.mark.parametrize("depth", [900, 30000])
+def test_deeply_nested_sql_is_query_invalid(source: Path, out: Path, depth: int) -> None:
+    sql = "SELECT " + "(" * depth + "1" + ")" * depth
+    err, _ = _fails(source, out, sql, QueryLimits())
+    assert err.code == "QUERY_INVALID"
