@@ -2,7 +2,10 @@
 
 Builds a 1,000,000-row refiner table in bench/.work/ (once), then times,
 N runs each, median:
-  - engine: engine.query.run_query (checks, CTAS, names/types, rename)
+  - engine: engine.query.run_query (checks, CTAS, names/types, rename, in
+    its own query process)
+  - in-process: the same work in the benchmark's process (execute_query),
+    to show what the query process costs
   - bare python: Python's sqlite3 doing ATTACH + CREATE TABLE ... AS SELECT
   - bare tuned: the same with journal_mode=OFF, synchronous=OFF on the output
     (what the engine itself uses: the fairest like-for-like figure)
@@ -10,7 +13,10 @@ N runs each, median:
 Runs are interleaved (engine, bare, ... per round) so machine noise hits all
 alike. Prints the median ratio engine / bare. Target: <= 1.3.
 
-    .venv/bin/python bench/query.py [--rows N] [--runs N]
+    .venv/bin/python bench/query.py [--rows N] [--runs N] [--isolation]
+
+--isolation also prints the ms per query the child process costs (see
+engine/query/isolate.py): with a spare process ready, and back to back.
 """
 
 from __future__ import annotations
@@ -109,7 +115,14 @@ def main() -> None:
         script = f"ATTACH DATABASE '{src}' AS src;\nCREATE TABLE results AS {BARE_QUERY};\n"
         subprocess.run(["sqlite3", str(out)], input=script, text=True, check=True)
 
-    contenders = {"engine": engine, "bare python": bare_python, "bare tuned": bare_tuned}
+    def engine_in_process(out: Path) -> None:
+        from engine.query.execute import execute_query
+
+        report = execute_query(src, QUERY, PARAMS, perms, out, limits)
+        assert report.row_count == args.rows
+
+    contenders = {"engine": engine, "in-process": engine_in_process, "bare python": bare_python,
+                  "bare tuned": bare_tuned}
     if shutil.which("sqlite3"):
         contenders["bare cli"] = bare_cli
     print(f"query: {QUERY}  params={PARAMS}  ({args.runs} runs each)", flush=True)
@@ -127,5 +140,34 @@ def main() -> None:
             print(f"ratio engine / {name}: {medians['engine'] / medians[name]:.2f}x (target <= 1.30x)")
 
 
+def isolation_cost(src: Path, runs: int) -> None:
+    """ms per query the child process adds: a tiny query, isolated vs in the caller's process."""
+    from engine.query.execute import execute_query
+
+    perms = [Permission(1, None, 1, "activities", "", 0, True)]
+    tiny = "SELECT id FROM activities WHERE id = 1"
+
+    def timed(fn: Callable[..., object], pause_s: float) -> float:
+        samples = []
+        for _ in range(runs):
+            time.sleep(pause_s)
+            samples.append(time_once("tiny", lambda out: fn(src, tiny, None, perms, out)))
+        return statistics.median(samples) * 1000
+
+    bare = timed(execute_query, 0.0)
+    spaced = timed(run_query, 0.5)  # the spare query process is ready
+    back_to_back = timed(run_query, 0.0)  # each query waits for the next child to start
+    print(f"\nisolation cost, tiny query, median of {runs}:")
+    print(f"  in-process {bare:.1f} ms; child process: spare ready {spaced:.1f} ms "
+          f"(+{spaced - bare:.1f} ms), back to back {back_to_back:.1f} ms (+{back_to_back - bare:.1f} ms)")
+
+
 if __name__ == "__main__":
+    if "--isolation" in sys.argv:
+        sys.argv.remove("--isolation")
+        ISOLATION = True
+    else:
+        ISOLATION = False
     main()
+    if ISOLATION:
+        isolation_cost(WORK / "refiner.db", 20)

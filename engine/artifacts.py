@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 from engine.errors import RunFailure
+from engine.storage import is_disk_full, storage_full
 
 __all__ = ["Artifact", "collect", "read_manifest", "write_manifest"]
 
@@ -121,7 +122,12 @@ class _Copier:
         with os.fdopen(fd, "rb") as reader:
             if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
                 return
-            self.artifacts.append(self._write(rel, reader))
+            try:
+                self.artifacts.append(self._write(rel, reader))
+            except OSError as exc:
+                if is_disk_full(exc):  # the engine's disk, not the job's output, is at fault
+                    raise storage_full("collecting the job's output") from exc
+                raise
 
     def _write(self, rel: str, reader) -> Artifact:
         target = self.dest_dir.joinpath(*rel.split("/"))

@@ -10,8 +10,10 @@ Hierarchy::
         ├── ChainCheckFailure   NOT_APPROVED, PERMISSION_DENIED, NOT_FOUND...
         ├── FetchFailure        FETCH_FAILED, CHECKSUM_MISMATCH, IMAGE_TOO_LARGE
         ├── ImageFailure        IMAGE_INVALID
-        ├── QueryFailure        QUERY_INVALID, PERMISSION_DENIED, ROW_LIMIT, QUERY_TIMEOUT, RESULT_TOO_LARGE
-        └── RunFailure          TIMEOUT, OUT_OF_MEMORY, EXIT_NONZERO, OUTPUT_TOO_LARGE, CANCELLED
+        ├── QueryFailure        QUERY_INVALID, PERMISSION_DENIED, ROW_LIMIT, QUERY_TIMEOUT, RESULT_TOO_LARGE,
+        │                       QUERY_OUT_OF_MEMORY
+        ├── RunFailure          TIMEOUT, OUT_OF_MEMORY, EXIT_NONZERO, OUTPUT_TOO_LARGE, CANCELLED
+        └── StorageFull         STORAGE_FULL: the engine's own disk is full (a job fails; the API answers 503)
 
 Messages never contain the data a job reads: they name tables, columns,
 limits and ids, never values.
@@ -31,6 +33,7 @@ __all__ = [
     "QueryFailure",
     "RequestError",
     "RunFailure",
+    "StorageFull",
 ]
 
 # Every code a FAILED job can carry. Docs are checked against this list.
@@ -48,7 +51,9 @@ FAILURE_CODES: dict[str, str] = {
     "QUERY_INVALID": "the SQL is not a single allowed read-only SELECT",
     "ROW_LIMIT": "the query returned more rows than allowed",
     "QUERY_TIMEOUT": "the query ran past its time limit",
-    "RESULT_TOO_LARGE": "the query result is over the size cap",
+    "RESULT_TOO_LARGE": "the query result (or one value in it) is over the size cap",
+    "QUERY_OUT_OF_MEMORY": "the query needed more memory than the engine allows one query",
+    "STORAGE_FULL": "the engine's disk is full (the operator must free space); not the job's fault",
     "TIMEOUT": "the container ran past its wall-clock limit",
     "OUT_OF_MEMORY": "the container was killed for exceeding its memory limit",
     "EXIT_NONZERO": "the container exited with a non-zero code",
@@ -124,3 +129,10 @@ class QueryFailure(JobFailure):
 
 class RunFailure(JobFailure):
     code = "EXIT_NONZERO"
+
+
+class StorageFull(JobFailure):
+    """The engine's own disk is full: a job step fails STORAGE_FULL, an API call answers 503."""
+
+    code = "STORAGE_FULL"
+    http_status = 503

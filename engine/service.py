@@ -51,6 +51,7 @@ from engine.errors import (
     RunFailure,
 )
 from engine.settings import Settings
+from engine.storage import disk_check
 from engine.store import Job, JobStore, StaleState
 from engine.submission import local_digest, validate_request
 
@@ -264,6 +265,7 @@ class JobService:
     def health(self) -> dict[str, Any]:
         """{"ok": bool, "checks": {name: {"ok": bool, ...}}, "queue": {...}}."""
         checks: dict[str, dict[str, Any]] = {"store": self._probe(self.store.ping)}
+        checks["disk"] = disk_check(self.data_dir, self.settings.disk_min_free_bytes)
         for name, probe in self.probes.items():
             checks[name] = self._probe(probe)
         return {

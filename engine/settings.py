@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     )
     deployment: Path | None = Field(None, description="deployment manifest JSON (addresses)")
     data_dir: Path = Field(Path("./engine-data"), description="state, data, images, artifacts")
+    disk_min_free_bytes: int = Field(256 * MiB, ge=0, description="/health fails below this free space")
 
     # --- HTTP ------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="bind address; loopback unless allow_remote")
@@ -97,6 +98,8 @@ class Settings(BaseSettings):
     query_max_rows: int = Field(100_000, gt=0)
     query_timeout_s: float = Field(30.0, gt=0)
     query_max_result_bytes: int = Field(256 * MiB, gt=0)
+    query_max_value_bytes: int = Field(16 * MiB, gt=0, description="largest single string or blob")
+    query_max_memory_bytes: int = Field(512 * MiB, ge=16 * MiB, description="memory of one query's process")
     query_max_chars: int = Field(100_000, gt=0, description="longest SQL text accepted")
     params_max_chars: int = Field(100_000, gt=0, description="longest params JSON accepted")
 
@@ -171,6 +174,8 @@ class Settings(BaseSettings):
             max_rows=self.query_max_rows,
             timeout_s=self.query_timeout_s,
             max_result_bytes=self.query_max_result_bytes,
+            max_value_bytes=self.query_max_value_bytes,
+            max_memory_bytes=self.query_max_memory_bytes,
         )
 
     @property

@@ -34,6 +34,7 @@ import sqlite_utils
 from eth_utils import to_checksum_address
 
 from engine.errors import EngineError, NotFoundError, RequestError
+from engine.storage import is_full, storage_full
 
 if TYPE_CHECKING:
     from engine.artifacts import Artifact
@@ -226,6 +227,31 @@ def _encode_field(name: str, value: Any) -> Any:
     return value
 
 
+class _Guard:
+    """The store's lock, which also translates a full disk at the boundary.
+
+    Every store call runs inside it, so SQLite's "database or disk is full"
+    (or an I/O error on a full disk) leaves the store as StorageFull (503,
+    STORAGE_FULL), never as a raw sqlite3 error answered 500.
+    """
+
+    def __init__(self, folder: Path):
+        self._lock = threading.RLock()
+        self._folder = folder
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, _type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        self._lock.release()
+        if isinstance(exc, sqlite3.Error) and self._disk_full(exc):
+            raise storage_full("saving job state") from exc
+
+    def _disk_full(self, exc: sqlite3.Error) -> bool:
+        primary = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        return primary == sqlite3.SQLITE_FULL or (primary == sqlite3.SQLITE_IOERR and is_full(self._folder))
+
+
 class JobStore:
     """Jobs and their artifacts in one SQLite file (thread-safe within a process)."""
 
@@ -236,7 +262,7 @@ class JobStore:
         # lock; WAL lets other processes (e.g. a backup) read while we write.
         conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self._db = sqlite_utils.Database(conn)
-        self._lock = threading.RLock()
+        self._lock = _Guard(self.path.parent)
         # Wakes readers waiting for a status change (long-poll); separate from
         # _lock and only taken after it is released, so the two never deadlock.
         self._changed = threading.Condition()

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from eth_utils import keccak
 
-from engine.errors import AuthError, RequestError
+from engine.errors import AuthError, QueryFailure, RequestError
+from engine.query.statement import check_params
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -48,7 +49,12 @@ def validate_request(request: JobRequest, settings: Settings, now: float) -> lis
             f"params are {len(request.params_json)} characters; the limit is {settings.params_max_chars}",
             code="PARAMS_TOO_LONG",
         )
-    # JobRequest itself already refused an empty query and params that are not a list/object/null.
+    # JobRequest itself already refused an empty query and params that are not a list/object/null;
+    # what SQLite could not bind (nested values, integers over 64 bits) is refused here, not at run time.
+    try:
+        check_params(request.params)
+    except QueryFailure as exc:
+        raise RequestError(exc.message, code="INVALID_PARAMS") from exc
     return request.params
 
 

@@ -47,6 +47,11 @@ class Schema:
     trees: Mapping[int, BTree]
     views: frozenset[str]
 
+    @property
+    def tables(self) -> frozenset[str]:
+        """Lower-cased names of the tables that hold data (never views, CTEs)."""
+        return frozenset(t.table.lower() for t in self.trees.values())
+
 
 def load_schema(conn: sqlite3.Connection) -> Schema:
     """Map every root page of the main database to its table or index.
@@ -89,7 +94,9 @@ def bytecode_reads(program: Iterable[Sequence[object]], schema: Schema) -> set[t
     for _addr, op, p1, p2, p3, *_rest in rows:
         if op in _OPEN_OPS and p3 == 0 and p2 in schema.trees:
             cursors.setdefault(int(p1), []).append(schema.trees[p2])
-    reads: set[tuple[str, str]] = set()
+    # Opening a table (or its index) reads it, even when no column is fetched
+    # (count(*)): a table-level read that column reads of it make redundant.
+    reads: set[tuple[str, str]] = {(t.table, "") for trees in cursors.values() for t in trees}
     for _addr, op, p1, p2, _p3, p4, *_rest in rows:
         for tree in cursors.get(p1, ()) if isinstance(p1, int) else ():
             reads.update(_op_reads(tree, str(op), p2, p4))

@@ -1,6 +1,8 @@
-"""run_query: check a builder's SQL against permissions, then write results.
+"""execute_query: check a builder's SQL against permissions, then write results.
 
-Two passes over one read-only connection to the refiner's database:
+This runs in the calling process; `engine.query.run_query` (isolate.py) runs
+it in a child process under a memory limit, killed at the deadline or on
+cancel. Two passes over one read-only connection to the refiner's database:
 
 1. `EXPLAIN <sql>` compiles the statement without running it. The authorizer
    refuses every forbidden action and records the columns read; the EXPLAIN
@@ -9,7 +11,8 @@ Two passes over one read-only connection to the refiner's database:
 2. The output file is attached under a temporary name and
    `CREATE TABLE out.results AS SELECT * FROM (<sql>) LIMIT max_rows + 1`
    runs inside SQLite at native speed, still under the authorizer and a
-   progress handler (time limit, cancel). Column names and declared types
+   progress handler (time limit, cancel: between VM steps; inside one step
+   only the child's kill stops it). Column names and declared types
    are then settled, the row and size limits checked, and the file renamed
    into place. On any failure the partial file is removed.
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from engine.errors import QueryFailure
+from engine.storage import is_disk_full, is_full, storage_full
 
 from .authorizer import QueryAuthorizer
 from .bytecode import Schema, bytecode_reads, load_schema
@@ -34,7 +38,7 @@ from .pricing import active_permissions, price_reads
 from .results import finalise_results
 from .statement import Params, check_params, check_statement
 
-__all__ = ["run_query"]
+__all__ = ["execute_query"]
 
 _OUT = "out"  # schema name of the attached output database
 _PAGE_SIZE = 4096
@@ -42,7 +46,7 @@ _PROGRESS_OPS = 2000  # VM instructions between progress-handler calls
 _DEFAULT_LIMITS = QueryLimits()
 
 
-def run_query(
+def execute_query(
     source_db: Path,
     sql: str,
     params: Params | None,
@@ -60,8 +64,10 @@ def run_query(
     `refiner_id` / `grantee` are given, so are other refiners' permissions
     and permissions granted to someone else. Raises QueryFailure with code
     QUERY_INVALID, PERMISSION_DENIED, ROW_LIMIT, QUERY_TIMEOUT,
-    RESULT_TOO_LARGE, DATA_NOT_FOUND (no source file) or CANCELLED;
-    FileExistsError if `output_db` exists. The source is never written.
+    RESULT_TOO_LARGE, QUERY_OUT_OF_MEMORY (SQLite's heap limit, when set),
+    DATA_NOT_FOUND (no source file) or CANCELLED; StorageFull when the
+    output's disk is full; FileExistsError if `output_db` exists. The source
+    is never written.
     """
     body = check_statement(sql)
     bound = check_params(params)
@@ -91,9 +97,13 @@ def _open_source(source_db: Path, limits: QueryLimits) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise QueryFailure(f"the refiner's database cannot be opened ({exc})",
                            code="DATA_NOT_FOUND") from exc
-    # No single value may be larger than the whole result may be.
+    # SQLite's own bound on any one string or blob (printf, replace, ||, group_concat...).
     current = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
-    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, min(current, limits.max_result_bytes))
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH,
+                  min(current, limits.max_value_bytes, limits.max_result_bytes))
+    # Sorts and temporary b-trees stay in memory, where the heap limit bounds
+    # them, instead of spilling into uncapped temporary files on the host disk.
+    conn.execute("PRAGMA temp_store = MEMORY")
     return conn
 
 
@@ -104,7 +114,7 @@ def _analyse(conn: sqlite3.Connection, explain_sql: str, params: object, schema:
     try:
         program = conn.execute(explain_sql, params).fetchall()
     except (sqlite3.Error, ValueError) as exc:
-        raise _translate(exc, authorizer) from exc
+        raise _translate(exc, authorizer, conn) from exc
     finally:
         conn.set_authorizer(None)
     reads = authorizer.reads | bytecode_reads(program, schema)
@@ -115,19 +125,36 @@ def _normalise(reads: set[tuple[str, str]], schema: Schema) -> set[tuple[str, st
     # A view is a lens, not data: SQLite also reports the base-table columns
     # its definition reads, and those are what permissions must cover.
     reads = {r for r in reads if r[0].lower() not in schema.views}
+    # Only the schema's own tables are data. SQLite also reports a table-level
+    # read of a CTE or subquery by its name (`FROM c`); the real tables behind
+    # it are reported by their own names and seen opened in the bytecode, so
+    # dropping the alias never hides a read (a CTE named like a real table is
+    # kept: charged as that table, never less).
+    tables = schema.tables
+    reads = {(t, c) for t, c in reads if c or t.lower() in tables}
     with_columns = {t for t, c in reads if c}
     return {(t, c) for t, c in reads if c or t not in with_columns}
 
 
-def _translate(exc: Exception, authorizer: QueryAuthorizer) -> QueryFailure:
+def _translate(exc: Exception, authorizer: QueryAuthorizer, conn: sqlite3.Connection) -> QueryFailure:
     if authorizer.refusal is not None:
         return QueryFailure(authorizer.refusal, code="QUERY_INVALID")
     text = str(exc)
     if isinstance(exc, sqlite3.ProgrammingError) and "one statement" in text:
         return QueryFailure("only one statement is allowed", code="QUERY_INVALID")
-    if "string or blob too big" in text:
-        return QueryFailure("a value is over the result size limit", code="RESULT_TOO_LARGE")
+    errorcode = getattr(exc, "sqlite_errorcode", None)
+    if errorcode == sqlite3.SQLITE_TOOBIG or "string or blob too big" in text:
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+        return QueryFailure(f"a value is over the limit of {limit} bytes for one value",
+                            code="RESULT_TOO_LARGE")
+    if errorcode == sqlite3.SQLITE_NOMEM or isinstance(exc, MemoryError):
+        return _out_of_memory()
     return QueryFailure(f"SQLite refused the query: {text}", code="QUERY_INVALID")
+
+
+def _out_of_memory() -> QueryFailure:
+    return QueryFailure("the query needed more memory than one query may use",
+                        code="QUERY_OUT_OF_MEMORY")
 
 
 class _Watch:
@@ -159,6 +186,8 @@ def _write_results(conn: sqlite3.Connection, body: str, params: object, schema: 
         try:
             conn.execute(f"ATTACH DATABASE ? AS {_OUT}", (str(tmp),))
         except sqlite3.Error as exc:
+            if is_full(output_db.parent):
+                raise storage_full("creating the query results") from exc
             raise QueryFailure(f"cannot create the results file in {output_db.parent}",
                                code="INTERNAL_ERROR") from exc
         attached = True
@@ -169,7 +198,7 @@ def _write_results(conn: sqlite3.Connection, body: str, params: object, schema: 
         if not reads <= allowed:  # the wrapped statement must read nothing new
             extra = ", ".join(f"{t}.{c}" for t, c in sorted(reads - allowed))
             raise QueryFailure(f"no permission covers {extra}", code="PERMISSION_DENIED")
-        _run_guarded(conn, ctas, params, watch)
+        _run_guarded(conn, ctas, params, watch, tmp.parent)
         rows = conn.execute(f"SELECT count(*) FROM {_OUT}.results").fetchone()[0]
         if rows > limits.max_rows:
             raise QueryFailure(f"the query returned more than {limits.max_rows} rows",
@@ -178,7 +207,12 @@ def _write_results(conn: sqlite3.Connection, body: str, params: object, schema: 
         conn.execute(f"DETACH DATABASE {_OUT}")
         attached = False
         _check_size(tmp, limits)
-        os.link(tmp, output_db)  # fails if output_db appeared meanwhile: never clobber
+        try:
+            os.link(tmp, output_db)  # fails if output_db appeared meanwhile: never clobber
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise storage_full("writing the query results") from exc
+            raise
         return rows
     finally:
         if attached:
@@ -197,7 +231,8 @@ def _prepare_output(conn: sqlite3.Connection, limits: QueryLimits) -> None:
     conn.execute(f"PRAGMA {_OUT}.max_page_count = {max_pages}")
 
 
-def _run_guarded(conn: sqlite3.Connection, sql: str, params: object, watch: _Watch) -> None:
+def _run_guarded(conn: sqlite3.Connection, sql: str, params: object, watch: _Watch,
+                 out_dir: Path) -> None:
     authorizer = QueryAuthorizer(_OUT)
     conn.set_authorizer(authorizer)
     conn.set_progress_handler(watch, _PROGRESS_OPS)
@@ -206,10 +241,14 @@ def _run_guarded(conn: sqlite3.Connection, sql: str, params: object, watch: _Wat
     except sqlite3.Error as exc:
         if watch.stopped is not None:
             raise watch.stopped from exc
-        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        if is_disk_full(exc):
+            # SQLITE_FULL is both max_page_count (the cap) and ENOSPC (the disk):
+            # a disk with (almost) no space left is the disk's fault.
+            if is_full(out_dir):
+                raise storage_full("writing the query results") from exc
             raise QueryFailure(f"the results are over {watch.max_bytes} bytes",
                                code="RESULT_TOO_LARGE") from exc
-        raise _translate(exc, authorizer) from exc
+        raise _translate(exc, authorizer, conn) from exc
     finally:
         conn.set_progress_handler(None, 0)
         conn.set_authorizer(None)

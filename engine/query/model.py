@@ -36,14 +36,19 @@ class Permission:
 
 @dataclass(frozen=True)
 class QueryLimits:
-    """Bounds on one query: rows returned, wall time, size of the results file."""
+    """Bounds on one query: rows returned, wall time, size of the results file,
+    size of any one string or blob (SQLITE_LIMIT_LENGTH) and the memory of the
+    process the query runs in."""
 
     max_rows: int = 100_000
     timeout_s: float = 30.0
     max_result_bytes: int = 256 * MIB
+    max_value_bytes: int = 16 * MIB
+    max_memory_bytes: int = 512 * MIB
 
     def __post_init__(self) -> None:
-        if self.max_rows < 0 or self.timeout_s <= 0 or self.max_result_bytes <= 0:
+        sizes = (self.max_result_bytes, self.max_value_bytes, self.max_memory_bytes)
+        if self.max_rows < 0 or self.timeout_s <= 0 or min(sizes) <= 0:
             raise ValueError("QueryLimits must be positive (max_rows may be 0)")
 
 

@@ -42,6 +42,8 @@ _KINDS: dict[str, str] = {
 }
 
 _SCALARS = (int, float, str, bytes, type(None))
+# SQLite integers are 64-bit: a bigger JSON number cannot be bound at all.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
 def _invalid(message: str) -> QueryFailure:
@@ -70,8 +72,10 @@ def check_statement(sql: str) -> str:
         raise _invalid("only one statement is allowed")
     try:
         parsed = [e for e in sqlglot.parse(body, read="sqlite") if e is not None]
-    except ParseError:
-        return body  # SQLite parses it (or says why not) under the authorizer
+    except (ParseError, RecursionError):
+        # Too odd or too deeply nested for sqlglot: SQLite parses it (or says
+        # why not, e.g. its expression depth limit) under the authorizer.
+        return body
     if len(parsed) != 1:
         raise _invalid("only one statement is allowed")
     stmt = parsed[0]
@@ -84,22 +88,32 @@ def check_statement(sql: str) -> str:
 
 
 def check_params(params: Params | None) -> Sequence[object] | Mapping[str, object]:
-    """Positional (JSON list) or named (JSON object) parameters of scalars only."""
+    """Positional (JSON list) or named (JSON object) parameters of scalars only.
+
+    Integers must fit SQLite's signed 64 bits. The job service checks this at
+    submit (engine/submission.py), so a bad value is refused before it queues.
+    """
     if params is None:
         return ()
     if isinstance(params, Mapping):
         for name, value in params.items():
             if not isinstance(name, str):
                 raise _invalid("named parameters must have string names")
-            if not isinstance(value, _SCALARS):
-                raise _invalid(f"parameter :{name} must be a number, string or null")
+            _check_value(f":{name}", value)
         return dict(params)
     if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
         raise _invalid("params must be a JSON list (positional) or object (named)")
     for i, value in enumerate(params, start=1):
-        if not isinstance(value, _SCALARS):
-            raise _invalid(f"parameter {i} must be a number, string or null")
+        _check_value(str(i), value)
     return list(params)
+
+
+def _check_value(label: str, value: object) -> None:
+    if not isinstance(value, _SCALARS):
+        raise _invalid(f"parameter {label} must be a number, string or null")
+    if isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        raise _invalid(f"parameter {label} is an integer outside SQLite's 64-bit range "
+                       f"({_INT_MIN}..{_INT_MAX})")
 
 
 def _first_keyword(sql: str) -> str:

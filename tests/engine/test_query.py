@@ -200,6 +200,17 @@ READS = [
      {("locales", "code"), ("tags", "tag")}),
     ("SELECT (SELECT count(*) FROM tags) AS n", {("tags", "")}),
     ("SELECT 1 + 1 AS two", set()),
+    # a CTE is not a table: counting its rows reads no data
+    ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<10) SELECT count(*) FROM c",
+     set()),
+    ("WITH n AS (SELECT 1 AS one) SELECT count(*) FROM n", set()),
+    ("WITH c AS (SELECT code FROM locales) SELECT count(*) FROM c", {("locales", "code")}),
+    ("SELECT count(*) FROM (SELECT id FROM users WHERE age > 40)", {("users", "id"), ("users", "age")}),
+    ("SELECT count(*) FROM (SELECT 1 FROM users)", {("users", "")}),
+    # a CTE named like a real table reads what its body reads, not the namesake
+    ("WITH locales AS (SELECT * FROM users) SELECT count(*) FROM locales",
+     {("users", c) for c in USER_COLUMNS}),
+    ("WITH users AS (SELECT code FROM locales) SELECT * FROM users", {("locales", "code")}),
 ]
 
 
@@ -209,6 +220,25 @@ def test_columns_read(refiner_db: Path, out: Path, sql: str, expected: set) -> N
     assert set(report.columns) == expected
     assert list(report.columns) == sorted(report.columns)
     assert sorted(_results(out)[1]) == sorted(_direct(refiner_db, sql))
+
+
+def test_cte_counted_needs_no_permission(refiner_db: Path, out: Path) -> None:
+    sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<10) SELECT count(*) FROM c"
+    report = run_query(refiner_db, sql, None, [], out, LIMITS)
+    assert report.columns == () and report.price == 0
+    assert _results(out)[1] == [(10,)]
+
+
+@pytest.mark.parametrize("sql", [
+    "WITH locales AS (SELECT * FROM users) SELECT count(*) FROM locales",
+    "WITH locales AS (SELECT email AS code FROM users) SELECT code FROM locales",
+    ("WITH RECURSIVE locales(code) AS (SELECT email FROM users UNION SELECT code FROM locales) "
+     "SELECT count(*) FROM locales"),
+])
+def test_cte_shadowing_a_table_cannot_read_another_uncovered(refiner_db: Path, out: Path, sql: str) -> None:
+    err = _fail(refiner_db, out, sql, perms=[Permission(1, None, 1, "locales", "", 0, True)])
+    assert err.code == "PERMISSION_DENIED"
+    assert "users." in err.message
 
 
 # --- the permission matrix ------------------------------------------------------
@@ -375,6 +405,8 @@ def test_params(refiner_db: Path, out: Path, sql: str, params) -> None:
     ([], "Incorrect number of bindings"),
     ([[1]], "parameter 1 must be a number, string or null"),
     ({"x": {"y": 1}}, "parameter :x must be a number, string or null"),
+    ([2**70], "parameter 1 is an integer outside SQLite's 64-bit range"),
+    ({"n": -(2**63) - 1}, "parameter :n is an integer outside SQLite's 64-bit range"),
     ("[30]", "params must be a JSON list"),
     ({"other": 1}, "You did not supply a value for binding"),
 ])

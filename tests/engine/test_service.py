@@ -700,7 +700,7 @@ def test_build_service_wires_real_components(tmp_path, anvil, deployment, docker
     try:
         health = service.health()
         assert health["ok"], health
-        assert set(health["checks"]) == {"store", "chain", "docker"}
+        assert set(health["checks"]) == {"store", "disk", "chain", "docker"}
         req = request()
         job, _ = service.submit(req, OWNER)
         contract = deployment.address("compute_instruction_registry")
@@ -717,3 +717,10 @@ def test_build_service_without_deployment_is_a_clear_error(tmp_path):
     with pytest.raises(EngineError) as info:
         build_service(load_settings(data_dir=tmp_path))
     assert info.value.code == "CONFIG_INVALID"
+
+
+def test_health_reports_the_data_dirs_free_space(make_service):
+    disk = make_service().health()["checks"]["disk"]
+    assert disk["ok"] is True and disk["value"] > 0
+    starved = make_service(disk_min_free_bytes=2**62).health()
+    assert starved["ok"] is False and starved["checks"]["disk"]["ok"] is False

@@ -37,6 +37,18 @@ def test_refusals_carry_a_stable_code(overrides, code, kind) -> None:
     assert err.value.code == code
 
 
+@pytest.mark.parametrize("params", [[2**70], [-(2**63) - 1], {"n": 2**64}, [[1]], {"x": {"y": 1}}])
+def test_params_sqlite_cannot_bind_are_refused_at_submit(params) -> None:
+    with pytest.raises(RequestError) as err:
+        validate_request(_req(params=params), Settings(), NOW)
+    assert err.value.code == "INVALID_PARAMS" and err.value.http_status == 400
+
+
+@pytest.mark.parametrize("params", [[2**63 - 1], [-(2**63)], {"n": 1.5e300}, [None, "x", True]])
+def test_params_in_range_pass(params) -> None:
+    assert validate_request(_req(params=params), Settings(), NOW) == params
+
+
 def test_limits_come_from_settings() -> None:
     settings = Settings(query_max_chars=10)
     with pytest.raises(RequestError) as err:
