@@ -43,7 +43,7 @@ FAILURE_CODES: dict[str, str] = {
     "CHAIN_UNAVAILABLE": "the chain could not be reached to verify the job",
     "FETCH_FAILED": "the image archive could not be downloaded",
     "CHECKSUM_MISMATCH": "the archive's sha256 differs from the on-chain hash",
-    "IMAGE_TOO_LARGE": "the archive is over the size cap",
+    "IMAGE_TOO_LARGE": "the archive, or what it unpacks to, is over the size cap",
     "IMAGE_INVALID": "the archive is not a Docker image archive holding exactly one image",
     "QUERY_INVALID": "the SQL is not a single allowed read-only SELECT",
     "ROW_LIMIT": "the query returned more rows than allowed",
