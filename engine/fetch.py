@@ -16,6 +16,10 @@ never what the server answered (status, size, digest): the job owner chooses
 the URL, so the message must not make the engine a probe. The operator's log
 has the details.
 
+Archives over ``cache_max_bytes`` in total are pruned least recently used
+first (a cache hit counts as a use; one used in the last ``grace_s`` stays,
+as a job may be about to load it).
+
 The temporary directory is emptied when the cache opens: a ``.part`` file
 there is the leftover of an engine that died mid-download. This is safe
 because one engine owns its data dir (the service locks it).
@@ -30,6 +34,7 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Generator, Iterator
@@ -86,12 +91,16 @@ class ImageCache:
         allow_file_urls: bool = False,
         timeout_s: float = 300.0,
         allow_private: bool = False,
+        cache_max_bytes: int | None = None,
+        grace_s: float = 60.0,
     ):
         self.cache_dir = Path(cache_dir)
         self.max_bytes = max_bytes
         self.allow_file_urls = allow_file_urls
         self.timeout_s = timeout_s
         self.allow_private = allow_private
+        self.cache_max_bytes = cache_max_bytes
+        self.grace_s = grace_s
         self.archives_dir = self.cache_dir / "archives"
         self.tmp_dir = self.cache_dir / "tmp"
         self.archives_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +126,7 @@ class ImageCache:
                 continue
             if not _is_regular(st.st_mode) or st.st_size == 0 or st.st_size > self.max_bytes:
                 continue
+            _touch(path)  # last use, for pruning
             return VerifiedArchive(path=path, sha256=digest, size=st.st_size)
         return None
 
@@ -152,6 +162,7 @@ class ImageCache:
             suffix = ".tar.gz" if head.startswith(_GZIP_MAGIC) else ".tar"
             final = self.archives_dir / f"{digest}{suffix}"
             os.replace(tmp, final)
+            self._prune(keep=final)
             return VerifiedArchive(path=final, sha256=digest, size=size)
         finally:
             tmp.unlink(missing_ok=True)
@@ -257,6 +268,26 @@ class ImageCache:
         except OSError as exc:
             raise FetchFailure(f"cannot read {path}: {exc.strerror}") from exc
 
+    def _prune(self, keep: Path) -> None:
+        """Remove least recently used archives until the cache is within its size."""
+        if self.cache_max_bytes is None:
+            return
+        entries = []
+        for entry in os.scandir(self.archives_dir):
+            if entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                entries.append((st.st_mtime, st.st_size, Path(entry.path)))
+        total = sum(size for _, size, _ in entries)
+        recent = time.time() - self.grace_s
+        for mtime, size, path in sorted(entries):
+            if total <= self.cache_max_bytes:
+                break
+            if path == keep or mtime > recent:
+                continue
+            path.unlink(missing_ok=True)
+            total -= size
+            log.info("archive cache: removed %s (least recently used)", path.name)
+
     def _clear_tmp(self) -> None:
         """Remove every leftover of an interrupted download (nothing there is verified)."""
         for entry in os.scandir(self.tmp_dir):
@@ -267,6 +298,13 @@ class ImageCache:
                     os.unlink(entry.path)
             except OSError:
                 log.warning("could not remove the leftover download %s", entry.path)
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # a read-only cache still serves; it only prunes less well
 
 
 def _is_regular(mode: int) -> bool:

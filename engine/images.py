@@ -11,14 +11,15 @@ image's last tag would delete the image.
 
 ``<state_dir>/images.json`` maps archive sha256 -> image id, so a second job
 with the same instruction does not load again while the image still exists.
+Images the engine loaded are collected over the operator's cache size, least
+recently used first (engine/image_gc.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import docker.errors
@@ -26,6 +27,7 @@ import docker.errors
 from engine.archive_check import ArchiveInfo, inspect_archive
 from engine.errors import ImageFailure
 from engine.fetch import VerifiedArchive
+from engine.image_gc import LoadedImages, write_json
 
 __all__ = ["ArchiveInfo", "ImageLoader", "inspect_archive"]
 
@@ -33,12 +35,25 @@ __all__ = ["ArchiveInfo", "ImageLoader", "inspect_archive"]
 class ImageLoader:
     """Makes sure a verified archive's image is loaded; returns its id."""
 
-    def __init__(self, docker_client, state_dir: Path, *, max_expanded_bytes: int = 8 * 1024**3):
+    def __init__(
+        self,
+        docker_client,
+        state_dir: Path,
+        *,
+        max_expanded_bytes: int = 8 * 1024**3,
+        cache_max_bytes: int | None = None,
+        busy: Callable[[], Iterable[str]] = tuple,
+        grace_s: float = 60.0,
+    ):
+        """``busy()`` names the images unfinished jobs use (never collected)."""
         self.client = docker_client
         self.max_expanded_bytes = max_expanded_bytes
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.map_path = self.state_dir / "images.json"
+        self.cache = LoadedImages(docker_client, self.state_dir / "loaded.json",
+                                  max_bytes=cache_max_bytes, grace_s=grace_s)
+        self._busy = busy
         self._lock = threading.Lock()
 
     def ensure_loaded(self, archive: VerifiedArchive) -> str:
@@ -46,14 +61,25 @@ class ImageLoader:
         with self._lock:
             known = self._read_map().get(archive.sha256)
             if known and self._exists(known):
+                self.cache.used(known)
                 return known
             info = inspect_archive(archive.path, max_expanded_bytes=self.max_expanded_bytes)
-            if not self._exists(info.image_id):
+            if self._exists(info.image_id):
+                self.cache.used(info.image_id)
+            else:
                 self._load(archive.path, info)
+                self.cache.loaded(info.image_id)
             mapping = self._read_map()
             mapping[archive.sha256] = info.image_id
-            self._write_map(mapping)
+            write_json(self.map_path, mapping)
+            self._collect(keep=info.image_id)
             return info.image_id
+
+    def _collect(self, keep: str) -> None:
+        removed = set(self.cache.collect([keep, *self._busy()]))
+        if removed:
+            mapping = {k: v for k, v in self._read_map().items() if v not in removed}
+            write_json(self.map_path, mapping)
 
     # -- docker -----------------------------------------------------------
 
@@ -118,12 +144,3 @@ class ImageLoader:
         except ValueError:
             return {}  # a damaged map only costs a reload
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-    def _write_map(self, mapping: dict[str, str]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix="images-", suffix=".json", dir=self.state_dir)
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(mapping, out, indent=1, sort_keys=True)
-            os.replace(tmp, self.map_path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)

@@ -74,9 +74,10 @@ def build_service(settings: Settings) -> JobService:
 
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(settings.store_path)
     return JobService(
         settings,
-        JobStore(settings.store_path),
+        store,
         ChainVerifier(registries),
         ImageCache(
             data_dir / "images",
@@ -84,9 +85,15 @@ def build_service(settings: Settings) -> JobService:
             allow_file_urls=settings.allow_file_urls,
             timeout_s=settings.fetch_timeout_s,
             allow_private=settings.allow_private_fetch,
+            cache_max_bytes=settings.archive_cache_max_bytes,
         ),
-        ImageLoader(client, data_dir / "image-state",
-                    max_expanded_bytes=settings.image_max_expanded_bytes),
+        ImageLoader(
+            client,
+            data_dir / "image-state",
+            max_expanded_bytes=settings.image_max_expanded_bytes,
+            cache_max_bytes=settings.image_cache_max_bytes,
+            busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
+        ),
         DockerRunner(client, engine_id(data_dir)),
         DataCatalog(data_dir),
         probes={"chain": registries.block_number, "docker": client.ping},

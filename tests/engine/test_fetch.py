@@ -297,3 +297,18 @@ def test_leftover_downloads_are_cleared_at_start_up(tmp_path: Path) -> None:
     (tmp / "stray-dir" / "x").write_bytes(b"x")
     ImageCache(tmp_path / "c", max_bytes=10_000)
     assert os.listdir(tmp) == []
+
+
+def test_archive_cache_prunes_least_recently_used(server: Server, tmp_path: Path) -> None:
+    bodies = [bytes([i]) * 1000 for i in range(3)]
+    urls = [server.serve(f"/a{i}", body) for i, body in enumerate(bodies)]
+    cache = ImageCache(tmp_path / "c", max_bytes=10_000, allow_private=True,
+                       cache_max_bytes=2500, grace_s=0)
+    first = cache.fetch(urls[0], _sha(bodies[0]))
+    second = cache.fetch(urls[1], _sha(bodies[1]))
+    os.utime(first.path, (1, 1))
+    os.utime(second.path, (2, 2))
+    assert cache.cached(_sha(bodies[0])) is not None  # a hit is a use: the first is now newest
+    third = cache.fetch(urls[2], _sha(bodies[2]))
+    assert sorted(os.listdir(cache.archives_dir)) == sorted([first.path.name, third.path.name])
+    assert not second.path.exists()
