@@ -52,6 +52,8 @@ _MAX_EXT_HEADER_BYTES = 1024 * 1024  # one PAX header or GNU long name
 _MAX_NAME_BYTES = 4096
 _MAX_DEPTH = 8  # `docker save` names are 1-3 levels deep
 _CHUNK = 1024 * 1024
+# tarfile's stream copies its whole buffer on every read, even a 512-byte header.
+_STREAM_BUFFER = 64 * 1024
 _BLOCK = tarfile.BLOCKSIZE
 # Docker's own magic numbers (pkg/archive DetectCompression).
 _GZIP, _BZIP2, _XZ, _ZSTD = b"\x1f\x8b\x08", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"
@@ -188,7 +190,7 @@ class _StrictTarInfo(tarfile.TarInfo):
 
 def _open_stream(src: _Readable) -> tarfile.TarFile:
     return tarfile.open(
-        fileobj=src, mode="r|", bufsize=_CHUNK, tarinfo=_StrictTarInfo  # type: ignore[arg-type]
+        fileobj=src, mode="r|", bufsize=_STREAM_BUFFER, tarinfo=_StrictTarInfo  # type: ignore[arg-type]
     )
 
 

@@ -276,3 +276,12 @@ def test_entry_bomb_is_refused_early_with_bounded_memory(entry_bomb: Path) -> No
     assert peak < 8 * MiB, f"inspection held {peak / MiB:.1f} MiB for a 200k-entry archive"
     assert time.monotonic() - started < 10
 
+
+
+@pytest.mark.docker
+def test_a_link_between_layers_is_accepted(busybox_save: bytes, busybox: str, tmp_path: Path) -> None:
+    """`docker save` links a repeated layer to its first copy: that stays loadable."""
+    layer = next(m.name for m, _d in _members(busybox_save) if m.name.endswith("layer.tar"))
+    path = tmp_path / "linked.tar"
+    path.write_bytes(_with(busybox_save, _special("again/layer.tar", tarfile.SYMTYPE, f"../{layer}")))
+    assert inspect_archive(path).image_id == busybox
