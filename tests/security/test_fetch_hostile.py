@@ -205,3 +205,80 @@ def test_failure_message_carries_nothing_from_the_response(serve, tmp_path: Path
 ])
 def test_public_address_policy(address: str, public: bool) -> None:
     assert is_public_address(ipaddress.ip_address(address)) is public
+
+
+# ---------------------------------------------------------------- TLS through the guarded stream
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert, key), made by the openssl CLI."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return d / "cert.pem", d / "key.pem"
+
+
+def _fetch_tls(url: str, cert: Path, timeout_s: float, progress=None) -> bytes:
+    """GET ``url`` through the guarded backend, trusting ``cert`` (as the fetcher does with CAs)."""
+    import ssl
+
+    import httpcore
+
+    deadline = guard.Deadline(timeout_s, progress)
+    pool = httpcore.ConnectionPool(
+        ssl_context=ssl.create_default_context(cafile=str(cert)),
+        network_backend=guard.GuardedBackend(deadline, allow_private=True),
+    )
+    with pool:
+        return pool.request("GET", url).content
+
+
+def test_https_goes_through_the_guarded_stream(tls_files, tmp_path: Path) -> None:
+    cert, key = tls_files
+    server = RawServer(lambda conn: None)
+    server._handle = _tls_handler(_ok, cert, key)  # type: ignore[method-assign]
+    try:
+        assert _fetch_tls(server.url.replace("http:", "https:") + "/a", cert, 5) == BODY
+    finally:
+        server.close()
+
+
+def test_https_slow_drip_hits_the_deadline(tls_files) -> None:
+    cert, key = tls_files
+    server = RawServer(lambda conn: None)
+    server._handle = _tls_handler(_drip, cert, key)  # type: ignore[method-assign]
+    try:
+        exc, took = _run(lambda: _fetch_tls(server.url.replace("http:", "https:") + "/a", cert, 1.0),
+                         limit_s=5)
+    finally:
+        server.close()
+    assert isinstance(exc, FetchFailure) and "longer than 1 s" in exc.message
+    assert took < 2.5
+
+
+def _tls_handler(behave: Callable[[socket.socket], None], cert: Path, key: Path):
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+
+    def handle(raw: socket.socket) -> None:
+        try:
+            with ctx.wrap_socket(raw, server_side=True) as tls:
+                tls.settimeout(5)
+                tls.recv(65536)
+                behave(tls)
+        except OSError:
+            pass
+
+    return handle
