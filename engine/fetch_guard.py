@@ -50,6 +50,8 @@ def is_public_address(ip: IPAddress) -> bool:
         embedded = _embedded_v4(ip)
         if embedded is not None:
             return is_public_address(embedded)
+        if ip.is_site_local:  # deprecated fec0::/10, still routed inside some networks
+            return False
     if ip.is_multicast or ip.is_reserved or ip.is_unspecified or not ip.is_global:
         return False
     return not any(ip in net for net in _NOT_GLOBAL if net.version == ip.version)

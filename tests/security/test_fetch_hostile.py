@@ -201,7 +201,8 @@ def test_failure_message_carries_nothing_from_the_response(serve, tmp_path: Path
     ("224.0.0.1", False), ("ff02::1", False), ("255.255.255.255", False), ("240.0.0.1", False),
     ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("::ffff:8.8.8.8", True),
     ("64:ff9b::7f00:1", False), ("2002:7f00:1::1", False), ("2002:a00:1::1", False),
-    ("::127.0.0.1", False), ("198.18.0.1", False), ("192.0.0.8", False),
+    ("::127.0.0.1", False), ("198.18.0.1", False), ("192.0.0.8", False), ("fec0::1", False),
+    ("2001:db8::1", False),
 ])
 def test_public_address_policy(address: str, public: bool) -> None:
     assert is_public_address(ipaddress.ip_address(address)) is public
