@@ -232,6 +232,7 @@ class ImageCache:
             raise FetchFailure(_not_downloaded(url)) from exc
 
     def _follow(self, client: httpx.Client, url: str) -> Iterator[bytes]:
+        origin = url  # messages name only it: a redirect's target came from the server
         for _ in range(_MAX_REDIRECTS + 1):
             with client.stream("GET", url) as resp:
                 if resp.is_redirect:
@@ -242,11 +243,11 @@ class ImageCache:
                     continue
                 if resp.status_code != 200:
                     log.info("download of %s: HTTP %d", _safe_url(url), resp.status_code)
-                    raise FetchFailure(_not_downloaded(url))
+                    raise FetchFailure(_not_downloaded(origin))
                 self._check_length(resp.headers.get("content-length"))
                 yield from resp.iter_bytes(_CHUNK)
                 return
-        raise FetchFailure(f"more than {_MAX_REDIRECTS} redirects from {_safe_url(url)}")
+        raise FetchFailure(f"more than {_MAX_REDIRECTS} redirects from {_safe_url(origin)}")
 
     def _check_length(self, header: str | None) -> None:
         if header is not None and header.isdigit() and int(header) > self.max_bytes:

@@ -283,3 +283,21 @@ def _tls_handler(behave: Callable[[socket.socket], None], cert: Path, key: Path)
             pass
 
     return handle
+
+
+def test_redirect_target_is_not_echoed(serve, tmp_path: Path) -> None:
+    """A 404 after a redirect names the URL the instruction gave, not where the server sent us."""
+    def missing(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    target = serve(missing, host="127.0.0.3")
+
+    def redirect(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: %s/x\r\nContent-Length: 0\r\n\r\n"
+                     % target.url.encode())
+
+    first = serve(redirect)
+    with pytest.raises(FetchFailure) as err:
+        ImageCache(tmp_path / "c", max_bytes=10_000, allow_private=True).fetch(first.url + "/a", SHA)
+    assert err.value.message == "the archive could not be downloaded from 127.0.0.1"
+    assert target.connections == 1
