@@ -51,6 +51,7 @@ _MAX_CONFIG_BYTES = 8 * 1024 * 1024
 _MAX_EXT_HEADER_BYTES = 1024 * 1024  # one PAX header or GNU long name
 _MAX_NAME_BYTES = 4096
 _MAX_DEPTH = 8  # `docker save` names are 1-3 levels deep
+_MAX_SPARSE_BLOCKS = 10_000  # extension blocks of one old-GNU sparse map
 _CHUNK = 1024 * 1024
 # tarfile's stream copies its whole buffer on every read, even a 512-byte header.
 _STREAM_BUFFER = 64 * 1024
@@ -85,7 +86,7 @@ def inspect_archive(
     try:
         with open(path, "rb") as raw:
             walk.run(_decompressed(_Peek(raw), "the archive"))
-    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError) as exc:
         raise ImageFailure("the archive is not a readable (gzipped) tar") from exc
     return walk.result()
 
@@ -171,13 +172,51 @@ class _StrictTarInfo(tarfile.TarInfo):
         except tarfile.HeaderError as exc:
             # Python would stop here as if the tar ended; Go may read on.
             raise tarfile.ReadError("a tar header is unreadable") from exc
+        except (ValueError, IndexError, OverflowError) as exc:
+            raise tarfile.ReadError("a tar header is malformed") from exc
+
+    def _proc_sparse(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        """An old GNU sparse member: skip its map (bounded) and keep its logical size."""
+        _structs, isextended, origsize = self._sparse_structs  # type: ignore[attr-defined]
+        del self._sparse_structs  # type: ignore[attr-defined]
+        fileobj: BinaryIO = tarfile_.fileobj  # type: ignore[assignment]
+        for _ in range(_MAX_SPARSE_BLOCKS):
+            if not isextended:
+                break
+            block = fileobj.read(_BLOCK)
+            if len(block) < _BLOCK:
+                raise tarfile.ReadError("a sparse header is truncated")
+            isextended = bool(block[504])
+        else:
+            raise ImageFailure("the image holds a file with an implausibly long sparse map")
+        self.sparse = []  # never extracted here: only the size matters
+        self.offset_data = fileobj.tell()
+        tarfile_.offset = self.offset_data + self._block(self.size)  # type: ignore[attr-defined]
+        self.size = origsize
+        return self
+
+    # PAX sparse maps (0.0, 0.1, 1.0) are not needed for the logical size
+    # (GNU.sparse.size/realsize); leaving them unparsed keeps memory bounded.
+    def _proc_gnusparse_00(self, next, pax_headers, buf) -> None:
+        pass
+
+    def _proc_gnusparse_01(self, next, pax_headers) -> None:
+        pass
+
+    def _proc_gnusparse_10(self, next, pax_headers, tarfile_) -> None:
+        pass
 
     def _proc_pax(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type != tarfile.XHDTYPE:
             # Python applies global (and Solaris) headers to later members; Go does not.
             raise ImageFailure("the archive holds a global or non-standard extended tar header")
         self._bound_ext_header()
-        return super()._proc_pax(tarfile_)  # type: ignore[misc]
+        member = super()._proc_pax(tarfile_)  # type: ignore[misc]
+        headers = member.pax_headers
+        if "size" in headers and any(k.startswith("GNU.sparse.") for k in headers):
+            # Python then skips the logical, not the stored, size: its view would drift from Go's.
+            raise ImageFailure("the archive holds a sparse entry with an explicit size")
+        return member
 
     def _proc_gnulong(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         self._bound_ext_header()
@@ -211,6 +250,17 @@ def _drain_zero_tail(tar: tarfile.TarFile, spend: Callable[[int], None]) -> None
         spend(len(chunk))
         if chunk.count(0) != len(chunk):
             raise ImageFailure("the archive holds data after the end of its tar")
+
+
+def _check_end_block(tar: tarfile.TarFile) -> None:
+    """Go's rule for the end of a layer: the block after the first zero block is zero too.
+
+    (Go refuses a zero block followed by data; Python would stop at the first.
+    What follows a double zero block Docker ignores, so it is not read here.)
+    """
+    block = tar.fileobj.read(_BLOCK)  # type: ignore[union-attr]
+    if block.count(0) != len(block):
+        raise ImageFailure("a layer of the image holds data after the end of its tar")
 
 
 def _looks_like_tar(block: bytes) -> bool:
@@ -322,14 +372,10 @@ def _count_unpacked(raw: _Peek, budget: _Budget) -> None:
             for entry in _members(inner):
                 budget.entry()
                 budget.spend(_BLOCK + max(entry.size, 0))
-            _drain_zero_tail(inner, budget.spend if content is not raw else _ignore)
+            _check_end_block(inner)
     elif content is not raw:
         while data := content.read(_CHUNK):
             budget.spend(len(data))
-
-
-def _ignore(_n: int) -> None:
-    pass
 
 
 def _normalise(name: str) -> str:

@@ -220,16 +220,26 @@ def test_gzip_bomb_inside_a_layer_is_counted(busybox_save: bytes, tmp_path: Path
     assert err.value.code == "IMAGE_TOO_LARGE"
 
 
+SPARSE_FORMATS = {
+    "gnu": ["--format=gnu"],
+    "pax-0.0": ["--format=posix", "--sparse-version=0.0"],
+    "pax-0.1": ["--format=posix", "--sparse-version=0.1"],
+    "pax-1.0": ["--format=posix", "--sparse-version=1.0"],
+}
+
+
 @pytest.mark.docker
+@pytest.mark.parametrize("fmt", sorted(SPARSE_FORMATS))
 def test_sparse_file_in_a_layer_counts_at_its_logical_size(
-    busybox_save: bytes, tmp_path: Path
+    busybox_save: bytes, tmp_path: Path, fmt: str
 ) -> None:
     """A 1 GiB sparse file is a few KB of tar; Docker's unpacking writes every zero."""
     work = tmp_path / "sparse"
     work.mkdir()
     subprocess.run(["truncate", "-s", "1G", str(work / "big")], check=True)
-    subprocess.run(["tar", "--sparse", "-C", str(work), "-cf", str(tmp_path / "layer.tar"), "big"],
-                   check=True)
+    (work / "small").write_bytes(b"after the sparse file")
+    subprocess.run(["tar", "--sparse", *SPARSE_FORMATS[fmt], "-C", str(work),
+                    "-cf", str(tmp_path / "layer.tar"), "big", "small"], check=True)
     layer = (tmp_path / "layer.tar").read_bytes()
     assert len(layer) < 1 * MiB
     path = tmp_path / "sparse-bomb.tar"
@@ -237,6 +247,8 @@ def test_sparse_file_in_a_layer_counts_at_its_logical_size(
     with pytest.raises(ImageFailure) as err:
         inspect_archive(path, max_expanded_bytes=64 * MiB)
     assert err.value.code == "IMAGE_TOO_LARGE"
+    # Under a larger cap the layer reads through to its end (offsets stay right).
+    assert inspect_archive(path, max_expanded_bytes=2 * 1024 * MiB).expanded_bytes > 1024 * MiB
 
 
 def _entry_bomb(count: int) -> bytes:
