@@ -301,3 +301,16 @@ def test_redirect_target_is_not_echoed(serve, tmp_path: Path) -> None:
         ImageCache(tmp_path / "c", max_bytes=10_000, allow_private=True).fetch(first.url + "/a", SHA)
     assert err.value.message == "the archive could not be downloaded from 127.0.0.1"
     assert target.connections == 1
+
+
+@pytest.mark.parametrize("host", [
+    "[::1]", "0.0.0.0", "[::ffff:127.0.0.1]", "2130706433", "127.1", "0x7f000001", "[::]",
+    "169.254.169.254", "10.0.0.1",
+])
+def test_loopback_and_private_spellings_are_refused(tmp_path: Path, host: str) -> None:
+    """Every spelling that resolves to a non-public address is refused before connecting."""
+    with pytest.raises(FetchFailure) as err:
+        ImageCache(tmp_path / "c", max_bytes=10_000, timeout_s=5).fetch(
+            f"http://{host}:9/a.tar", SHA)
+    assert err.value.code == "FETCH_FAILED"
+    assert "not a public address" in err.value.message
