@@ -3,7 +3,8 @@
 An httpcore network backend, used by the httpx transport the fetcher builds per
 download, that
 
-- resolves the host itself, refuses loopback, private (RFC 1918, ULA),
+- resolves the host itself (in a helper thread, so a slow resolver obeys the
+  deadline and cancel too), refuses loopback, private (RFC 1918, ULA),
   link-local, CGNAT, multicast, unspecified and reserved addresses (also in
   their IPv4-mapped, 6to4, NAT64 and Teredo forms) unless the operator allows
   them, and connects to the very address it checked, so DNS cannot answer
@@ -23,6 +24,7 @@ import ipaddress
 import select
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -137,10 +139,7 @@ class GuardedBackend(httpcore.NetworkBackend):
         time.sleep(seconds)
 
     def _resolve(self, host: str, port: int) -> list[tuple[int, tuple]]:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}") from exc
+        infos = self._getaddrinfo(host, port)
         allowed = []
         for family, _type, _proto, _name, sockaddr in infos:
             ip = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
@@ -153,6 +152,27 @@ class GuardedBackend(httpcore.NetworkBackend):
                 "address (operator setting allow_private_fetch)"
             )
         return allowed
+
+    def _getaddrinfo(self, host: str, port: int) -> list:
+        """Resolve in a helper thread, so a slow resolver cannot outwait the deadline or a cancel."""
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def resolve() -> None:
+            try:
+                outcome["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except (OSError, UnicodeError) as exc:
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        # A daemon thread: an abandoned lookup ends on its own with the resolver's timeout.
+        threading.Thread(target=resolve, name="fetch-dns", daemon=True).start()
+        while not done.wait(self.deadline.slice()):
+            self.deadline.check()
+        if "error" in outcome:
+            raise httpcore.ConnectError(f"cannot resolve {host}") from outcome["error"]
+        return outcome["infos"]
 
     def _connect(self, sock: socket.socket, address: tuple, timeout: float | None) -> None:
         ends = time.monotonic() + (timeout if timeout is not None else self.deadline.timeout_s)

@@ -312,3 +312,33 @@ def test_archive_cache_prunes_least_recently_used(server: Server, tmp_path: Path
     third = cache.fetch(urls[2], _sha(bodies[2]))
     assert sorted(os.listdir(cache.archives_dir)) == sorted([first.path.name, third.path.name])
     assert not second.path.exists()
+
+
+def test_cancel_during_a_slow_dns_lookup(tmp_path: Path, monkeypatch) -> None:
+    """A resolver that takes 10 s does not hold the download past a cancel."""
+    import socket
+    import threading
+    import time
+
+    import engine.fetch_guard as guard
+
+    real = socket.getaddrinfo
+
+    def slow(*args, **kwargs):
+        time.sleep(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(guard.socket, "getaddrinfo", slow)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+
+    def progress(_size: int) -> None:
+        if cancel.is_set():
+            raise InterruptedError("cancelled")
+
+    started = time.monotonic()
+    with pytest.raises(InterruptedError):
+        ImageCache(tmp_path / "c", max_bytes=10_000, timeout_s=30).fetch(
+            "http://archive.example/a.tar", _sha(b"x"), progress=progress
+        )
+    assert time.monotonic() - started < 1.5
