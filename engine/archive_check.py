@@ -42,7 +42,13 @@ from typing import BinaryIO, Protocol
 
 from engine.errors import ImageFailure
 
-__all__ = ["MAX_LAYER_ENTRIES", "MAX_MEMBERS", "ArchiveInfo", "inspect_archive"]
+__all__ = [
+    "MAX_LAYER_ENTRIES",
+    "MAX_MEMBERS",
+    "ArchiveInfo",
+    "inspect_archive",
+    "inspect_stream",
+]
 
 MAX_MEMBERS = 10_000  # `docker save` writes ~4 per layer; Docker allows 127 layers
 MAX_LAYER_ENTRIES = 1_000_000  # files in all layers together
@@ -82,10 +88,18 @@ def inspect_archive(
     one image, or ambiguous), IMAGE_TOO_LARGE (expands beyond
     ``max_expanded_bytes``).
     """
+    with open(path, "rb") as raw:
+        return inspect_stream(raw, max_expanded_bytes=max_expanded_bytes, max_members=max_members)
+
+
+def inspect_stream(
+    raw: _Readable, *, max_expanded_bytes: int, max_members: int = MAX_MEMBERS
+) -> ArchiveInfo:
+    """``inspect_archive`` over any reader, read once front to back (e.g. a download as it
+    arrives, through a pipe), so checking needs no second pass over the file."""
     walk = _Walk(_Budget(max_expanded_bytes), max_members)
     try:
-        with open(path, "rb") as raw:
-            walk.run(_decompressed(_Peek(raw), "the archive"))
+        walk.run(_decompressed(_Peek(raw), "the archive"))
     except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError) as exc:
         raise ImageFailure("the archive is not a readable (gzipped) tar") from exc
     return walk.result()

@@ -297,3 +297,23 @@ def test_a_link_between_layers_is_accepted(busybox_save: bytes, busybox: str, tm
     path = tmp_path / "linked.tar"
     path.write_bytes(_with(busybox_save, _special("again/layer.tar", tarfile.SYMTYPE, f"../{layer}")))
     assert inspect_archive(path).image_id == busybox
+
+
+@pytest.mark.docker
+def test_the_check_reads_a_stream_once_front_to_back(busybox_save: bytes, busybox: str) -> None:
+    """A pipe (no seek) works: the check could run on a download as it arrives."""
+    import os
+    import threading
+
+    from engine.archive_check import inspect_stream
+
+    read_fd, write_fd = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(write_fd, "wb") as pipe:
+            for i in range(0, len(busybox_save), 64 * 1024):
+                pipe.write(busybox_save[i:i + 64 * 1024])
+
+    threading.Thread(target=feed, daemon=True).start()
+    with os.fdopen(read_fd, "rb") as pipe:
+        assert inspect_stream(pipe, max_expanded_bytes=64 * MiB).image_id == busybox
