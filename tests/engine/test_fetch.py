@@ -342,3 +342,11 @@ def test_cancel_during_a_slow_dns_lookup(tmp_path: Path, monkeypatch) -> None:
             "http://archive.example/a.tar", _sha(b"x"), progress=progress
         )
     assert time.monotonic() - started < 1.5
+
+
+def test_fetch_guard_public_surface() -> None:
+    import engine.fetch_guard as guard_mod
+
+    assert set(guard_mod.__all__) == {
+        "Deadline", "GuardedBackend", "guarded_client", "is_public_address"
+    }

@@ -202,7 +202,14 @@ def test_inspect_reports_id_and_tags(docker_client, busybox_archive, busybox) ->
 
 
 def test_public_surface() -> None:
+    import engine.archive_check as check_mod
+    import engine.image_gc as gc_mod
+
     assert set(images_mod.__all__) == {"ImageLoader", "ArchiveInfo", "inspect_archive"}
+    assert set(check_mod.__all__) == {
+        "ArchiveInfo", "inspect_archive", "inspect_stream", "MAX_MEMBERS", "MAX_LAYER_ENTRIES"
+    }
+    assert set(gc_mod.__all__) == {"LoadedImages", "write_json"}
 
 
 @pytest.fixture
