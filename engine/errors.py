@@ -9,7 +9,7 @@ Hierarchy::
     └── JobFailure              a job step failed; the job ends FAILED with `code`
         ├── ChainCheckFailure   NOT_APPROVED, PERMISSION_DENIED, NOT_FOUND...
         ├── FetchFailure        FETCH_FAILED, CHECKSUM_MISMATCH, IMAGE_TOO_LARGE
-        ├── ImageFailure        IMAGE_INVALID
+        ├── ImageFailure        IMAGE_INVALID, IMAGE_TOO_LARGE (what the archive unpacks to)
         ├── QueryFailure        QUERY_INVALID, PERMISSION_DENIED, ROW_LIMIT, QUERY_TIMEOUT, RESULT_TOO_LARGE
         └── RunFailure          TIMEOUT, OUT_OF_MEMORY, EXIT_NONZERO, OUTPUT_TOO_LARGE, CANCELLED
 
