@@ -84,7 +84,9 @@ def start_stack(work: Path, say: Callable[[str], None]) -> int:
     attach_data(cfg, manifest, data_dir, refiner_id, db)
     port = _free_port()
     env = {**os.environ, "ENGINE_RPC_URL": rpc_url, "ENGINE_DEPLOYMENT": str(manifest),
-           "ENGINE_DATA_DIR": str(data_dir), "ENGINE_PORT": str(port), "ENGINE_SHARE_LOGS": "true"}
+           "ENGINE_DATA_DIR": str(data_dir), "ENGINE_PORT": str(port), "ENGINE_SHARE_LOGS": "true",
+           # The archive is served from 127.0.0.1, which the engine refuses by default.
+           "ENGINE_ALLOW_PRIVATE_FETCH": "true"}
     engine = _detached([str(Path(sys.executable).with_name("compute-engine")), "serve"],
                        work / "engine.log", env)
     pids["engine"] = engine.pid

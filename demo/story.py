@@ -148,6 +148,8 @@ def running_engine(cfg: StoryConfig, manifest: Path, data_dir: Path) -> Iterator
         # (published with Foundry: never use it for anything real).
         "ENGINE_SIGNING_KEY_ENV": "ENGINE_DEMO_SIGNING_KEY",
         "ENGINE_DEMO_SIGNING_KEY": ANVIL_DEV_KEYS[4],
+        # The demo serves its archive from 127.0.0.1, which the engine refuses by default.
+        "ENGINE_ALLOW_PRIVATE_FETCH": "true",
         **cfg.engine_env,
     }
     log_path = data_dir.parent / "engine.log"

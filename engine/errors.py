@@ -9,7 +9,7 @@ Hierarchy::
     └── JobFailure              a job step failed; the job ends FAILED with `code`
         ├── ChainCheckFailure   NOT_APPROVED, PERMISSION_DENIED, NOT_FOUND...
         ├── FetchFailure        FETCH_FAILED, CHECKSUM_MISMATCH, IMAGE_TOO_LARGE
-        ├── ImageFailure        IMAGE_INVALID
+        ├── ImageFailure        IMAGE_INVALID, IMAGE_TOO_LARGE (what the archive unpacks to)
         ├── QueryFailure        QUERY_INVALID, PERMISSION_DENIED, ROW_LIMIT, QUERY_TIMEOUT, RESULT_TOO_LARGE,
         │                       QUERY_OUT_OF_MEMORY
         ├── RunFailure          TIMEOUT, OUT_OF_MEMORY, EXIT_NONZERO, OUTPUT_TOO_LARGE, CANCELLED
@@ -46,7 +46,7 @@ FAILURE_CODES: dict[str, str] = {
     "CHAIN_UNAVAILABLE": "the chain could not be reached to verify the job",
     "FETCH_FAILED": "the image archive could not be downloaded",
     "CHECKSUM_MISMATCH": "the archive's sha256 differs from the on-chain hash",
-    "IMAGE_TOO_LARGE": "the archive is over the size cap",
+    "IMAGE_TOO_LARGE": "the archive, or what it unpacks to, is over the size cap",
     "IMAGE_INVALID": "the archive is not a Docker image archive holding exactly one image",
     "QUERY_INVALID": "the SQL is not a single allowed read-only SELECT",
     "ROW_LIMIT": "the query returned more rows than allowed",

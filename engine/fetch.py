@@ -7,13 +7,31 @@ hash is the file renamed to ``<cache>/archives/<sha256>.tar`` (or ``.tar.gz``):
 the cache is content-addressed, so a second job with the same instruction
 neither downloads nor re-hashes. Nothing unverified ever leaves the temporary
 directory, so Docker never sees a byte that did not match the chain.
+
+HTTP goes through engine/fetch_guard.py: only public addresses (unless the
+operator sets ``allow_private``), checked after DNS and on every redirect,
+and a wall-clock deadline and the caller's cancel check that hold even when
+no byte arrives. Failure messages name the host and what the engine decided,
+never what the server answered (status, size, digest): the job owner chooses
+the URL, so the message must not make the engine a probe. The operator's log
+has the details.
+
+Archives over ``cache_max_bytes`` in total are pruned least recently used
+first (a cache hit counts as a use; one used in the last ``grace_s`` stays,
+as a job may be about to load it).
+
+The temporary directory is emptied when the cache opens: a ``.part`` file
+there is the leftover of an engine that died mid-download. This is safe
+because one engine owns its data dir (the service locks it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
+import shutil
 import stat
 import tempfile
 import time
@@ -28,8 +46,11 @@ from typing import BinaryIO
 import httpx
 
 from engine.errors import FetchFailure
+from engine.fetch_guard import Deadline, guarded_client
 
 __all__ = ["ImageCache", "VerifiedArchive", "normalize_sha256"]
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 
@@ -37,8 +58,6 @@ _CHUNK = 1024 * 1024
 _MAX_REDIRECTS = 5
 _GZIP_MAGIC = b"\x1f\x8b"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-# Temp files older than this are leftovers of a crashed engine, not live downloads.
-_STALE_TMP_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -71,16 +90,22 @@ class ImageCache:
         max_bytes: int,
         allow_file_urls: bool = False,
         timeout_s: float = 300.0,
+        allow_private: bool = False,
+        cache_max_bytes: int | None = None,
+        grace_s: float = 60.0,
     ):
         self.cache_dir = Path(cache_dir)
         self.max_bytes = max_bytes
         self.allow_file_urls = allow_file_urls
         self.timeout_s = timeout_s
+        self.allow_private = allow_private
+        self.cache_max_bytes = cache_max_bytes
+        self.grace_s = grace_s
         self.archives_dir = self.cache_dir / "archives"
         self.tmp_dir = self.cache_dir / "tmp"
         self.archives_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_tmp()
+        self._clear_tmp()
 
     # -- public -----------------------------------------------------------
 
@@ -101,6 +126,7 @@ class ImageCache:
                 continue
             if not _is_regular(st.st_mode) or st.st_size == 0 or st.st_size > self.max_bytes:
                 continue
+            _touch(path)  # last use, for pruning
             return VerifiedArchive(path=path, sha256=digest, size=st.st_size)
         return None
 
@@ -109,8 +135,14 @@ class ImageCache:
     ) -> VerifiedArchive:
         """Return the verified archive for ``expected_sha256``, downloading it if needed.
 
-        Raises FetchFailure with FETCH_FAILED (bad scheme, HTTP error, network),
-        IMAGE_TOO_LARGE (over ``max_bytes``) or CHECKSUM_MISMATCH.
+        ``progress(size)`` gets the bytes received so far after every chunk
+        and, while the network is silent, every quarter second: it may raise
+        to abort (the service's cancel check does). The whole download has
+        ``timeout_s`` of wall clock.
+
+        Raises FetchFailure with FETCH_FAILED (bad scheme, refused address,
+        HTTP error, network, deadline), IMAGE_TOO_LARGE (over ``max_bytes``)
+        or CHECKSUM_MISMATCH.
         """
         digest = normalize_sha256(expected_sha256)
         hit = self.cached(digest)
@@ -122,13 +154,15 @@ class ImageCache:
             with os.fdopen(fd, "wb") as out:
                 actual, size, head = self._download(url, out, progress)
             if actual != digest:
+                log.info("archive from %s: sha256 %s, expected %s", _safe_url(url), actual, digest)
                 raise FetchFailure(
-                    f"archive sha256 {actual} differs from the on-chain hash {digest}",
+                    "the archive's sha256 differs from the on-chain hash",
                     code="CHECKSUM_MISMATCH",
                 )
             suffix = ".tar.gz" if head.startswith(_GZIP_MAGIC) else ".tar"
             final = self.archives_dir / f"{digest}{suffix}"
             os.replace(tmp, final)
+            self._prune(keep=final)
             return VerifiedArchive(path=final, sha256=digest, size=size)
         finally:
             tmp.unlink(missing_ok=True)
@@ -139,9 +173,13 @@ class ImageCache:
         self, url: str, out: BinaryIO, progress: Progress | None
     ) -> tuple[str, int, bytes]:
         """Stream ``url`` into ``out``; return (sha256 hex, size, first bytes)."""
+        received = [0]
+        deadline = Deadline(
+            self.timeout_s, (lambda: progress(received[0])) if progress is not None else None
+        )
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         if scheme in ("http", "https"):
-            chunks = self._http_chunks(url)
+            chunks = self._http_chunks(url, deadline)
         elif scheme == "file":
             if not self.allow_file_urls:
                 raise FetchFailure(
@@ -154,77 +192,67 @@ class ImageCache:
                 f"unsupported URL scheme {scheme or '(none)'!r}: use http or https",
                 code="FETCH_FAILED",
             )
-        return self._copy_hashed(chunks, out, progress)
-
-    def _copy_hashed(
-        self, chunks: Generator[bytes, None, None], out: BinaryIO, progress: Progress | None
-    ) -> tuple[str, int, bytes]:
         # closing(): an early abort (size cap) must drop the connection now, not at GC.
         with closing(chunks):
-            return self._copy_loop(chunks, out, progress)
+            return self._copy_loop(chunks, out, deadline, received)
 
     def _copy_loop(
-        self, chunks: Iterator[bytes], out: BinaryIO, progress: Progress | None
+        self, chunks: Iterator[bytes], out: BinaryIO, deadline: Deadline, received: list[int]
     ) -> tuple[str, int, bytes]:
         hasher = hashlib.sha256()
         size = 0
         head = b""
-        deadline = time.monotonic() + self.timeout_s
         for chunk in chunks:
             if not chunk:
                 continue
             size += len(chunk)
             if size > self.max_bytes:
                 raise FetchFailure(
-                    f"archive is over the size cap of {self.max_bytes} bytes",
+                    f"the archive is over the size cap of {self.max_bytes} bytes",
                     code="IMAGE_TOO_LARGE",
-                )
-            if time.monotonic() > deadline:
-                raise FetchFailure(
-                    f"download took longer than {self.timeout_s:g} s", code="FETCH_FAILED"
                 )
             if len(head) < 2:
                 head += chunk[:2]
             hasher.update(chunk)
             out.write(chunk)
-            if progress is not None:
-                progress(size)
+            received[0] = size
+            deadline.check()
         if size == 0:
             raise FetchFailure("the image archive is empty", code="FETCH_FAILED")
         return hasher.hexdigest(), size, head
 
-    def _http_chunks(self, url: str) -> Generator[bytes, None, None]:
-        timeout = httpx.Timeout(min(self.timeout_s, 60.0))
+    def _http_chunks(self, url: str, deadline: Deadline) -> Generator[bytes, None, None]:
+        client = guarded_client(deadline, allow_private=self.allow_private,
+                                timeout_s=min(self.timeout_s, 60.0))
         try:
-            with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            with client:
                 yield from self._follow(client, url)
         except httpx.HTTPError as exc:
-            raise FetchFailure(
-                f"download of {_safe_url(url)} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            log.info("download of %s failed: %s: %s", _safe_url(url), type(exc).__name__, exc)
+            raise FetchFailure(_not_downloaded(url)) from exc
 
     def _follow(self, client: httpx.Client, url: str) -> Iterator[bytes]:
+        origin = url  # messages name only it: a redirect's target came from the server
         for _ in range(_MAX_REDIRECTS + 1):
             with client.stream("GET", url) as resp:
                 if resp.is_redirect:
                     url = str(resp.url.join(resp.headers.get("location", "")))
                     # Redirects may only lead to http(s): never to file:// or others.
                     if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
-                        raise FetchFailure(
-                            f"redirect to a non-http(s) URL refused: {_safe_url(url)}"
-                        )
+                        raise FetchFailure("the archive's URL redirects to a non-http(s) URL: refused")
                     continue
                 if resp.status_code != 200:
-                    raise FetchFailure(f"HTTP {resp.status_code} from {_safe_url(url)}")
+                    log.info("download of %s: HTTP %d", _safe_url(url), resp.status_code)
+                    raise FetchFailure(_not_downloaded(origin))
                 self._check_length(resp.headers.get("content-length"))
                 yield from resp.iter_bytes(_CHUNK)
                 return
-        raise FetchFailure(f"more than {_MAX_REDIRECTS} redirects from {_safe_url(url)}")
+        raise FetchFailure(f"more than {_MAX_REDIRECTS} redirects from {_safe_url(origin)}")
 
     def _check_length(self, header: str | None) -> None:
         if header is not None and header.isdigit() and int(header) > self.max_bytes:
             raise FetchFailure(
-                f"archive is {int(header)} bytes, over the size cap of {self.max_bytes} bytes",
+                f"the archive is over the size cap of {self.max_bytes} bytes",
                 code="IMAGE_TOO_LARGE",
             )
 
@@ -241,21 +269,52 @@ class ImageCache:
         except OSError as exc:
             raise FetchFailure(f"cannot read {path}: {exc.strerror}") from exc
 
-    def _remove_stale_tmp(self) -> None:
-        cutoff = time.time() - _STALE_TMP_S
+    def _prune(self, keep: Path) -> None:
+        """Remove least recently used archives until the cache is within its size."""
+        if self.cache_max_bytes is None:
+            return
+        entries = []
+        for entry in os.scandir(self.archives_dir):
+            if entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                entries.append((st.st_mtime, st.st_size, Path(entry.path)))
+        total = sum(size for _, size, _ in entries)
+        recent = time.time() - self.grace_s
+        for mtime, size, path in sorted(entries):
+            if total <= self.cache_max_bytes:
+                break
+            if path == keep or mtime > recent:
+                continue
+            path.unlink(missing_ok=True)
+            total -= size
+            log.info("archive cache: removed %s (least recently used)", path.name)
+
+    def _clear_tmp(self) -> None:
+        """Remove every leftover of an interrupted download (nothing there is verified)."""
         for entry in os.scandir(self.tmp_dir):
             try:
-                if (
-                    entry.is_file(follow_symlinks=False)
-                    and entry.stat(follow_symlinks=False).st_mtime < cutoff
-                ):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
                     os.unlink(entry.path)
             except OSError:
-                pass  # another process removed it; nothing to clean
+                log.warning("could not remove the leftover download %s", entry.path)
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # a read-only cache still serves; it only prunes less well
 
 
 def _is_regular(mode: int) -> bool:
     return stat.S_ISREG(mode)
+
+
+def _not_downloaded(url: str) -> str:
+    host = urllib.parse.urlsplit(url).hostname or "(no host)"
+    return f"the archive could not be downloaded from {host}"
 
 
 def _safe_url(url: str) -> str:

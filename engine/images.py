@@ -1,98 +1,59 @@
 """Load a verified image archive into Docker, exactly one image, known by its id.
 
-Before Docker sees the archive it is inspected: a tar (maybe gzipped) whose
-``manifest.json`` names exactly one image config. The image id is the sha256
-of that config, so the engine knows the id before loading and runs the
-container by id, never by tag. A tag the archive re-pointed is put back on
+Before Docker sees the archive it is inspected (engine/archive_check.py): a
+tar (maybe gzipped) whose ``manifest.json`` names exactly one image config,
+read as Docker reads it, expanding to no more than the operator's cap. The
+image id is the sha256 of that config, so the engine knows the id before
+loading and runs the container by id, never by tag. A tag the archive re-pointed is put back on
 the image it named before the load, so an archive cannot hijack an operator's
 tag such as ``python:3.12-slim``. New tags are left alone: removing an
 image's last tag would delete the image.
 
 ``<state_dir>/images.json`` maps archive sha256 -> image id, so a second job
 with the same instruction does not load again while the image still exists.
+Images the engine loaded are collected over the operator's cache size, least
+recently used first (engine/image_gc.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tarfile
-import tempfile
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import docker.errors
 
+from engine.archive_check import ArchiveInfo, inspect_archive
 from engine.errors import ImageFailure
 from engine.fetch import VerifiedArchive
+from engine.image_gc import LoadedImages, write_json
 
 __all__ = ["ArchiveInfo", "ImageLoader", "inspect_archive"]
-
-_MAX_MANIFEST_BYTES = 1024 * 1024
-_MAX_CONFIG_BYTES = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ArchiveInfo:
-    """What the archive's manifest says: the one image id and the tags it carries."""
-
-    image_id: str
-    repo_tags: tuple[str, ...]
-
-
-def inspect_archive(path: Path) -> ArchiveInfo:
-    """Check ``path`` is a docker-save archive holding exactly one image; ImageFailure otherwise."""
-    try:
-        with tarfile.open(path, mode="r:*") as tar:
-            members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
-            entries = _read_manifest(tar, members)
-            configs = sorted({str(e.get("Config", "")) for e in entries})
-            if len(configs) != 1 or not configs[0]:
-                raise ImageFailure(
-                    f"the archive holds {len(configs)} images; exactly one is required"
-                )
-            image_id = _config_digest(tar, members, configs[0])
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ImageFailure(f"the archive is not a readable (gzipped) tar: {exc}") from exc
-    tags = tuple(
-        sorted({t for e in entries for t in (e.get("RepoTags") or []) if isinstance(t, str)})
-    )
-    return ArchiveInfo(image_id=image_id, repo_tags=tags)
-
-
-def _read_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> list[dict]:
-    member = members.get("manifest.json")
-    if member is None or not member.isfile():
-        raise ImageFailure("the archive has no manifest.json: not a `docker save` archive")
-    if member.size > _MAX_MANIFEST_BYTES:
-        raise ImageFailure("the archive's manifest.json is implausibly large")
-    try:
-        entries = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
-    except ValueError as exc:
-        raise ImageFailure("the archive's manifest.json is not valid JSON") from exc
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise ImageFailure("the archive's manifest.json is not a list of images")
-    return entries
-
-
-def _config_digest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str) -> str:
-    member = members.get(name)
-    if member is None or not member.isfile() or member.size > _MAX_CONFIG_BYTES:
-        raise ImageFailure(f"the archive lacks the image config {name!r} its manifest names")
-    data = tar.extractfile(member).read()  # type: ignore[union-attr]
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class ImageLoader:
     """Makes sure a verified archive's image is loaded; returns its id."""
 
-    def __init__(self, docker_client, state_dir: Path):
+    def __init__(
+        self,
+        docker_client,
+        state_dir: Path,
+        *,
+        max_expanded_bytes: int = 8 * 1024**3,
+        cache_max_bytes: int | None = None,
+        busy: Callable[[], Iterable[str]] = tuple,
+        grace_s: float = 60.0,
+    ):
+        """``busy()`` names the images unfinished jobs use (never collected)."""
         self.client = docker_client
+        self.max_expanded_bytes = max_expanded_bytes
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.map_path = self.state_dir / "images.json"
+        self.cache = LoadedImages(docker_client, self.state_dir / "loaded.json",
+                                  max_bytes=cache_max_bytes, grace_s=grace_s)
+        self._busy = busy
         self._lock = threading.Lock()
 
     def ensure_loaded(self, archive: VerifiedArchive) -> str:
@@ -100,14 +61,25 @@ class ImageLoader:
         with self._lock:
             known = self._read_map().get(archive.sha256)
             if known and self._exists(known):
+                self.cache.used(known)
                 return known
-            info = inspect_archive(archive.path)
-            if not self._exists(info.image_id):
+            info = inspect_archive(archive.path, max_expanded_bytes=self.max_expanded_bytes)
+            if self._exists(info.image_id):
+                self.cache.used(info.image_id)
+            else:
                 self._load(archive.path, info)
+                self.cache.loaded(info.image_id)
             mapping = self._read_map()
             mapping[archive.sha256] = info.image_id
-            self._write_map(mapping)
+            write_json(self.map_path, mapping)
+            self._collect(keep=info.image_id)
             return info.image_id
+
+    def _collect(self, keep: str) -> None:
+        removed = set(self.cache.collect([keep, *self._busy()]))
+        if removed:
+            mapping = {k: v for k, v in self._read_map().items() if v not in removed}
+            write_json(self.map_path, mapping)
 
     # -- docker -----------------------------------------------------------
 
@@ -172,12 +144,3 @@ class ImageLoader:
         except ValueError:
             return {}  # a damaged map only costs a reload
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-    def _write_map(self, mapping: dict[str, str]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix="images-", suffix=".json", dir=self.state_dir)
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(mapping, out, indent=1, sort_keys=True)
-            os.replace(tmp, self.map_path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)

@@ -83,7 +83,19 @@ class Settings(BaseSettings):
 
     # --- image fetch -----------------------------------------------------------
     image_max_bytes: int = Field(2 * GiB, gt=0)
-    fetch_timeout_s: float = Field(300.0, gt=0)
+    image_max_expanded_bytes: int = Field(
+        8 * GiB, gt=0, description="cap on what an archive unpacks to in Docker"
+    )
+    image_cache_max_bytes: int = Field(
+        20 * GiB, gt=0, description="Docker storage of engine-loaded images, LRU beyond it"
+    )
+    archive_cache_max_bytes: int = Field(
+        20 * GiB, gt=0, description="verified archives kept on disk, LRU beyond it"
+    )
+    fetch_timeout_s: float = Field(300.0, gt=0, description="wall clock of one download")
+    allow_private_fetch: bool = Field(
+        False, description="fetch from loopback/private/link-local addresses (demos, tests)"
+    )
 
     # --- container run ---------------------------------------------------------
     run_cpus: float = Field(1.0, gt=0)

@@ -133,17 +133,26 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
     except docker.errors.DockerException as exc:
         raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
 
+    store = JobStore(settings.store_path)
     return JobService(
         settings,
-        JobStore(settings.store_path),
+        store,
         ChainVerifier(registries, retry=RetryPolicy(window_s=settings.chain_retry_window_s)),
         ImageCache(
             data_dir / "images",
             max_bytes=settings.image_max_bytes,
             allow_file_urls=settings.allow_file_urls,
             timeout_s=settings.fetch_timeout_s,
+            allow_private=settings.allow_private_fetch,
+            cache_max_bytes=settings.archive_cache_max_bytes,
         ),
-        ImageLoader(client, data_dir / "image-state"),
+        ImageLoader(
+            client,
+            data_dir / "image-state",
+            max_expanded_bytes=settings.image_max_expanded_bytes,
+            cache_max_bytes=settings.image_cache_max_bytes,
+            busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
+        ),
         DockerRunner(client, engine_id(data_dir)),
         DataCatalog(data_dir),
         probes={"chain": registries.block_number, "docker": client.ping},

@@ -93,7 +93,7 @@ def server(http_server: Server) -> Server:
 @pytest.fixture
 def cache(tmp_path: Path) -> ImageCache:
     return ImageCache(
-        tmp_path / "cache", max_bytes=1024 * 1024, allow_file_urls=False, timeout_s=10
+        tmp_path / "cache", max_bytes=1024 * 1024, allow_private=True, timeout_s=10
     )
 
 
@@ -131,8 +131,8 @@ def test_fetch_verifies_and_caches_by_hash(
 
 def test_cached_survives_a_new_cache_object(server: Server, tmp_path: Path) -> None:
     url = server.serve("/img", TAR_BODY)
-    ImageCache(tmp_path / "c", max_bytes=10_000).fetch(url, _sha(TAR_BODY))
-    fresh = ImageCache(tmp_path / "c", max_bytes=10_000)
+    ImageCache(tmp_path / "c", max_bytes=10_000, allow_private=True).fetch(url, _sha(TAR_BODY))
+    fresh = ImageCache(tmp_path / "c", max_bytes=10_000, allow_private=True)
     assert fresh.cached(_sha(TAR_BODY)) is not None
     assert fresh.cached(_sha(b"other")) is None
 
@@ -143,7 +143,8 @@ def test_hash_mismatch_leaves_nothing(server: Server, cache: ImageCache) -> None
     with pytest.raises(FetchFailure) as err:
         cache.fetch(url, wrong)
     assert err.value.code == "CHECKSUM_MISMATCH"
-    assert _sha(TAR_BODY) in err.value.message and wrong in err.value.message
+    # Nothing learnt from the response: not the digest that arrived, not even the expected one.
+    assert _sha(TAR_BODY) not in err.value.message and wrong not in err.value.message
     assert _leftovers(cache) == []
     assert cache.cached(wrong) is None
 
@@ -160,7 +161,7 @@ def test_tampered_archive_never_reaches_docker(
     tampered[len(tampered) // 2] ^= 0xFF
     url = server.serve("/tampered.tar.gz", bytes(tampered))
     before = {img.id for img in docker_client.images.list(all=True)}
-    cache = ImageCache(cache.cache_dir, max_bytes=64 * 1024 * 1024)
+    cache = ImageCache(cache.cache_dir, max_bytes=64 * 1024 * 1024, allow_private=True)
     loader = ImageLoader(docker_client, cache.cache_dir / "state")
     with pytest.raises(FetchFailure) as err:
         loader.ensure_loaded(cache.fetch(url, digest))
@@ -174,7 +175,7 @@ def test_404_is_fetch_failed(server: Server, cache: ImageCache) -> None:
     with pytest.raises(FetchFailure) as err:
         cache.fetch(server.base + "/missing", _sha(b"x"))
     assert err.value.code == "FETCH_FAILED"
-    assert "404" in err.value.message
+    assert "404" not in err.value.message and "127.0.0.1" in err.value.message
     assert _leftovers(cache) == []
 
 
@@ -195,7 +196,7 @@ def test_size_cap_while_streaming(server: Server, tmp_path: Path) -> None:
     server.handler.no_length.add(
         "/big"
     )  # no Content-Length: only counting while streaming stops it
-    small = ImageCache(tmp_path / "c", max_bytes=1000)
+    small = ImageCache(tmp_path / "c", max_bytes=1000, allow_private=True)
     monkey_chunk = fetch_mod._CHUNK
     fetch_mod._CHUNK = 512
     try:
@@ -212,10 +213,12 @@ def test_size_cap_from_content_length(server: Server, tmp_path: Path) -> None:
     url = server.serve("/big", body)
     seen: list[int] = []
     with pytest.raises(FetchFailure) as err:
-        ImageCache(tmp_path / "c", max_bytes=1000).fetch(url, _sha(body), progress=seen.append)
+        ImageCache(tmp_path / "c", max_bytes=1000, allow_private=True).fetch(
+            url, _sha(body), progress=seen.append
+        )
     assert err.value.code == "IMAGE_TOO_LARGE"
-    assert "5000" in err.value.message
-    assert seen == [], "refused up front, before reading the body"
+    assert "5000" not in err.value.message, "the size the server claimed is not echoed"
+    assert not any(seen), "refused up front, before reading the body"
 
 
 def test_redirect_followed_within_http(server: Server, cache: ImageCache) -> None:
@@ -228,7 +231,9 @@ def test_redirect_to_file_url_refused(server: Server, tmp_path: Path) -> None:
     secret = tmp_path / "secret.tar"
     secret.write_bytes(TAR_BODY)
     server.handler.redirects["/sneaky"] = secret.as_uri()
-    permissive = ImageCache(tmp_path / "c", max_bytes=10_000, allow_file_urls=True)
+    permissive = ImageCache(
+        tmp_path / "c", max_bytes=10_000, allow_private=True, allow_file_urls=True
+    )
     with pytest.raises(FetchFailure) as err:
         permissive.fetch(server.base + "/sneaky", _sha(TAR_BODY))
     assert err.value.code == "FETCH_FAILED"
@@ -281,3 +286,67 @@ def test_normalize_sha256_accepts_prefix_and_case() -> None:
 
 def test_public_surface() -> None:
     assert set(fetch_mod.__all__) == {"VerifiedArchive", "ImageCache", "normalize_sha256"}
+
+
+def test_leftover_downloads_are_cleared_at_start_up(tmp_path: Path) -> None:
+    """A `.part` from a download cut by a crash goes when the cache opens, however fresh."""
+    tmp = tmp_path / "c" / "tmp"
+    tmp.mkdir(parents=True)
+    (tmp / "fetch-abc.part").write_bytes(b"half an archive")
+    (tmp / "stray-dir").mkdir()
+    (tmp / "stray-dir" / "x").write_bytes(b"x")
+    ImageCache(tmp_path / "c", max_bytes=10_000)
+    assert os.listdir(tmp) == []
+
+
+def test_archive_cache_prunes_least_recently_used(server: Server, tmp_path: Path) -> None:
+    bodies = [bytes([i]) * 1000 for i in range(3)]
+    urls = [server.serve(f"/a{i}", body) for i, body in enumerate(bodies)]
+    cache = ImageCache(tmp_path / "c", max_bytes=10_000, allow_private=True,
+                       cache_max_bytes=2500, grace_s=0)
+    first = cache.fetch(urls[0], _sha(bodies[0]))
+    second = cache.fetch(urls[1], _sha(bodies[1]))
+    os.utime(first.path, (1, 1))
+    os.utime(second.path, (2, 2))
+    assert cache.cached(_sha(bodies[0])) is not None  # a hit is a use: the first is now newest
+    third = cache.fetch(urls[2], _sha(bodies[2]))
+    assert sorted(os.listdir(cache.archives_dir)) == sorted([first.path.name, third.path.name])
+    assert not second.path.exists()
+
+
+def test_cancel_during_a_slow_dns_lookup(tmp_path: Path, monkeypatch) -> None:
+    """A resolver that takes 10 s does not hold the download past a cancel."""
+    import socket
+    import threading
+    import time
+
+    import engine.fetch_guard as guard
+
+    real = socket.getaddrinfo
+
+    def slow(*args, **kwargs):
+        time.sleep(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(guard.socket, "getaddrinfo", slow)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+
+    def progress(_size: int) -> None:
+        if cancel.is_set():
+            raise InterruptedError("cancelled")
+
+    started = time.monotonic()
+    with pytest.raises(InterruptedError):
+        ImageCache(tmp_path / "c", max_bytes=10_000, timeout_s=30).fetch(
+            "http://archive.example/a.tar", _sha(b"x"), progress=progress
+        )
+    assert time.monotonic() - started < 1.5
+
+
+def test_fetch_guard_public_surface() -> None:
+    import engine.fetch_guard as guard_mod
+
+    assert set(guard_mod.__all__) == {
+        "Deadline", "GuardedBackend", "guarded_client", "is_public_address"
+    }

@@ -202,4 +202,67 @@ def test_inspect_reports_id_and_tags(docker_client, busybox_archive, busybox) ->
 
 
 def test_public_surface() -> None:
+    import engine.archive_check as check_mod
+    import engine.image_gc as gc_mod
+
     assert set(images_mod.__all__) == {"ImageLoader", "ArchiveInfo", "inspect_archive"}
+    assert set(check_mod.__all__) == {
+        "ArchiveInfo", "inspect_archive", "inspect_stream", "MAX_MEMBERS", "MAX_LAYER_ENTRIES"
+    }
+    assert set(gc_mod.__all__) == {"LoadedImages", "write_json"}
+
+
+@pytest.fixture
+def three_removed_archives(docker_client, busybox, tmp_path: Path):
+    """Three gzipped archives of fresh images that are NOT in Docker; cleaned up after."""
+    made = []
+    for i in range(3):
+        tag = f"c2d-test/lru-{uuid.uuid4().hex[:8]}:1"
+        image_id = _unique_image(docker_client, tag)
+        path = tmp_path / f"lru{i}.tar.gz"
+        digest = export_archive(docker_client, tag, path)
+        docker_client.images.remove(image_id, force=True)
+        made.append((_archive(path, digest), image_id))
+    yield made
+    for _archive_, image_id in made:
+        try:
+            docker_client.images.remove(image_id, force=True)
+        except docker.errors.APIError:
+            pass
+
+
+def _present(client, image_id: str) -> bool:
+    try:
+        client.images.get(image_id)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def test_loaded_images_are_collected_least_recently_used_first(
+    docker_client, busybox, busybox_archive, three_removed_archives, tmp_path: Path
+) -> None:
+    (a, a_id), (b, b_id), (c, c_id) = three_removed_archives
+    busy: set[str] = set()
+    loader = ImageLoader(docker_client, tmp_path / "state", cache_max_bytes=1, grace_s=0,
+                         busy=lambda: busy)
+    loader.ensure_loaded(a)
+    container = docker_client.containers.create(a_id)  # a container holds A
+    try:
+        loader.ensure_loaded(b)
+        assert _present(docker_client, a_id), "an image a container uses is never collected"
+    finally:
+        container.remove(force=True)
+    busy.add(b_id)  # an unfinished job uses B
+    loader.ensure_loaded(c)
+    assert not _present(docker_client, a_id), "the least recently used image goes first"
+    assert _present(docker_client, b_id) and _present(docker_client, c_id)
+    assert a.sha256 not in json.loads((tmp_path / "state" / "images.json").read_text())
+
+    # The operator's own image (in Docker before the engine saw it) is never the engine's to remove.
+    path, digest = busybox_archive
+    busy.clear()
+    assert loader.ensure_loaded(_archive(path, digest)) == busybox
+    loader.ensure_loaded(a)  # reloaded: B and C are now older and free
+    assert _present(docker_client, busybox) and _present(docker_client, a_id)
+    assert not _present(docker_client, b_id) and not _present(docker_client, c_id)

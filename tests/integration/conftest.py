@@ -311,6 +311,7 @@ def engine(world: World, docker_client, tmp_path_factory) -> Iterator[Engine]:
         output_max_bytes=OUTPUT_MAX_BYTES,
         max_concurrent_jobs=2,
         fetch_timeout_s=30.0,
+        allow_private_fetch=True,  # the test archive server is on 127.0.0.1
     )
     DataCatalog(data_dir).add(world.refiner_id, world.data_db)
     server, thread, url, sock = _serve_in_thread(create_app(settings))
