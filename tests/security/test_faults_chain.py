@@ -269,7 +269,8 @@ def test_jobs_queued_during_an_outage_all_succeed(
     DataCatalog(data_dir).add(setup.refiner_id, make_sample_db(tmp_path / "d.db", users=20, activities=50))
     settings = Settings(rpc_url=node.url, deployment=save_deployment(deployment, tmp_path / "dep.json"),
                         data_dir=data_dir, run_timeout_s=20, run_memory_bytes=32 * 1024 * 1024,
-                        chain_retry_window_s=30, max_concurrent_jobs=2)
+                        chain_retry_window_s=30, max_concurrent_jobs=2,
+                        allow_private_fetch=True)  # the archive server is on 127.0.0.1
     server, thread, url, sock = _serve_in_thread(create_app(settings))
     client = EngineClient(url, accounts.builder, deployment.chain_id,
                           deployment.address("compute_instruction_registry"))

@@ -37,7 +37,8 @@ def _env(world, data_dir: Path, port: int) -> dict[str, str]:  # noqa: F811
     base = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
     return {**base, "ENGINE_RPC_URL": world.rpc_url, "ENGINE_DEPLOYMENT": str(world.manifest),
             "ENGINE_DATA_DIR": str(data_dir), "ENGINE_PORT": str(port), "ENGINE_RUN_TIMEOUT_S": "60",
-            "ENGINE_RUN_MEMORY_BYTES": str(32 * 1024 * 1024)}
+            "ENGINE_RUN_MEMORY_BYTES": str(32 * 1024 * 1024),
+            "ENGINE_ALLOW_PRIVATE_FETCH": "true"}  # the archive server is on 127.0.0.1
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
