@@ -85,7 +85,7 @@ def build_service(settings: Settings) -> JobService:
             timeout_s=settings.fetch_timeout_s,
         ),
         ImageLoader(client, data_dir / "image-state"),
-        DockerRunner(client, engine_id(data_dir)),
+        DockerRunner(client, engine_id(data_dir), settings.docker_retry_s),
         DataCatalog(data_dir),
         probes={"chain": registries.block_number, "docker": client.ping},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),
