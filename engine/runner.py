@@ -171,6 +171,8 @@ class DockerRunner:
                 return _result(None, False, False, True, b"", started)
             self._start(container)
             timed_out, was_cancelled, over, lost = self._wait(container, spec, cancel, started)
+            if over is None and spec.output_watch is not None:
+                over = spec.output_watch()  # it may have hit the cap and exited by itself
             retried: list[bool] = []
             state = self._retry("inspect the container", lambda: _state(container), retried)
             logs = _read_logs(container, spec.limits.log_bytes)

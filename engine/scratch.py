@@ -74,14 +74,14 @@ class OutputFs:
         return out
 
     def _mount(self) -> None:
-        # Room for ext4's own metadata on top of the cap, so the job can reach the cap
-        # itself (then the watcher, not a silent ENOSPC, ends it).
-        size = self.max_bytes + self.max_bytes // 16 + 8 * MiB
-        inodes = self.max_files + 16  # the root, a few spare; folders count as files
+        # Room for ext4's own metadata (inode tables, bitmaps) on top of the cap, so the
+        # job can reach the cap itself; the disk used is at most this size.
+        inodes = self.max_files + 64  # the root and a few spare; folders count as files
+        size = self.max_bytes + self.max_bytes // 32 + inodes * 256 + MiB
         try:
             with open(self.image, "wb") as img:
                 img.truncate(size)  # sparse: disk is used only as the job writes
-            _run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0", "-N", str(inodes),
+            _run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal,^resize_inode", "-m", "0", "-N", str(inodes),
                   "-E", "lazy_itable_init=1,nodiscard", str(self.image)])
             _run(["mount", "-t", "ext4", "-o", _MOUNT_OPTS, str(self.image), str(self.path)])
         except (OSError, subprocess.SubprocessError) as exc:
@@ -108,6 +108,8 @@ class OutputFs:
             over = f"the output reached its size cap of {self.max_bytes} bytes"
         elif st.f_ffree == 0:
             over = f"the output reached its cap of {self.max_files} files and folders"
+        elif st.f_bavail == 0:  # metadata took more than planned: full is full
+            over = f"the output reached its size cap of {self.max_bytes} bytes"
         return OutputUsage(used, st.f_ffree, over)
 
     def over_cap(self) -> str | None:
