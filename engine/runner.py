@@ -164,7 +164,7 @@ class DockerRunner:
         name = container_name(spec.job_id)
         self._retry("remove the old container", lambda: self._remove_named(name))
         _prepare_mounts(spec)
-        started = time.monotonic()
+        started, wall_started = time.monotonic(), time.time()
         container = self._create(spec, name)
         try:
             if cancel.is_set():
@@ -175,9 +175,13 @@ class DockerRunner:
                 over = spec.output_watch()  # it may have hit the cap and exited by itself
             retried: list[bool] = []
             state = self._retry("inspect the container", lambda: _state(container), retried)
+            exit_code = state.get("ExitCode") if not state.get("Running") else None
+            if exit_code and not (lost or retried or timed_out or was_cancelled or over):
+                # A daemon going down stops its containers: that exit is Docker's, not the job's.
+                lost = self._killed_by_docker(container, wall_started)
             logs = _read_logs(container, spec.limits.log_bytes)
             return _result(
-                state.get("ExitCode") if not state.get("Running") else None,
+                exit_code,
                 bool(state.get("OOMKilled")),
                 timed_out,
                 was_cancelled or cancel.is_set(),
@@ -335,6 +339,20 @@ class DockerRunner:
                     f"Docker failed waiting for the container: {exc.explanation}",
                     code="INTERNAL_ERROR",
                 ) from exc
+
+    def _killed_by_docker(self, container, since: float) -> bool:
+        """True when Docker signalled the container itself (daemon shutdown, ``docker stop``):
+        the engine kills only on timeout, cancel or a full output, which are known here."""
+        try:
+            events = self.client.api.events(
+                since=f"{since - 1:.3f}", until=f"{time.time():.3f}", decode=True,
+                filters={"container": container.id, "event": "kill"},
+            )
+            return any(True for _ in events)
+        except requests.exceptions.ConnectionError:
+            return True  # the daemon is going away right now
+        except docker.errors.APIError:
+            return False
 
     def _retry(self, what: str, call: Callable[[], _T], retried: list[bool] | None = None) -> _T:
         """``call()``, retried with backoff while Docker is unreachable, for the window.
