@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import (  # noqa: F401 - fixtures used by name
+# The integration fixtures (real engine, chain world, served images), used by name.
+from tests.integration.conftest import (  # noqa: F401
     OUTPUT_MAX_BYTES,
     SIMPLE_QUERY,
     archive_server,
@@ -36,13 +37,13 @@ mkfifo pipe
 """
 
 
-def _run(engine, world, image) -> dict:
+def _run(engine, world, image) -> dict:  # noqa: F811 - the fixtures, passed on
     instruction_id = world.publish_image(image)
     job = engine.builder.submit(instruction_id, world.refiner_id, SIMPLE_QUERY, None)
     return engine.builder.wait(job["id"], poll_s=0.1, timeout_s=60)
 
 
-def test_endless_output_is_stopped_at_the_cap_while_it_runs(engine, world, job_image) -> None:
+def test_endless_output_is_stopped_at_the_cap_while_it_runs(engine, world, job_image) -> None:  # noqa: F811
     job = _run(engine, world, job_image("endless-writer", ENDLESS_WRITER))
 
     assert job["status"] == "FAILED" and job["failure"]["code"] == "OUTPUT_TOO_LARGE", job
@@ -53,7 +54,7 @@ def test_endless_output_is_stopped_at_the_cap_while_it_runs(engine, world, job_i
     wait_for(lambda: not (engine.data_dir / "scratch" / job["id"]).exists(), what="scratch gone")
 
 
-def test_skipped_outputs_are_reported_in_the_job(engine, world, job_image) -> None:
+def test_skipped_outputs_are_reported_in_the_job(engine, world, job_image) -> None:  # noqa: F811
     job = _run(engine, world, job_image("odd-names", ODD_NAMES))
 
     assert job["status"] == "SUCCEEDED", job
