@@ -101,3 +101,22 @@ def test_a_bind_output_is_a_plain_folder(tmp_path: Path) -> None:
     output = OutputFs.create(tmp_path / "output", "bind", MiB, 10)
     assert not os.path.ismount(output.path) and output.over_cap() is None
     output.release()
+
+
+def test_an_engine_that_cannot_mount_refuses_the_job_clearly(tmp_path: Path, monkeypatch) -> None:
+    """Not root / no loop device: the job fails with a clear message, never runs uncapped."""
+    import subprocess
+
+    import engine.scratch as scratch_mod
+    from engine.errors import RunFailure
+
+    def no_loop(cmd: list[str]) -> None:
+        if cmd[0] == "mount":
+            raise subprocess.SubprocessError("mount exited 32: failed to setup loop device")
+
+    monkeypatch.setattr(scratch_mod, "_run", no_loop)
+    with pytest.raises(RunFailure) as err:
+        OutputFs.create(tmp_path / "output", "loop", MiB, 10)
+    assert err.value.code == "INTERNAL_ERROR"
+    assert "size-limited output folder" in err.value.message and "loop" in err.value.message
+    assert not (tmp_path / "output.img").exists()
