@@ -492,17 +492,15 @@ class JobService:
 
         self._advance(ctx, st.RUNNING)
         assert ctx.image_id is not None
-        settings = self.settings
-        output = scratch.OutputFs.create(
-            ctx.output_dir, settings.run_output_fs, settings.output_max_bytes, settings.output_max_files
-        )
+        s = self.settings
+        output = scratch.OutputFs.create(ctx.output_dir, s.run_output_fs, s.output_max_bytes, s.output_max_files)
         spec = RunSpec(
             job_id=ctx.job.id,
             image_id=ctx.image_id,
             input_db=ctx.input_db,
             output_dir=ctx.output_dir,
             refiner_id=ctx.job.refiner_id,
-            limits=settings.run_limits(),
+            limits=s.run_limits(),
             output_watch=output.over_cap,  # ends the job the moment the output is full
         )
         result = self.runner.run(spec, cancel=ctx.cancel)
@@ -536,12 +534,11 @@ class JobService:
 
         self._advance(ctx, st.COLLECTING)
         dest = self._artifact_dir(ctx.job.id)
-        collected = collect(
-            ctx.output_dir, dest, self.settings.output_max_bytes, max_files=self.settings.output_max_files
-        )
+        s = self.settings
+        collected = collect(ctx.output_dir, dest, s.output_max_bytes, max_files=s.output_max_files)
         artifacts = collected.artifacts
         self.store.set_artifacts(ctx.job.id, artifacts)
-        ctx.record["skipped_outputs"] = collected.skipped_public()
+        ctx.record["skipped_outputs"] = collected.skipped_public()  # what was not kept, and why
         if self.signer is not None:
             ctx.record["attestation"] = self._attest(ctx.job, artifacts)
         ctx.record["artifacts_expire_at"] = self.clock() + self.settings.artifact_retention_s

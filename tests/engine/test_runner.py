@@ -410,3 +410,25 @@ def test_transient_docker_errors_are_retried_then_succeed() -> None:
     retried: list[bool] = []
     assert DockerRunner(None, retry_window_s=10)._retry("create", flaky, retried) == "ok"
     assert len(calls) == 3 and retried
+
+
+def test_a_container_docker_could_not_remove_is_removed_once_it_is_back(monkeypatch) -> None:
+    """Unit test with a fake container: removal while dockerd is down is retried in the background."""
+    import requests.exceptions
+
+    monkeypatch.setattr(runner_mod, "_BACKOFF_START_S", 0.01)
+    removed = threading.Event()
+
+    class ComesBack:
+        name = "c2d-x"
+        attempts = 0
+
+        def remove(self, force: bool, v: bool) -> None:
+            ComesBack.attempts += 1
+            if ComesBack.attempts < 3:
+                raise requests.exceptions.ConnectionError("connection refused")
+            removed.set()
+
+    DockerRunner(None)._remove(ComesBack())
+    assert removed.wait(5), "never removed"
+    assert ComesBack.attempts == 3
