@@ -146,6 +146,11 @@ def test_dockerd_restart_mid_job_is_docker_unavailable_and_leaves_nothing(
     while client.containers.list(all=True, filters={"label": "compute-to-data.job"}):
         assert time.monotonic() < deadline, "the exited container was never removed"
         time.sleep(0.2)
+    # The same runner (no engine restart) runs the next job on the restarted daemon.
+    quick = build_image(client, 'FROM c2d-test/busybox:1\nCMD ["true"]\n', "c2d-test/sec-quick:1")
+    result, _out, output = run_capped(client, quick, tmp_path, runner=runner)
+    output.release()
+    assert classify(result) is None, result
 
 
 def test_a_container_stopped_by_docker_itself_is_not_the_jobs_exit(
