@@ -215,48 +215,17 @@ class DockerRunner:
     # -- steps ------------------------------------------------------------
 
     def _create(self, spec: RunSpec, name: str):
-        limits = spec.limits
         try:
             covers = self._retry("inspect the image", lambda: self._volume_covers(spec.image_id))
-            return self._retry(
-                "create the container",
-                lambda: self.client.containers.create(
-                    spec.image_id,
-                    name=name,
-                    labels={LABEL: spec.job_id, ENGINE_LABEL: self.engine_id},
-                    environment={
-                        "INPUT_PATH": INPUT_DIR,
-                        "OUTPUT_PATH": OUTPUT_MOUNT,
-                        "COMPUTE_JOB_ID": spec.job_id,
-                        "DATA_REFINER_ID": str(spec.refiner_id),
-                    },
-                    mounts=[
-                        Mount(INPUT_MOUNT, str(Path(spec.input_db).resolve()), type="bind",
-                              read_only=True),
-                        Mount(OUTPUT_MOUNT, str(Path(spec.output_dir).resolve()), type="bind",
-                              read_only=False),
-                    ],
-                    network_mode="none",
-                    read_only=True,
-                    cap_drop=["ALL"],
-                    security_opt=["no-new-privileges", f"seccomp={seccomp_profile()}"],
-                    user=limits.user,
-                    mem_limit=limits.memory_bytes,
-                    memswap_limit=limits.memory_bytes,
-                    nano_cpus=int(limits.cpus * 1e9),
-                    pids_limit=limits.pids,
-                    tmpfs={
-                        "/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes},mode=1777",
-                        **covers,
-                    },
-                    log_config=LogConfig(
-                        type="json-file",
-                        config={"max-size": str(_driver_log_bytes(limits)), "max-file": "2"},
-                    ),
-                    stdin_open=False,
-                    tty=False,
-                ),
-            )
+            config = _container_config(spec, name, self.engine_id, covers)
+            retried: list[bool] = []
+
+            def create():
+                if retried:  # a create cut off mid-way may have made it: clear it first
+                    self._remove_named(name)
+                return self.client.containers.create(spec.image_id, **config)
+
+            return self._retry("create the container", create, retried)
         except docker.errors.ImageNotFound as exc:
             raise RunFailure(f"image {spec.image_id} is not loaded", code="IMAGE_INVALID") from exc
         except docker.errors.APIError as exc:
@@ -403,6 +372,42 @@ class DockerRunner:
             _force_remove(self.client.containers.get(name))
         except docker.errors.NotFound:
             pass
+
+
+def _container_config(spec: RunSpec, name: str, engine_id: str, covers: dict[str, str]) -> dict:
+    """The hardened ``containers.create`` arguments (everything but the image)."""
+    limits = spec.limits
+    return {
+        "name": name,
+        "labels": {LABEL: spec.job_id, ENGINE_LABEL: engine_id},
+        "environment": {
+            "INPUT_PATH": INPUT_DIR,
+            "OUTPUT_PATH": OUTPUT_MOUNT,
+            "COMPUTE_JOB_ID": spec.job_id,
+            "DATA_REFINER_ID": str(spec.refiner_id),
+        },
+        "mounts": [
+            Mount(INPUT_MOUNT, str(Path(spec.input_db).resolve()), type="bind", read_only=True),
+            Mount(OUTPUT_MOUNT, str(Path(spec.output_dir).resolve()), type="bind", read_only=False),
+        ],
+        "network_mode": "none",
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
+        "user": limits.user,
+        "mem_limit": limits.memory_bytes,
+        "memswap_limit": limits.memory_bytes,
+        "nano_cpus": int(limits.cpus * 1e9),
+        "pids_limit": limits.pids,
+        # /tmp for any uid (1777); each image VOLUME under an empty read-only cover.
+        "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes},mode=1777", **covers},
+        "log_config": LogConfig(
+            type="json-file",
+            config={"max-size": str(_driver_log_bytes(limits)), "max-file": "2"},
+        ),
+        "stdin_open": False,
+        "tty": False,
+    }
 
 
 @cache
