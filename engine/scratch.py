@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 import stat
 import subprocess
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from typing import Literal
 
 from engine.errors import RunFailure
 
-__all__ = ["OutputFs", "OutputUsage", "clear_leftovers", "remove_tree"]
+__all__ = ["OutputFs", "OutputUsage", "clear_leftovers", "output_fs_ready", "remove_tree"]
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,15 @@ class OutputFs:
             _unmount(self.path)
             self.mounted = False
         self.image.unlink(missing_ok=True)
+
+
+def output_fs_ready(kind: OutputKind) -> bool:
+    """Whether jobs can get their output folder (for /health): ``loop`` needs root,
+    a loop device and mkfs.ext4; a ``bind`` folder always works."""
+    if kind != "loop":
+        return True
+    return (os.geteuid() == 0 and os.path.exists("/dev/loop-control")
+            and shutil.which("mkfs.ext4") is not None)
 
 
 def remove_tree(path: Path) -> bool:

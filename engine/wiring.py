@@ -54,6 +54,7 @@ def build_service(settings: Settings) -> JobService:
     from engine.fetch import ImageCache
     from engine.images import ImageLoader
     from engine.runner import DockerRunner
+    from engine.scratch import output_fs_ready
     from registry_client.contracts import connect
     from registry_client.errors import RegistryError
     from registry_client.manifest import load_deployment
@@ -87,7 +88,8 @@ def build_service(settings: Settings) -> JobService:
         ImageLoader(client, data_dir / "image-state"),
         DockerRunner(client, engine_id(data_dir), settings.docker_retry_s),
         DataCatalog(data_dir),
-        probes={"chain": registries.block_number, "docker": client.ping},
+        probes={"chain": registries.block_number, "docker": client.ping,
+                "output_fs": lambda: output_fs_ready(settings.run_output_fs)},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),
         signer=signer,
     )

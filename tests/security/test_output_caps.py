@@ -120,3 +120,12 @@ def test_an_engine_that_cannot_mount_refuses_the_job_clearly(tmp_path: Path, mon
     assert err.value.code == "INTERNAL_ERROR"
     assert "size-limited output folder" in err.value.message and "loop" in err.value.message
     assert not (tmp_path / "output.img").exists()
+
+
+def test_health_says_whether_jobs_can_get_their_output_fs(monkeypatch) -> None:
+    import engine.scratch as scratch_mod
+
+    assert scratch_mod.output_fs_ready("loop") is (os.geteuid() == 0)
+    assert scratch_mod.output_fs_ready("bind") is True
+    monkeypatch.setattr(scratch_mod.os, "geteuid", lambda: 1000)
+    assert scratch_mod.output_fs_ready("loop") is False
