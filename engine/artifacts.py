@@ -7,6 +7,11 @@ opened with ``O_NOFOLLOW`` and re-checked with ``fstat`` so a swapped path
 cannot make the engine read a host file such as ``/etc/passwd``. The total is
 capped while copying (not from ``stat`` sizes, which could lie about a
 growing file); over the cap the copy is undone and OUTPUT_TOO_LARGE raised.
+
+What is not collected is said, not dropped silently: each skipped entry (a
+link, a special file, a name that is not printable UTF-8, a path longer than
+``MAX_NAME_BYTES``) becomes a ``Skipped`` with a safe, escaped, shortened repr
+of its name and the reason; the job keeps the first ``MAX_SKIPPED`` of them.
 """
 
 from __future__ import annotations
@@ -19,18 +24,30 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from engine.errors import RunFailure
 from engine.storage import is_disk_full, storage_full
 
-__all__ = ["Artifact", "collect", "read_manifest", "write_manifest"]
+__all__ = [
+    "MAX_NAME_BYTES",
+    "MAX_SKIPPED",
+    "Artifact",
+    "Collection",
+    "Skipped",
+    "collect",
+    "read_manifest",
+    "write_manifest",
+]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
 _MAX_DEPTH = 32
+MAX_NAME_BYTES = 1024  # longest artifact name (its relative path), in UTF-8 bytes
+MAX_SKIPPED = 100  # skipped entries kept with the job; the rest are only counted
+_REPR_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -43,24 +60,58 @@ class Artifact:
     media_type: str
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """An output entry that is not an artifact: ``name`` is a safe repr, never the raw bytes."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class Collection:
+    """What ``collect`` kept (sorted by name) and what it skipped (first MAX_SKIPPED)."""
+
+    artifacts: list[Artifact] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    skipped_count: int = 0
+
+    def skip(self, rel_parts: tuple[str, ...], reason: str) -> None:
+        self.skipped_count += 1
+        if len(self.skipped) < MAX_SKIPPED:
+            self.skipped.append(Skipped(_safe_repr("/".join(rel_parts)), reason))
+
+    def skipped_public(self) -> dict | None:
+        """The job's record of skipped outputs (None when nothing was skipped)."""
+        if not self.skipped_count:
+            return None
+        return {"count": self.skipped_count, "entries": [asdict(s) for s in self.skipped]}
+
+
 def collect(
     output_dir: Path, dest_dir: Path, max_total_bytes: int, *, max_files: int = 10_000
-) -> list[Artifact]:
-    """Copy every regular file under ``output_dir`` into ``dest_dir``; return them sorted by name."""
+) -> Collection:
+    """Copy every regular file under ``output_dir`` into ``dest_dir``; say what was skipped."""
     output_dir, dest_dir = Path(output_dir), Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
+    result = Collection()
     copier = _Copier(dest_dir, max_total_bytes, max_files)
     try:
-        for rel, src in _walk(output_dir):
+        for rel, src in _walk(output_dir, result):
             copier.copy(rel, src)
     except BaseException:
         copier.undo()
         raise
-    return sorted(copier.artifacts, key=lambda a: a.name)
+    result.artifacts = sorted(copier.artifacts, key=lambda a: a.name)
+    return result
 
 
-def _walk(root: Path):
-    """Yield (posix relative name, host path) of regular files, never following links."""
+def _walk(root: Path, result: Collection):
+    """Yield (posix relative name, host path) of regular files, never following links.
+
+    Host paths stay short (each artifact name is at most MAX_NAME_BYTES), so a
+    deep tree never reaches PATH_MAX.
+    """
     stack: list[tuple[Path, tuple[str, ...]]] = [(root, ())]
     while stack:
         folder, parts = stack.pop()
@@ -71,26 +122,43 @@ def _walk(root: Path):
         with os.scandir(folder) as entries:
             for entry in entries:
                 rel_parts = (*parts, entry.name)
-                if not _safe_name(entry.name):
-                    log.warning(
-                        "skipping output entry with an unsafe name: %r", "/".join(rel_parts)
-                    )
-                    continue
-                if entry.is_dir(follow_symlinks=False):
+                reason = _name_problem(entry.name) or _length_problem(rel_parts)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if reason is not None:
+                    result.skip(rel_parts, reason + (" (its contents too)" if is_dir else ""))
+                elif is_dir:
                     stack.append((Path(entry.path), rel_parts))
                 elif entry.is_file(follow_symlinks=False):
                     yield "/".join(rel_parts), Path(entry.path)
-                # symlinks, fifos, sockets, devices: skipped, recorded nowhere
+                elif entry.is_symlink():
+                    result.skip(rel_parts, "a symbolic link (never followed)")
+                else:
+                    result.skip(rel_parts, "not a regular file (fifo, socket or device)")
 
 
-def _safe_name(name: str) -> bool:
+def _name_problem(name: str) -> str | None:
     if name in ("", ".", "..") or "/" in name or "\\" in name:
-        return False
+        return "a name with a path separator"
     try:
         name.encode("utf-8")  # surrogate-escaped bytes are not valid UTF-8
     except UnicodeEncodeError:
-        return False
-    return all(ch.isprintable() for ch in name)
+        return "a name that is not valid UTF-8"
+    if not all(ch.isprintable() for ch in name):
+        return "a name with unprintable characters"
+    return None
+
+
+def _length_problem(rel_parts: tuple[str, ...]) -> str | None:
+    size = sum(len(os.fsencode(p)) for p in rel_parts) + len(rel_parts) - 1
+    if size > MAX_NAME_BYTES:
+        return f"a path longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def _safe_repr(name: str) -> str:
+    """Printable ASCII only (other bytes as \\xNN, like a bytes repr), shortened."""
+    text = repr(os.fsencode(name))[2:-1]
+    return text if len(text) <= _REPR_CHARS else text[: _REPR_CHARS - 3] + "..."
 
 
 class _Copier:

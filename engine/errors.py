@@ -12,7 +12,8 @@ Hierarchy::
         ├── ImageFailure        IMAGE_INVALID, IMAGE_TOO_LARGE (what the archive unpacks to)
         ├── QueryFailure        QUERY_INVALID, PERMISSION_DENIED, ROW_LIMIT, QUERY_TIMEOUT, RESULT_TOO_LARGE,
         │                       QUERY_OUT_OF_MEMORY
-        ├── RunFailure          TIMEOUT, OUT_OF_MEMORY, EXIT_NONZERO, OUTPUT_TOO_LARGE, CANCELLED
+        ├── RunFailure          TIMEOUT, OUT_OF_MEMORY, EXIT_NONZERO, OUTPUT_TOO_LARGE, CANCELLED,
+        │                       DOCKER_UNAVAILABLE
         └── StorageFull         STORAGE_FULL: the engine's own disk is full (a job fails; the API answers 503)
 
 Messages never contain the data a job reads: they name tables, columns,
@@ -59,6 +60,7 @@ FAILURE_CODES: dict[str, str] = {
     "EXIT_NONZERO": "the container exited with a non-zero code",
     "OUTPUT_TOO_LARGE": "the container's output is over the size cap",
     "CANCELLED": "the job owner cancelled the job",
+    "DOCKER_UNAVAILABLE": "Docker stopped answering (or restarted) while the job needed it",
     "ENGINE_RESTARTED": "the engine restarted while the job ran and could not resume it",
     "INTERNAL_ERROR": "an unexpected engine error (see the operator's log)",
 }

@@ -4,26 +4,44 @@ Stateless about jobs (like Bacalhau's executor): everything is keyed by the
 job id, which names the container ``c2d-<job_id>`` and labels it
 ``compute-to-data.job=<job_id>``; there is no job table here. The container
 gets no network, a read-only root, no capabilities, no-new-privileges, a
-non-root user, memory (= memory + swap), CPU and pids limits, a small noexec
-``/tmp``, a capped log (its tail is kept), a wall-clock timeout, the input database read-only
-and ``/mnt/output`` writable, and exactly four environment variables. It is
-always removed, whatever happens.
+non-root user, the engine's seccomp profile (``engine/seccomp/job.json``: no
+io_uring, no namespaces, no mounts, no keyrings, no bpf), memory (= memory +
+swap), CPU and pids limits, a small noexec ``/tmp`` (mode 1777), a capped log
+(its tail is kept), a wall-clock timeout, the input database read-only and
+``/mnt/output`` writable, and exactly four environment variables. Every
+``VOLUME`` the image declares is covered by an empty read-only tmpfs, so
+``/mnt/output`` and ``/tmp`` are the only writable places whatever the image
+says. The spec's ``output_watch`` is read every wait slice: a job whose output
+reached its cap is killed at once (OUTPUT_TOO_LARGE).
+
+Docker itself may go away (dockerd restarted): create, start and inspect are
+retried with backoff for ``retry_window_s``; a job whose container was lost
+with the daemon ends DOCKER_UNAVAILABLE, and a container that could not be
+removed then is removed in the background once Docker answers again. The
+container is always removed, whatever happens.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cache
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import docker.errors
 import requests.exceptions
 from docker.types import LogConfig, Mount
 
 from engine.errors import RunFailure
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ENGINE_LABEL",
@@ -50,7 +68,13 @@ _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # Short waits keep cancel responsive; each is one cheap request to dockerd.
 _WAIT_SLICE_S = 0.5
 _KILL_WAIT_S = 10.0
-_MAX_QUICK_FAILURES = 20
+# The places the engine mounts: an image VOLUME at or above them cannot be covered.
+_WRITABLE = (PurePosixPath(OUTPUT_MOUNT), PurePosixPath("/tmp"))
+_ENGINE_MOUNTS = (*_WRITABLE, PurePosixPath(INPUT_DIR))
+_COVER = "ro,noexec,nosuid,nodev,size=4k,mode=0555"
+_BACKOFF_START_S = 0.2
+_BACKOFF_MAX_S = 2.0
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,8 @@ class RunSpec:
     output_dir: Path
     refiner_id: int
     limits: RunLimits = field(default_factory=RunLimits)
+    # Read every wait slice: the reason the job's output is over a cap, or None.
+    output_watch: Callable[[], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,12 +114,21 @@ class RunResult:
     cancelled: bool
     logs: bytes
     duration_s: float
+    output_over: str | None = None  # why the output watch ended the job
+    docker_lost: bool = False  # the container was lost with its Docker daemon
 
 
 def classify(result: RunResult) -> str | None:
-    """None for success, else the job's failure code (CANCELLED > TIMEOUT > OUT_OF_MEMORY > EXIT_NONZERO)."""
+    """None for success, else the job's failure code.
+
+    CANCELLED > DOCKER_UNAVAILABLE > OUTPUT_TOO_LARGE > TIMEOUT > OUT_OF_MEMORY > EXIT_NONZERO.
+    """
     if result.cancelled:
         return "CANCELLED"
+    if result.docker_lost:
+        return "DOCKER_UNAVAILABLE"
+    if result.output_over:
+        return "OUTPUT_TOO_LARGE"
     if result.timed_out:
         return "TIMEOUT"
     if result.oom_killed:
@@ -112,45 +147,51 @@ def container_name(job_id: str) -> str:
 class DockerRunner:
     """Hardened ``docker run`` through the SDK; safe to share between threads."""
 
-    def __init__(self, docker_client, engine_id: str = "default"):
+    def __init__(self, docker_client, engine_id: str = "default", retry_window_s: float = 30.0):
         self.client = docker_client
         self.engine_id = engine_id
+        self.retry_window_s = retry_window_s
 
     def run(self, spec: RunSpec, cancel: threading.Event | None = None) -> RunResult:
         """Run ``spec`` to its end, its timeout or ``cancel``; the container is always removed.
 
         Setting ``cancel`` kills the container within ~0.5 s and marks the
         result cancelled (``cancel(job_id)`` kills it at once as well).
-        Raises RunFailure when Docker cannot create or start the container.
+        Raises RunFailure when Docker cannot create or start the container
+        (DOCKER_UNAVAILABLE when it stayed unreachable for ``retry_window_s``).
         """
         cancel = cancel or threading.Event()
         name = container_name(spec.job_id)
-        self._remove_named(name)
+        self._retry("remove the old container", lambda: self._remove_named(name))
         _prepare_mounts(spec)
-        started = time.monotonic()
+        started, wall_started = time.monotonic(), time.time()
         container = self._create(spec, name)
         try:
             if cancel.is_set():
                 return _result(None, False, False, True, b"", started)
-            try:
-                container.start()
-            except docker.errors.APIError as exc:
-                raise RunFailure(
-                    f"the container did not start: {exc.explanation}", code="EXIT_NONZERO"
-                ) from exc
-            timed_out, was_cancelled = self._wait(container, spec.limits.timeout_s, cancel, started)
-            state = _state(container)
+            self._start(container)
+            timed_out, was_cancelled, over, lost = self._wait(container, spec, cancel, started)
+            if over is None and spec.output_watch is not None:
+                over = spec.output_watch()  # it may have hit the cap and exited by itself
+            retried: list[bool] = []
+            state = self._retry("inspect the container", lambda: _state(container), retried)
+            exit_code = state.get("ExitCode") if not state.get("Running") else None
+            if exit_code and not (lost or retried or timed_out or was_cancelled or over):
+                # A daemon going down stops its containers: that exit is Docker's, not the job's.
+                lost = self._killed_by_docker(container, wall_started)
             logs = _read_logs(container, spec.limits.log_bytes)
             return _result(
-                state.get("ExitCode") if not state.get("Running") else None,
+                exit_code,
                 bool(state.get("OOMKilled")),
                 timed_out,
                 was_cancelled or cancel.is_set(),
                 logs,
                 started,
+                over,
+                lost or bool(retried),
             )
         finally:
-            _force_remove(container)
+            self._remove(container)
 
     def cancel(self, job_id: str) -> bool:
         """Kill the job's container if it runs; True when one was found."""
@@ -174,46 +215,17 @@ class DockerRunner:
     # -- steps ------------------------------------------------------------
 
     def _create(self, spec: RunSpec, name: str):
-        limits = spec.limits
         try:
-            return self.client.containers.create(
-                spec.image_id,
-                name=name,
-                labels={LABEL: spec.job_id, ENGINE_LABEL: self.engine_id},
-                environment={
-                    "INPUT_PATH": INPUT_DIR,
-                    "OUTPUT_PATH": OUTPUT_MOUNT,
-                    "COMPUTE_JOB_ID": spec.job_id,
-                    "DATA_REFINER_ID": str(spec.refiner_id),
-                },
-                mounts=[
-                    Mount(
-                        INPUT_MOUNT, str(Path(spec.input_db).resolve()), type="bind", read_only=True
-                    ),
-                    Mount(
-                        OUTPUT_MOUNT,
-                        str(Path(spec.output_dir).resolve()),
-                        type="bind",
-                        read_only=False,
-                    ),
-                ],
-                network_mode="none",
-                read_only=True,
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                user=limits.user,
-                mem_limit=limits.memory_bytes,
-                memswap_limit=limits.memory_bytes,
-                nano_cpus=int(limits.cpus * 1e9),
-                pids_limit=limits.pids,
-                tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"},
-                log_config=LogConfig(
-                    type="json-file",
-                    config={"max-size": str(_driver_log_bytes(limits)), "max-file": "2"},
-                ),
-                stdin_open=False,
-                tty=False,
-            )
+            covers = self._retry("inspect the image", lambda: self._volume_covers(spec.image_id))
+            config = _container_config(spec, name, self.engine_id, covers)
+            retried: list[bool] = []
+
+            def create():
+                if retried:  # a create cut off mid-way may have made it: clear it first
+                    self._remove_named(name)
+                return self.client.containers.create(spec.image_id, **config)
+
+            return self._retry("create the container", create, retried)
         except docker.errors.ImageNotFound as exc:
             raise RunFailure(f"image {spec.image_id} is not loaded", code="IMAGE_INVALID") from exc
         except docker.errors.APIError as exc:
@@ -221,42 +233,138 @@ class DockerRunner:
                 f"Docker could not create the container: {exc.explanation}", code="INTERNAL_ERROR"
             ) from exc
 
+    def _volume_covers(self, image_id: str) -> dict[str, str]:
+        """A read-only empty tmpfs over each VOLUME the image declares (Docker would
+        otherwise give each a writable, uncapped anonymous volume)."""
+        config = self.client.api.inspect_image(image_id).get("Config") or {}
+        covers = {}
+        for declared in sorted(config.get("Volumes") or {}):
+            path = PurePosixPath("/", declared)
+            if ".." in path.parts:
+                raise RunFailure(f"the image declares an invalid VOLUME {declared!r}",
+                                 code="IMAGE_INVALID")
+            if path in _WRITABLE:
+                continue  # the engine's own mount is there already
+            if any(path == mine or path in mine.parents for mine in _ENGINE_MOUNTS):
+                raise RunFailure(
+                    f"the image declares VOLUME {str(path)!r}, which would hide the job's "
+                    f"{INPUT_DIR} or {OUTPUT_MOUNT}", code="IMAGE_INVALID")
+            covers[str(path)] = _COVER
+        return covers
+
+    def _start(self, container) -> None:
+        try:
+            self._retry("start the container", container.start)
+        except docker.errors.APIError as exc:
+            raise RunFailure(
+                f"the container did not start: {exc.explanation}", code="EXIT_NONZERO"
+            ) from exc
+
     def _wait(
-        self, container, timeout_s: float, cancel: threading.Event, started: float
-    ) -> tuple[bool, bool]:
-        """Wait in short slices; kill on timeout or cancel. Returns (timed_out, cancelled)."""
-        deadline = started + timeout_s
-        quick_failures = 0
+        self, container, spec: RunSpec, cancel: threading.Event, started: float
+    ) -> tuple[bool, bool, str | None, bool]:
+        """Wait in short slices; kill on timeout, cancel or a full output.
+
+        Returns (timed_out, cancelled, output_over, docker_lost). Losing Docker
+        is survived for ``retry_window_s``; once it answers again the job counts
+        as lost with it (a restarted daemon killed its container).
+        """
+        deadline = started + spec.limits.timeout_s
+        lost = False  # Docker was unreachable at some point of this wait
+        lost_since: float | None = None
         while True:
             if cancel.is_set():
                 _kill(container)
-                return False, True
+                return False, True, None, lost
+            over = spec.output_watch() if spec.output_watch is not None else None
+            if over is not None:
+                _kill(container)
+                return False, False, over, lost
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 _kill(container)
-                return True, False
+                return True, False, None, lost
             slice_s = min(_WAIT_SLICE_S, remaining)
             began = time.monotonic()
             try:
                 container.wait(timeout=slice_s)
-                return False, False
+                return False, False, None, lost
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
                 # docker-py raises ConnectionError (not ReadTimeout) on a wait timeout;
                 # one that fails at once is dockerd being unreachable, not a timeout.
                 if time.monotonic() - began >= slice_s / 2:
-                    quick_failures = 0
+                    lost_since = None
                     continue
-                quick_failures += 1
-                if quick_failures >= _MAX_QUICK_FAILURES:
-                    raise RunFailure(
-                        f"lost contact with Docker: {exc}", code="INTERNAL_ERROR"
-                    ) from exc
-                time.sleep(0.1)
+                lost = True
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > self.retry_window_s:
+                    raise _unavailable("wait for the container", self.retry_window_s) from exc
+                time.sleep(min(_BACKOFF_MAX_S, 0.1 + (time.monotonic() - lost_since) / 4))
+            except docker.errors.NotFound:
+                # The container vanished under us: a restarted daemon lost it.
+                return False, False, None, True
             except docker.errors.APIError as exc:
                 raise RunFailure(
                     f"Docker failed waiting for the container: {exc.explanation}",
                     code="INTERNAL_ERROR",
                 ) from exc
+
+    def _killed_by_docker(self, container, since: float) -> bool:
+        """True when Docker signalled the container itself (daemon shutdown, ``docker stop``):
+        the engine kills only on timeout, cancel or a full output, which are known here."""
+        try:
+            events = self.client.api.events(
+                since=f"{since - 1:.3f}", until=f"{time.time():.3f}", decode=True,
+                filters={"container": container.id, "event": "kill"},
+            )
+            return any(True for _ in events)
+        except requests.exceptions.ConnectionError:
+            return True  # the daemon is going away right now
+        except docker.errors.APIError:
+            return False
+
+    def _retry(self, what: str, call: Callable[[], _T], retried: list[bool] | None = None) -> _T:
+        """``call()``, retried with backoff while Docker is unreachable, for the window.
+
+        Appends to ``retried`` when it had to retry (Docker went away meanwhile).
+        """
+        give_up = time.monotonic() + self.retry_window_s
+        delay = _BACKOFF_START_S
+        while True:
+            try:
+                return call()
+            except requests.exceptions.ConnectionError as exc:
+                if time.monotonic() + delay > give_up:
+                    raise _unavailable(what, self.retry_window_s) from exc
+                if retried is not None:
+                    retried.append(True)
+            time.sleep(delay)
+            delay = min(2 * delay, _BACKOFF_MAX_S)
+
+    def _remove(self, container) -> None:
+        """Remove now, or (Docker unreachable) in the background once it is back."""
+        try:
+            _force_remove(container)
+        except requests.exceptions.ConnectionError:
+            threading.Thread(
+                target=self._remove_later, args=(container,), name="container-reaper", daemon=True
+            ).start()
+
+    def _remove_later(self, container, give_up_s: float = 3600.0) -> None:
+        give_up = time.monotonic() + give_up_s
+        delay = _BACKOFF_START_S
+        while time.monotonic() < give_up:
+            time.sleep(delay)
+            delay = min(2 * delay, _BACKOFF_MAX_S)
+            try:
+                _force_remove(container)
+                return
+            except requests.exceptions.ConnectionError:
+                continue
+            except RunFailure:
+                break
+        log.error("container %s could not be removed; an engine restart removes it",
+                  container.name)
 
     def _remove_named(self, name: str) -> None:
         """A container left by a crash under this job's name would block create."""
@@ -264,6 +372,54 @@ class DockerRunner:
             _force_remove(self.client.containers.get(name))
         except docker.errors.NotFound:
             pass
+
+
+def _container_config(spec: RunSpec, name: str, engine_id: str, covers: dict[str, str]) -> dict:
+    """The hardened ``containers.create`` arguments (everything but the image)."""
+    limits = spec.limits
+    return {
+        "name": name,
+        "labels": {LABEL: spec.job_id, ENGINE_LABEL: engine_id},
+        "environment": {
+            "INPUT_PATH": INPUT_DIR,
+            "OUTPUT_PATH": OUTPUT_MOUNT,
+            "COMPUTE_JOB_ID": spec.job_id,
+            "DATA_REFINER_ID": str(spec.refiner_id),
+        },
+        "mounts": [
+            Mount(INPUT_MOUNT, str(Path(spec.input_db).resolve()), type="bind", read_only=True),
+            Mount(OUTPUT_MOUNT, str(Path(spec.output_dir).resolve()), type="bind", read_only=False),
+        ],
+        "network_mode": "none",
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
+        "user": limits.user,
+        "mem_limit": limits.memory_bytes,
+        "memswap_limit": limits.memory_bytes,
+        "nano_cpus": int(limits.cpus * 1e9),
+        "pids_limit": limits.pids,
+        # /tmp for any uid (1777); each image VOLUME under an empty read-only cover.
+        "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes},mode=1777", **covers},
+        "log_config": LogConfig(
+            type="json-file",
+            config={"max-size": str(_driver_log_bytes(limits)), "max-file": "2"},
+        ),
+        "stdin_open": False,
+        "tty": False,
+    }
+
+
+@cache
+def seccomp_profile() -> str:
+    """The job's seccomp profile (JSON text), shipped in the package."""
+    return resources.files("engine").joinpath("seccomp", "job.json").read_text()
+
+
+def _unavailable(what: str, window_s: float) -> RunFailure:
+    return RunFailure(
+        f"Docker did not answer for {window_s:g} s (trying to {what})", code="DOCKER_UNAVAILABLE"
+    )
 
 
 def _prepare_mounts(spec: RunSpec) -> None:
@@ -290,6 +446,8 @@ def _numeric_user(user: str) -> tuple[int | None, int | None]:
 def _state(container) -> dict:
     try:
         container.reload()
+    except docker.errors.NotFound as exc:
+        raise RunFailure("Docker lost the container", code="DOCKER_UNAVAILABLE") from exc
     except docker.errors.APIError as exc:
         raise RunFailure(
             f"Docker lost the container: {exc.explanation}", code="INTERNAL_ERROR"
@@ -345,7 +503,14 @@ def _force_remove(container) -> None:
 
 
 def _result(
-    exit_code, oom: bool, timed_out: bool, cancelled: bool, logs: bytes, started: float
+    exit_code,
+    oom: bool,
+    timed_out: bool,
+    cancelled: bool,
+    logs: bytes,
+    started: float,
+    output_over: str | None = None,
+    docker_lost: bool = False,
 ) -> RunResult:
     return RunResult(
         exit_code=exit_code,
@@ -354,4 +519,6 @@ def _result(
         cancelled=cancelled,
         logs=logs,
         duration_s=time.monotonic() - started,
+        output_over=output_over,
+        docker_lost=docker_lost,
     )

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from anyio import to_thread
 from eth_utils import to_checksum_address
 
+from engine import scratch
 from engine import store as st
 from engine.data import DataCatalog
 from engine.errors import (
@@ -337,7 +338,8 @@ class JobService:
                 log.info("removed %d leftover container(s)", len(removed))
         except Exception:
             log.warning("could not remove leftover containers", exc_info=True)
-        shutil.rmtree(self.data_dir / "scratch", ignore_errors=True)
+        if scratch.clear_leftovers(self.data_dir / "scratch"):
+            log.error("some job scratch under %s could not be removed", self.data_dir / "scratch")
         for job in self.store.unfinished():
             if job.status == st.PENDING:
                 self._queue.put(job.id)
@@ -398,7 +400,7 @@ class JobService:
             )
             self._fail(ctx, "INTERNAL_ERROR", INTERNAL_MESSAGE)
         finally:
-            shutil.rmtree(ctx.scratch, ignore_errors=True)
+            scratch.remove_tree(ctx.scratch)  # unmounts the output; logs whatever stays
             with self._events_lock:
                 self._events.pop(job_id, None)
 
@@ -494,15 +496,16 @@ class JobService:
 
         self._advance(ctx, st.RUNNING)
         assert ctx.image_id is not None
-        ctx.output_dir.mkdir(parents=True, exist_ok=True)
-        ctx.output_dir.chmod(0o777)  # the container's non-root uid writes here
+        s = self.settings
+        output = scratch.OutputFs.create(ctx.output_dir, s.run_output_fs, s.output_max_bytes, s.output_max_files)
         spec = RunSpec(
             job_id=ctx.job.id,
             image_id=ctx.image_id,
             input_db=ctx.input_db,
             output_dir=ctx.output_dir,
             refiner_id=ctx.job.refiner_id,
-            limits=self.settings.run_limits(),
+            limits=s.run_limits(),
+            output_watch=output.over_cap,  # ends the job the moment the output is full
         )
         result = self.runner.run(spec, cancel=ctx.cancel)
         self._keep_logs(ctx.job.id, result.logs)
@@ -511,7 +514,7 @@ class JobService:
         if code == "CANCELLED" or ctx.cancel.is_set():
             raise _Stop()
         if code is not None:
-            raise RunFailure(self._run_message(code, result.exit_code), code=code)
+            raise RunFailure(result.output_over or self._run_message(code, result.exit_code), code=code)
 
     def _run_message(self, code: str, exit_code: int | None) -> str:
         if code == "TIMEOUT":
@@ -535,8 +538,11 @@ class JobService:
 
         self._advance(ctx, st.COLLECTING)
         dest = self._artifact_dir(ctx.job.id)
-        artifacts = collect(ctx.output_dir, dest, self.settings.output_max_bytes)
+        s = self.settings
+        collected = collect(ctx.output_dir, dest, s.output_max_bytes, max_files=s.output_max_files)
+        artifacts = collected.artifacts
         self.store.set_artifacts(ctx.job.id, artifacts)
+        ctx.record["skipped_outputs"] = collected.skipped_public()  # what was not kept, and why
         if self.signer is not None:
             ctx.record["attestation"] = self._attest(ctx.job, artifacts)
         ctx.record["artifacts_expire_at"] = self.clock() + self.settings.artifact_retention_s

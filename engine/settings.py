@@ -19,7 +19,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     run_timeout_s: float = Field(600.0, gt=0)
     run_log_bytes: int = Field(1 * MiB, gt=0)
     run_user: str = Field("65534:65534", description="uid:gid of the container; never root")
+    run_output_fs: Literal["loop", "bind"] = Field(
+        "loop", description="loop: a capped filesystem per job; bind: a plain folder, capped after")
+    docker_retry_s: float = Field(30.0, ge=0, description="how long to retry an unreachable Docker")
 
     # --- query -----------------------------------------------------------------
     query_max_rows: int = Field(100_000, gt=0)
@@ -117,6 +120,7 @@ class Settings(BaseSettings):
 
     # --- output and retention --------------------------------------------------
     output_max_bytes: int = Field(100 * MiB, gt=0)
+    output_max_files: int = Field(10_000, gt=0, description="files and folders a job may write")
     artifact_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
     sweep_interval_s: float = Field(60.0, gt=0, description="how often expired artifacts go")
 

@@ -10,7 +10,9 @@ Tables:
   appended by every transition; (owner, nonce) is unique, which makes a
   replayed submission return the same job. ``attestation`` (JSON, nullable)
   is the engine's signed JobResult of a SUCCEEDED job, null when the engine
-  has no signing key; a jobs.db from before it gains the column on open.
+  has no signing key; ``skipped_outputs`` (JSON, nullable) lists the output
+  entries collection did not keep (``{"count", "entries": [{"name", "reason"}]}``);
+  a jobs.db from before either gains the column on open.
 - ``artifacts``: (job_id, name) -> size, sha256, media type.
 
 Big integers (nonce, price in wei) are stored as decimal text: they are
@@ -89,6 +91,7 @@ _RECORDABLE = frozenset(
         "exit_code",
         "artifacts_expire_at",
         "attestation",
+        "skipped_outputs",
     }
 )
 
@@ -119,6 +122,7 @@ _JOBS_SCHEMA = {
     "artifacts_expire_at": float,
     "artifacts_expired": int,
     "attestation": str,
+    "skipped_outputs": str,
 }
 
 
@@ -169,6 +173,7 @@ class Job:
     artifacts_expire_at: float | None
     artifacts_expired: bool = False
     attestation: dict | None = None  # {"signer", "signature", "artifacts_digest", "finished_at"}
+    skipped_outputs: dict | None = None  # {"count", "entries": [{"name", "reason"}]}
 
     @property
     def finished(self) -> bool:
@@ -212,6 +217,7 @@ def _row_to_job(row: dict[str, Any]) -> Job:
         artifacts_expire_at=row["artifacts_expire_at"],
         artifacts_expired=bool(row["artifacts_expired"]),
         attestation=opt_json(row.get("attestation")),
+        skipped_outputs=opt_json(row.get("skipped_outputs")),
     )
 
 
@@ -220,7 +226,7 @@ def _encode_field(name: str, value: Any) -> Any:
         raise ValueError(f"{name!r} cannot be set by a transition")
     if value is None:
         return None
-    if name in ("access_report", "attestation"):
+    if name in ("access_report", "attestation", "skipped_outputs"):
         return json.dumps(value, sort_keys=True)
     if name == "price_wei":
         return str(int(value))
@@ -282,9 +288,11 @@ class JobStore:
                         defaults={"artifacts_expired": 0})
             jobs.create_index(["owner", "nonce"], unique=True)
             jobs.create_index(["status"])
-        elif "attestation" not in jobs.columns_dict:
-            # A jobs.db written before attestations existed: old jobs stay unattested.
-            jobs.add_column("attestation", str)
+        else:
+            # A jobs.db written before these columns existed: old jobs keep them null.
+            for column in ("attestation", "skipped_outputs"):
+                if column not in jobs.columns_dict:
+                    jobs.add_column(column, str)
         arts = self._db["artifacts"]
         if not arts.exists():
             arts.create(

@@ -118,6 +118,7 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
     from engine.fetch import ImageCache
     from engine.images import ImageLoader
     from engine.runner import DockerRunner
+    from engine.scratch import output_fs_ready
     from registry_client.contracts import connect
     from registry_client.errors import RegistryError
     from registry_client.manifest import load_deployment
@@ -153,9 +154,10 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
             cache_max_bytes=settings.image_cache_max_bytes,
             busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
         ),
-        DockerRunner(client, engine_id(data_dir)),
+        DockerRunner(client, engine_id(data_dir), settings.docker_retry_s),
         DataCatalog(data_dir),
-        probes={"chain": registries.block_number, "docker": client.ping},
+        probes={"chain": registries.block_number, "docker": client.ping,
+                "output_fs": lambda: output_fs_ready(settings.run_output_fs)},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),
         signer=signer,
     )

@@ -24,6 +24,8 @@ __all__ = [
     "JobPublic",
     "JobRequestBody",
     "Problem",
+    "SkippedOutputPublic",
+    "SkippedOutputsPublic",
     "StepPublic",
 ]
 
@@ -95,6 +97,16 @@ def _price_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+class SkippedOutputPublic(BaseModel):
+    name: str = Field(description="escaped, printable-ASCII repr of the entry's path, shortened")
+    reason: str
+
+
+class SkippedOutputsPublic(BaseModel):
+    count: int = Field(description="how many entries were skipped (only the first 100 are listed)")
+    entries: list[SkippedOutputPublic]
+
+
 class JobPublic(BaseModel):
     """A job as its owner sees it."""
 
@@ -119,6 +131,8 @@ class JobPublic(BaseModel):
     artifacts_expire_at: float | None = None
     attestation: AttestationPublic | None = Field(
         default=None, description="null unless SUCCEEDED on an engine with a signing key")
+    skipped_outputs: SkippedOutputsPublic | None = Field(
+        default=None, description="output entries that are not artifacts, and why; null: none")
 
     @classmethod
     def from_job(cls, job: Any) -> JobPublic:
@@ -150,6 +164,7 @@ class JobPublic(BaseModel):
             finished_at=job.finished_at,
             artifacts_expire_at=job.artifacts_expire_at,
             attestation=getattr(job, "attestation", None),
+            skipped_outputs=getattr(job, "skipped_outputs", None),
         )
 
 

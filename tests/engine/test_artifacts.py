@@ -34,7 +34,7 @@ def test_nested_files_with_hash_size_and_type(out: Path, tmp_path: Path) -> None
     (out / "empty.txt").write_bytes(b"")
     dest = tmp_path / "store" / "job1"
 
-    got = collect(out, dest, max_total_bytes=10_000)
+    got = collect(out, dest, max_total_bytes=10_000).artifacts
 
     assert got == [
         Artifact("charts/2024/plot.png", 9, _sha(b"\x89PNG fake"), "image/png"),
@@ -54,7 +54,7 @@ def test_symlinks_are_never_followed(out: Path, tmp_path: Path) -> None:
     (out / "link-to-real").symlink_to(out / "real.txt")
     dest = tmp_path / "store"
 
-    got = collect(out, dest, max_total_bytes=10_000)
+    got = collect(out, dest, max_total_bytes=10_000).artifacts
 
     assert [a.name for a in got] == ["real.txt"]
     assert not (dest / "passwd").exists() and not (dest / "passwd").is_symlink()
@@ -68,7 +68,7 @@ def test_special_files_are_skipped(out: Path, tmp_path: Path) -> None:
     sock.bind(str(out / "sock"))
     try:
         (out / "ok.csv").write_text("a,b\n")
-        got = collect(out, tmp_path / "store", max_total_bytes=10_000)
+        got = collect(out, tmp_path / "store", max_total_bytes=10_000).artifacts
     finally:
         sock.close()
     assert [(a.name, a.media_type) for a in got] == [("ok.csv", "text/csv")]
@@ -92,7 +92,7 @@ def test_over_cap_removes_what_was_copied(out: Path, tmp_path: Path) -> None:
 
 def test_exactly_at_cap_is_fine(out: Path, tmp_path: Path) -> None:
     (out / "f").write_bytes(b"z" * 1000)
-    assert collect(out, tmp_path / "s", max_total_bytes=1000)[0].size == 1000
+    assert collect(out, tmp_path / "s", max_total_bytes=1000).artifacts[0].size == 1000
 
 
 def test_too_many_files(out: Path, tmp_path: Path) -> None:
@@ -108,23 +108,77 @@ def test_unsafe_names_are_skipped(out: Path, tmp_path: Path) -> None:
     os.close(os.open(os.path.join(os.fsencode(out), b"bad-\xff.txt"), os.O_CREAT | os.O_WRONLY))
     (out / "line\nbreak.txt").write_text("x")
     (out / "good.txt").write_text("x")
-    assert [a.name for a in collect(out, tmp_path / "s", max_total_bytes=100)] == ["good.txt"]
+    got = collect(out, tmp_path / "s", max_total_bytes=100)
+    assert [a.name for a in got.artifacts] == ["good.txt"]
+    # Said in the job's result, not dropped silently; the names are escaped ASCII.
+    record = got.skipped_public()
+    assert record["count"] == 2
+    assert sorted(record["entries"], key=lambda e: e["name"]) == [
+        {"name": "bad-\\xff.txt", "reason": "a name that is not valid UTF-8"},
+        {"name": "line\\nbreak.txt", "reason": "a name with unprintable characters"},
+    ]
+
+
+def test_links_and_special_files_are_reported_as_skipped(out: Path, tmp_path: Path) -> None:
+    (out / "passwd").symlink_to("/etc/passwd")
+    os.mkfifo(out / "fifo")
+    got = collect(out, tmp_path / "s", max_total_bytes=100)
+    assert got.artifacts == []
+    assert sorted((s.name, s.reason) for s in got.skipped) == [
+        ("fifo", "not a regular file (fifo, socket or device)"),
+        ("passwd", "a symbolic link (never followed)"),
+    ]
+
+
+def test_paths_over_the_name_limit_are_skipped_and_reported(out: Path, tmp_path: Path) -> None:
+    """A tree whose host paths pass PATH_MAX (4096) once failed INTERNAL_ERROR."""
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        for _ in range(20):  # 20 x 250-byte names: the deepest host path is > 5,000 bytes
+            os.mkdir("d" * 250, dir_fd=fd)
+            child = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.close(os.open("deep.txt", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+    finally:
+        os.close(fd)
+    (out / "short.txt").write_text("ok")
+
+    got = collect(out, tmp_path / "s", max_total_bytes=100)
+
+    assert [a.name for a in got.artifacts] == ["short.txt"]
+    assert [s.reason for s in got.skipped] == [
+        f"a path longer than {artifacts_mod.MAX_NAME_BYTES} bytes (its contents too)"
+    ]
+    assert len(got.skipped[0].name) <= 120
+
+
+def test_skipped_entries_are_capped(out: Path, tmp_path: Path) -> None:
+    for i in range(artifacts_mod.MAX_SKIPPED + 5):
+        (out / f"link{i}").symlink_to("/etc/passwd")
+    record = collect(out, tmp_path / "s", max_total_bytes=100).skipped_public()
+    assert record["count"] == artifacts_mod.MAX_SKIPPED + 5
+    assert len(record["entries"]) == artifacts_mod.MAX_SKIPPED
 
 
 def test_empty_output(out: Path, tmp_path: Path) -> None:
-    assert collect(out, tmp_path / "s", max_total_bytes=100) == []
+    got = collect(out, tmp_path / "s", max_total_bytes=100)
+    assert got.artifacts == [] and got.skipped_public() is None
 
 
 def test_manifest_round_trip(out: Path, tmp_path: Path) -> None:
     (out / "x").mkdir()
     (out / "x" / "a.txt").write_text("hello")
-    arts = collect(out, tmp_path / "s", max_total_bytes=100)
+    arts = collect(out, tmp_path / "s", max_total_bytes=100).artifacts
     write_manifest(tmp_path / "artifacts.json", arts)
     assert read_manifest(tmp_path / "artifacts.json") == arts
 
 
 def test_public_surface() -> None:
-    assert set(artifacts_mod.__all__) == {"Artifact", "collect", "write_manifest", "read_manifest"}
+    assert set(artifacts_mod.__all__) == {
+        "Artifact", "Collection", "Skipped", "MAX_NAME_BYTES", "MAX_SKIPPED",
+        "collect", "write_manifest", "read_manifest",
+    }
 
 
 @pytest.mark.docker
@@ -152,7 +206,7 @@ def test_container_output_end_to_end(docker_client, make_image, tmp_path: Path) 
     assert classify(DockerRunner(docker_client).run(spec)) is None
     assert (spec.output_dir / "passwd").is_symlink()
 
-    got = collect(spec.output_dir, tmp_path / "store", max_total_bytes=1000)
+    got = collect(spec.output_dir, tmp_path / "store", max_total_bytes=1000).artifacts
 
     assert [a.name for a in got] == ["sub/result.txt"]
     assert not (tmp_path / "store" / "passwd").exists()

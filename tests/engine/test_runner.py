@@ -179,11 +179,13 @@ def test_container_config_is_hardened(
     assert host["NetworkMode"] == "none"
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
-    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["SecurityOpt"][0] == "no-new-privileges"
+    assert host["SecurityOpt"][1].startswith("seccomp=") and "io_uring_setup" in host["SecurityOpt"][1]
     assert host["Memory"] == host["MemorySwap"] == 32 * MiB
     assert host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 64
     assert "size=4194304" in host["Tmpfs"]["/tmp"] and "noexec" in host["Tmpfs"]["/tmp"]
+    assert "mode=1777" in host["Tmpfs"]["/tmp"]
     assert host["LogConfig"] == {
         "Type": "json-file",
         "Config": {"max-size": str(4 * 4096 + 65536), "max-file": "2"},
@@ -353,6 +355,9 @@ def _r(**kw) -> RunResult:
         (_r(exit_code=137, timed_out=True), "TIMEOUT"),
         (_r(exit_code=137, timed_out=True, oom_killed=True), "TIMEOUT"),
         (_r(exit_code=137, cancelled=True, timed_out=True), "CANCELLED"),
+        (_r(exit_code=137, output_over="full", timed_out=True), "OUTPUT_TOO_LARGE"),
+        (_r(exit_code=137, docker_lost=True, output_over="full"), "DOCKER_UNAVAILABLE"),
+        (_r(exit_code=137, docker_lost=True, cancelled=True), "CANCELLED"),
     ],
 )
 def test_classify(result: RunResult, code: str | None) -> None:
@@ -369,7 +374,7 @@ def test_public_surface() -> None:
     }
 
 
-def test_unreachable_docker_during_wait_is_an_internal_error(monkeypatch) -> None:
+def test_docker_unreachable_for_the_whole_window_is_docker_unavailable() -> None:
     """Unit test with a fake container: a wait that fails at once must not spin until the timeout."""
     import requests.exceptions
 
@@ -382,10 +387,48 @@ def test_unreachable_docker_during_wait_is_an_internal_error(monkeypatch) -> Non
             DeadDocker.calls += 1
             raise requests.exceptions.ConnectionError("connection refused")
 
-    monkeypatch.setattr(runner_mod, "_MAX_QUICK_FAILURES", 3)
+    spec = RunSpec("x", "img", Path("in"), Path("out"), 1, RunLimits(timeout_s=600))
     started = time.monotonic()
     with pytest.raises(RunFailure) as err:
-        DockerRunner(None)._wait(DeadDocker(), 600, threading.Event(), started)
-    assert err.value.code == "INTERNAL_ERROR"
-    assert DeadDocker.calls == 3
+        DockerRunner(None, retry_window_s=1.0)._wait(DeadDocker(), spec, threading.Event(), started)
+    assert err.value.code == "DOCKER_UNAVAILABLE"
+    assert DeadDocker.calls >= 2
     assert time.monotonic() - started < 5
+
+
+def test_transient_docker_errors_are_retried_then_succeed() -> None:
+    import requests.exceptions
+
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise requests.exceptions.ConnectionError("connection refused")
+        return "ok"
+
+    retried: list[bool] = []
+    assert DockerRunner(None, retry_window_s=10)._retry("create", flaky, retried) == "ok"
+    assert len(calls) == 3 and retried
+
+
+def test_a_container_docker_could_not_remove_is_removed_once_it_is_back(monkeypatch) -> None:
+    """Unit test with a fake container: removal while dockerd is down is retried in the background."""
+    import requests.exceptions
+
+    monkeypatch.setattr(runner_mod, "_BACKOFF_START_S", 0.01)
+    removed = threading.Event()
+
+    class ComesBack:
+        name = "c2d-x"
+        attempts = 0
+
+        def remove(self, force: bool, v: bool) -> None:
+            ComesBack.attempts += 1
+            if ComesBack.attempts < 3:
+                raise requests.exceptions.ConnectionError("connection refused")
+            removed.set()
+
+    DockerRunner(None)._remove(ComesBack())
+    assert removed.wait(5), "never removed"
+    assert ComesBack.attempts == 3

@@ -700,7 +700,7 @@ def test_build_service_wires_real_components(tmp_path, anvil, deployment, docker
     try:
         health = service.health()
         assert health["ok"], health
-        assert set(health["checks"]) == {"store", "disk", "chain", "docker"}
+        assert set(health["checks"]) == {"store", "disk", "chain", "docker", "output_fs"}
         req = request()
         job, _ = service.submit(req, OWNER)
         contract = deployment.address("compute_instruction_registry")

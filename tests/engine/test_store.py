@@ -330,3 +330,27 @@ def test_old_jobs_db_without_the_attestation_column_opens_and_gains_it(tmp_path)
         assert done.attestation == ATTESTATION
     finally:
         store.close()
+
+
+SKIPPED = {"count": 1, "entries": [{"name": "bad-\\xff.txt", "reason": "a name that is not valid UTF-8"}]}
+
+
+def test_skipped_outputs_are_recorded_and_an_old_jobs_db_gains_the_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old" / "jobs.db"
+    old = JobStore(path)
+    job, _ = create(old)
+    old.close()
+    conn = sqlite3.connect(path)  # as an engine before skipped outputs were recorded wrote it
+    conn.execute("ALTER TABLE jobs DROP COLUMN skipped_outputs")
+    conn.commit()
+    conn.close()
+
+    store = JobStore(path)
+    try:
+        assert store.get(job.id).skipped_outputs is None
+        done = store.transition(job.id, st.PENDING, st.SUCCEEDED, skipped_outputs=SKIPPED)
+        assert done.skipped_outputs == SKIPPED == store.get(job.id).skipped_outputs
+    finally:
+        store.close()

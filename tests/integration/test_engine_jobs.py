@@ -425,7 +425,9 @@ def test_output_over_the_cap_is_output_too_large(engine, world, job_image) -> No
 
     failure = _failed(job, "OUTPUT_TOO_LARGE")
     assert str(OUTPUT_MAX_BYTES) in failure["message"]
-    assert job["exit_code"] == 0  # the container itself succeeded
+    # The cap binds while the job writes (its own filesystem is full: dd fails ENOSPC,
+    # or the engine killed it), not only when the output is collected.
+    assert job["exit_code"] != 0
     assert engine.builder.artifacts(job["id"]) == []
     assert not (engine.data_dir / "artifacts" / job["id"]).exists()
 

@@ -1,0 +1,131 @@
+"""Output and scratch are capped WHILE the job runs (issue 8 item 6), against real Docker and mounts.
+
+Each job gets its own loop-mounted ext4 of the cap's size; the runner's wait
+loop reads its usage and kills the job at the cap (OUTPUT_TOO_LARGE), and the
+host disk holds at most the cap plus ext4's metadata, whatever the job tries.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.runner import RunLimits, classify
+from engine.scratch import OutputFs, remove_tree
+from tests.security.container_kit import MiB, busybox_job, run_capped
+
+pytestmark = pytest.mark.docker
+
+# 64 x 1 MiB files, then a long sleep: without a cap watched during the run this
+# job writes 64 MiB to the host and only its 20 s timeout ends it.
+WRITER = """
+i=0
+while [ $i -lt 64 ]; do dd if=/dev/zero of=$OUTPUT_PATH/f$i bs=1M count=1 2>/dev/null; i=$((i+1)); done
+sleep 30
+"""
+# Folders until mkdir fails, then a long sleep.
+NESTER = """
+cd $OUTPUT_PATH
+n=0
+while [ $n -lt 30000 ] && mkdir d 2>/dev/null; do cd d; n=$((n+1)); done
+sleep 30
+"""
+LIMITS = RunLimits(timeout_s=20, memory_bytes=64 * MiB, tmpfs_bytes=4 * MiB)
+
+
+def _allocated(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+def test_a_job_writing_past_the_cap_is_ended_at_once(docker_client, tmp_path: Path) -> None:
+    image = busybox_job(docker_client, "writer", WRITER)
+    result, _out, output = run_capped(docker_client, image, tmp_path, max_bytes=4 * MiB,
+                                     limits=LIMITS)
+    try:
+        assert classify(result) == "OUTPUT_TOO_LARGE", result
+        assert "4194304 bytes" in (result.output_over or "")
+        assert result.duration_s < 15, "killed at the cap, not at the 20 s timeout"
+        # The host disk holds the cap plus ext4's own metadata, never the 64 MiB.
+        assert _allocated(output.image) < 4 * MiB + 3 * MiB // 2
+    finally:
+        output.release()
+    assert not output.image.exists()
+
+
+def test_a_job_creating_folders_past_the_file_cap_is_ended(docker_client, tmp_path: Path) -> None:
+    image = busybox_job(docker_client, "nester", NESTER)
+    result, out, _output = run_capped(docker_client, image, tmp_path, max_files=200,
+                                      limits=LIMITS)
+    try:
+        assert classify(result) == "OUTPUT_TOO_LARGE", result
+        assert "files and folders" in (result.output_over or "")
+        assert result.duration_s < 15
+    finally:
+        started = time.monotonic()
+        assert remove_tree(out.parent)  # unmounts the output, removes the image and input
+        assert time.monotonic() - started < 5
+    assert not out.parent.exists()
+
+
+def test_a_job_within_the_cap_succeeds(docker_client, tmp_path: Path) -> None:
+    image = busybox_job(docker_client, "small-writer",
+                        "dd if=/dev/zero of=$OUTPUT_PATH/one bs=1M count=1 2>/dev/null\n"
+                        "ls -A $OUTPUT_PATH > /tmp/ls; test \"$(cat /tmp/ls)\" = one\n")
+    result, out, output = run_capped(docker_client, image, tmp_path, max_bytes=4 * MiB,
+                                     limits=LIMITS)
+    try:
+        assert classify(result) is None, result.logs
+        assert (out / "one").stat().st_size == MiB
+        assert sorted(p.name for p in out.iterdir()) == ["one"], "no lost+found in the output"
+    finally:
+        output.release()
+
+
+def test_the_output_fs_is_sized_from_the_cap(tmp_path: Path) -> None:
+    output = OutputFs.create(tmp_path / "output", "loop", 8 * MiB, 50)
+    try:
+        st = os.statvfs(output.path)
+        assert st.f_bavail * st.f_frsize >= 8 * MiB, "the job can reach the cap itself"
+        assert st.f_files < 50 + 200, "inodes are bounded too"
+        assert _allocated(output.image) < MiB, "sparse: no disk used before the job writes"
+        assert output.usage().over is None
+    finally:
+        output.release()
+    assert not os.path.ismount(tmp_path / "output")
+
+
+def test_a_bind_output_is_a_plain_folder(tmp_path: Path) -> None:
+    output = OutputFs.create(tmp_path / "output", "bind", MiB, 10)
+    assert not os.path.ismount(output.path) and output.over_cap() is None
+    output.release()
+
+
+def test_an_engine_that_cannot_mount_refuses_the_job_clearly(tmp_path: Path, monkeypatch) -> None:
+    """Not root / no loop device: the job fails with a clear message, never runs uncapped."""
+    import subprocess
+
+    import engine.scratch as scratch_mod
+    from engine.errors import RunFailure
+
+    def no_loop(cmd: list[str]) -> None:
+        if cmd[0] == "mount":
+            raise subprocess.SubprocessError("mount exited 32: failed to setup loop device")
+
+    monkeypatch.setattr(scratch_mod, "_run", no_loop)
+    with pytest.raises(RunFailure) as err:
+        OutputFs.create(tmp_path / "output", "loop", MiB, 10)
+    assert err.value.code == "INTERNAL_ERROR"
+    assert "size-limited output folder" in err.value.message and "loop" in err.value.message
+    assert not (tmp_path / "output.img").exists()
+
+
+def test_health_says_whether_jobs_can_get_their_output_fs(monkeypatch) -> None:
+    import engine.scratch as scratch_mod
+
+    assert scratch_mod.output_fs_ready("loop") is (os.geteuid() == 0)
+    assert scratch_mod.output_fs_ready("bind") is True
+    monkeypatch.setattr(scratch_mod.os, "geteuid", lambda: 1000)
+    assert scratch_mod.output_fs_ready("loop") is False
