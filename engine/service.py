@@ -374,7 +374,11 @@ class JobService:
             job_id = self._queue.get()
             if job_id is None or self._stopping.is_set():
                 return
-            self.process(job_id)
+            try:
+                self.process(job_id)
+            except Exception:  # noqa: BLE001 - e.g. the store itself failing: keep the worker
+                # The job stays unfinished in the store; the next start-up reconciles it.
+                log.exception("job %s: the worker could not record its end", job_id)
 
     # --- the pipeline -------------------------------------------------------------
     def process(self, job_id: str) -> None:

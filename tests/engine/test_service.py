@@ -724,3 +724,26 @@ def test_health_reports_the_data_dirs_free_space(make_service):
     assert disk["ok"] is True and disk["value"] > 0
     starved = make_service(disk_min_free_bytes=2**62).health()
     assert starved["ok"] is False and starved["checks"]["disk"]["ok"] is False
+
+
+def test_a_worker_survives_a_store_that_cannot_record_a_jobs_end(make_service, fakes, monkeypatch):
+    # e.g. the store's disk is full: the job cannot be marked FAILED, but the worker
+    # must live on to run the next job (the unfinished one is reconciled at start-up).
+    service = make_service(max_concurrent_jobs=1)
+    _fail(fakes, "verify_error", ChainCheckFailure("not approved", code="NOT_APPROVED"))
+    real_fail = service.store.fail
+    broken = {"once": True}
+
+    def fail_once(*args, **kwargs):
+        if broken.pop("once", False):
+            raise OSError("disk full")
+        return real_fail(*args, **kwargs)
+
+    monkeypatch.setattr(service.store, "fail", fail_once)
+    service.start()
+    first, _ = service.submit(request(1), OWNER)
+    second, _ = service.submit(request(2), OWNER)
+    wait_for(lambda: service.get(second.id, OWNER).finished)
+    assert service.get(first.id, OWNER).status not in st.TERMINAL
+    assert service.get(second.id, OWNER).failure_code == "NOT_APPROVED"
+    assert service.health()["queue"]["workers"] == 1
