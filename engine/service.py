@@ -376,7 +376,7 @@ class JobService:
                 return
             try:
                 self.process(job_id)
-            except Exception:  # noqa: BLE001 - e.g. the store itself failing: keep the worker
+            except Exception:
                 # The job stays unfinished in the store; the next start-up reconciles it.
                 log.exception("job %s: the worker could not record its end", job_id)
 

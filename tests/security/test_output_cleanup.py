@@ -19,7 +19,7 @@ import pytest
 
 from engine.scratch import OutputFs, clear_leftovers, remove_tree
 
-# Far past the 128-fd limit below and PATH_MAX (2 bytes a level): the issue's 30,000
+# Far past the fd limit below and PATH_MAX (2 bytes a level): the issue's 30,000
 # behave the same (measured: 4.3 s to remove here), this keeps the suite fast.
 DEPTH = 3_000
 MiB = 1024 * 1024
@@ -27,11 +27,17 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def few_fds() -> Iterator[int]:
-    """An open-file limit far below the nesting depth (restored afterwards)."""
+    """An open-file limit far below the nesting depth (restored afterwards).
+
+    128 above the highest fd already open: earlier tests in the same process
+    (servers, query zygotes) may hold many, and the limit caps fd numbers.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+    limit = max(int(fd) for fd in os.listdir("/proc/self/fd")) + 128
+    assert limit < 2_000, "the process already holds too many fds for this test's nesting"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
     try:
-        yield 128
+        yield limit
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 

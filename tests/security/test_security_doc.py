@@ -26,7 +26,7 @@ def test_every_cited_test_exists() -> None:
         file = ROOT / path
         if not file.is_file():
             missing.append(path)
-        elif name and not re.search(rf"^(async )?def {name}\(", file.read_text(), re.M):
+        elif name and not re.search(rf"^(async )?def {name}\(", file.read_text(), re.MULTILINE):
             missing.append(f"{path}::{name}")
     assert not missing, f"docs/SECURITY.md cites what does not exist: {missing}"
 
