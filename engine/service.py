@@ -377,7 +377,8 @@ class JobService:
             try:
                 self.process(job_id)
             except Exception:
-                # The job stays unfinished in the store; the next start-up reconciles it.
+                # Any error (the store itself failing, say) must not kill the worker; the
+                # job stays unfinished in the store and the next start-up reconciles it.
                 log.exception("job %s: the worker could not record its end", job_id)
 
     # --- the pipeline -------------------------------------------------------------
