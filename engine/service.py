@@ -540,6 +540,7 @@ class JobService:
 
     def _collect(self, ctx: _JobContext) -> None:
         from engine.artifacts import collect
+        from engine.attestation import attest_result
 
         self._advance(ctx, st.COLLECTING)
         dest = self._artifact_dir(ctx.job.id)
@@ -549,35 +550,12 @@ class JobService:
         self.store.set_artifacts(ctx.job.id, artifacts)
         ctx.record["skipped_outputs"] = collected.skipped_public()  # what was not kept, and why
         if self.signer is not None:
-            ctx.record["attestation"] = self._attest(ctx.job, artifacts)
+            assert self.domain is not None
+            ctx.record["attestation"] = attest_result(self.signer, self.domain, ctx.job, artifacts,
+                                                      int(self.clock()))
         ctx.record["artifacts_expire_at"] = self.clock() + self.settings.artifact_retention_s
         self._advance(ctx, st.SUCCEEDED)
         log.info("job %s succeeded with %d artifact(s)", ctx.job.id, len(artifacts))
-
-    def _attest(self, job: Job, artifacts: list[Artifact]) -> dict[str, Any]:
-        """Sign the JobResult of a job about to succeed (written with the SUCCEEDED transition)."""
-        from registry_client.eip712 import JobResult, artifacts_digest, sign_job_result
-
-        assert self.domain is not None and job.image_sha256 is not None and job.block_number is not None
-        digest = artifacts_digest((a.name, a.sha256) for a in artifacts)
-        finished_at = int(self.clock())
-        result = JobResult(
-            job_id=job.id,
-            owner=job.owner,
-            instruction_id=job.instruction_id,
-            refiner_id=job.refiner_id,
-            image_sha256=job.image_sha256,
-            block_number=job.block_number,
-            artifacts_digest=digest,
-            finished_at=finished_at,
-        )
-        chain_id, contract = self.domain
-        return {
-            "signer": self.engine_address,
-            "signature": sign_job_result(self.signer, chain_id, contract, result),
-            "artifacts_digest": digest,
-            "finished_at": finished_at,
-        }
 
     def _fail(self, ctx: _JobContext, code: str, message: str) -> None:
         job_id = ctx.job.id
