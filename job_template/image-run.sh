@@ -50,7 +50,7 @@ docker run --rm \
   --cap-drop ALL \
   --security-opt no-new-privileges \
   --user 65534:65534 \
-  --tmpfs /tmp:rw,nosuid,nodev,size=64m \
+  --tmpfs /tmp:rw,noexec,nosuid,nodev,size=64m,mode=1777 \
   --memory 512m --memory-swap 512m \
   --cpus 1 \
   --pids-limit 256 \
