@@ -137,3 +137,5 @@ def test_backoff_is_capped_exponential_with_jitter():
         delays = {policy.delay(attempt) for _ in range(20)}
         assert all(step / 2 <= d <= step for d in delays)
         assert len(delays) > 1  # jittered
+    # However many attempts a window allows, a delay stays a number within the cap.
+    assert all(2.0 <= policy.delay(attempt) <= 4.0 for attempt in (64, 1024, 10**6))
