@@ -12,7 +12,7 @@ import {IComputeInstructionRegistry} from "./interfaces/IComputeInstructionRegis
  * and of each DLP owner's approval of them.
  */
 contract ComputeInstructionRegistry is ManagedUpgradeable, IComputeInstructionRegistry {
-    string private constant VERSION = "1.0.0";
+    uint256 private constant VERSION = 1;
 
     struct Instruction {
         bytes32 hash;
@@ -86,13 +86,9 @@ contract ComputeInstructionRegistry is ManagedUpgradeable, IComputeInstructionRe
     }
 
     /// @inheritdoc IComputeInstructionRegistry
-    function instructions(uint256 instructionId)
-        external
-        view
-        returns (bytes32 hash, address owner, string memory url)
-    {
+    function instructions(uint256 instructionId) external view returns (ComputeInstructionInfo memory) {
         Instruction storage instruction = _storage().instructions[instructionId];
-        return (instruction.hash, instruction.owner, instruction.url);
+        return ComputeInstructionInfo({hash: instruction.hash, owner: instruction.owner, url: instruction.url});
     }
 
     /// @inheritdoc IComputeInstructionRegistry
@@ -106,7 +102,7 @@ contract ComputeInstructionRegistry is ManagedUpgradeable, IComputeInstructionRe
     }
 
     /// @inheritdoc IManaged
-    function version() external pure virtual returns (string memory) {
+    function version() external pure virtual returns (uint256) {
         return VERSION;
     }
 

@@ -10,7 +10,7 @@ import {IManaged} from "./interfaces/IManaged.sol";
  * @notice DLP id -> owner and name; owners may hand their DLP over.
  */
 contract DLPRegistry is ManagedUpgradeable, IDLPRegistry {
-    string private constant VERSION = "1.0.0";
+    uint256 private constant VERSION = 1;
 
     struct Dlp {
         address owner;
@@ -82,7 +82,7 @@ contract DLPRegistry is ManagedUpgradeable, IDLPRegistry {
     }
 
     /// @inheritdoc IManaged
-    function version() external pure virtual returns (string memory) {
+    function version() external pure virtual returns (uint256) {
         return VERSION;
     }
 

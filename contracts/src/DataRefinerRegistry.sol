@@ -12,7 +12,7 @@ import {IDataRefinerRegistry} from "./interfaces/IDataRefinerRegistry.sol";
  * (read from the linked DLP registry) may add refiners to it.
  */
 contract DataRefinerRegistry is ManagedUpgradeable, IDataRefinerRegistry {
-    string private constant VERSION = "1.0.0";
+    uint256 private constant VERSION = 1;
 
     struct Refiner {
         uint256 dlpId;
@@ -117,7 +117,7 @@ contract DataRefinerRegistry is ManagedUpgradeable, IDataRefinerRegistry {
     }
 
     /// @inheritdoc IManaged
-    function version() external pure virtual returns (string memory) {
+    function version() external pure virtual returns (uint256) {
         return VERSION;
     }
 

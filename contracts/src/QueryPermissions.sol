@@ -13,7 +13,7 @@ import {IQueryPermissions} from "./interfaces/IQueryPermissions.sol";
  * a refiner's DLP (looked up now, so DLP transfers carry over) manages them.
  */
 contract QueryPermissions is ManagedUpgradeable, IQueryPermissions {
-    string private constant VERSION = "1.0.0";
+    uint256 private constant VERSION = 1;
 
     struct StoredPermission {
         address grantee;
@@ -143,7 +143,7 @@ contract QueryPermissions is ManagedUpgradeable, IQueryPermissions {
     }
 
     /// @inheritdoc IManaged
-    function version() external pure virtual returns (string memory) {
+    function version() external pure virtual returns (uint256) {
         return VERSION;
     }
 

@@ -87,7 +87,7 @@ contract ComputeInstructionRegistryTest is Deployments {
 
     function test_Initialize_LinksRegistryAndRoles() public {
         assertEq(registry.dlpRegistry(), address(dlps), "dlp registry");
-        assertEq(registry.version(), "1.0.0", "version");
+        assertEq(registry.version(), 1, "version");
         assertTrue(registry.hasRole(registry.DEFAULT_ADMIN_ROLE(), admin), "admin");
         assertTrue(registry.hasRole(registry.MAINTAINER_ROLE(), admin), "maintainer");
         vm.expectRevert(Initializable.InvalidInitialization.selector);
@@ -111,7 +111,8 @@ contract ComputeInstructionRegistryTest is Deployments {
         assertEq(first, 1, "first id");
         assertEq(second, 2, "second id");
         assertEq(registry.instructionsCount(), 2, "count");
-        (bytes32 hash, address owner, string memory url) = registry.instructions(1);
+        IComputeInstructionRegistry.ComputeInstructionInfo memory info = registry.instructions(1);
+        (bytes32 hash, address owner, string memory url) = (info.hash, info.owner, info.url);
         assertEq(hash, HASH, "hash");
         assertEq(owner, builder, "owner");
         assertEq(url, URL, "url");
@@ -132,7 +133,8 @@ contract ComputeInstructionRegistryTest is Deployments {
     }
 
     function test_Instructions_ZeroTupleForUnknownId() public view {
-        (bytes32 hash, address owner, string memory url) = registry.instructions(5);
+        IComputeInstructionRegistry.ComputeInstructionInfo memory info = registry.instructions(5);
+        (bytes32 hash, address owner, string memory url) = (info.hash, info.owner, info.url);
         assertEq(hash, bytes32(0), "hash");
         assertEq(owner, address(0), "owner");
         assertEq(url, "", "url");
@@ -265,10 +267,11 @@ contract ComputeInstructionRegistryTest is Deployments {
         vm.prank(admin);
         registry.upgradeToAndCall(v2, "");
 
-        assertEq(registry.version(), "2.0.0", "upgraded");
+        assertEq(registry.version(), 2, "upgraded");
         assertEq(ComputeInstructionRegistryV2(address(registry)).upgradedMarker(), 2, "new function");
         assertTrue(registry.isApproved(id, dlpId), "approval kept");
-        (bytes32 hash,, string memory url) = registry.instructions(id);
+        IComputeInstructionRegistry.ComputeInstructionInfo memory info = registry.instructions(id);
+        (bytes32 hash, string memory url) = (info.hash, info.url);
         assertEq(hash, HASH, "hash kept");
         assertEq(url, URL, "url kept");
         assertEq(registry.dlpRegistry(), address(dlps), "link kept");
@@ -302,7 +305,8 @@ contract ComputeInstructionRegistryTest is Deployments {
     function testFuzz_Add_StoresAnyHashAndUrl(bytes32 hash, string calldata url, address caller) public {
         vm.assume(hash != bytes32(0) && bytes(url).length > 0);
         uint256 id = _add(caller, hash, url);
-        (bytes32 storedHash, address owner, string memory storedUrl) = registry.instructions(id);
+        IComputeInstructionRegistry.ComputeInstructionInfo memory info = registry.instructions(id);
+        (bytes32 storedHash, address owner, string memory storedUrl) = (info.hash, info.owner, info.url);
         assertEq(storedHash, hash, "hash");
         assertEq(owner, caller, "owner");
         assertEq(storedUrl, url, "url");

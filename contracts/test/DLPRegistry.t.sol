@@ -37,7 +37,7 @@ contract DLPRegistryTest is Deployments {
         assertTrue(registry.hasRole(registry.MAINTAINER_ROLE(), admin), "maintainer role");
         assertEq(registry.MAINTAINER_ROLE(), keccak256("MAINTAINER_ROLE"), "role id");
         assertFalse(registry.hasRole(registry.DEFAULT_ADMIN_ROLE(), address(this)), "deployer not admin");
-        assertEq(registry.version(), "1.0.0", "version");
+        assertEq(registry.version(), 1, "version");
         assertEq(registry.dlpsCount(), 0, "empty");
         assertFalse(registry.paused(), "not paused");
     }
@@ -202,7 +202,7 @@ contract DLPRegistryTest is Deployments {
         vm.expectRevert(_unauthorized(bob, adminRole));
         vm.prank(bob);
         registry.upgradeToAndCall(v2, "");
-        assertEq(registry.version(), "1.0.0", "not upgraded");
+        assertEq(registry.version(), 1, "not upgraded");
     }
 
     function test_Upgrade_KeepsState() public {
@@ -212,7 +212,7 @@ contract DLPRegistryTest is Deployments {
         UUPSUpgradeable(address(registry)).upgradeToAndCall(v2, "");
 
         assertEq(_implementationOf(address(registry)), v2, "implementation slot");
-        assertEq(registry.version(), "2.0.0", "new code");
+        assertEq(registry.version(), 2, "new code");
         assertEq(DLPRegistryV2(address(registry)).upgradedMarker(), 2, "new function");
         assertEq(registry.dlpOwner(dlpId), bob, "owner kept");
         assertEq(registry.dlpsCount(), 1, "count kept");

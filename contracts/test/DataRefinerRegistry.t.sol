@@ -44,7 +44,7 @@ contract DataRefinerRegistryTest is Deployments {
 
     function test_Initialize_LinksRegistryAndRoles() public {
         assertEq(registry.dlpRegistry(), address(dlps), "dlp registry");
-        assertEq(registry.version(), "1.0.0", "version");
+        assertEq(registry.version(), 1, "version");
         assertTrue(registry.hasRole(registry.MAINTAINER_ROLE(), admin), "maintainer");
         vm.expectRevert(Initializable.InvalidInitialization.selector);
         registry.initialize(stranger, address(dlps));
@@ -179,7 +179,7 @@ contract DataRefinerRegistryTest is Deployments {
         address v2 = address(new DataRefinerRegistryV2());
         vm.prank(admin);
         registry.upgradeToAndCall(v2, "");
-        assertEq(registry.version(), "2.0.0", "upgraded");
+        assertEq(registry.version(), 2, "upgraded");
         assertEq(DataRefinerRegistryV2(address(registry)).upgradedMarker(), 2, "new function");
         assertEq(registry.refinerDlpId(id), dlpId, "refiner kept");
         assertEq(registry.dlpRefinerIds(dlpId), ids(id), "list kept");

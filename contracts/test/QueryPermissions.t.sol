@@ -66,7 +66,7 @@ contract QueryPermissionsTest is Deployments {
 
     function test_Initialize_LinksRegistryAndRoles() public {
         assertEq(perms.dataRefinerRegistry(), address(refiners), "link");
-        assertEq(perms.version(), "1.0.0", "version");
+        assertEq(perms.version(), 1, "version");
         assertTrue(perms.hasRole(perms.DEFAULT_ADMIN_ROLE(), admin), "admin");
         vm.expectRevert(Initializable.InvalidInitialization.selector);
         perms.initialize(stranger, address(refiners));
@@ -255,7 +255,7 @@ contract QueryPermissionsTest is Deployments {
         address v2 = address(new QueryPermissionsV2());
         vm.prank(admin);
         perms.upgradeToAndCall(v2, "");
-        assertEq(perms.version(), "2.0.0", "upgraded");
+        assertEq(perms.version(), 2, "upgraded");
         assertEq(QueryPermissionsV2(address(perms)).upgradedMarker(), 2, "new function");
         assertEq(_idsOf(perms.getPermissions(refinerId, grantee)), ids(generic, mine), "kept");
         assertEq(perms.permissionsCount(), 2, "count kept");

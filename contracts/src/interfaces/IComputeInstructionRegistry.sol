@@ -7,9 +7,16 @@ import {IManaged} from "./IManaged.sol";
  * @title IComputeInstructionRegistry
  * @notice Compute instructions (a Docker image archive URL and its sha256) and
  * each DLP owner's approval of them. The ABI of the Vana functions, events and
- * errors is kept byte-for-byte (a forge test checks the selectors).
+ * errors is kept byte-for-byte: tests decode every call through Vana's own ABI.
  */
 interface IComputeInstructionRegistry is IManaged {
+    /// @notice An instruction as {instructions} returns it (Vana's `ComputeInstructionInfo`, one tuple).
+    struct ComputeInstructionInfo {
+        bytes32 hash;
+        address owner;
+        string url;
+    }
+
     /// @dev The caller is not the DLP's owner (name fixed by Vana compatibility).
     error NotDlpOwner();
     /// @dev `computeInstructionId` was never added (name fixed by Vana compatibility).
@@ -96,10 +103,7 @@ interface IComputeInstructionRegistry is IManaged {
      *
      * Emits nothing.
      */
-    function instructions(uint256 instructionId)
-        external
-        view
-        returns (bytes32 hash, address owner, string memory url);
+    function instructions(uint256 instructionId) external view returns (ComputeInstructionInfo memory);
 
     /**
      * @notice How many instructions were added (the highest id).

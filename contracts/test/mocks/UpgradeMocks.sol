@@ -9,8 +9,8 @@ import {QueryPermissions} from "../../src/QueryPermissions.sol";
 // V2 implementations for upgrade tests: same storage, a new version and one new function.
 
 contract DLPRegistryV2 is DLPRegistry {
-    function version() external pure override returns (string memory) {
-        return "2.0.0";
+    function version() external pure override returns (uint256) {
+        return 2;
     }
 
     function upgradedMarker() external pure returns (uint256) {
@@ -19,8 +19,8 @@ contract DLPRegistryV2 is DLPRegistry {
 }
 
 contract DataRefinerRegistryV2 is DataRefinerRegistry {
-    function version() external pure override returns (string memory) {
-        return "2.0.0";
+    function version() external pure override returns (uint256) {
+        return 2;
     }
 
     function upgradedMarker() external pure returns (uint256) {
@@ -29,8 +29,8 @@ contract DataRefinerRegistryV2 is DataRefinerRegistry {
 }
 
 contract ComputeInstructionRegistryV2 is ComputeInstructionRegistry {
-    function version() external pure override returns (string memory) {
-        return "2.0.0";
+    function version() external pure override returns (uint256) {
+        return 2;
     }
 
     function upgradedMarker() external pure returns (uint256) {
@@ -39,8 +39,8 @@ contract ComputeInstructionRegistryV2 is ComputeInstructionRegistry {
 }
 
 contract QueryPermissionsV2 is QueryPermissions {
-    function version() external pure override returns (string memory) {
-        return "2.0.0";
+    function version() external pure override returns (uint256) {
+        return 2;
     }
 
     function upgradedMarker() external pure returns (uint256) {
