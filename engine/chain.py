@@ -77,7 +77,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         # "Equal jitter": at least half the step, so retries never bunch up at 0.
-        step = min(self.cap_s, self.base_s * (2 ** attempt))
+        # The exponent is capped: a long outage (or a fast-failing loop) must not overflow the float.
+        step = min(self.cap_s, self.base_s * (2 ** min(attempt, 64)))
         return step / 2 + random.uniform(0, step / 2)  # jitter, not crypto
 
 

@@ -110,15 +110,19 @@ def dlp() -> None:
 
 
 def _dlp_dict(d: Any) -> dict[str, Any]:
-    return {"id": d.id, "owner": d.owner, "name": d.name, "registered_at": d.registered_at}
+    return {"id": d.id, "owner": d.owner, "name": d.name, "treasury": d.treasury, "dlp_address": d.dlp_address,
+            "status": d.status, "registration_block": d.registration_block}
 
 
 @dlp.command("register")
-@click.option("--name", required=True, help="Display name of the DLP.")
+@click.option("--name", required=True, help="Unique name of the DLP, at least 4 non-space characters.")
 @click.option("--owner", metavar="ADDR", type=ADDRESS, help="Owner wallet [default: the signer].")
+@click.option("--treasury", metavar="ADDR", type=ADDRESS,
+              help="Where the DLP's claimed earnings go [default: the owner].")
 @wallet_options
 @pass_cli
-def dlp_register(obj: CliContext, name: str, owner: str | None, keystore: str | None, key_env: str | None) -> None:
+def dlp_register(obj: CliContext, name: str, owner: str | None, treasury: str | None, keystore: str | None,
+                 key_env: str | None) -> None:
     """Register a DLP; prints its id.
 
     \b
@@ -126,7 +130,7 @@ def dlp_register(obj: CliContext, name: str, owner: str | None, keystore: str | 
       registry dlp register --name "Health DLP" --key-env OWNER_KEY
     """
     reg = obj.connect(load_wallet(keystore, key_env))
-    dlp_id = reg.register_dlp(name, owner)
+    dlp_id = reg.register_dlp(name, owner, treasury=treasury)
     d = reg.dlp(dlp_id)
     obj.output({"dlp_id": dlp_id, **_dlp_dict(d), **obj.last_tx}, str(dlp_id))
 
@@ -135,15 +139,16 @@ def dlp_register(obj: CliContext, name: str, owner: str | None, keystore: str | 
 @click.argument("dlp_id", metavar="ID", type=ID)
 @pass_cli
 def dlp_show(obj: CliContext, dlp_id: int) -> None:
-    """Show a DLP: owner, name, registration time.
+    """Show a DLP: owner, treasury, name, status, registration block.
 
     \b
     Example:
       registry dlp show 1
     """
     d = obj.connect().dlp(dlp_id)
-    obj.output(_dlp_dict(d), f"id:            {d.id}\nname:          {d.name}\nowner:         {d.owner}\n"
-                             f"registered_at: {d.registered_at}")
+    obj.output(_dlp_dict(d), f"id:                 {d.id}\nname:               {d.name}\n"
+                             f"owner:              {d.owner}\ntreasury:           {d.treasury}\n"
+                             f"status:             {d.status}\nregistration_block: {d.registration_block}")
 
 
 @dlp.command("transfer")

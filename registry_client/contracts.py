@@ -43,6 +43,7 @@ from registry_client.errors import (
     ErrorTable,
     InputError,
     ManifestError,
+    NotDlpOwner,
     PermissionNotFound,
     RefinerNotFound,
     RegistryError,
@@ -80,6 +81,8 @@ CONTRACT_NAMES: dict[str, str] = {
     "query_permissions": "QueryPermissions",
 }
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+# Vana's DlpStatus enum, by value.
+_DLP_STATUSES = ("None", "Registered", "Eligible", "Deregistered")
 _ALL_ARTIFACTS = (*CONTRACT_NAMES.values(), "ERC1967Proxy")
 
 Progress = Callable[[str, Any], None]
@@ -87,10 +90,15 @@ Progress = Callable[[str, Any], None]
 
 @dataclass(frozen=True)
 class Dlp:
+    """The fields of Vana's `DlpInfo` this project uses (rewards fields are not read)."""
+
     id: int
     owner: str
     name: str
-    registered_at: int
+    registration_block: int
+    treasury: str
+    dlp_address: str | None  # None = no DLP contract
+    status: str  # Registered, Eligible or Deregistered
 
 
 @dataclass(frozen=True)
@@ -301,17 +309,18 @@ class Registries:
         with self._translate(context):
             return fn.call(block_identifier=block)
 
-    def _transact(self, fn: Any, context: Mapping[str, Any] | None = None) -> Any:
-        """Pre-flight, sign, send, await; return the receipt."""
+    def _transact(self, fn: Any, context: Mapping[str, Any] | None = None, *, value: int = 0) -> Any:
+        """Pre-flight, sign, send, await; return the receipt. `value` wei go with the call."""
         account = self.account
         if account is None:
             raise WalletError("this operation sends a transaction: a wallet is needed")
         sender = account.address
         ctx = {"wallet": sender, **(context or {})}
         with self._translate(ctx):
-            fn.call({"from": sender})  # a revert is decoded here and nothing is sent
+            fn.call({"from": sender, "value": value})  # a revert is decoded here and nothing is sent
             tx = fn.build_transaction({
                 "from": sender,
+                "value": value,
                 "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
                 "chainId": self.chain_id,
             })
@@ -323,6 +332,23 @@ class Registries:
             raise TransactionFailed(f"transaction {_hex(tx_hash)} reverted in block {receipt['blockNumber']}")
         self._report("mined", receipt["blockNumber"])
         return receipt
+
+    def _transact_as_dlp_owner(self, fn: Any, dlp_id: int, context: Mapping[str, Any]) -> Any:
+        """`_transact` for a call only `dlp_id`'s owner may make.
+
+        Vana's registries answer NotDlpOwner() for an unknown DLP too (it has no
+        owner); the client tells the two apart so the message names the real problem.
+        """
+        try:
+            return self._transact(fn, context)
+        except NotDlpOwner:
+            self.dlp(dlp_id)  # raises DlpNotFound for an unknown DLP
+            raise
+
+    def _sender(self) -> str:
+        if self.account is None:
+            raise WalletError("this operation sends a transaction: a wallet is needed")
+        return str(self.account.address)
 
     def _report(self, event: str, value: Any) -> None:
         if self.progress is not None:
@@ -341,17 +367,29 @@ class Registries:
 
     # ------------------------------------------------------------ DLPs
 
-    def register_dlp(self, name: str, owner: str | None = None) -> int:
-        """Register a DLP owned by `owner` (default: the sender); return its id."""
-        owner_addr = parse_address(owner, "owner") if owner else ZERO_ADDRESS
-        receipt = self._transact(self.dlp_registry.functions.registerDlp(name, owner_addr))
+    def register_dlp(self, name: str, owner: str | None = None, *, treasury: str | None = None,
+                     dlp_address: str | None = None, deposit: int = 0) -> int:
+        """Register a DLP owned by `owner` (default: the sender); return its id.
+
+        `treasury` (default: the owner) receives the DLP's query earnings when
+        claimed; `dlp_address` is the DLP's own contract, if it has one.
+        `deposit` wei is sent (the registry's registration deposit, 0 by default).
+        """
+        owner_addr = parse_address(owner, "owner") if owner else self._sender()
+        treasury_addr = parse_address(treasury, "treasury") if treasury else owner_addr
+        dlp_addr = parse_address(dlp_address, "DLP address") if dlp_address else ZERO_ADDRESS
+        info = (dlp_addr, owner_addr, treasury_addr, name, "", "", "")
+        receipt = self._transact(self.dlp_registry.functions.registerDlp(info), value=deposit)
         return int(self._event_arg(self.dlp_registry, "DlpRegistered", receipt, "dlpId"))
 
     def dlp(self, dlp_id: int, block: int | str = "latest") -> Dlp:
-        id_, owner, name, registered_at = self._call(self.dlp_registry.functions.dlps(dlp_id), block)
-        if id_ == 0:
+        info = self._call(self.dlp_registry.functions.dlps(dlp_id), block)
+        if info[0] == 0:
             raise DlpNotFound(f"no DLP with id {dlp_id}", name="DlpNotFound", args=(dlp_id,))
-        return Dlp(int(id_), owner, name, int(registered_at))
+        dlp_address = None if int(info[1], 16) == 0 else to_checksum_address(info[1])
+        status = _DLP_STATUSES[info[11]] if info[11] < len(_DLP_STATUSES) else str(info[11])
+        return Dlp(int(info[0]), to_checksum_address(info[2]), info[5], int(info[9]),
+                   to_checksum_address(info[4]), dlp_address, status)
 
     def dlp_owner(self, dlp_id: int, block: int | str = "latest") -> str:
         return self._call(self.dlp_registry.functions.dlpOwner(dlp_id), block)
@@ -367,7 +405,7 @@ class Registries:
 
     def add_refiner(self, dlp_id: int, name: str, schema_url: str, instruction_url: str = "") -> int:
         fn = self.refiner_registry.functions.addRefiner(dlp_id, name, schema_url, instruction_url)
-        receipt = self._transact(fn, {"dlp_id": dlp_id})
+        receipt = self._transact_as_dlp_owner(fn, dlp_id, {"dlp_id": dlp_id})
         return int(self._event_arg(self.refiner_registry, "RefinerAdded", receipt, "refinerId"))
 
     def refiner(self, refiner_id: int, block: int | str = "latest") -> Refiner:
@@ -397,7 +435,7 @@ class Registries:
     def update_instruction(self, instruction_id: int, dlp_id: int, approved: bool) -> bool:
         """Approve or revoke for a DLP (its owner only); True when the state changed."""
         fn = self.instruction_registry.functions.updateComputeInstruction(instruction_id, dlp_id, approved)
-        receipt = self._transact(fn, {"dlp_id": dlp_id, "instruction_id": instruction_id})
+        receipt = self._transact_as_dlp_owner(fn, dlp_id, {"dlp_id": dlp_id, "instruction_id": instruction_id})
         logs = self.instruction_registry.events.ComputeInstructionUpdated().process_receipt(receipt, errors=DISCARD)
         return bool(logs)
 

@@ -16,7 +16,9 @@ Hierarchy::
         ├── ComputeInstructionNotFound  INSTRUCTION_NOT_FOUND
         ├── PermissionNotFound       PERMISSION_NOT_FOUND
         ├── InvalidArgument          INVALID_ARGUMENT    ZeroHash, EmptyUrl, EmptyName,
-        │                                                EmptySchemaUrl, ColumnWithoutTable, InvalidOwner, InvalidAddress
+        │                                                EmptySchemaUrl, ColumnWithoutTable, InvalidOwner, InvalidAccount,
+        │                                                InvalidAddress, InvalidName, InvalidDlpStatus,
+        │                                                InvalidDepositAmount, DlpAddressCannotBeChanged, TransferFailed
         ├── RegistryPaused           REGISTRY_PAUSED     EnforcedPause
         └── Unauthorized             UNAUTHORIZED        AccessControlUnauthorizedAccount
 
@@ -161,7 +163,13 @@ _KNOWN: dict[str, tuple[type[ContractRevert], str]] = {
     "EmptySchemaUrl": (InvalidArgument, "the schema URL must not be empty"),
     "ColumnWithoutTable": (InvalidArgument, "a column permission needs a table: pass a table name too"),
     "InvalidOwner": (InvalidArgument, "{arg0} is not a valid owner address"),
-    "InvalidAddress": (InvalidArgument, "{arg0} is not a valid address"),
+    "InvalidAccount": (InvalidArgument, "{arg0} is not a valid account here (zero, or not a contract)"),
+    "InvalidAddress": (InvalidArgument, "the owner and treasury addresses must not be zero"),
+    "InvalidName": (InvalidArgument, "the DLP name is taken or has fewer than 4 non-space characters"),
+    "InvalidDlpStatus": (InvalidArgument, "the DLP's status does not allow this, or its DLP address is registered"),
+    "InvalidDepositAmount": (InvalidArgument, "the value sent is below the DLP registration deposit"),
+    "DlpAddressCannotBeChanged": (InvalidArgument, "a DLP's dlpAddress cannot be changed"),
+    "TransferFailed": (InvalidArgument, "the DLP registry's treasury refused the registration deposit"),
     "EnforcedPause": (RegistryPaused, "the registry is paused"),
     "ExpectedPause": (InvalidArgument, "the registry is not paused"),
     "AccessControlUnauthorizedAccount": (

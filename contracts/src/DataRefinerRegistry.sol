@@ -33,13 +33,19 @@ contract DataRefinerRegistry is ManagedUpgradeable, IDataRefinerRegistry {
     // keccak256(abi.encode(uint256(keccak256("computetodata.storage.DataRefinerRegistry")) - 1)) & ~bytes32(uint256(0xff))
     bytes32 private constant STORAGE_LOCATION = 0x659d4176fa27aacadb6da5f4d1c6366726ccb8f1ace8c0063b4e9fc9bef87100;
 
+    /// @dev Vana's order: the owner check comes first, and an unknown DLP (no owner) fails it.
+    modifier onlyDlpOwner(uint256 dlpId) {
+        if (_storage().dlpRegistry.dlps(dlpId).ownerAddress != msg.sender) revert NotDlpOwner();
+        _;
+    }
+
     /**
      * @notice Sets up the proxy: `admin` gets `DEFAULT_ADMIN_ROLE` and
      * `MAINTAINER_ROLE`; DLP ids and owners come from `dlpRegistry_`.
      *
      * Requirements:
      * - not initialized yet;
-     * - `admin` is not zero and `dlpRegistry_` is a contract (`InvalidAddress`).
+     * - `admin` is not zero and `dlpRegistry_` is a contract (`InvalidAccount`).
      *
      * Emits {RoleGranted} and {DlpRegistryUpdated} events.
      */
@@ -54,10 +60,8 @@ contract DataRefinerRegistry is ManagedUpgradeable, IDataRefinerRegistry {
         string calldata name,
         string calldata schemaDefinitionUrl,
         string calldata refinementInstructionUrl
-    ) external whenNotPaused returns (uint256 refinerId) {
+    ) external onlyDlpOwner(dlpId) whenNotPaused returns (uint256 refinerId) {
         DataRefinerRegistryStorage storage $ = _storage();
-        // dlpOwner reverts DlpNotFound(dlpId) for an unknown DLP; let it bubble.
-        if ($.dlpRegistry.dlpOwner(dlpId) != msg.sender) revert NotDlpOwner();
         if (bytes(name).length == 0) revert EmptyName();
         if (bytes(schemaDefinitionUrl).length == 0) revert EmptySchemaUrl();
         refinerId = ++$.refinersCount;

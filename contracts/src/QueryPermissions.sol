@@ -43,7 +43,7 @@ contract QueryPermissions is ManagedUpgradeable, IQueryPermissions {
      *
      * Requirements:
      * - not initialized yet;
-     * - `admin` is not zero and `dataRefinerRegistry_` is a contract (`InvalidAddress`).
+     * - `admin` is not zero and `dataRefinerRegistry_` is a contract (`InvalidAccount`).
      *
      * Emits {RoleGranted} and {DataRefinerRegistryUpdated} events.
      */

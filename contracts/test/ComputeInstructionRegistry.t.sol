@@ -34,10 +34,8 @@ contract ComputeInstructionRegistryTest is Deployments {
         stranger = makeAddr("stranger");
         dlps = _deployDlpRegistry(admin);
         registry = _deployInstructionRegistry(admin, address(dlps));
-        vm.prank(dlpOwner);
-        dlpId = dlps.registerDlp("weather", address(0));
-        vm.prank(otherDlpOwner);
-        otherDlpId = dlps.registerDlp("health", address(0));
+        dlpId = _registerDlp(dlps, dlpOwner, "weather");
+        otherDlpId = _registerDlp(dlps, otherDlpOwner, "health");
     }
 
     function _add(address caller, bytes32 hash, string memory url) private returns (uint256) {
@@ -96,7 +94,7 @@ contract ComputeInstructionRegistryTest is Deployments {
 
     function test_Initialize_RejectsRegistryWithoutCode() public {
         address implementation = address(new ComputeInstructionRegistry());
-        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAddress.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAccount.selector, stranger));
         _proxy(implementation, abi.encodeCall(ComputeInstructionRegistry.initialize, (admin, stranger)));
     }
 
@@ -179,9 +177,12 @@ contract ComputeInstructionRegistryTest is Deployments {
         _approve(dlpOwner, 2, dlpId, true);
     }
 
-    function test_Update_BubblesDlpNotFound() public {
+    function test_Update_UnknownDlpIsNotDlpOwner() public {
         uint256 id = _add(builder, HASH, URL);
-        vm.expectRevert(abi.encodeWithSelector(IDLPRegistry.DlpNotFound.selector, 99));
+        // As Vana's: an unknown DLP has no owner, and the owner check comes before the id check.
+        vm.expectRevert(IComputeInstructionRegistry.NotDlpOwner.selector);
+        _approve(dlpOwner, 99, 99, true);
+        vm.expectRevert(IComputeInstructionRegistry.NotDlpOwner.selector);
         _approve(dlpOwner, id, 99, true);
     }
 
@@ -245,10 +246,10 @@ contract ComputeInstructionRegistryTest is Deployments {
 
         // DLP 1 does not exist in the new registry.
         uint256 id = _add(builder, HASH, URL);
-        vm.expectRevert(abi.encodeWithSelector(IDLPRegistry.DlpNotFound.selector, dlpId));
+        vm.expectRevert(IComputeInstructionRegistry.NotDlpOwner.selector);
         _approve(dlpOwner, id, dlpId, true);
 
-        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAddress.selector, address(0)));
+        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAccount.selector, address(0)));
         vm.prank(admin);
         registry.updateDlpRegistry(address(0));
     }

@@ -28,8 +28,7 @@ contract DataRefinerRegistryTest is Deployments {
         stranger = makeAddr("stranger");
         dlps = _deployDlpRegistry(admin);
         registry = _deployRefinerRegistry(admin, address(dlps));
-        vm.prank(dlpOwner);
-        dlpId = dlps.registerDlp("weather", address(0));
+        dlpId = _registerDlp(dlps, dlpOwner, "weather");
     }
 
     function _addRefiner(address caller, uint256 dlp, string memory name, string memory schema)
@@ -52,7 +51,7 @@ contract DataRefinerRegistryTest is Deployments {
 
     function test_Initialize_EmitsLinkAndRejectsNonContract() public {
         address implementation = address(new DataRefinerRegistry());
-        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAddress.selector, address(0)));
+        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAccount.selector, address(0)));
         _proxy(implementation, abi.encodeCall(DataRefinerRegistry.initialize, (admin, address(0))));
 
         vm.expectEmit(true, false, false, true);
@@ -97,8 +96,8 @@ contract DataRefinerRegistryTest is Deployments {
         assertEq(registry.refinersCount(), 0, "nothing stored");
     }
 
-    function test_AddRefiner_BubblesDlpNotFound() public {
-        vm.expectRevert(abi.encodeWithSelector(IDLPRegistry.DlpNotFound.selector, 42));
+    function test_AddRefiner_UnknownDlpIsNotDlpOwner() public {
+        vm.expectRevert(IDataRefinerRegistry.NotDlpOwner.selector);
         _addRefiner(dlpOwner, 42, "daily", SCHEMA);
     }
 
@@ -195,8 +194,7 @@ contract DataRefinerRegistryTest is Deployments {
 
     function testFuzz_RefinersStayWithTheirDlp(uint256 count, uint256 seed) public {
         count = bound(count, 1, 12);
-        vm.prank(stranger);
-        uint256 otherDlp = dlps.registerDlp("other", address(0));
+        uint256 otherDlp = _registerDlp(dlps, stranger, "other");
         uint256 mine;
         for (uint256 i = 0; i < count; ++i) {
             bool toOther = uint256(keccak256(abi.encode(seed, i))) % 2 == 1;

@@ -35,8 +35,8 @@ contract QueryPermissionsTest is Deployments {
         dlps = _deployDlpRegistry(admin);
         refiners = _deployRefinerRegistry(admin, address(dlps));
         perms = _deployQueryPermissions(admin, address(refiners));
+        dlpId = _registerDlp(dlps, dlpOwner, "weather");
         vm.startPrank(dlpOwner);
-        dlpId = dlps.registerDlp("weather", address(0));
         refinerId = refiners.addRefiner(dlpId, "daily", "ipfs://schema", "");
         otherRefinerId = refiners.addRefiner(dlpId, "hourly", "ipfs://schema2", "");
         vm.stopPrank();
@@ -72,7 +72,7 @@ contract QueryPermissionsTest is Deployments {
         perms.initialize(stranger, address(refiners));
 
         address implementation = address(new QueryPermissions());
-        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAddress.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAccount.selector, stranger));
         _proxy(implementation, abi.encodeCall(QueryPermissions.initialize, (admin, stranger)));
     }
 

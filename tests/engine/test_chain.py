@@ -137,3 +137,5 @@ def test_backoff_is_capped_exponential_with_jitter():
         delays = {policy.delay(attempt) for _ in range(20)}
         assert all(step / 2 <= d <= step for d in delays)
         assert len(delays) > 1  # jittered
+    # Thousands of attempts (a fast-failing node and a fake sleep) stay at the cap, no OverflowError.
+    assert 2.0 <= policy.delay(5000) <= 4.0

@@ -57,11 +57,14 @@ def world(owner, builder):
 
 
 def test_dlp_records(owner, accounts):
-    first, second = owner.register_dlp("a"), owner.register_dlp("b", accounts.builder.address)
+    first = owner.register_dlp("first")
+    second = owner.register_dlp("second", accounts.builder.address, treasury=accounts.stranger.address)
     assert (first, second) == (1, 2)
     dlp = owner.dlp(first)
-    assert isinstance(dlp, Dlp) and dlp.owner == accounts.dlp_owner.address and dlp.name == "a"
-    assert dlp.registered_at > 0
+    assert isinstance(dlp, Dlp) and dlp.owner == accounts.dlp_owner.address and dlp.name == "first"
+    assert dlp.registration_block > 0 and dlp.status == "Registered" and dlp.dlp_address is None
+    assert dlp.treasury == accounts.dlp_owner.address  # the owner by default
+    assert owner.dlp(second).treasury == accounts.stranger.address
     assert owner.dlp_owner(second) == accounts.builder.address
     assert owner.dlps_count() == 2
     with pytest.raises(DlpNotFound, match="no DLP with id 9"):
@@ -72,7 +75,7 @@ def test_dlp_records(owner, accounts):
 
 
 def test_transfer_dlp(owner, stranger, accounts):
-    dlp_id = owner.register_dlp("a")
+    dlp_id = owner.register_dlp("first")
     with pytest.raises(NotDlpOwner) as info:
         stranger.transfer_dlp(dlp_id, accounts.stranger.address)
     assert str(info.value) == f"wallet {accounts.stranger.address} is not the owner of DLP {dlp_id}"
@@ -83,9 +86,16 @@ def test_transfer_dlp(owner, stranger, accounts):
     assert owner.dlp_owner(dlp_id) == accounts.builder.address
 
 
-def test_empty_name_refused(owner):
-    with pytest.raises(InvalidArgument, match="name must not be empty"):
-        owner.register_dlp("")
+@pytest.mark.parametrize("name", ["", "abc", " a b c "])
+def test_short_dlp_name_refused(owner, name):
+    with pytest.raises(InvalidArgument, match="fewer than 4 non-space characters"):
+        owner.register_dlp(name)
+
+
+def test_taken_dlp_name_refused(owner):
+    owner.register_dlp("Health")
+    with pytest.raises(InvalidArgument, match="name is taken"):
+        owner.register_dlp("Health")
 
 
 def test_refiners(world, owner, stranger, accounts):
@@ -196,7 +206,7 @@ def test_progress_reports_sent_and_mined(registries, accounts):
     events: list[tuple[str, object]] = []
     reg = registries(accounts.dlp_owner)
     reg.progress = lambda event, value: events.append((event, value))
-    reg.register_dlp("p")
+    reg.register_dlp("pool")
     assert [e for e, _ in events] == ["sent", "mined"]
     assert str(events[0][1]).startswith("0x") and len(str(events[0][1])) == 66
     assert events[1][1] == reg.block_number()
@@ -204,7 +214,7 @@ def test_progress_reports_sent_and_mined(registries, accounts):
 
 def test_read_only_registries_refuse_transactions(registries):
     with pytest.raises(WalletError, match="a wallet is needed"):
-        registries().register_dlp("x")
+        registries().register_dlp("pool")
 
 
 def test_connect_checks(chain, deployment):

@@ -86,7 +86,7 @@ def test_instruction_add_with_sha256(cli):
 
 
 def test_dlp_register_for_another_owner_and_transfer(cli, accounts):
-    dlp_id = cli.json("dlp", "register", "--name", "d", "--owner", accounts.dlp_owner.address,
+    dlp_id = cli.json("dlp", "register", "--name", "dlp d", "--owner", accounts.dlp_owner.address,
                       as_="deployer")["dlp_id"]
     assert cli.json("dlp", "show", str(dlp_id))["owner"] == accounts.dlp_owner.address
     refused = cli("dlp", "transfer", str(dlp_id), "--to", accounts.stranger.address, "--yes", as_="stranger")
@@ -109,13 +109,13 @@ def test_keystore_wallet(cli, accounts, tmp_path):
 
     keystore = tmp_path / "owner.json"
     create_keystore(keystore, "s3cret", key=ANVIL_KEYS[1], iterations=2)
-    result = cli.ok("dlp", "register", "--name", "ks", "--keystore", keystore,
+    result = cli.ok("dlp", "register", "--name", "ks-1", "--keystore", keystore,
                     env={"REGISTRY_PASSWORD": "s3cret"})
     dlp = cli.json("dlp", "show", result.stdout.strip())
     assert dlp["owner"] == accounts.dlp_owner.address
     # Password from the hidden prompt when REGISTRY_PASSWORD is unset.
-    prompted = cli.ok("dlp", "register", "--name", "ks2", "--keystore", keystore, input="s3cret\n")
-    assert cli.json("dlp", "show", prompted.stdout.strip().splitlines()[-1])["name"] == "ks2"
+    prompted = cli.ok("dlp", "register", "--name", "ks-2", "--keystore", keystore, input="s3cret\n")
+    assert cli.json("dlp", "show", prompted.stdout.strip().splitlines()[-1])["name"] == "ks-2"
 
 
 def test_wallet_new_writes_keystore(cli, accounts, tmp_path):

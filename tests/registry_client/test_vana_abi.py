@@ -14,6 +14,7 @@ import pytest
 from eth_utils import keccak
 from web3 import Web3
 
+from registry_client.contracts import load_artifact
 from tests.registry_client.vana_harness import VanaView, vana_abi
 
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -24,9 +25,9 @@ ENFORCED_PAUSE = "EnforcedPause()"
 # Vana contract -> manifest key of the contract that must answer its ABI.
 DEPLOYED = {
     "ComputeInstructionRegistry": "compute_instruction_registry",
+    "DLPRegistry": "dlp_registry",
 }
 NOT_YET = {
-    "DLPRegistry": "dlps(id) returns a flat record, registerDlp takes (name, owner), Vana's events missing",
     "DataRefinerRegistry": "schemas, addRefinerWithSchemaId, refinement services and Vana's RefinerAdded missing",
     "QueryEngine": "QueryPermissions: flat permissions(), no tokens, payments or dlpPubKeys",
     "ComputeEngine": "not deployed by this project yet",
@@ -100,6 +101,94 @@ def test_compute_instruction_registry(view, deployment, accounts, dlp_id):
     v.reverts("updateComputeInstruction", 1, dlp_id, False, sender=stranger, error="NotDlpOwner")
     v.reverts("updateComputeInstruction", 9, dlp_id, True, sender=owner,
               error="ComputeInstructionNotFound", error_args=(9,))
+    # Vana checks the owner first, and an unknown DLP has none.
+    v.reverts("updateComputeInstruction", 9, 99, True, sender=owner, error="NotDlpOwner")
+    _assert_whole_abi(v)
+
+
+def _dlp_info(dlp_id, dlp_address, owner, treasury, name, block, deposit=0, status=1, token=ZERO, lp=0,
+              verified=0):
+    return (dlp_id, dlp_address, owner, token, treasury, name, "icon", "site", "meta", block, deposit, status, lp,
+            verified)
+
+
+def test_dlp_registry(view, w3, deployment, accounts):
+    v = view("DLPRegistry")
+    admin, owner = accounts.deployer.address, accounts.dlp_owner.address
+    builder, stranger = accounts.builder.address, accounts.stranger.address
+    _admin_surface(v, deployment, admin, stranger)
+    dlp_contract = Web3.to_checksum_address("0x" + "d1" * 20)
+    treasury = Web3.to_checksum_address("0x" + "7e" * 20)
+
+    assert v.call("dlpRegistrationDepositAmount") == 0
+    receipt = v.send("registerDlp", (dlp_contract, owner, builder, "Vana DLP", "icon", "site", "meta"), sender=owner)
+    block = receipt["blockNumber"]
+    v.event(receipt, "DlpRegistered", dlpId=1, dlpAddress=dlp_contract, ownerAddress=owner, treasuryAddress=builder,
+            name="Vana DLP", iconUrl="icon", website="site", metadata="meta")
+    v.event(receipt, "DlpStatusUpdated", dlpId=1, newStatus=1)
+    expected = _dlp_info(1, dlp_contract, owner, builder, "Vana DLP", block)
+    assert v.call("dlps", 1) == expected
+    assert v.call("dlpsByAddress", dlp_contract) == expected
+    assert v.call("dlpsByName", "Vana DLP") == expected
+    assert v.call("dlpIds", dlp_contract) == 1
+    assert v.call("dlpNameToId", "Vana DLP") == 1
+    assert v.call("dlpsCount") == 1
+    assert v.call("dlps", 5) == (0, ZERO, ZERO, ZERO, ZERO, "", "", "", "", 0, 0, 0, 0, 0)
+
+    registration = (ZERO, owner, builder, "Other DLP", "", "", "")
+    v.reverts("registerDlp", (dlp_contract, owner, builder, "Third DLP", "", "", ""), sender=owner,
+              error="InvalidDlpStatus")
+    v.reverts("registerDlp", (ZERO, ZERO, builder, "Third DLP", "", "", ""), sender=owner, error="InvalidAddress")
+    v.reverts("registerDlp", (ZERO, owner, builder, "Vana DLP", "", "", ""), sender=owner, error="InvalidName")
+    v.reverts("registerDlp", (ZERO, owner, builder, " ab c", "", "", ""), sender=owner, error="InvalidName")
+
+    receipt = v.send("updateDlp", 1, (dlp_contract, owner, treasury, "Vana DLP 2", "i", "w", "m"), sender=owner)
+    v.event(receipt, "DlpUpdated", dlpId=1, dlpAddress=dlp_contract, ownerAddress=owner, treasuryAddress=treasury,
+            name="Vana DLP 2", iconUrl="i", website="w", metadata="m")
+    assert v.call("dlpNameToId", "Vana DLP") == 0 and v.call("dlpNameToId", "Vana DLP 2") == 1
+    v.reverts("updateDlp", 1, (ZERO, owner, treasury, "Vana DLP 2", "", "", ""), sender=owner,
+              error="DlpAddressCannotBeChanged")
+    v.reverts("updateDlp", 1, (dlp_contract, owner, treasury, "Vana DLP 2", "", "", ""), sender=stranger,
+              error="NotDlpOwner")
+
+    # Maintainer bookkeeping: token + LP token + verification make a DLP eligible.
+    token = Web3.to_checksum_address("0x" + "70" * 20)
+    receipt = v.send("updateDlpToken", 1, token, 3, sender=admin)
+    v.event(receipt, "DlpTokenUpdated", dlpId=1, tokenAddress=token)
+    v.event(receipt, "DlpLpTokenIdUpdated", dlpId=1, lpTokenId=3)
+    receipt = v.send("updateDlpVerificationBlock", 1, 42, sender=admin)
+    v.event(receipt, "DlpVerificationBlockUpdated", dlpId=1, verificationBlockNumber=42)
+    assert v.call("isEligibleDlp", 1) is True
+    assert v.call("eligibleDlpsListValues") == [1]
+    assert v.call("eligibleDlpsListCount") == 1
+    assert v.call("eligibleDlpsListAt", 0) == 1
+    v.send("unverifyDlp", 1, sender=admin)
+    assert v.call("isEligibleDlp", 1) is False
+    v.send("updateDlpTokenAndVerification", 1, token, 4, 43, sender=admin)
+    assert v.call("dlps", 1)[11:] == (2, 4, 43)
+
+    # Registration deposit and where it goes.
+    receipt = v.send("updateDlpRegistrationDepositAmount", 10**15, sender=admin)
+    v.event(receipt, "DlpRegistrationDepositAmountUpdated", newDlpRegistrationDepositAmount=10**15)
+    v.send("updateTreasury", treasury, sender=admin)
+    assert v.call("treasury") == treasury
+    v.send("updateVanaEpoch", builder, sender=admin)
+    assert v.call("vanaEpoch") == builder
+    v.reverts("registerDlp", registration, sender=owner, error="InvalidDepositAmount", value=10**15 - 1)
+    v.send("registerDlp", registration, sender=owner, value=10**15)
+    assert w3.eth.get_balance(treasury) == 10**15
+    assert v.call("dlps", 2)[10] == 10**15
+    v.send("updateTreasury", deployment.address("compute_instruction_registry"), sender=admin)  # refuses value
+    v.reverts("registerDlp", (ZERO, owner, builder, "Third DLP", "", "", ""), sender=owner, error="TransferFailed",
+              value=10**15)
+
+    v.send("deregisterDlp", 2, sender=owner)
+    v.reverts("deregisterDlp", 2, sender=owner, error="InvalidDlpStatus")
+    ours = load_artifact("DLPRegistry")["abi"]
+    v.declared("event", "DlpVerificationUpdated", ours)
+    for error in ("InvalidDlpId", "InvalidDlpVerification", "DlpTokenNotSet", "DlpLpTokenIdNotSet",
+                  "InvalidTokenAddress", "InvalidLpTokenId"):
+        v.declared("error", error, ours)
     _assert_whole_abi(v)
 
 

@@ -77,7 +77,7 @@ class VanaView:
         assert receipt["status"] == 1, f"{name} reverted"
         return receipt
 
-    def event(self, receipt: Any, name: str, **expected: Any) -> dict[str, Any]:
+    def event(self, receipt: Any, name: str, /, **expected: Any) -> dict[str, Any]:
         """The one `name` log of `receipt`, decoded by Vana's event ABI (topic0 and data)."""
         self._mark("event", name)
         topic = keccak(text=signature(self._entry("event", name)))
@@ -118,6 +118,15 @@ class VanaView:
             raw = exc.data if isinstance(exc.data, str) else "0x"
             return bytes.fromhex(raw[2:])
         raise AssertionError(f"{name} did not revert")
+
+    def declared(self, kind: str, name: str, our_abi: list[dict[str, Any]]) -> None:
+        """For entries Vana declares but never emits or raises: ours declares the same (indexed too)."""
+        self._mark(kind, name)
+        theirs = self._entry(kind, name)
+        ours = [e for e in our_abi if e["type"] == kind and signature(e) == signature(theirs)]
+        assert ours, f"{kind} {signature(theirs)} is not declared"
+        flags = [bool(i.get("indexed")) for i in theirs.get("inputs", [])]
+        assert [bool(i.get("indexed")) for i in ours[0].get("inputs", [])] == flags, f"{name}: indexed layout"
 
     def uncovered(self) -> list[str]:
         return sorted(entry_key(e) for e in self.entries if entry_key(e) not in self.covered)

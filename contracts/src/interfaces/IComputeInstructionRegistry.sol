@@ -57,11 +57,11 @@ interface IComputeInstructionRegistry is IManaged {
      * @notice Approves or revokes `instructionId` for `dlpId`. A call that does not
      * change the stored value writes nothing and emits nothing.
      *
-     * Requirements:
+     * Requirements, checked in Vana's order:
+     * - the caller owns the DLP, read from the DLP registry's `dlps` (`NotDlpOwner`,
+     *   also for an unknown DLP);
      * - the contract is not paused;
-     * - `instructionId` exists (`ComputeInstructionNotFound`);
-     * - `dlpId` exists (bubbles the DLP registry's `DlpNotFound`);
-     * - the caller owns the DLP (`NotDlpOwner`).
+     * - `instructionId` exists (`ComputeInstructionNotFound`).
      *
      * Emits a {ComputeInstructionUpdated} event when the approval changes.
      */
@@ -72,7 +72,7 @@ interface IComputeInstructionRegistry is IManaged {
      *
      * Requirements:
      * - the caller has `MAINTAINER_ROLE`;
-     * - `newDlpRegistry` is a contract (`InvalidAddress`).
+     * - `newDlpRegistry` is a contract (`InvalidAccount`).
      *
      * Emits a {DlpRegistryUpdated} event.
      */

@@ -33,10 +33,10 @@ interface IDataRefinerRegistry is IManaged {
      * @notice Adds a refiner to `dlpId`. Ids start at 1; the caller is recorded as owner.
      * @return refinerId The new refiner's id.
      *
-     * Requirements:
+     * Requirements, checked in Vana's order:
+     * - the caller owns the DLP, read from the DLP registry's `dlps` (`NotDlpOwner`,
+     *   also for an unknown DLP);
      * - the contract is not paused;
-     * - `dlpId` exists (bubbles the DLP registry's `DlpNotFound`);
-     * - the caller owns the DLP (`NotDlpOwner`);
      * - `name` and `schemaDefinitionUrl` are not empty (`EmptyName`, `EmptySchemaUrl`).
      *
      * Emits a {RefinerAdded} event.
@@ -53,7 +53,7 @@ interface IDataRefinerRegistry is IManaged {
      *
      * Requirements:
      * - the caller has `MAINTAINER_ROLE`;
-     * - `newDlpRegistry` is a contract (`InvalidAddress`).
+     * - `newDlpRegistry` is a contract (`InvalidAccount`).
      *
      * Emits a {DlpRegistryUpdated} event.
      */

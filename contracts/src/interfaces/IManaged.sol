@@ -8,7 +8,7 @@ pragma solidity ^0.8.24;
  */
 interface IManaged {
     /// @dev An address that must be a deployed contract (or a non-zero admin) was not.
-    error InvalidAddress(address account);
+    error InvalidAccount(address account);
 
     /// @notice The role that may pause, unpause and change linked registries.
     function MAINTAINER_ROLE() external view returns (bytes32);

@@ -83,7 +83,7 @@ interface IQueryPermissions is IManaged {
      *
      * Requirements:
      * - the caller has `MAINTAINER_ROLE`;
-     * - `newDataRefinerRegistry` is a contract (`InvalidAddress`).
+     * - `newDataRefinerRegistry` is a contract (`InvalidAccount`).
      *
      * Emits a {DataRefinerRegistryUpdated} event.
      */

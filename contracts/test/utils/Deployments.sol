@@ -6,6 +6,7 @@ import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol"
 import {PausableUpgradeable} from "@openzeppelin/contracts-upgradeable/utils/PausableUpgradeable.sol";
 
 import {DLPRegistry} from "../../src/DLPRegistry.sol";
+import {IDLPRegistry} from "../../src/interfaces/IDLPRegistry.sol";
 import {DataRefinerRegistry} from "../../src/DataRefinerRegistry.sol";
 import {ComputeInstructionRegistry} from "../../src/ComputeInstructionRegistry.sol";
 import {QueryPermissions} from "../../src/QueryPermissions.sol";
@@ -45,6 +46,29 @@ abstract contract Deployments is TestBase {
     function _deployQueryPermissions(address admin, address refinerRegistry) internal returns (QueryPermissions) {
         bytes memory init = abi.encodeCall(QueryPermissions.initialize, (admin, refinerRegistry));
         return QueryPermissions(_proxy(address(new QueryPermissions()), init));
+    }
+
+    /// @dev Registers `name` owned by `owner` (also its treasury) with no DLP contract; returns the id.
+    function _registerDlp(DLPRegistry registry, address owner, string memory name) internal returns (uint256) {
+        vm.prank(owner);
+        registry.registerDlp(_registration(owner, name));
+        return registry.dlpsCount();
+    }
+
+    function _registration(address owner, string memory name)
+        internal
+        pure
+        returns (IDLPRegistry.DlpRegistration memory)
+    {
+        return IDLPRegistry.DlpRegistration({
+            dlpAddress: address(0),
+            ownerAddress: owner,
+            treasuryAddress: payable(owner),
+            name: name,
+            iconUrl: "",
+            website: "",
+            metadata: ""
+        });
     }
 
     function _implementationOf(address proxy) internal view returns (address) {
