@@ -6,8 +6,8 @@ Transactions print `sent 0x…` and `mined in block N` to stderr; results go
 to stdout (with `--json`: exactly one JSON object).
 
 Shared pieces (`CliContext` in `ctx.obj`, `wallet_options`, `load_wallet`,
-error rendering) live in cli_common.py; the `permission` and `job` groups in
-cli_permission.py and cli_job.py.
+error rendering) live in cli_common.py; the `permission`, `schema` and `job` groups in
+cli_permission.py, cli_schema.py and cli_job.py.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from registry_client.cli_common import (
 )
 from registry_client.cli_job import job as _job_group
 from registry_client.cli_permission import permission as _permission_group
+from registry_client.cli_schema import schema as _schema_group
 from registry_client.contracts import (
     parse_sha256,
     sha256_file,
@@ -186,28 +187,31 @@ def refiner() -> None:
 
 
 def _refiner_dict(r: Any) -> dict[str, Any]:
-    return {"id": r.id, "dlp_id": r.dlp_id, "owner": r.owner, "name": r.name,
+    return {"id": r.id, "dlp_id": r.dlp_id, "owner": r.owner, "name": r.name, "schema_id": r.schema_id,
             "schema_url": r.schema_url, "instruction_url": r.instruction_url}
 
 
 @refiner.command("add")
 @click.option("--dlp", "dlp_id", required=True, type=ID, help="The DLP the refiner belongs to.")
 @click.option("--name", required=True, help="Name of the refiner.")
-@click.option("--schema-url", required=True, type=Url(schemes=None), help="URL of the schema definition.")
+@click.option("--schema-url", type=Url(schemes=None), help="URL of the schema definition (or --schema).")
+@click.option("--schema", "schema_id", type=ID, help="A registered schema's id (see `registry schema`).")
 @click.option("--instruction-url", default="", type=Url(schemes=None, allow_empty=True),
               help="URL of the refinement instructions.")
 @wallet_options
 @pass_cli
-def refiner_add(obj: CliContext, dlp_id: int, name: str, schema_url: str, instruction_url: str,
-                keystore: str | None, key_env: str | None) -> None:
-    """Add a refiner to a DLP (the DLP owner signs); prints its id.
+def refiner_add(obj: CliContext, dlp_id: int, name: str, schema_url: str | None, schema_id: int | None,
+                instruction_url: str, keystore: str | None, key_env: str | None) -> None:
+    """Add a refiner to a DLP (the DLP owner signs); prints its id. Give --schema-url or --schema.
 
     \b
     Example:
       registry refiner add --dlp 1 --name users --schema-url https://example.org/schema.json --key-env OWNER_KEY
     """
+    if (schema_url is None) == (schema_id is None):
+        raise click.UsageError("give exactly one of --schema-url and --schema")
     reg = obj.connect(load_wallet(keystore, key_env))
-    refiner_id = reg.add_refiner(dlp_id, name, schema_url, instruction_url)
+    refiner_id = reg.add_refiner(dlp_id, name, schema_url or "", instruction_url, schema_id=schema_id)
     obj.output({"refiner_id": refiner_id, **_refiner_dict(reg.refiner(refiner_id)), **obj.last_tx}, str(refiner_id))
 
 
@@ -436,6 +440,7 @@ def main(argv: list[str] | None = None) -> None:
 # Groups with modules of their own; imported last because they use the names above.
 
 cli.add_command(_permission_group)
+cli.add_command(_schema_group)
 cli.add_command(_job_group)
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "Progress",
     "Refiner",
     "Registries",
+    "Schema",
     "connect",
     "error_table",
     "load_artifact",
@@ -107,8 +108,17 @@ class Refiner:
     dlp_id: int
     owner: str
     name: str
-    schema_url: str
+    schema_url: str  # the schema's definition URL when schema_id > 0
     instruction_url: str
+    schema_id: int = 0  # 0 = the refiner carries its own schema URL
+
+
+@dataclass(frozen=True)
+class Schema:
+    id: int
+    name: str
+    dialect: str
+    definition_url: str
 
 
 @dataclass(frozen=True)
@@ -403,19 +413,41 @@ class Registries:
 
     # ------------------------------------------------------------ refiners
 
-    def add_refiner(self, dlp_id: int, name: str, schema_url: str, instruction_url: str = "") -> int:
-        fn = self.refiner_registry.functions.addRefiner(dlp_id, name, schema_url, instruction_url)
+    def add_refiner(self, dlp_id: int, name: str, schema_url: str = "", instruction_url: str = "", *,
+                    schema_id: int | None = None) -> int:
+        """Add a refiner to `dlp_id` (its owner only) with its own `schema_url` or a registered `schema_id`."""
+        if schema_id is not None:
+            if schema_url:
+                raise InputError("give a schema URL or a schema id, not both")
+            fn = self.refiner_registry.functions.addRefinerWithSchemaId(dlp_id, name, schema_id, instruction_url)
+        else:
+            fn = self.refiner_registry.functions.addRefiner(dlp_id, name, schema_url, instruction_url)
         receipt = self._transact_as_dlp_owner(fn, dlp_id, {"dlp_id": dlp_id})
         return int(self._event_arg(self.refiner_registry, "RefinerAdded", receipt, "refinerId"))
 
     def refiner(self, refiner_id: int, block: int | str = "latest") -> Refiner:
-        dlp_id, owner, name, schema, instr = self._call(self.refiner_registry.functions.refiners(refiner_id), block)
+        dlp_id, owner, name, schema, instr, schema_id = self._call(
+            self.refiner_registry.functions.refiners(refiner_id), block)
         if dlp_id == 0:
             raise RefinerNotFound(f"no data refiner with id {refiner_id}", name="RefinerNotFound", args=(refiner_id,))
-        return Refiner(refiner_id, int(dlp_id), owner, name, schema, instr)
+        return Refiner(refiner_id, int(dlp_id), owner, name, schema, instr, int(schema_id))
 
     def dlp_refiner_ids(self, dlp_id: int, block: int | str = "latest") -> list[int]:
-        return [int(i) for i in self._call(self.refiner_registry.functions.dlpRefinerIds(dlp_id), block)]
+        return [int(i) for i in self._call(self.refiner_registry.functions.dlpRefiners(dlp_id), block)]
+
+    # ------------------------------------------------------------ schemas
+
+    def add_schema(self, name: str, dialect: str, definition_url: str) -> int:
+        """Register a schema anyone may use; return its id."""
+        receipt = self._transact(self.refiner_registry.functions.addSchema(name, dialect, definition_url))
+        return int(self._event_arg(self.refiner_registry, "SchemaAdded", receipt, "schemaId"))
+
+    def schema(self, schema_id: int, block: int | str = "latest") -> Schema:
+        name, dialect, url = self._call(self.refiner_registry.functions.schemas(schema_id), block)
+        return Schema(schema_id, name, dialect, url)
+
+    def schemas_count(self, block: int | str = "latest") -> int:
+        return int(self._call(self.refiner_registry.functions.schemasCount(), block))
 
     def refiners_count(self, block: int | str = "latest") -> int:
         return int(self._call(self.refiner_registry.functions.refinersCount(), block))

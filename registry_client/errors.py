@@ -15,6 +15,7 @@ Hierarchy::
         ├── RefinerNotFound          REFINER_NOT_FOUND
         ├── ComputeInstructionNotFound  INSTRUCTION_NOT_FOUND
         ├── PermissionNotFound       PERMISSION_NOT_FOUND
+        ├── SchemaNotFound           SCHEMA_NOT_FOUND    InvalidSchemaId
         ├── InvalidArgument          INVALID_ARGUMENT    ZeroHash, EmptyUrl, EmptyName,
         │                                                EmptySchemaUrl, ColumnWithoutTable, InvalidOwner, InvalidAccount,
         │                                                InvalidAddress, InvalidName, InvalidDlpStatus,
@@ -48,6 +49,7 @@ __all__ = [
     "RegistryError",
     "RegistryPaused",
     "RpcUnavailable",
+    "SchemaNotFound",
     "TransactionFailed",
     "Unauthorized",
     "WalletError",
@@ -126,6 +128,10 @@ class PermissionNotFound(ContractRevert):
     code = "PERMISSION_NOT_FOUND"
 
 
+class SchemaNotFound(ContractRevert):
+    code = "SCHEMA_NOT_FOUND"
+
+
 class InvalidArgument(ContractRevert):
     code = "INVALID_ARGUMENT"
 
@@ -144,7 +150,7 @@ ERROR_CODES: dict[str, str] = {
     for cls in (
         RegistryError, RpcUnavailable, WrongChain, ManifestError, WalletError, InputError,
         TransactionFailed, ContractRevert, NotDlpOwner, DlpNotFound, RefinerNotFound,
-        ComputeInstructionNotFound, PermissionNotFound, InvalidArgument, RegistryPaused,
+        ComputeInstructionNotFound, PermissionNotFound, SchemaNotFound, InvalidArgument, RegistryPaused,
         Unauthorized,
     )
 }
@@ -157,6 +163,7 @@ _KNOWN: dict[str, tuple[type[ContractRevert], str]] = {
     "RefinerNotFound": (RefinerNotFound, "no data refiner with id {arg0}"),
     "ComputeInstructionNotFound": (ComputeInstructionNotFound, "no compute instruction with id {arg0}"),
     "PermissionNotFound": (PermissionNotFound, "no permission with id {arg0}"),
+    "InvalidSchemaId": (SchemaNotFound, "no schema with id {arg0}"),
     "ZeroHash": (InvalidArgument, "the image hash must not be zero"),
     "EmptyUrl": (InvalidArgument, "the URL must not be empty"),
     "EmptyName": (InvalidArgument, "the name must not be empty"),

@@ -10,6 +10,7 @@ from registry_client.contracts import (
     PermissionRecord,
     Refiner,
     Registries,
+    Schema,
     connect,
 )
 from registry_client.errors import (
@@ -23,6 +24,7 @@ from registry_client.errors import (
     RefinerNotFound,
     RegistryPaused,
     RpcUnavailable,
+    SchemaNotFound,
     Unauthorized,
     WalletError,
     WrongChain,
@@ -112,6 +114,22 @@ def test_refiners(world, owner, stranger, accounts):
         owner.add_refiner(77, "x", "https://s")
     with pytest.raises(InvalidArgument, match="schema URL"):
         owner.add_refiner(dlp_id, "x", "")
+
+
+def test_schemas_and_refiners_that_follow_them(world, owner, stranger, accounts):
+    dlp_id, _, _ = world
+    schema_id = stranger.add_schema("fitness", "sqlite", "https://example.org/fitness.sql")
+    assert stranger.schema(schema_id) == Schema(schema_id, "fitness", "sqlite", "https://example.org/fitness.sql")
+    assert owner.schemas_count() == 1
+    refiner_id = owner.add_refiner(dlp_id, "daily", instruction_url="https://r", schema_id=schema_id)
+    refiner = owner.refiner(refiner_id)
+    assert (refiner.schema_id, refiner.schema_url) == (schema_id, "https://example.org/fitness.sql")
+    with pytest.raises(SchemaNotFound, match="no schema with id 9"):
+        owner.add_refiner(dlp_id, "daily", schema_id=9)
+    with pytest.raises(SchemaNotFound, match="no schema with id 9"):
+        owner.schema(9)
+    with pytest.raises(InputError, match="not both"):
+        owner.add_refiner(dlp_id, "daily", "https://s", schema_id=schema_id)
 
 
 def test_instructions(world, builder, accounts):

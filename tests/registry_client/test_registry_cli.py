@@ -25,6 +25,22 @@ def _setup_dlp_refiner(cli) -> tuple[int, int]:
     return dlp_id, refiner_id
 
 
+def test_schema_add_show_list_and_refiner_with_schema(cli):
+    dlp_id = int(cli.ok("dlp", "register", "--name", "Schema DLP", as_="dlp_owner").stdout)
+    schema_id = int(cli.ok("schema", "add", "--name", "fitness", "--url", "https://example.org/f.sql",
+                           as_="stranger").stdout)
+    assert cli.json("schema", "show", str(schema_id)) == {
+        "id": schema_id, "name": "fitness", "dialect": "sqlite", "definition_url": "https://example.org/f.sql"}
+    assert [s["id"] for s in cli.json("schema", "list")["schemas"]] == [schema_id]
+    added = cli.json("refiner", "add", "--dlp", str(dlp_id), "--name", "daily", "--schema", str(schema_id),
+                     as_="dlp_owner")
+    assert (added["schema_id"], added["schema_url"]) == (schema_id, "https://example.org/f.sql")
+    assert_clean_error(cli("schema", "show", "7"), "no schema with id 7")
+    both = cli("refiner", "add", "--dlp", str(dlp_id), "--name", "x", "--schema", "1", "--schema-url",
+               "https://s", as_="dlp_owner")
+    assert both.exit_code == 2 and "exactly one of --schema-url and --schema" in both.stderr
+
+
 def test_story_publish_approve_revoke(cli, accounts, tmp_path):
     # A fresh deployment through the CLI itself, then the whole story on it.
     fresh = tmp_path / "fresh.json"

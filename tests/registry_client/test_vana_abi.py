@@ -26,9 +26,9 @@ ENFORCED_PAUSE = "EnforcedPause()"
 DEPLOYED = {
     "ComputeInstructionRegistry": "compute_instruction_registry",
     "DLPRegistry": "dlp_registry",
+    "DataRefinerRegistry": "data_refiner_registry",
 }
 NOT_YET = {
-    "DataRefinerRegistry": "schemas, addRefinerWithSchemaId, refinement services and Vana's RefinerAdded missing",
     "QueryEngine": "QueryPermissions: flat permissions(), no tokens, payments or dlpPubKeys",
     "ComputeEngine": "not deployed by this project yet",
     "DataAccessTreasury": "not deployed by this project yet",
@@ -196,3 +196,58 @@ def test_dlp_registry(view, w3, deployment, accounts):
 def test_not_yet_matching(view, name):
     """Listed, never faked: `view` xfails with the reason until the contract is deployed."""
     view(name)
+
+
+def test_data_refiner_registry(view, deployment, accounts, dlp_id):
+    v = view("DataRefinerRegistry")
+    admin, owner = accounts.deployer.address, accounts.dlp_owner.address
+    builder, stranger = accounts.builder.address, accounts.stranger.address
+    _admin_surface(v, deployment, admin, stranger)
+    assert v.call("dlpRegistry") == deployment.address("dlp_registry")
+    v.send("updateDlpRegistry", deployment.address("dlp_registry"), sender=admin)
+
+    receipt = v.send("addSchema", "fitness", "sqlite", "ipfs://schema", sender=stranger)
+    v.event(receipt, "SchemaAdded", schemaId=1, name="fitness", dialect="sqlite", definitionUrl="ipfs://schema")
+    assert v.call("schemas", 1) == ("fitness", "sqlite", "ipfs://schema")
+    assert v.call("schemasCount") == 1
+    assert v.call("isValidSchemaId", 1) is True and v.call("isValidSchemaId", 2) is False
+    v.reverts("schemas", 2, sender=stranger, error="InvalidSchemaId", error_args=(2,))
+
+    assert v.call("addRefiner", dlp_id, "raw", "ipfs://own", "https://r", sender=owner) == 1
+    receipt = v.send("addRefiner", dlp_id, "raw", "ipfs://own", "https://r", sender=owner)
+    v.event(receipt, "RefinerAdded", refinerId=1, dlpId=dlp_id, name="raw", schemaId=0,
+            schemaDefinitionUrl="ipfs://own", refinementInstructionUrl="https://r")
+    receipt = v.send("addRefinerWithSchemaId", dlp_id, "daily", 1, "https://r2", sender=owner)
+    v.event(receipt, "RefinerAdded", refinerId=2, dlpId=dlp_id, name="daily", schemaId=1,
+            schemaDefinitionUrl="ipfs://schema", refinementInstructionUrl="https://r2")
+    assert v.call("refiners", 1) == (dlp_id, owner, "raw", "ipfs://own", "https://r", 0)
+    assert v.call("refiners", 2) == (dlp_id, owner, "daily", "ipfs://schema", "https://r2", 1)
+    assert v.call("refiners", 9) == (0, ZERO, "", "", "", 0)
+    assert v.call("refinersCount") == 2
+    assert v.call("dlpRefiners", dlp_id) == [1, 2]
+    v.reverts("addRefiner", dlp_id, "raw", "ipfs://own", "", sender=stranger, error="NotDlpOwner")
+    v.reverts("addRefinerWithSchemaId", dlp_id, "daily", 5, "", sender=owner, error="InvalidSchemaId",
+              error_args=(5,))
+
+    v.send("updateSchemaId", 1, 1, sender=owner)
+    assert v.call("refiners", 1)[3:] == ("ipfs://schema", "https://r", 1)
+    v.reverts("updateSchemaId", 1, 0, sender=owner, error="InvalidSchemaId", error_args=(0,))
+    v.reverts("updateSchemaId", 1, 1, sender=stranger, error="NotDlpOwner")
+
+    # After the DLP changes hands, its new owner takes the refiners over.
+    dlps = VanaView(v.w3, vana_abi()["DLPRegistry"], deployment.address("dlp_registry"))
+    info = dlps.call("dlps", dlp_id)
+    dlps.send("updateDlp", dlp_id, (info[1], builder, info[4], info[5], "", "", ""), sender=owner)
+    v.reverts("updateRefinerOwner", 1, sender=owner, error="NotDlpOwner")
+    v.send("updateRefinerOwner", 1, sender=builder)
+    assert v.call("refiners", 1)[1] == builder and v.call("refiners", 2)[1] == owner
+    v.send("updateDlpRefinersOwner", dlp_id, sender=builder)
+    assert v.call("refiners", 2)[1] == builder
+
+    service = Web3.to_checksum_address("0x" + "5e" * 20)
+    v.send("addRefinementService", dlp_id, service, sender=builder)
+    assert v.call("dlpRefinementServices", dlp_id) == [service]
+    assert v.call("isRefinementService", 1, service) is True
+    v.send("removeRefinementService", dlp_id, service, sender=builder)
+    assert v.call("isRefinementService", 1, service) is False
+    _assert_whole_abi(v)
