@@ -44,6 +44,7 @@ from registry_client.errors import (
     InputError,
     ManifestError,
     NotDlpOwner,
+    NotRefinerOwner,
     PermissionNotFound,
     RefinerNotFound,
     RegistryError,
@@ -79,12 +80,12 @@ CONTRACT_NAMES: dict[str, str] = {
     "dlp_registry": "DLPRegistry",
     "data_refiner_registry": "DataRefinerRegistry",
     "compute_instruction_registry": "ComputeInstructionRegistry",
-    "query_permissions": "QueryPermissions",
+    "query_engine": "QueryEngine",
 }
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 # Vana's DlpStatus enum, by value.
 _DLP_STATUSES = ("None", "Registered", "Eligible", "Deregistered")
-_ALL_ARTIFACTS = (*CONTRACT_NAMES.values(), "ERC1967Proxy")
+_ALL_ARTIFACTS = (*CONTRACT_NAMES.values(), "DataAccessTreasury", "ERC1967Proxy")
 
 Progress = Callable[[str, Any], None]
 
@@ -137,7 +138,8 @@ class PermissionRecord:
     refiner_id: int
     table: str  # "" = every table
     column: str  # "" = every column of the table
-    price: int  # wei
+    price: int  # in the smallest unit of `token`
+    token: str | None = None  # None = the native token
 
 
 # ---------------------------------------------------------------- artifacts
@@ -278,7 +280,7 @@ class Registries:
         self.dlp_registry = self._contracts["dlp_registry"]
         self.refiner_registry = self._contracts["data_refiner_registry"]
         self.instruction_registry = self._contracts["compute_instruction_registry"]
-        self.query_permissions = self._contracts["query_permissions"]
+        self.query_engine = self._contracts["query_engine"]
 
     @property
     def chain_id(self) -> int:
@@ -353,6 +355,14 @@ class Registries:
             return self._transact(fn, context)
         except NotDlpOwner:
             self.dlp(dlp_id)  # raises DlpNotFound for an unknown DLP
+            raise
+
+    def _transact_as_refiner_owner(self, fn: Any, refiner_id: int, context: Mapping[str, Any]) -> Any:
+        """`_transact` for a call only the refiner's owner may make; an unknown refiner says so."""
+        try:
+            return self._transact(fn, context)
+        except NotRefinerOwner:
+            self.refiner(refiner_id)  # raises RefinerNotFound for an unknown refiner
             raise
 
     def _sender(self) -> str:
@@ -507,44 +517,49 @@ class Registries:
         table: str = "",
         column: str = "",
         price: int = 0,
+        token: str | None = None,
     ) -> int:
-        """Grant `grantee` (None = anyone) a read of refiner/table/column at `price` wei."""
-        who = parse_address(grantee, "grantee") if grantee else ZERO_ADDRESS
+        """Grant `grantee` (None = anyone) a read of refiner/table/column at `price` of `token` (None = native)."""
         if price < 0:
-            raise InputError(f"price must be >= 0 wei, got {price}")
-        fn = self.query_permissions.functions.addPermission(who, refiner_id, table, column, price)
-        receipt = self._transact(fn, {"refiner_id": refiner_id, "dlp_id": lambda: self.refiner(refiner_id).dlp_id})
-        return int(self._event_arg(self.query_permissions, "PermissionAdded", receipt, "permissionId"))
+            raise InputError(f"price must be >= 0, got {price}")
+        token_addr = parse_address(token, "token") if token else ZERO_ADDRESS
+        if grantee:
+            who = parse_address(grantee, "grantee")
+            fn = self.query_engine.functions.addPermission(who, refiner_id, table, column, token_addr, price)
+        else:
+            fn = self.query_engine.functions.addGenericPermission(refiner_id, table, column, token_addr, price)
+        receipt = self._transact_as_refiner_owner(fn, refiner_id, {"refiner_id": refiner_id})
+        return int(self._event_arg(self.query_engine, "PermissionAdded", receipt, "permissionId"))
 
     def update_permission_approval(self, permission_id: int, approved: bool) -> bool:
-        """Approve or revoke a permission; True when the state changed."""
-        fn = self.query_permissions.functions.updatePermissionApproval(permission_id, approved)
-        dlp = lambda: self.refiner(self.permission(permission_id).refiner_id).dlp_id
-        receipt = self._transact(fn, {"permission_id": permission_id, "dlp_id": dlp})
-        logs = self.query_permissions.events.PermissionApprovalUpdated().process_receipt(receipt, errors=DISCARD)
+        """Approve or revoke a permission (the refiner's owner); True when the state changed."""
+        fn = self.query_engine.functions.updatePermissionApproval(permission_id, approved)
+        refiner = lambda: self.permission(permission_id).refiner_id
+        receipt = self._transact(fn, {"permission_id": permission_id, "refiner_id": refiner})
+        logs = self.query_engine.events.PermissionApprovalUpdated().process_receipt(receipt, errors=DISCARD)
         return bool(logs)
 
     def permission(self, permission_id: int, block: int | str = "latest") -> PermissionRecord:
-        grantee, approved, refiner_id, table, column, price = self._call(
-            self.query_permissions.functions.permissions(permission_id), block)
+        grantee, approved, refiner_id, table, column, price, token = self._call(
+            self.query_engine.functions.permissions(permission_id), block)
         if refiner_id == 0:
             raise PermissionNotFound(f"no permission with id {permission_id}",
                                      name="PermissionNotFound", args=(permission_id,))
-        return _permission(permission_id, grantee, approved, refiner_id, table, column, price)
+        return _permission(permission_id, grantee, approved, refiner_id, table, column, price, token)
 
     def get_permissions(
         self, refiner_id: int, grantee: str | None = None, block: int | str = "latest"
     ) -> list[PermissionRecord]:
-        """The refiner's generic (anyone) permissions plus `grantee`'s, approved or not."""
+        """The APPROVED permissions that apply to `grantee`: the generic (anyone) ones first, then its own."""
         who = parse_address(grantee, "grantee") if grantee else ZERO_ADDRESS
-        rows = self._call(self.query_permissions.functions.getPermissions(refiner_id, who), block)
+        rows = self._call(self.query_engine.functions.getPermissions(refiner_id, who), block)
         return [_permission(*row) for row in rows]
 
     def refiner_permission_ids(self, refiner_id: int, block: int | str = "latest") -> list[int]:
-        return [int(i) for i in self._call(self.query_permissions.functions.refinerPermissionIds(refiner_id), block)]
+        return [int(i) for i in self._call(self.query_engine.functions.refinerPermissionIds(refiner_id), block)]
 
     def permissions_count(self, block: int | str = "latest") -> int:
-        return int(self._call(self.query_permissions.functions.permissionsCount(), block))
+        return int(self._call(self.query_engine.functions.permissionsCount(), block))
 
     # ------------------------------------------------------------ admin
 
@@ -567,9 +582,10 @@ class Registries:
 
 
 def _permission(pid: Any, grantee: str, approved: bool, refiner_id: Any, table: str, column: str,
-                price: Any) -> PermissionRecord:
+                price: Any, token: str) -> PermissionRecord:
     who = None if int(grantee, 16) == 0 else to_checksum_address(grantee)
-    return PermissionRecord(int(pid), who, bool(approved), int(refiner_id), table, column, int(price))
+    paid_in = None if int(token, 16) == 0 else to_checksum_address(token)
+    return PermissionRecord(int(pid), who, bool(approved), int(refiner_id), table, column, int(price), paid_in)
 
 
 def _rpc_message(exc: Web3RPCError) -> str:

@@ -6,7 +6,8 @@ Order, each proxy initialised in its constructor call so nobody can front-run
 1. DLPRegistry(admin)
 2. DataRefinerRegistry(admin, dlpRegistry)
 3. ComputeInstructionRegistry(admin, dlpRegistry)
-4. QueryPermissions(admin, dataRefinerRegistry)
+4. QueryEngine(admin, dataRefinerRegistry, DataAccessTreasury implementation) — it
+   creates its own DataAccessTreasury proxy (custodian: the QueryEngine), as Vana's does
 
 The deploying account becomes admin (DEFAULT_ADMIN_ROLE; the contracts grant
 it MAINTAINER_ROLE too). `progress(step, value)` reports "sent"/"mined" per
@@ -91,7 +92,8 @@ def deploy(w3: Web3, account: Any, progress: Progress | None = None) -> Deployme
             ("dlp_registry", lambda: [admin]),
             ("data_refiner_registry", lambda: [admin, proxies["dlp_registry"]]),
             ("compute_instruction_registry", lambda: [admin, proxies["dlp_registry"]]),
-            ("query_permissions", lambda: [admin, proxies["data_refiner_registry"]]),
+            ("query_engine", lambda: [admin, proxies["data_refiner_registry"],
+                                      _deploy_contract(w3, account, "DataAccessTreasury", [], progress)[0]]),
         ]
         for key, args in plan:
             proxy, impl, block = _deploy_proxied(w3, account, CONTRACT_NAMES[key], args(), progress)

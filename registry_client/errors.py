@@ -11,15 +11,19 @@ Hierarchy::
     ├── TransactionFailed            TX_FAILED           a sent transaction reverted or was not mined
     └── ContractRevert               CONTRACT_REVERT     a contract refused: decoded custom error
         ├── NotDlpOwner              NOT_DLP_OWNER
+        ├── NotRefinerOwner          NOT_REFINER_OWNER   permissions are managed by the refiner's owner
         ├── DlpNotFound              DLP_NOT_FOUND
         ├── RefinerNotFound          REFINER_NOT_FOUND
         ├── ComputeInstructionNotFound  INSTRUCTION_NOT_FOUND
         ├── PermissionNotFound       PERMISSION_NOT_FOUND
         ├── SchemaNotFound           SCHEMA_NOT_FOUND    InvalidSchemaId
         ├── InvalidArgument          INVALID_ARGUMENT    ZeroHash, EmptyUrl, EmptyName,
-        │                                                EmptySchemaUrl, ColumnWithoutTable, InvalidOwner, InvalidAccount,
+        │                                                EmptySchemaUrl, ColumnNameUnexpected, InvalidOwner, InvalidAccount,
         │                                                InvalidAddress, InvalidName, InvalidDlpStatus,
-        │                                                InvalidDepositAmount, DlpAddressCannotBeChanged, TransferFailed
+        │                                                InvalidDepositAmount, DlpAddressCannotBeChanged, TransferFailed,
+        │                                                PaymentNotReceived, InvalidDlpPaymentPercentage,
+        │                                                InvalidDlpTreasuryAddress, ZeroAddress, ZeroAmount,
+        │                                                InvalidPaymentToken, TokenAlreadyWhitelisted
         ├── RegistryPaused           REGISTRY_PAUSED     EnforcedPause
         └── Unauthorized             UNAUTHORIZED        AccessControlUnauthorizedAccount
 
@@ -44,6 +48,7 @@ __all__ = [
     "InvalidArgument",
     "ManifestError",
     "NotDlpOwner",
+    "NotRefinerOwner",
     "PermissionNotFound",
     "RefinerNotFound",
     "RegistryError",
@@ -112,6 +117,10 @@ class NotDlpOwner(ContractRevert):
     code = "NOT_DLP_OWNER"
 
 
+class NotRefinerOwner(ContractRevert):
+    code = "NOT_REFINER_OWNER"
+
+
 class DlpNotFound(ContractRevert):
     code = "DLP_NOT_FOUND"
 
@@ -149,7 +158,7 @@ ERROR_CODES: dict[str, str] = {
     cls.code: (cls.__doc__ or cls.__name__).strip().splitlines()[0]
     for cls in (
         RegistryError, RpcUnavailable, WrongChain, ManifestError, WalletError, InputError,
-        TransactionFailed, ContractRevert, NotDlpOwner, DlpNotFound, RefinerNotFound,
+        TransactionFailed, ContractRevert, NotDlpOwner, NotRefinerOwner, DlpNotFound, RefinerNotFound,
         ComputeInstructionNotFound, PermissionNotFound, SchemaNotFound, InvalidArgument, RegistryPaused,
         Unauthorized,
     )
@@ -168,7 +177,15 @@ _KNOWN: dict[str, tuple[type[ContractRevert], str]] = {
     "EmptyUrl": (InvalidArgument, "the URL must not be empty"),
     "EmptyName": (InvalidArgument, "the name must not be empty"),
     "EmptySchemaUrl": (InvalidArgument, "the schema URL must not be empty"),
-    "ColumnWithoutTable": (InvalidArgument, "a column permission needs a table: pass a table name too"),
+    "NotRefinerOwner": (NotRefinerOwner, "wallet {wallet} is not the owner of refiner {refiner_id}"),
+    "ColumnNameUnexpected": (InvalidArgument, "a column permission needs a table: pass a table name too"),
+    "PaymentNotReceived": (InvalidArgument, "the ComputeEngine paid less than the requested amount"),
+    "InvalidDlpPaymentPercentage": (InvalidArgument, "the DLP payment percentage is above 100% (100e18)"),
+    "InvalidDlpTreasuryAddress": (InvalidArgument, "the DLP has no treasury address to claim to"),
+    "ZeroAddress": (InvalidArgument, "an address must not be zero"),
+    "ZeroAmount": (InvalidArgument, "nothing to transfer (the amount is zero)"),
+    "InvalidPaymentToken": (InvalidArgument, "token {arg0} is not accepted for payment"),
+    "TokenAlreadyWhitelisted": (InvalidArgument, "token {arg0} is the native token or already accepted"),
     "InvalidOwner": (InvalidArgument, "{arg0} is not a valid owner address"),
     "InvalidAccount": (InvalidArgument, "{arg0} is not a valid account here (zero, or not a contract)"),
     "InvalidAddress": (InvalidArgument, "the owner and treasury addresses must not be zero"),
@@ -182,6 +199,9 @@ _KNOWN: dict[str, tuple[type[ContractRevert], str]] = {
     "AccessControlUnauthorizedAccount": (
         Unauthorized, "wallet {arg0} lacks the role {arg1} needed for this call"),
 }
+
+
+_ID_FROM_CONTEXT = {"PermissionNotFound": "permission_id", "RefinerNotFound": "refiner_id", "DlpNotFound": "dlp_id"}
 
 
 def _selector(signature: str) -> str:
@@ -256,6 +276,9 @@ def decode_revert(
     if name == "Panic":
         return ContractRevert(f"the contract panicked (code {args[0] if args else '?'})", name=name, args=args)
     values: dict[str, Any] = {f"arg{i}": _fmt(a) for i, a in enumerate(args)}
+    # Vana's QueryEngine raises some "not found" errors without the id: take it from the context.
+    if not args and name in _ID_FROM_CONTEXT and _ID_FROM_CONTEXT[name] in context:
+        values["arg0"] = _fmt(context[_ID_FROM_CONTEXT[name]])
     values.update({n: _fmt(a) for n, a in zip(names, args)})
     for key, val in context.items():
         values.setdefault(key, _fmt(val))

@@ -5,7 +5,7 @@ A manifest is the JSON file `registry deploy` writes and every client reads::
     {
       "chain_id": 31337,
       "addresses": {"dlp_registry": "0x…", "data_refiner_registry": "0x…",
-                    "compute_instruction_registry": "0x…", "query_permissions": "0x…"},
+                    "compute_instruction_registry": "0x…", "query_engine": "0x…"},
       "implementations": {"dlp_registry": "0x…", ...},
       "deploy_block": 1,
       "deployer": "0x…"
@@ -34,7 +34,7 @@ CONTRACT_KEYS: tuple[str, ...] = (
     "dlp_registry",
     "data_refiner_registry",
     "compute_instruction_registry",
-    "query_permissions",
+    "query_engine",
 )
 
 

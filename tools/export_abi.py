@@ -27,7 +27,8 @@ CONTRACTS: dict[str, str] = {
     "DLPRegistry": "DLPRegistry.sol",
     "DataRefinerRegistry": "DataRefinerRegistry.sol",
     "ComputeInstructionRegistry": "ComputeInstructionRegistry.sol",
-    "QueryPermissions": "QueryPermissions.sol",
+    "QueryEngine": "QueryEngine.sol",
+    "DataAccessTreasury": "DataAccessTreasury.sol",
     "ERC1967Proxy": "ERC1967Proxy.sol",
 }
 

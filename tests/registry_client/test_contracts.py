@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from eth_utils import to_checksum_address
 
 from registry_client.contracts import (
     Dlp,
@@ -20,6 +21,7 @@ from registry_client.errors import (
     InvalidArgument,
     ManifestError,
     NotDlpOwner,
+    NotRefinerOwner,
     PermissionNotFound,
     RefinerNotFound,
     RegistryPaused,
@@ -172,7 +174,7 @@ def test_approval_lifecycle(world, owner, builder, accounts):
 
 
 def test_permissions(world, owner, stranger, accounts):
-    dlp_id, refiner_id, _ = world
+    _dlp_id, refiner_id, _ = world
     generic = owner.add_permission(refiner_id, table="users")
     mine = owner.add_permission(refiner_id, accounts.grantee.address, "users", "email", 10)
     theirs = owner.add_permission(refiner_id, accounts.stranger.address, price=3)
@@ -185,13 +187,14 @@ def test_permissions(world, owner, stranger, accounts):
     assert owner.refiner_permission_ids(refiner_id) == [1, 2, 3]
     assert owner.permissions_count() == 3
 
-    with pytest.raises(NotDlpOwner, match=f"wallet {accounts.stranger.address} is not the owner of DLP {dlp_id}"):
+    with pytest.raises(NotRefinerOwner,
+                       match=f"wallet {accounts.stranger.address} is not the owner of refiner {refiner_id}"):
         stranger.add_permission(refiner_id, table="t")
-    with pytest.raises(NotDlpOwner, match=f"DLP {dlp_id}"):
+    with pytest.raises(NotRefinerOwner, match=f"refiner {refiner_id}"):
         stranger.update_permission_approval(mine, False)
     with pytest.raises(InvalidArgument, match="needs a table") as info:
         owner.add_permission(refiner_id, column="email")
-    assert info.value.name == "ColumnWithoutTable"
+    assert info.value.name == "ColumnNameUnexpected"
     with pytest.raises(PermissionNotFound, match="no permission with id 42"):
         owner.update_permission_approval(42, False)
     with pytest.raises(PermissionNotFound):
@@ -202,6 +205,13 @@ def test_permissions(world, owner, stranger, accounts):
     assert owner.update_permission_approval(mine, False) is True
     assert owner.update_permission_approval(mine, False) is False
     assert owner.permission(mine).approved is False
+    # As Vana's: a revoked permission is no longer listed for the grantee.
+    assert [p.id for p in owner.get_permissions(refiner_id, accounts.grantee.address)] == [1]
+
+    token = "0x" + "70" * 20
+    priced = owner.add_permission(refiner_id, accounts.grantee.address, price=5, token=token)
+    assert owner.permission(priced).token == to_checksum_address(token)
+    assert owner.permission(mine).token is None
 
 
 def test_pause_blocks_writes_and_sends_nothing(registries, world, builder, accounts):
@@ -241,8 +251,8 @@ def test_connect_checks(chain, deployment):
     other = Deployment(5, deployment.addresses, deployment.implementations, deployment.deploy_block)
     with pytest.raises(WrongChain, match="manifest is for chain 5 but"):
         connect(chain.url, other)
-    empty = dict(deployment.addresses, query_permissions="0x" + "12" * 20)
-    with pytest.raises(ManifestError, match="no contract at query_permissions"):
+    empty = dict(deployment.addresses, query_engine="0x" + "12" * 20)
+    with pytest.raises(ManifestError, match="no contract at query_engine"):
         connect(chain.url, Deployment(deployment.chain_id, empty))
     with pytest.raises(InputError, match="http"):
         connect("ftp://x", deployment)

@@ -31,7 +31,7 @@ def test_proxies_point_at_implementations_and_are_wired(chain, deployment, accou
         assert reg.version(key)
     assert reg.refiner_registry.functions.dlpRegistry().call() == deployment.addresses["dlp_registry"]
     assert reg.instruction_registry.functions.dlpRegistry().call() == deployment.addresses["dlp_registry"]
-    assert (reg.query_permissions.functions.dataRefinerRegistry().call()
+    assert (reg.query_engine.functions.refinerRegistry().call()
             == deployment.addresses["data_refiner_registry"])
     admin_role = b"\x00" * 32
     for contract in (reg.dlp_registry, reg.instruction_registry):
@@ -40,7 +40,7 @@ def test_proxies_point_at_implementations_and_are_wired(chain, deployment, accou
 
 
 def test_artifacts_ship_abi_and_bytecode():
-    for name in ("DLPRegistry", "DataRefinerRegistry", "ComputeInstructionRegistry", "QueryPermissions",
+    for name in ("DLPRegistry", "DataRefinerRegistry", "ComputeInstructionRegistry", "QueryEngine",
                  "ERC1967Proxy"):
         artifact = load_artifact(name)
         assert artifact["contractName"] == name

@@ -163,18 +163,25 @@ def test_permission_grant_list_revoke(cli, accounts):
     assert sorted(p["id"] for p in for_grantee["permissions"]) == [1, 2]
 
     stranger = cli("permission", "revoke", "2", as_="stranger")
-    assert_clean_error(stranger, f"wallet {accounts.stranger.address} is not the owner of DLP 1")
+    assert_clean_error(stranger, f"wallet {accounts.stranger.address} is not the owner of refiner {refiner_id}")
     assert cli.ok("permission", "revoke", "2", as_="dlp_owner").stdout.strip() == "permission 2 revoked"
     listed = cli.ok("permission", "list", "--refiner", r).stdout.splitlines()
     assert listed[1].startswith("2\t") and listed[1].endswith("revoked")
     assert "users.email\t1000 wei" in listed[1]
+    # A revoked permission no longer applies: Vana's getPermissions lists approved ones only.
+    for_grantee = cli.json("permission", "list", "--refiner", r, "--grantee", accounts.grantee.address)
+    assert [p["id"] for p in for_grantee["permissions"]] == [1]
+    token = "0x" + "70" * 20
+    priced = cli.json("permission", "grant", "--refiner", r, "--anyone", "--price", "7", "--token", token,
+                      as_="dlp_owner")
+    assert priced["token"].lower() == token and priced["price"] == 7
 
 
 @pytest.mark.parametrize(
     "args, as_, fragment",
     [
         (["--column", "email"], "dlp_owner", "a column permission needs a table"),
-        (["--table", "t"], "stranger", "is not the owner of DLP 1"),
+        (["--table", "t"], "stranger", "is not the owner of refiner 1"),
     ],
 )
 def test_permission_grant_refused(cli, args, as_, fragment):
@@ -245,7 +252,7 @@ def test_manifest_for_another_chain(cli, tmp_path):
 
 @pytest.mark.parametrize("mutate, fragment", [
     (lambda d: d.pop("chain_id"), "field 'chain_id' is missing"),
-    (lambda d: d["addresses"].update(query_permissions="0xnope"), "field 'addresses.query_permissions'"),
+    (lambda d: d["addresses"].update(query_engine="0xnope"), "field 'addresses.query_engine'"),
 ])
 def test_invalid_manifest(cli, tmp_path, mutate, fragment):
     data = json.loads(cli.manifest.read_text())

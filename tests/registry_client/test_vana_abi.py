@@ -11,6 +11,7 @@ below as strict xfails, so the day one starts matching the list must shrink.
 from __future__ import annotations
 
 import pytest
+from eth_abi import encode
 from eth_utils import keccak
 from web3 import Web3
 
@@ -27,9 +28,9 @@ DEPLOYED = {
     "ComputeInstructionRegistry": "compute_instruction_registry",
     "DLPRegistry": "dlp_registry",
     "DataRefinerRegistry": "data_refiner_registry",
+    "QueryEngine": "query_engine",
 }
 NOT_YET = {
-    "QueryEngine": "QueryPermissions: flat permissions(), no tokens, payments or dlpPubKeys",
     "ComputeEngine": "not deployed by this project yet",
     "DataAccessTreasury": "not deployed by this project yet",
 }
@@ -61,8 +62,24 @@ def dlp_id(registries, accounts) -> int:
     return registries(accounts.dlp_owner).register_dlp("Vana parity DLP")
 
 
-def _assert_whole_abi(v: VanaView) -> None:
-    assert v.uncovered() == [], "entries of Vana's ABI this scenario did not check"
+def _assert_whole_abi(v: VanaView, pending: frozenset[str] = frozenset()) -> None:
+    """Every entry was checked, except exactly the `pending` ones (listed in PENDING)."""
+    assert set(v.uncovered()) == set(pending), "entries of Vana's ABI this scenario did not check"
+
+
+# Entries that cannot be exercised until the ComputeEngine (which pays) is deployed.
+PENDING = {
+    "QueryEngine": frozenset({
+        "event PaymentReceived(address,uint256,uint256,uint256)",
+        "event DlpPaymentClaimed(uint256,address,address,uint256)",
+        "error PaymentNotReceived()",
+    }),
+}
+
+
+@pytest.mark.parametrize("key", sorted(f"{c}: {e}" for c, entries in PENDING.items() for e in entries))
+def test_pending_entries(key):
+    pytest.xfail(f"needs the ComputeEngine to pay: {key}")
 
 
 def _admin_surface(v: VanaView, deployment, admin: str, stranger: str) -> None:
@@ -251,3 +268,78 @@ def test_data_refiner_registry(view, deployment, accounts, dlp_id):
     v.send("removeRefinementService", dlp_id, service, sender=builder)
     assert v.call("isRefinementService", 1, service) is False
     _assert_whole_abi(v)
+
+
+def test_query_engine(view, w3, deployment, accounts, dlp_id, registries):
+    v = view("QueryEngine")
+    admin, owner = accounts.deployer.address, accounts.dlp_owner.address
+    builder, stranger, grantee = accounts.builder.address, accounts.stranger.address, accounts.grantee.address
+    _admin_surface(v, deployment, admin, stranger)
+    refiner_id = registries(accounts.dlp_owner).add_refiner(dlp_id, "users", "ipfs://schema")
+    token = Web3.to_checksum_address("0x" + "70" * 20)
+
+    assert v.call("QUERY_ENGINE_ROLE") == keccak(text="QUERY_ENGINE_ROLE")
+    assert v.call("VANA") == ZERO
+    assert v.call("ONE_HUNDRED_PERCENT") == 100 * 10**18
+    assert v.call("refinerRegistry") == deployment.address("data_refiner_registry")
+    v.send("updateRefinerRegistry", deployment.address("data_refiner_registry"), sender=admin)
+    assert v.call("queryEngineTreasury") != ZERO
+    treasury = v.call("queryEngineTreasury")
+    v.send("updateQueryEngineTreasury", treasury, sender=admin)
+    v.reverts("updateQueryEngineTreasury", ZERO, sender=admin, error="ZeroAddress")
+    v.send("updateVanaTreasury", builder, sender=admin)
+    assert v.call("vanaTreasury") == builder
+    v.send("updateDlpPaymentPercentage", 80 * 10**18, sender=admin)
+    assert v.call("dlpPaymentPercentage") == 80 * 10**18
+    v.reverts("updateDlpPaymentPercentage", 100 * 10**18 + 1, sender=admin, error="InvalidDlpPaymentPercentage")
+    v.send("updateComputeEngine", builder, sender=admin)
+    assert v.call("computeEngine") == builder
+
+    receipt = v.send("addPermission", grantee, refiner_id, "users", "email", token, 5, sender=owner)
+    v.event(receipt, "PermissionAdded", permissionId=1, grantee=grantee, refinerId=refiner_id, tableName="users",
+            columnName="email", tokenAddress=token, price=5)
+    assert v.call("addGenericPermission", refiner_id, "", "", ZERO, 0, sender=owner) == 2
+    v.send("addGenericPermission", refiner_id, "", "", ZERO, 0, sender=owner)
+    assert v.call("permissions", 1) == (grantee, True, refiner_id, "users", "email", 5, token)
+    assert v.call("permissions", 9) == (ZERO, False, 0, "", "", 0, ZERO)
+    assert v.call("permissionsCount") == 2
+    generic = (2, ZERO, True, refiner_id, "", "", 0, ZERO)
+    assert v.call("getPermissions", refiner_id, grantee) == [generic, (1, grantee, True, refiner_id, "users",
+                                                                      "email", 5, token)]
+    receipt = v.send("updatePermissionApproval", 1, False, sender=owner)
+    v.event(receipt, "PermissionApprovalUpdated", permissionId=1, approved=False)
+    assert v.call("getPermissions", refiner_id, grantee) == [generic], "revoked: no longer listed"
+    v.reverts("updatePermissionApproval", 1, True, sender=stranger, error="NotRefinerOwner")
+    v.reverts("updatePermissionApproval", 7, True, sender=owner, error="PermissionNotFound")
+    v.reverts("addPermission", grantee, refiner_id, "", "email", ZERO, 0, sender=owner, error="ColumnNameUnexpected")
+    v.reverts("addGenericPermission", 99, "", "", ZERO, 0, sender=owner, error="NotRefinerOwner")
+
+    v.send("updateDlpPubKey", dlp_id, "dlp-public-key", sender=admin)
+    assert v.call("dlpPubKeys", dlp_id) == "dlp-public-key"
+    v.reverts("updateDlpPubKey", 99, "k", sender=admin, error="DlpNotFound")
+    v.reverts("updateVanaTreasury", ZERO, sender=admin, error="ZeroAddress")
+    v.send("addPaymentToken", token, sender=admin)
+    v.reverts("addPaymentToken", token, sender=admin, error="TokenAlreadyWhitelisted", error_args=(token,))
+    v.send("removePaymentToken", token, sender=admin)
+    v.reverts("removePaymentToken", token, sender=admin, error="InvalidPaymentToken", error_args=(token,))
+
+    # Payments: the role, the token list and the refiner are checked before the ComputeEngine is asked.
+    role = keccak(text="QUERY_ENGINE_ROLE")
+    w3.eth.wait_for_transaction_receipt(
+        w3.eth.contract(address=v.contract.address, abi=load_artifact("QueryEngine")["abi"])
+        .functions.grantRole(role, builder).transact({"from": admin}))
+    v.reverts_other("requestPaymentInVana", 1, 1, refiner_id, sender=stranger,
+                    signature_text="AccessControlUnauthorizedAccount(address,bytes32)")
+    v.reverts("requestPaymentInToken", token, 1, 1, refiner_id, sender=builder, error="InvalidPaymentToken",
+              error_args=(token,))
+    v.reverts("requestPayment", ZERO, 1, encode(["uint256", "uint256"], [1, 99]), sender=builder,
+              error="RefinerNotFound")
+    assert v.call("balanceOf", dlp_id, ZERO) == 0
+    v.reverts("claimDlpPayment", dlp_id, ZERO, sender=stranger, error="NotDlpOwner")
+    dlps = VanaView(w3, vana_abi()["DLPRegistry"], deployment.address("dlp_registry"))
+    info = dlps.call("dlps", dlp_id)
+    assert info[4] == owner  # the client's default treasury is the owner
+    # A DLP without a treasury cannot exist here (registerDlp refuses it), so the claim check
+    # for it is unreachable; it is declared all the same.
+    v.declared("error", "InvalidDlpTreasuryAddress", load_artifact("QueryEngine")["abi"])
+    _assert_whole_abi(v, PENDING["QueryEngine"])

@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {DLPRegistry} from "../../src/DLPRegistry.sol";
 import {DataRefinerRegistry} from "../../src/DataRefinerRegistry.sol";
 import {ComputeInstructionRegistry} from "../../src/ComputeInstructionRegistry.sol";
-import {QueryPermissions} from "../../src/QueryPermissions.sol";
+import {QueryEngine} from "../../src/QueryEngine.sol";
 
 // V2 implementations for upgrade tests: same storage, a new version and one new function.
 
@@ -38,7 +38,7 @@ contract ComputeInstructionRegistryV2 is ComputeInstructionRegistry {
     }
 }
 
-contract QueryPermissionsV2 is QueryPermissions {
+contract QueryEngineV2 is QueryEngine {
     function version() external pure override returns (uint256) {
         return 2;
     }

@@ -9,7 +9,8 @@ import {DLPRegistry} from "../../src/DLPRegistry.sol";
 import {IDLPRegistry} from "../../src/interfaces/IDLPRegistry.sol";
 import {DataRefinerRegistry} from "../../src/DataRefinerRegistry.sol";
 import {ComputeInstructionRegistry} from "../../src/ComputeInstructionRegistry.sol";
-import {QueryPermissions} from "../../src/QueryPermissions.sol";
+import {QueryEngine} from "../../src/QueryEngine.sol";
+import {DataAccessTreasury} from "../../src/DataAccessTreasury.sol";
 import {TestBase} from "./TestBase.sol";
 
 /**
@@ -43,9 +44,10 @@ abstract contract Deployments is TestBase {
         return ComputeInstructionRegistry(_proxy(address(new ComputeInstructionRegistry()), init));
     }
 
-    function _deployQueryPermissions(address admin, address refinerRegistry) internal returns (QueryPermissions) {
-        bytes memory init = abi.encodeCall(QueryPermissions.initialize, (admin, refinerRegistry));
-        return QueryPermissions(_proxy(address(new QueryPermissions()), init));
+    function _deployQueryEngine(address admin, address refinerRegistry) internal returns (QueryEngine) {
+        address treasury = address(new DataAccessTreasury());
+        bytes memory init = abi.encodeCall(QueryEngine.initialize, (admin, refinerRegistry, treasury));
+        return QueryEngine(payable(_proxy(address(new QueryEngine()), init)));
     }
 
     /// @dev Registers `name` owned by `owner` (also its treasury) with no DLP contract; returns the id.
