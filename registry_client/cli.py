@@ -75,7 +75,7 @@ def cli(ctx: click.Context, rpc: str, deployment_path: Path, json_output: bool) 
 @wallet_options
 @pass_cli
 def deploy(obj: CliContext, out: Path | None, force: bool, keystore: str | None, key_env: str | None) -> None:
-    """Deploy the four registries (proxies) and write the deployment manifest.
+    """Deploy the five contracts (proxies) and write the deployment manifest.
 
     The signer becomes admin (may upgrade, pause and unpause). The manifest is
     written only when every contract is deployed.

@@ -1,4 +1,4 @@
-"""Typed bindings for the four registries, behind one `Registries` facade.
+"""Typed bindings for the five contracts, behind one `Registries` facade.
 
 `connect(rpc_url, deployment, account)` checks the chain id and that code
 exists at every manifest address, then returns `Registries`. Reads take an
@@ -81,6 +81,7 @@ CONTRACT_NAMES: dict[str, str] = {
     "data_refiner_registry": "DataRefinerRegistry",
     "compute_instruction_registry": "ComputeInstructionRegistry",
     "query_engine": "QueryEngine",
+    "compute_engine": "ComputeEngine",
 }
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 # Vana's DlpStatus enum, by value.
@@ -256,7 +257,7 @@ def _hex(value: Any) -> str:
 
 
 class Registries:
-    """The four registries of one deployment, read and written as one account."""
+    """The contracts of one deployment, read and written as one account."""
 
     def __init__(
         self,
@@ -281,6 +282,7 @@ class Registries:
         self.refiner_registry = self._contracts["data_refiner_registry"]
         self.instruction_registry = self._contracts["compute_instruction_registry"]
         self.query_engine = self._contracts["query_engine"]
+        self.compute_engine = self._contracts["compute_engine"]
 
     @property
     def chain_id(self) -> int:

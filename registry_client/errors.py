@@ -23,7 +23,10 @@ Hierarchy::
         │                                                InvalidDepositAmount, DlpAddressCannotBeChanged, TransferFailed,
         │                                                PaymentNotReceived, InvalidDlpPaymentPercentage,
         │                                                InvalidDlpTreasuryAddress, ZeroAddress, ZeroAmount,
-        │                                                InvalidPaymentToken, TokenAlreadyWhitelisted
+        │                                                InvalidPaymentToken, TokenAlreadyWhitelisted,
+        │                                                InsufficientBalance, InvalidAmount, InvalidVanaAmount,
+        │                                                UnexpectedVanaDeposit, JobNotFound, JobAlreadyPaid,
+        │                                                NotJobOwner, JobLifeCycleEnded
         ├── RegistryPaused           REGISTRY_PAUSED     EnforcedPause
         └── Unauthorized             UNAUTHORIZED        AccessControlUnauthorizedAccount
 
@@ -186,6 +189,15 @@ _KNOWN: dict[str, tuple[type[ContractRevert], str]] = {
     "ZeroAmount": (InvalidArgument, "nothing to transfer (the amount is zero)"),
     "InvalidPaymentToken": (InvalidArgument, "token {arg0} is not accepted for payment"),
     "TokenAlreadyWhitelisted": (InvalidArgument, "token {arg0} is the native token or already accepted"),
+    "InsufficientBalance": (InvalidArgument, "the ComputeEngine deposit is smaller than the amount"),
+    "InvalidAmount": (InvalidArgument, "the amount must not be zero"),
+    "InvalidVanaAmount": (InvalidArgument, "the value sent differs from the native amount"),
+    "UnexpectedVanaDeposit": (InvalidArgument, "no native value may be sent with an ERC-20 deposit"),
+    "InstructionNotFound": (ComputeInstructionNotFound, "no compute instruction with id {arg0}"),
+    "JobNotFound": (InvalidArgument, "no compute job with id {arg0}"),
+    "JobAlreadyPaid": (InvalidArgument, "compute job {arg0} was already charged for DLP {arg1}"),
+    "NotJobOwner": (InvalidArgument, "only the job's owner may cancel it"),
+    "JobLifeCycleEnded": (InvalidArgument, "the job is completed, failed or canceled"),
     "InvalidOwner": (InvalidArgument, "{arg0} is not a valid owner address"),
     "InvalidAccount": (InvalidArgument, "{arg0} is not a valid account here (zero, or not a contract)"),
     "InvalidAddress": (InvalidArgument, "the owner and treasury addresses must not be zero"),

@@ -29,6 +29,7 @@ CONTRACTS: dict[str, str] = {
     "ComputeInstructionRegistry": "ComputeInstructionRegistry.sol",
     "QueryEngine": "QueryEngine.sol",
     "DataAccessTreasury": "DataAccessTreasury.sol",
+    "ComputeEngine": "ComputeEngine.sol",
     "ERC1967Proxy": "ERC1967Proxy.sol",
 }
 

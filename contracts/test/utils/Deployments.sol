@@ -11,6 +11,7 @@ import {DataRefinerRegistry} from "../../src/DataRefinerRegistry.sol";
 import {ComputeInstructionRegistry} from "../../src/ComputeInstructionRegistry.sol";
 import {QueryEngine} from "../../src/QueryEngine.sol";
 import {DataAccessTreasury} from "../../src/DataAccessTreasury.sol";
+import {ComputeEngine} from "../../src/ComputeEngine.sol";
 import {TestBase} from "./TestBase.sol";
 
 /**
@@ -71,6 +72,15 @@ abstract contract Deployments is TestBase {
             website: "",
             metadata: ""
         });
+    }
+
+    function _deployComputeEngine(address admin, address queryEngine, address instructionRegistry)
+        internal
+        returns (ComputeEngine)
+    {
+        address treasury = address(new DataAccessTreasury());
+        bytes memory init = abi.encodeCall(ComputeEngine.initialize, (admin, queryEngine, instructionRegistry, treasury));
+        return ComputeEngine(_proxy(address(new ComputeEngine()), init));
     }
 
     function _implementationOf(address proxy) internal view returns (address) {
