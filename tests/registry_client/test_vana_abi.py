@@ -4,12 +4,16 @@ Every function, event and error of Vana's data-access contracts (the copy of
 their signatures in data/vana_abi.json) is called or provoked on the session
 deployment THROUGH Vana's ABI (web3.py encodes and decodes; see
 vana_harness.py), and each scenario ends by asserting it covered the
-contract's whole ABI. Entries Vana declares but never emits or raises (and the
+contract's whole ABI; cast decodes a sample as a second, independent client.
+Entries Vana declares but never emits or raises (and the
 two this project cannot reach, said where) are checked as declarations in this
 project's ABI, with the same signature and indexed layout.
 """
 
 from __future__ import annotations
+
+import subprocess
+from pathlib import Path
 
 import pytest
 from eth_abi import encode
@@ -19,6 +23,7 @@ from web3 import Web3
 from registry_client.contracts import load_artifact
 from tests.registry_client.vana_harness import VanaView, vana_abi
 
+ROOT = Path(__file__).resolve().parents[2]
 ZERO = "0x0000000000000000000000000000000000000000"
 HASH = keccak(text="image archive")
 URL = "https://example.org/image.tar"
@@ -422,3 +427,32 @@ def test_compute_engine_and_treasury(view, w3, deployment, accounts, dlp_id, reg
     t.send("updateCustodian", c.contract.address, sender=admin)
     _assert_whole_abi(c)
     _assert_whole_abi(t)
+
+
+CAST = ROOT / "node_modules" / ".bin" / "cast"
+
+
+def _cast(*args: str) -> str:
+    if not CAST.exists():
+        pytest.skip("cast is not installed (run `make setup`)")
+    done = subprocess.run([str(CAST), *args], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+    return done.stdout.strip()
+
+
+def test_cast_sample_decodes_vana_signatures(chain, deployment, accounts, dlp_id, registries):
+    """A second, independent decoder: cast with Vana's signatures, struct returns as tuples."""
+    builder = registries(accounts.builder)
+    builder.add_instruction(HASH, URL)
+    rpc = ["--rpc-url", chain.url]
+    instruction = _cast("call", *rpc, deployment.address("compute_instruction_registry"),
+                        "instructions(uint256)((bytes32,address,string))", "1")
+    assert instruction == f'(0x{HASH.hex()}, {accounts.builder.address}, "{URL}")'
+    assert _cast("call", *rpc, deployment.address("query_engine"), "version()(uint256)") == "1"
+    dlp = _cast("call", *rpc, deployment.address("dlp_registry"),
+                "dlps(uint256)((uint256,address,address,address,address,string,string,string,string,uint256,"
+                "uint256,uint8,uint256,uint256))", str(dlp_id))
+    assert dlp.startswith(f"({dlp_id}, 0x0000000000000000000000000000000000000000, {accounts.dlp_owner.address}, ")
+    assert '"Vana parity DLP"' in dlp
+    # The custom error Vana reverts with, by cast's own selector table.
+    assert _cast("sig", "NotDlpOwner()") == "0x" + keccak(text="NotDlpOwner()")[:4].hex()
