@@ -170,7 +170,9 @@ def dlp_transfer(obj: CliContext, dlp_id: int, to: str, yes: bool, keystore: str
     confirm_irreversible(f"transferring DLP {dlp_id} to {new_owner}", yes)
     reg = obj.connect(load_wallet(keystore, key_env))
     reg.transfer_dlp(dlp_id, new_owner)
-    obj.output({"dlp_id": dlp_id, "owner": new_owner, **obj.last_tx}, f"DLP {dlp_id} is now owned by {new_owner}")
+    obj.output({"dlp_id": dlp_id, "owner": new_owner, **obj.last_tx},
+               f"DLP {dlp_id} is now owned by {new_owner}; "
+               f"the new owner takes its refiners over with `registry refiner adopt --dlp {dlp_id}`")
 
 
 # ------------------------------------------------------------------ refiner
@@ -213,6 +215,27 @@ def refiner_add(obj: CliContext, dlp_id: int, name: str, schema_url: str | None,
     reg = obj.connect(load_wallet(keystore, key_env))
     refiner_id = reg.add_refiner(dlp_id, name, schema_url or "", instruction_url, schema_id=schema_id)
     obj.output({"refiner_id": refiner_id, **_refiner_dict(reg.refiner(refiner_id)), **obj.last_tx}, str(refiner_id))
+
+
+@refiner.command("adopt")
+@click.option("--dlp", "dlp_id", required=True, type=ID, help="The DLP you now own.")
+@wallet_options
+@pass_cli
+def refiner_adopt(obj: CliContext, dlp_id: int, keystore: str | None, key_env: str | None) -> None:
+    """Take over every refiner of a DLP you now own (after `registry dlp transfer`).
+
+    Permissions are managed by a refiner's recorded owner (as on Vana), so a new
+    DLP owner adopts the refiners before granting or revoking.
+
+    \b
+    Example:
+      registry refiner adopt --dlp 1 --key-env NEW_OWNER_KEY
+    """
+    reg = obj.connect(load_wallet(keystore, key_env))
+    reg.adopt_refiners(dlp_id)
+    ids = reg.dlp_refiner_ids(dlp_id)
+    obj.output({"dlp_id": dlp_id, "refiner_ids": ids, **obj.last_tx},
+               f"{len(ids)} refiner(s) of DLP {dlp_id} now owned by {reg.account.address}")
 
 
 @refiner.command("show")

@@ -464,6 +464,11 @@ class Registries:
     def refiners_count(self, block: int | str = "latest") -> int:
         return int(self._call(self.refiner_registry.functions.refinersCount(), block))
 
+    def adopt_refiners(self, dlp_id: int) -> None:
+        """Make the signer, the DLP's current owner, the owner of all its refiners (after a transfer)."""
+        fn = self.refiner_registry.functions.updateDlpRefinersOwner(dlp_id)
+        self._transact_as_dlp_owner(fn, dlp_id, {"dlp_id": dlp_id})
+
     # ------------------------------------------------------------ instructions
 
     def add_instruction(self, image_hash: bytes | str, url: str) -> int:

@@ -107,8 +107,20 @@ def test_dlp_register_for_another_owner_and_transfer(cli, accounts):
     assert cli.json("dlp", "show", str(dlp_id))["owner"] == accounts.dlp_owner.address
     refused = cli("dlp", "transfer", str(dlp_id), "--to", accounts.stranger.address, "--yes", as_="stranger")
     assert_clean_error(refused, f"is not the owner of DLP {dlp_id}")
-    cli.ok("dlp", "transfer", str(dlp_id), "--to", accounts.builder.address, "--yes", as_="dlp_owner")
+    refiner_id = cli.json("refiner", "add", "--dlp", str(dlp_id), "--name", "users", "--schema-url",
+                          "https://s", as_="dlp_owner")["refiner_id"]
+    moved = cli.ok("dlp", "transfer", str(dlp_id), "--to", accounts.builder.address, "--yes", as_="dlp_owner")
+    assert f"registry refiner adopt --dlp {dlp_id}" in moved.stdout
     assert cli.json("dlp", "show", str(dlp_id))["owner"] == accounts.builder.address
+    # Permissions follow the refiner's recorded owner: the new DLP owner adopts the refiners first.
+    grant = ("permission", "grant", "--refiner", str(refiner_id), "--anyone")
+    assert_clean_error(cli(*grant, as_="builder"), f"is not the owner of refiner {refiner_id}")
+    assert_clean_error(cli("refiner", "adopt", "--dlp", str(dlp_id), as_="dlp_owner"),
+                       f"is not the owner of DLP {dlp_id}")
+    adopted = cli.json("refiner", "adopt", "--dlp", str(dlp_id), as_="builder")
+    assert adopted["refiner_ids"] == [refiner_id]
+    assert cli.json("refiner", "show", str(refiner_id))["owner"] == accounts.builder.address
+    cli.ok(*grant, as_="builder")
 
 
 def test_json_output_is_one_object(cli):
