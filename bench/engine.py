@@ -1,6 +1,6 @@
 """Benchmark: the compute engine's job path against the bare Docker operations under it.
 
-Stands up a real stack (anvil, the four registries, a DLP + refiner with the
+Stands up a real stack (anvil, the five contracts, a DLP + refiner with the
 demo's sample data, approved instructions, permissions, `compute-engine serve`
 as a process, archives served over loopback HTTP) and times, N runs each,
 interleaved so machine noise hits both sides alike:

@@ -199,7 +199,7 @@ def deploy_contracts(cfg: StoryConfig) -> tuple[Deployment, Path]:
     w3 = make_web3(cfg.rpc_url)
     deployment = deploy(w3, cfg.actors.deployer)
     manifest = save_deployment(deployment, cfg.work_dir / "deployment.json", overwrite=True)
-    cfg.say(f"deployed the four registries on chain {deployment.chain_id} -> {manifest}")
+    cfg.say(f"deployed the five contracts on chain {deployment.chain_id} -> {manifest}")
     return deployment, manifest
 
 

@@ -6,8 +6,8 @@ Transactions print `sent 0x…` and `mined in block N` to stderr; results go
 to stdout (with `--json`: exactly one JSON object).
 
 Shared pieces (`CliContext` in `ctx.obj`, `wallet_options`, `load_wallet`,
-error rendering) live in cli_common.py; the `permission` and `job` groups in
-cli_permission.py and cli_job.py.
+error rendering) live in cli_common.py; the `permission`, `schema` and `job` groups in
+cli_permission.py, cli_schema.py and cli_job.py.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from registry_client.cli_common import (
 )
 from registry_client.cli_job import job as _job_group
 from registry_client.cli_permission import permission as _permission_group
+from registry_client.cli_schema import schema as _schema_group
 from registry_client.contracts import (
     parse_sha256,
     sha256_file,
@@ -74,7 +75,7 @@ def cli(ctx: click.Context, rpc: str, deployment_path: Path, json_output: bool) 
 @wallet_options
 @pass_cli
 def deploy(obj: CliContext, out: Path | None, force: bool, keystore: str | None, key_env: str | None) -> None:
-    """Deploy the four registries (proxies) and write the deployment manifest.
+    """Deploy the five contracts (proxies) and write the deployment manifest.
 
     The signer becomes admin (may upgrade, pause and unpause). The manifest is
     written only when every contract is deployed.
@@ -110,15 +111,19 @@ def dlp() -> None:
 
 
 def _dlp_dict(d: Any) -> dict[str, Any]:
-    return {"id": d.id, "owner": d.owner, "name": d.name, "registered_at": d.registered_at}
+    return {"id": d.id, "owner": d.owner, "name": d.name, "treasury": d.treasury, "dlp_address": d.dlp_address,
+            "status": d.status, "registration_block": d.registration_block}
 
 
 @dlp.command("register")
-@click.option("--name", required=True, help="Display name of the DLP.")
+@click.option("--name", required=True, help="Unique name of the DLP, at least 4 non-space characters.")
 @click.option("--owner", metavar="ADDR", type=ADDRESS, help="Owner wallet [default: the signer].")
+@click.option("--treasury", metavar="ADDR", type=ADDRESS,
+              help="Where the DLP's claimed earnings go [default: the owner].")
 @wallet_options
 @pass_cli
-def dlp_register(obj: CliContext, name: str, owner: str | None, keystore: str | None, key_env: str | None) -> None:
+def dlp_register(obj: CliContext, name: str, owner: str | None, treasury: str | None, keystore: str | None,
+                 key_env: str | None) -> None:
     """Register a DLP; prints its id.
 
     \b
@@ -126,7 +131,7 @@ def dlp_register(obj: CliContext, name: str, owner: str | None, keystore: str | 
       registry dlp register --name "Health DLP" --key-env OWNER_KEY
     """
     reg = obj.connect(load_wallet(keystore, key_env))
-    dlp_id = reg.register_dlp(name, owner)
+    dlp_id = reg.register_dlp(name, owner, treasury=treasury)
     d = reg.dlp(dlp_id)
     obj.output({"dlp_id": dlp_id, **_dlp_dict(d), **obj.last_tx}, str(dlp_id))
 
@@ -135,15 +140,16 @@ def dlp_register(obj: CliContext, name: str, owner: str | None, keystore: str | 
 @click.argument("dlp_id", metavar="ID", type=ID)
 @pass_cli
 def dlp_show(obj: CliContext, dlp_id: int) -> None:
-    """Show a DLP: owner, name, registration time.
+    """Show a DLP: owner, treasury, name, status, registration block.
 
     \b
     Example:
       registry dlp show 1
     """
     d = obj.connect().dlp(dlp_id)
-    obj.output(_dlp_dict(d), f"id:            {d.id}\nname:          {d.name}\nowner:         {d.owner}\n"
-                             f"registered_at: {d.registered_at}")
+    obj.output(_dlp_dict(d), f"id:                 {d.id}\nname:               {d.name}\n"
+                             f"owner:              {d.owner}\ntreasury:           {d.treasury}\n"
+                             f"status:             {d.status}\nregistration_block: {d.registration_block}")
 
 
 @dlp.command("transfer")
@@ -164,7 +170,9 @@ def dlp_transfer(obj: CliContext, dlp_id: int, to: str, yes: bool, keystore: str
     confirm_irreversible(f"transferring DLP {dlp_id} to {new_owner}", yes)
     reg = obj.connect(load_wallet(keystore, key_env))
     reg.transfer_dlp(dlp_id, new_owner)
-    obj.output({"dlp_id": dlp_id, "owner": new_owner, **obj.last_tx}, f"DLP {dlp_id} is now owned by {new_owner}")
+    obj.output({"dlp_id": dlp_id, "owner": new_owner, **obj.last_tx},
+               f"DLP {dlp_id} is now owned by {new_owner}; "
+               f"the new owner takes its refiners over with `registry refiner adopt --dlp {dlp_id}`")
 
 
 # ------------------------------------------------------------------ refiner
@@ -181,29 +189,53 @@ def refiner() -> None:
 
 
 def _refiner_dict(r: Any) -> dict[str, Any]:
-    return {"id": r.id, "dlp_id": r.dlp_id, "owner": r.owner, "name": r.name,
+    return {"id": r.id, "dlp_id": r.dlp_id, "owner": r.owner, "name": r.name, "schema_id": r.schema_id,
             "schema_url": r.schema_url, "instruction_url": r.instruction_url}
 
 
 @refiner.command("add")
 @click.option("--dlp", "dlp_id", required=True, type=ID, help="The DLP the refiner belongs to.")
 @click.option("--name", required=True, help="Name of the refiner.")
-@click.option("--schema-url", required=True, type=Url(schemes=None), help="URL of the schema definition.")
+@click.option("--schema-url", type=Url(schemes=None), help="URL of the schema definition (or --schema).")
+@click.option("--schema", "schema_id", type=ID, help="A registered schema's id (see `registry schema`).")
 @click.option("--instruction-url", default="", type=Url(schemes=None, allow_empty=True),
               help="URL of the refinement instructions.")
 @wallet_options
 @pass_cli
-def refiner_add(obj: CliContext, dlp_id: int, name: str, schema_url: str, instruction_url: str,
-                keystore: str | None, key_env: str | None) -> None:
-    """Add a refiner to a DLP (the DLP owner signs); prints its id.
+def refiner_add(obj: CliContext, dlp_id: int, name: str, schema_url: str | None, schema_id: int | None,
+                instruction_url: str, keystore: str | None, key_env: str | None) -> None:
+    """Add a refiner to a DLP (the DLP owner signs); prints its id. Give --schema-url or --schema.
 
     \b
     Example:
       registry refiner add --dlp 1 --name users --schema-url https://example.org/schema.json --key-env OWNER_KEY
     """
+    if (schema_url is None) == (schema_id is None):
+        raise click.UsageError("give exactly one of --schema-url and --schema")
     reg = obj.connect(load_wallet(keystore, key_env))
-    refiner_id = reg.add_refiner(dlp_id, name, schema_url, instruction_url)
+    refiner_id = reg.add_refiner(dlp_id, name, schema_url or "", instruction_url, schema_id=schema_id)
     obj.output({"refiner_id": refiner_id, **_refiner_dict(reg.refiner(refiner_id)), **obj.last_tx}, str(refiner_id))
+
+
+@refiner.command("adopt")
+@click.option("--dlp", "dlp_id", required=True, type=ID, help="The DLP you now own.")
+@wallet_options
+@pass_cli
+def refiner_adopt(obj: CliContext, dlp_id: int, keystore: str | None, key_env: str | None) -> None:
+    """Take over every refiner of a DLP you now own (after `registry dlp transfer`).
+
+    Permissions are managed by a refiner's recorded owner (as on Vana), so a new
+    DLP owner adopts the refiners before granting or revoking.
+
+    \b
+    Example:
+      registry refiner adopt --dlp 1 --key-env NEW_OWNER_KEY
+    """
+    reg = obj.connect(load_wallet(keystore, key_env))
+    reg.adopt_refiners(dlp_id)
+    ids = reg.dlp_refiner_ids(dlp_id)
+    obj.output({"dlp_id": dlp_id, "refiner_ids": ids, **obj.last_tx},
+               f"{len(ids)} refiner(s) of DLP {dlp_id} now owned by {reg.account.address}")
 
 
 @refiner.command("show")
@@ -431,6 +463,7 @@ def main(argv: list[str] | None = None) -> None:
 # Groups with modules of their own; imported last because they use the names above.
 
 cli.add_command(_permission_group)
+cli.add_command(_schema_group)
 cli.add_command(_job_group)
 
 

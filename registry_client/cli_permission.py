@@ -1,7 +1,7 @@
-"""`registry permission ...`: query permissions granted by a refiner's DLP owner.
+"""`registry permission ...`: query permissions granted by a refiner's owner (the DLP owner who added it).
 
 A permission is {grantee or anyone, refiner, table ("" = every table), column
-("" = every column of the table), price in wei}; the engine reads only what an
+("" = every column of the table), price in wei or a token}; the engine reads only what an
 approved permission covers (docs/query.md).
 """
 
@@ -39,13 +39,14 @@ def permission() -> None:
 
 def _permission_dict(p: Any) -> dict[str, Any]:
     return {"id": p.id, "grantee": p.grantee, "approved": p.approved, "refiner_id": p.refiner_id,
-            "table": p.table, "column": p.column, "price": p.price}
+            "table": p.table, "column": p.column, "price": p.price, "token": p.token}
 
 
 def _permission_line(p: Any) -> str:
     scope = (p.table or "*") + "." + (p.column or "*")
     state = "approved" if p.approved else "revoked"
-    return f"{p.id}\t{p.grantee or 'anyone'}\t{scope}\t{p.price} wei\t{state}"
+    unit = f"of token {p.token}" if p.token else "wei"
+    return f"{p.id}\t{p.grantee or 'anyone'}\t{scope}\t{p.price} {unit}\t{state}"
 
 
 @permission.command("grant")
@@ -54,12 +55,14 @@ def _permission_line(p: Any) -> str:
 @click.option("--anyone", is_flag=True, help="Grant to every wallet (the default without --grantee).")
 @click.option("--table", default="", help="Table name [default: every table].")
 @click.option("--column", default="", help="Column name (needs --table) [default: every column].")
-@click.option("--price", default=0, type=AMOUNT, show_default=True, help="Price in wei (a uint256).")
+@click.option("--price", default=0, type=AMOUNT, show_default=True,
+              help="Price (a uint256) in wei, or in the token's smallest unit with --token.")
+@click.option("--token", metavar="ADDR", type=ADDRESS, help="ERC-20 the price is paid in [default: native].")
 @wallet_options
 @pass_cli
 def permission_grant(obj: CliContext, refiner_id: int, grantee: str | None, anyone: bool, table: str,
-                     column: str, price: int, keystore: str | None, key_env: str | None) -> None:
-    """Grant a read permission (the refiner's DLP owner signs); prints its id.
+                     column: str, price: int, token: str | None, keystore: str | None, key_env: str | None) -> None:
+    """Grant a read permission (the refiner's owner signs); prints its id.
 
     \b
     Example:
@@ -70,7 +73,7 @@ def permission_grant(obj: CliContext, refiner_id: int, grantee: str | None, anyo
         raise click.UsageError("pass either --grantee ADDR or --anyone, not both")
     who = grantee or None
     reg = obj.connect(load_wallet(keystore, key_env))
-    pid = reg.add_permission(refiner_id, who, table, column, price)
+    pid = reg.add_permission(refiner_id, who, table, column, price, token)
     obj.output({"permission_id": pid, **_permission_dict(reg.permission(pid)), **obj.last_tx}, str(pid))
 
 
@@ -79,7 +82,7 @@ def permission_grant(obj: CliContext, refiner_id: int, grantee: str | None, anyo
 @wallet_options
 @pass_cli
 def permission_revoke(obj: CliContext, permission_id: int, keystore: str | None, key_env: str | None) -> None:
-    """Revoke a permission (the refiner's DLP owner signs).
+    """Revoke a permission (the refiner's owner signs).
 
     \b
     Example:
@@ -96,7 +99,7 @@ def permission_revoke(obj: CliContext, permission_id: int, keystore: str | None,
 @click.option("--grantee", metavar="ADDR", type=ADDRESS, help="Only the generic permissions plus this wallet's.")
 @pass_cli
 def permission_list(obj: CliContext, refiner_id: int, grantee: str | None) -> None:
-    """List a refiner's permissions (all, or those that apply to --grantee).
+    """List a refiner's permissions (all, or the approved ones that apply to --grantee).
 
     \b
     Example:

@@ -1,4 +1,4 @@
-"""Typed bindings for the four registries, behind one `Registries` facade.
+"""Typed bindings for the five contracts, behind one `Registries` facade.
 
 `connect(rpc_url, deployment, account)` checks the chain id and that code
 exists at every manifest address, then returns `Registries`. Reads take an
@@ -43,6 +43,8 @@ from registry_client.errors import (
     ErrorTable,
     InputError,
     ManifestError,
+    NotDlpOwner,
+    NotRefinerOwner,
     PermissionNotFound,
     RefinerNotFound,
     RegistryError,
@@ -63,6 +65,7 @@ __all__ = [
     "Progress",
     "Refiner",
     "Registries",
+    "Schema",
     "connect",
     "error_table",
     "load_artifact",
@@ -77,20 +80,28 @@ CONTRACT_NAMES: dict[str, str] = {
     "dlp_registry": "DLPRegistry",
     "data_refiner_registry": "DataRefinerRegistry",
     "compute_instruction_registry": "ComputeInstructionRegistry",
-    "query_permissions": "QueryPermissions",
+    "query_engine": "QueryEngine",
+    "compute_engine": "ComputeEngine",
 }
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-_ALL_ARTIFACTS = (*CONTRACT_NAMES.values(), "ERC1967Proxy")
+# Vana's DlpStatus enum, by value.
+_DLP_STATUSES = ("None", "Registered", "Eligible", "Deregistered")
+_ALL_ARTIFACTS = (*CONTRACT_NAMES.values(), "DataAccessTreasury", "ERC1967Proxy")
 
 Progress = Callable[[str, Any], None]
 
 
 @dataclass(frozen=True)
 class Dlp:
+    """The fields of Vana's `DlpInfo` this project uses (rewards fields are not read)."""
+
     id: int
     owner: str
     name: str
-    registered_at: int
+    registration_block: int
+    treasury: str
+    dlp_address: str | None  # None = no DLP contract
+    status: str  # Registered, Eligible or Deregistered
 
 
 @dataclass(frozen=True)
@@ -99,8 +110,17 @@ class Refiner:
     dlp_id: int
     owner: str
     name: str
-    schema_url: str
+    schema_url: str  # the schema's definition URL when schema_id > 0
     instruction_url: str
+    schema_id: int = 0  # 0 = the refiner carries its own schema URL
+
+
+@dataclass(frozen=True)
+class Schema:
+    id: int
+    name: str
+    dialect: str
+    definition_url: str
 
 
 @dataclass(frozen=True)
@@ -119,7 +139,8 @@ class PermissionRecord:
     refiner_id: int
     table: str  # "" = every table
     column: str  # "" = every column of the table
-    price: int  # wei
+    price: int  # in the smallest unit of `token`
+    token: str | None = None  # None = the native token
 
 
 # ---------------------------------------------------------------- artifacts
@@ -236,7 +257,7 @@ def _hex(value: Any) -> str:
 
 
 class Registries:
-    """The four registries of one deployment, read and written as one account."""
+    """The contracts of one deployment, read and written as one account."""
 
     def __init__(
         self,
@@ -260,7 +281,8 @@ class Registries:
         self.dlp_registry = self._contracts["dlp_registry"]
         self.refiner_registry = self._contracts["data_refiner_registry"]
         self.instruction_registry = self._contracts["compute_instruction_registry"]
-        self.query_permissions = self._contracts["query_permissions"]
+        self.query_engine = self._contracts["query_engine"]
+        self.compute_engine = self._contracts["compute_engine"]
 
     @property
     def chain_id(self) -> int:
@@ -301,17 +323,18 @@ class Registries:
         with self._translate(context):
             return fn.call(block_identifier=block)
 
-    def _transact(self, fn: Any, context: Mapping[str, Any] | None = None) -> Any:
-        """Pre-flight, sign, send, await; return the receipt."""
+    def _transact(self, fn: Any, context: Mapping[str, Any] | None = None, *, value: int = 0) -> Any:
+        """Pre-flight, sign, send, await; return the receipt. `value` wei go with the call."""
         account = self.account
         if account is None:
             raise WalletError("this operation sends a transaction: a wallet is needed")
         sender = account.address
         ctx = {"wallet": sender, **(context or {})}
         with self._translate(ctx):
-            fn.call({"from": sender})  # a revert is decoded here and nothing is sent
+            fn.call({"from": sender, "value": value})  # a revert is decoded here and nothing is sent
             tx = fn.build_transaction({
                 "from": sender,
+                "value": value,
                 "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
                 "chainId": self.chain_id,
             })
@@ -323,6 +346,31 @@ class Registries:
             raise TransactionFailed(f"transaction {_hex(tx_hash)} reverted in block {receipt['blockNumber']}")
         self._report("mined", receipt["blockNumber"])
         return receipt
+
+    def _transact_as_dlp_owner(self, fn: Any, dlp_id: int, context: Mapping[str, Any]) -> Any:
+        """`_transact` for a call only `dlp_id`'s owner may make.
+
+        Vana's registries answer NotDlpOwner() for an unknown DLP too (it has no
+        owner); the client tells the two apart so the message names the real problem.
+        """
+        try:
+            return self._transact(fn, context)
+        except NotDlpOwner:
+            self.dlp(dlp_id)  # raises DlpNotFound for an unknown DLP
+            raise
+
+    def _transact_as_refiner_owner(self, fn: Any, refiner_id: int, context: Mapping[str, Any]) -> Any:
+        """`_transact` for a call only the refiner's owner may make; an unknown refiner says so."""
+        try:
+            return self._transact(fn, context)
+        except NotRefinerOwner:
+            self.refiner(refiner_id)  # raises RefinerNotFound for an unknown refiner
+            raise
+
+    def _sender(self) -> str:
+        if self.account is None:
+            raise WalletError("this operation sends a transaction: a wallet is needed")
+        return str(self.account.address)
 
     def _report(self, event: str, value: Any) -> None:
         if self.progress is not None:
@@ -341,17 +389,29 @@ class Registries:
 
     # ------------------------------------------------------------ DLPs
 
-    def register_dlp(self, name: str, owner: str | None = None) -> int:
-        """Register a DLP owned by `owner` (default: the sender); return its id."""
-        owner_addr = parse_address(owner, "owner") if owner else ZERO_ADDRESS
-        receipt = self._transact(self.dlp_registry.functions.registerDlp(name, owner_addr))
+    def register_dlp(self, name: str, owner: str | None = None, *, treasury: str | None = None,
+                     dlp_address: str | None = None, deposit: int = 0) -> int:
+        """Register a DLP owned by `owner` (default: the sender); return its id.
+
+        `treasury` (default: the owner) receives the DLP's query earnings when
+        claimed; `dlp_address` is the DLP's own contract, if it has one.
+        `deposit` wei is sent (the registry's registration deposit, 0 by default).
+        """
+        owner_addr = parse_address(owner, "owner") if owner else self._sender()
+        treasury_addr = parse_address(treasury, "treasury") if treasury else owner_addr
+        dlp_addr = parse_address(dlp_address, "DLP address") if dlp_address else ZERO_ADDRESS
+        info = (dlp_addr, owner_addr, treasury_addr, name, "", "", "")
+        receipt = self._transact(self.dlp_registry.functions.registerDlp(info), value=deposit)
         return int(self._event_arg(self.dlp_registry, "DlpRegistered", receipt, "dlpId"))
 
     def dlp(self, dlp_id: int, block: int | str = "latest") -> Dlp:
-        id_, owner, name, registered_at = self._call(self.dlp_registry.functions.dlps(dlp_id), block)
-        if id_ == 0:
+        info = self._call(self.dlp_registry.functions.dlps(dlp_id), block)
+        if info[0] == 0:
             raise DlpNotFound(f"no DLP with id {dlp_id}", name="DlpNotFound", args=(dlp_id,))
-        return Dlp(int(id_), owner, name, int(registered_at))
+        dlp_address = None if int(info[1], 16) == 0 else to_checksum_address(info[1])
+        status = _DLP_STATUSES[info[11]] if info[11] < len(_DLP_STATUSES) else str(info[11])
+        return Dlp(int(info[0]), to_checksum_address(info[2]), info[5], int(info[9]),
+                   to_checksum_address(info[4]), dlp_address, status)
 
     def dlp_owner(self, dlp_id: int, block: int | str = "latest") -> str:
         return self._call(self.dlp_registry.functions.dlpOwner(dlp_id), block)
@@ -365,22 +425,49 @@ class Registries:
 
     # ------------------------------------------------------------ refiners
 
-    def add_refiner(self, dlp_id: int, name: str, schema_url: str, instruction_url: str = "") -> int:
-        fn = self.refiner_registry.functions.addRefiner(dlp_id, name, schema_url, instruction_url)
-        receipt = self._transact(fn, {"dlp_id": dlp_id})
+    def add_refiner(self, dlp_id: int, name: str, schema_url: str = "", instruction_url: str = "", *,
+                    schema_id: int | None = None) -> int:
+        """Add a refiner to `dlp_id` (its owner only) with its own `schema_url` or a registered `schema_id`."""
+        if schema_id is not None:
+            if schema_url:
+                raise InputError("give a schema URL or a schema id, not both")
+            fn = self.refiner_registry.functions.addRefinerWithSchemaId(dlp_id, name, schema_id, instruction_url)
+        else:
+            fn = self.refiner_registry.functions.addRefiner(dlp_id, name, schema_url, instruction_url)
+        receipt = self._transact_as_dlp_owner(fn, dlp_id, {"dlp_id": dlp_id})
         return int(self._event_arg(self.refiner_registry, "RefinerAdded", receipt, "refinerId"))
 
     def refiner(self, refiner_id: int, block: int | str = "latest") -> Refiner:
-        dlp_id, owner, name, schema, instr = self._call(self.refiner_registry.functions.refiners(refiner_id), block)
+        dlp_id, owner, name, schema, instr, schema_id = self._call(
+            self.refiner_registry.functions.refiners(refiner_id), block)
         if dlp_id == 0:
             raise RefinerNotFound(f"no data refiner with id {refiner_id}", name="RefinerNotFound", args=(refiner_id,))
-        return Refiner(refiner_id, int(dlp_id), owner, name, schema, instr)
+        return Refiner(refiner_id, int(dlp_id), owner, name, schema, instr, int(schema_id))
 
     def dlp_refiner_ids(self, dlp_id: int, block: int | str = "latest") -> list[int]:
-        return [int(i) for i in self._call(self.refiner_registry.functions.dlpRefinerIds(dlp_id), block)]
+        return [int(i) for i in self._call(self.refiner_registry.functions.dlpRefiners(dlp_id), block)]
+
+    # ------------------------------------------------------------ schemas
+
+    def add_schema(self, name: str, dialect: str, definition_url: str) -> int:
+        """Register a schema anyone may use; return its id."""
+        receipt = self._transact(self.refiner_registry.functions.addSchema(name, dialect, definition_url))
+        return int(self._event_arg(self.refiner_registry, "SchemaAdded", receipt, "schemaId"))
+
+    def schema(self, schema_id: int, block: int | str = "latest") -> Schema:
+        name, dialect, url = self._call(self.refiner_registry.functions.schemas(schema_id), block)
+        return Schema(schema_id, name, dialect, url)
+
+    def schemas_count(self, block: int | str = "latest") -> int:
+        return int(self._call(self.refiner_registry.functions.schemasCount(), block))
 
     def refiners_count(self, block: int | str = "latest") -> int:
         return int(self._call(self.refiner_registry.functions.refinersCount(), block))
+
+    def adopt_refiners(self, dlp_id: int) -> None:
+        """Make the signer, the DLP's current owner, the owner of all its refiners (after a transfer)."""
+        fn = self.refiner_registry.functions.updateDlpRefinersOwner(dlp_id)
+        self._transact_as_dlp_owner(fn, dlp_id, {"dlp_id": dlp_id})
 
     # ------------------------------------------------------------ instructions
 
@@ -397,7 +484,7 @@ class Registries:
     def update_instruction(self, instruction_id: int, dlp_id: int, approved: bool) -> bool:
         """Approve or revoke for a DLP (its owner only); True when the state changed."""
         fn = self.instruction_registry.functions.updateComputeInstruction(instruction_id, dlp_id, approved)
-        receipt = self._transact(fn, {"dlp_id": dlp_id, "instruction_id": instruction_id})
+        receipt = self._transact_as_dlp_owner(fn, dlp_id, {"dlp_id": dlp_id, "instruction_id": instruction_id})
         logs = self.instruction_registry.events.ComputeInstructionUpdated().process_receipt(receipt, errors=DISCARD)
         return bool(logs)
 
@@ -437,44 +524,49 @@ class Registries:
         table: str = "",
         column: str = "",
         price: int = 0,
+        token: str | None = None,
     ) -> int:
-        """Grant `grantee` (None = anyone) a read of refiner/table/column at `price` wei."""
-        who = parse_address(grantee, "grantee") if grantee else ZERO_ADDRESS
+        """Grant `grantee` (None = anyone) a read of refiner/table/column at `price` of `token` (None = native)."""
         if price < 0:
-            raise InputError(f"price must be >= 0 wei, got {price}")
-        fn = self.query_permissions.functions.addPermission(who, refiner_id, table, column, price)
-        receipt = self._transact(fn, {"refiner_id": refiner_id, "dlp_id": lambda: self.refiner(refiner_id).dlp_id})
-        return int(self._event_arg(self.query_permissions, "PermissionAdded", receipt, "permissionId"))
+            raise InputError(f"price must be >= 0, got {price}")
+        token_addr = parse_address(token, "token") if token else ZERO_ADDRESS
+        if grantee:
+            who = parse_address(grantee, "grantee")
+            fn = self.query_engine.functions.addPermission(who, refiner_id, table, column, token_addr, price)
+        else:
+            fn = self.query_engine.functions.addGenericPermission(refiner_id, table, column, token_addr, price)
+        receipt = self._transact_as_refiner_owner(fn, refiner_id, {"refiner_id": refiner_id})
+        return int(self._event_arg(self.query_engine, "PermissionAdded", receipt, "permissionId"))
 
     def update_permission_approval(self, permission_id: int, approved: bool) -> bool:
-        """Approve or revoke a permission; True when the state changed."""
-        fn = self.query_permissions.functions.updatePermissionApproval(permission_id, approved)
-        dlp = lambda: self.refiner(self.permission(permission_id).refiner_id).dlp_id
-        receipt = self._transact(fn, {"permission_id": permission_id, "dlp_id": dlp})
-        logs = self.query_permissions.events.PermissionApprovalUpdated().process_receipt(receipt, errors=DISCARD)
+        """Approve or revoke a permission (the refiner's owner); True when the state changed."""
+        fn = self.query_engine.functions.updatePermissionApproval(permission_id, approved)
+        refiner = lambda: self.permission(permission_id).refiner_id
+        receipt = self._transact(fn, {"permission_id": permission_id, "refiner_id": refiner})
+        logs = self.query_engine.events.PermissionApprovalUpdated().process_receipt(receipt, errors=DISCARD)
         return bool(logs)
 
     def permission(self, permission_id: int, block: int | str = "latest") -> PermissionRecord:
-        grantee, approved, refiner_id, table, column, price = self._call(
-            self.query_permissions.functions.permissions(permission_id), block)
+        grantee, approved, refiner_id, table, column, price, token = self._call(
+            self.query_engine.functions.permissions(permission_id), block)
         if refiner_id == 0:
             raise PermissionNotFound(f"no permission with id {permission_id}",
                                      name="PermissionNotFound", args=(permission_id,))
-        return _permission(permission_id, grantee, approved, refiner_id, table, column, price)
+        return _permission(permission_id, grantee, approved, refiner_id, table, column, price, token)
 
     def get_permissions(
         self, refiner_id: int, grantee: str | None = None, block: int | str = "latest"
     ) -> list[PermissionRecord]:
-        """The refiner's generic (anyone) permissions plus `grantee`'s, approved or not."""
+        """The APPROVED permissions that apply to `grantee`: the generic (anyone) ones first, then its own."""
         who = parse_address(grantee, "grantee") if grantee else ZERO_ADDRESS
-        rows = self._call(self.query_permissions.functions.getPermissions(refiner_id, who), block)
+        rows = self._call(self.query_engine.functions.getPermissions(refiner_id, who), block)
         return [_permission(*row) for row in rows]
 
     def refiner_permission_ids(self, refiner_id: int, block: int | str = "latest") -> list[int]:
-        return [int(i) for i in self._call(self.query_permissions.functions.refinerPermissionIds(refiner_id), block)]
+        return [int(i) for i in self._call(self.query_engine.functions.refinerPermissionIds(refiner_id), block)]
 
     def permissions_count(self, block: int | str = "latest") -> int:
-        return int(self._call(self.query_permissions.functions.permissionsCount(), block))
+        return int(self._call(self.query_engine.functions.permissionsCount(), block))
 
     # ------------------------------------------------------------ admin
 
@@ -497,9 +589,10 @@ class Registries:
 
 
 def _permission(pid: Any, grantee: str, approved: bool, refiner_id: Any, table: str, column: str,
-                price: Any) -> PermissionRecord:
+                price: Any, token: str) -> PermissionRecord:
     who = None if int(grantee, 16) == 0 else to_checksum_address(grantee)
-    return PermissionRecord(int(pid), who, bool(approved), int(refiner_id), table, column, int(price))
+    paid_in = None if int(token, 16) == 0 else to_checksum_address(token)
+    return PermissionRecord(int(pid), who, bool(approved), int(refiner_id), table, column, int(price), paid_in)
 
 
 def _rpc_message(exc: Web3RPCError) -> str:

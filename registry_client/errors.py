@@ -11,12 +11,22 @@ Hierarchy::
     ├── TransactionFailed            TX_FAILED           a sent transaction reverted or was not mined
     └── ContractRevert               CONTRACT_REVERT     a contract refused: decoded custom error
         ├── NotDlpOwner              NOT_DLP_OWNER
+        ├── NotRefinerOwner          NOT_REFINER_OWNER   permissions are managed by the refiner's owner
         ├── DlpNotFound              DLP_NOT_FOUND
         ├── RefinerNotFound          REFINER_NOT_FOUND
         ├── ComputeInstructionNotFound  INSTRUCTION_NOT_FOUND
         ├── PermissionNotFound       PERMISSION_NOT_FOUND
+        ├── SchemaNotFound           SCHEMA_NOT_FOUND    InvalidSchemaId
         ├── InvalidArgument          INVALID_ARGUMENT    ZeroHash, EmptyUrl, EmptyName,
-        │                                                EmptySchemaUrl, ColumnWithoutTable, InvalidOwner, InvalidAddress
+        │                                                EmptySchemaUrl, ColumnNameUnexpected, InvalidOwner, InvalidAccount,
+        │                                                InvalidAddress, InvalidName, InvalidDlpStatus,
+        │                                                InvalidDepositAmount, DlpAddressCannotBeChanged, TransferFailed,
+        │                                                PaymentNotReceived, InvalidDlpPaymentPercentage,
+        │                                                InvalidDlpTreasuryAddress, ZeroAddress, ZeroAmount,
+        │                                                InvalidPaymentToken, TokenAlreadyWhitelisted,
+        │                                                InsufficientBalance, InvalidAmount, InvalidVanaAmount,
+        │                                                UnexpectedVanaDeposit, JobNotFound, JobAlreadyPaid,
+        │                                                NotJobOwner, JobLifeCycleEnded
         ├── RegistryPaused           REGISTRY_PAUSED     EnforcedPause
         └── Unauthorized             UNAUTHORIZED        AccessControlUnauthorizedAccount
 
@@ -41,11 +51,13 @@ __all__ = [
     "InvalidArgument",
     "ManifestError",
     "NotDlpOwner",
+    "NotRefinerOwner",
     "PermissionNotFound",
     "RefinerNotFound",
     "RegistryError",
     "RegistryPaused",
     "RpcUnavailable",
+    "SchemaNotFound",
     "TransactionFailed",
     "Unauthorized",
     "WalletError",
@@ -108,6 +120,10 @@ class NotDlpOwner(ContractRevert):
     code = "NOT_DLP_OWNER"
 
 
+class NotRefinerOwner(ContractRevert):
+    code = "NOT_REFINER_OWNER"
+
+
 class DlpNotFound(ContractRevert):
     code = "DLP_NOT_FOUND"
 
@@ -122,6 +138,10 @@ class ComputeInstructionNotFound(ContractRevert):
 
 class PermissionNotFound(ContractRevert):
     code = "PERMISSION_NOT_FOUND"
+
+
+class SchemaNotFound(ContractRevert):
+    code = "SCHEMA_NOT_FOUND"
 
 
 class InvalidArgument(ContractRevert):
@@ -141,8 +161,8 @@ ERROR_CODES: dict[str, str] = {
     cls.code: (cls.__doc__ or cls.__name__).strip().splitlines()[0]
     for cls in (
         RegistryError, RpcUnavailable, WrongChain, ManifestError, WalletError, InputError,
-        TransactionFailed, ContractRevert, NotDlpOwner, DlpNotFound, RefinerNotFound,
-        ComputeInstructionNotFound, PermissionNotFound, InvalidArgument, RegistryPaused,
+        TransactionFailed, ContractRevert, NotDlpOwner, NotRefinerOwner, DlpNotFound, RefinerNotFound,
+        ComputeInstructionNotFound, PermissionNotFound, SchemaNotFound, InvalidArgument, RegistryPaused,
         Unauthorized,
     )
 }
@@ -155,18 +175,45 @@ _KNOWN: dict[str, tuple[type[ContractRevert], str]] = {
     "RefinerNotFound": (RefinerNotFound, "no data refiner with id {arg0}"),
     "ComputeInstructionNotFound": (ComputeInstructionNotFound, "no compute instruction with id {arg0}"),
     "PermissionNotFound": (PermissionNotFound, "no permission with id {arg0}"),
+    "InvalidSchemaId": (SchemaNotFound, "no schema with id {arg0}"),
     "ZeroHash": (InvalidArgument, "the image hash must not be zero"),
     "EmptyUrl": (InvalidArgument, "the URL must not be empty"),
     "EmptyName": (InvalidArgument, "the name must not be empty"),
     "EmptySchemaUrl": (InvalidArgument, "the schema URL must not be empty"),
-    "ColumnWithoutTable": (InvalidArgument, "a column permission needs a table: pass a table name too"),
+    "NotRefinerOwner": (NotRefinerOwner, "wallet {wallet} is not the owner of refiner {refiner_id}"),
+    "ColumnNameUnexpected": (InvalidArgument, "a column permission needs a table: pass a table name too"),
+    "PaymentNotReceived": (InvalidArgument, "the ComputeEngine paid less than the requested amount"),
+    "InvalidDlpPaymentPercentage": (InvalidArgument, "the DLP payment percentage is above 100% (100e18)"),
+    "InvalidDlpTreasuryAddress": (InvalidArgument, "the DLP has no treasury address to claim to"),
+    "ZeroAddress": (InvalidArgument, "an address must not be zero"),
+    "ZeroAmount": (InvalidArgument, "nothing to transfer (the amount is zero)"),
+    "InvalidPaymentToken": (InvalidArgument, "token {arg0} is not accepted for payment"),
+    "TokenAlreadyWhitelisted": (InvalidArgument, "token {arg0} is the native token or already accepted"),
+    "InsufficientBalance": (InvalidArgument, "the ComputeEngine deposit is smaller than the amount"),
+    "InvalidAmount": (InvalidArgument, "the amount must not be zero"),
+    "InvalidVanaAmount": (InvalidArgument, "the value sent differs from the native amount"),
+    "UnexpectedVanaDeposit": (InvalidArgument, "no native value may be sent with an ERC-20 deposit"),
+    "InstructionNotFound": (ComputeInstructionNotFound, "no compute instruction with id {arg0}"),
+    "JobNotFound": (InvalidArgument, "no compute job with id {arg0}"),
+    "JobAlreadyPaid": (InvalidArgument, "compute job {arg0} was already charged for DLP {arg1}"),
+    "NotJobOwner": (InvalidArgument, "only the job's owner may cancel it"),
+    "JobLifeCycleEnded": (InvalidArgument, "the job is completed, failed or canceled"),
     "InvalidOwner": (InvalidArgument, "{arg0} is not a valid owner address"),
-    "InvalidAddress": (InvalidArgument, "{arg0} is not a valid address"),
+    "InvalidAccount": (InvalidArgument, "{arg0} is not a valid account here (zero, or not a contract)"),
+    "InvalidAddress": (InvalidArgument, "the owner and treasury addresses must not be zero"),
+    "InvalidName": (InvalidArgument, "the DLP name is taken or has fewer than 4 non-space characters"),
+    "InvalidDlpStatus": (InvalidArgument, "the DLP's status does not allow this, or its DLP address is registered"),
+    "InvalidDepositAmount": (InvalidArgument, "the value sent is below the DLP registration deposit"),
+    "DlpAddressCannotBeChanged": (InvalidArgument, "a DLP's dlpAddress cannot be changed"),
+    "TransferFailed": (InvalidArgument, "the DLP registry's treasury refused the registration deposit"),
     "EnforcedPause": (RegistryPaused, "the registry is paused"),
     "ExpectedPause": (InvalidArgument, "the registry is not paused"),
     "AccessControlUnauthorizedAccount": (
         Unauthorized, "wallet {arg0} lacks the role {arg1} needed for this call"),
 }
+
+
+_ID_FROM_CONTEXT = {"PermissionNotFound": "permission_id", "RefinerNotFound": "refiner_id", "DlpNotFound": "dlp_id"}
 
 
 def _selector(signature: str) -> str:
@@ -241,6 +288,9 @@ def decode_revert(
     if name == "Panic":
         return ContractRevert(f"the contract panicked (code {args[0] if args else '?'})", name=name, args=args)
     values: dict[str, Any] = {f"arg{i}": _fmt(a) for i, a in enumerate(args)}
+    # Vana's QueryEngine raises some "not found" errors without the id: take it from the context.
+    if not args and name in _ID_FROM_CONTEXT and _ID_FROM_CONTEXT[name] in context:
+        values["arg0"] = _fmt(context[_ID_FROM_CONTEXT[name]])
     values.update({n: _fmt(a) for n, a in zip(names, args)})
     for key, val in context.items():
         values.setdefault(key, _fmt(val))

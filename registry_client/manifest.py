@@ -5,7 +5,8 @@ A manifest is the JSON file `registry deploy` writes and every client reads::
     {
       "chain_id": 31337,
       "addresses": {"dlp_registry": "0x…", "data_refiner_registry": "0x…",
-                    "compute_instruction_registry": "0x…", "query_permissions": "0x…"},
+                    "compute_instruction_registry": "0x…", "query_engine": "0x…",
+                    "compute_engine": "0x…"},
       "implementations": {"dlp_registry": "0x…", ...},
       "deploy_block": 1,
       "deployer": "0x…"
@@ -29,12 +30,13 @@ from registry_client.errors import InputError, ManifestError
 
 __all__ = ["CONTRACT_KEYS", "Deployment", "load_deployment", "save_deployment"]
 
-# The four registries, in deploy order; keys of `addresses` and `implementations`.
+# The five contracts, in deploy order; keys of `addresses` and `implementations`.
 CONTRACT_KEYS: tuple[str, ...] = (
     "dlp_registry",
     "data_refiner_registry",
     "compute_instruction_registry",
-    "query_permissions",
+    "query_engine",
+    "compute_engine",
 )
 
 

@@ -103,7 +103,7 @@ def accounts() -> Accounts:
 
 @pytest.fixture(scope="session")
 def deployment(anvil: Anvil, accounts: Accounts):
-    """The four registries deployed on the session's anvil (deployer = admin)."""
+    """The five contracts deployed on the session's anvil (deployer = admin)."""
     from registry_client.contracts import make_web3
     from registry_client.deploy import deploy
 

@@ -27,7 +27,9 @@ CONTRACTS: dict[str, str] = {
     "DLPRegistry": "DLPRegistry.sol",
     "DataRefinerRegistry": "DataRefinerRegistry.sol",
     "ComputeInstructionRegistry": "ComputeInstructionRegistry.sol",
-    "QueryPermissions": "QueryPermissions.sol",
+    "QueryEngine": "QueryEngine.sol",
+    "DataAccessTreasury": "DataAccessTreasury.sol",
+    "ComputeEngine": "ComputeEngine.sol",
     "ERC1967Proxy": "ERC1967Proxy.sol",
 }
 

@@ -12,7 +12,7 @@ import {IComputeInstructionRegistry} from "./interfaces/IComputeInstructionRegis
  * and of each DLP owner's approval of them.
  */
 contract ComputeInstructionRegistry is ManagedUpgradeable, IComputeInstructionRegistry {
-    string private constant VERSION = "1.0.0";
+    uint256 private constant VERSION = 1;
 
     struct Instruction {
         bytes32 hash;
@@ -31,13 +31,19 @@ contract ComputeInstructionRegistry is ManagedUpgradeable, IComputeInstructionRe
     // keccak256(abi.encode(uint256(keccak256("computetodata.storage.ComputeInstructionRegistry")) - 1)) & ~bytes32(uint256(0xff))
     bytes32 private constant STORAGE_LOCATION = 0xeea272c9387af5a0ced5c59ddc6b9da90bd64bea457c19011bafdc11bd4aa700;
 
+    /// @dev Vana's order: the owner check comes first, and an unknown DLP (no owner) fails it.
+    modifier onlyDlpOwner(uint256 dlpId) {
+        if (_storage().dlpRegistry.dlps(dlpId).ownerAddress != msg.sender) revert NotDlpOwner();
+        _;
+    }
+
     /**
      * @notice Sets up the proxy: `admin` gets `DEFAULT_ADMIN_ROLE` and
      * `MAINTAINER_ROLE`; DLP owners come from `dlpRegistry_`.
      *
      * Requirements:
      * - not initialized yet;
-     * - `admin` is not zero and `dlpRegistry_` is a contract (`InvalidAddress`).
+     * - `admin` is not zero and `dlpRegistry_` is a contract (`InvalidAccount`).
      *
      * Emits {RoleGranted} and {DlpRegistryUpdated} events.
      */
@@ -58,11 +64,13 @@ contract ComputeInstructionRegistry is ManagedUpgradeable, IComputeInstructionRe
     }
 
     /// @inheritdoc IComputeInstructionRegistry
-    function updateComputeInstruction(uint256 instructionId, uint256 dlpId, bool approved) external whenNotPaused {
+    function updateComputeInstruction(uint256 instructionId, uint256 dlpId, bool approved)
+        external
+        onlyDlpOwner(dlpId)
+        whenNotPaused
+    {
         ComputeInstructionRegistryStorage storage $ = _storage();
         if (!_isValid($, instructionId)) revert ComputeInstructionNotFound(instructionId);
-        // dlpOwner reverts DlpNotFound(dlpId) for an unknown DLP; let it bubble.
-        if ($.dlpRegistry.dlpOwner(dlpId) != msg.sender) revert NotDlpOwner();
         mapping(uint256 => bool) storage approvals = $.approvals[instructionId];
         // No write and no event for a no-op: indexers see only real changes.
         if (approvals[dlpId] == approved) return;
@@ -86,13 +94,9 @@ contract ComputeInstructionRegistry is ManagedUpgradeable, IComputeInstructionRe
     }
 
     /// @inheritdoc IComputeInstructionRegistry
-    function instructions(uint256 instructionId)
-        external
-        view
-        returns (bytes32 hash, address owner, string memory url)
-    {
+    function instructions(uint256 instructionId) external view returns (ComputeInstructionInfo memory) {
         Instruction storage instruction = _storage().instructions[instructionId];
-        return (instruction.hash, instruction.owner, instruction.url);
+        return ComputeInstructionInfo({hash: instruction.hash, owner: instruction.owner, url: instruction.url});
     }
 
     /// @inheritdoc IComputeInstructionRegistry
@@ -106,7 +110,7 @@ contract ComputeInstructionRegistry is ManagedUpgradeable, IComputeInstructionRe
     }
 
     /// @inheritdoc IManaged
-    function version() external pure virtual returns (string memory) {
+    function version() external pure virtual returns (uint256) {
         return VERSION;
     }
 

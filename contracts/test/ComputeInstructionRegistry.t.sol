@@ -34,10 +34,8 @@ contract ComputeInstructionRegistryTest is Deployments {
         stranger = makeAddr("stranger");
         dlps = _deployDlpRegistry(admin);
         registry = _deployInstructionRegistry(admin, address(dlps));
-        vm.prank(dlpOwner);
-        dlpId = dlps.registerDlp("weather", address(0));
-        vm.prank(otherDlpOwner);
-        otherDlpId = dlps.registerDlp("health", address(0));
+        dlpId = _registerDlp(dlps, dlpOwner, "weather");
+        otherDlpId = _registerDlp(dlps, otherDlpOwner, "health");
     }
 
     function _add(address caller, bytes32 hash, string memory url) private returns (uint256) {
@@ -87,7 +85,7 @@ contract ComputeInstructionRegistryTest is Deployments {
 
     function test_Initialize_LinksRegistryAndRoles() public {
         assertEq(registry.dlpRegistry(), address(dlps), "dlp registry");
-        assertEq(registry.version(), "1.0.0", "version");
+        assertEq(registry.version(), 1, "version");
         assertTrue(registry.hasRole(registry.DEFAULT_ADMIN_ROLE(), admin), "admin");
         assertTrue(registry.hasRole(registry.MAINTAINER_ROLE(), admin), "maintainer");
         vm.expectRevert(Initializable.InvalidInitialization.selector);
@@ -96,7 +94,7 @@ contract ComputeInstructionRegistryTest is Deployments {
 
     function test_Initialize_RejectsRegistryWithoutCode() public {
         address implementation = address(new ComputeInstructionRegistry());
-        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAddress.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAccount.selector, stranger));
         _proxy(implementation, abi.encodeCall(ComputeInstructionRegistry.initialize, (admin, stranger)));
     }
 
@@ -111,7 +109,8 @@ contract ComputeInstructionRegistryTest is Deployments {
         assertEq(first, 1, "first id");
         assertEq(second, 2, "second id");
         assertEq(registry.instructionsCount(), 2, "count");
-        (bytes32 hash, address owner, string memory url) = registry.instructions(1);
+        IComputeInstructionRegistry.ComputeInstructionInfo memory info = registry.instructions(1);
+        (bytes32 hash, address owner, string memory url) = (info.hash, info.owner, info.url);
         assertEq(hash, HASH, "hash");
         assertEq(owner, builder, "owner");
         assertEq(url, URL, "url");
@@ -132,7 +131,8 @@ contract ComputeInstructionRegistryTest is Deployments {
     }
 
     function test_Instructions_ZeroTupleForUnknownId() public view {
-        (bytes32 hash, address owner, string memory url) = registry.instructions(5);
+        IComputeInstructionRegistry.ComputeInstructionInfo memory info = registry.instructions(5);
+        (bytes32 hash, address owner, string memory url) = (info.hash, info.owner, info.url);
         assertEq(hash, bytes32(0), "hash");
         assertEq(owner, address(0), "owner");
         assertEq(url, "", "url");
@@ -177,9 +177,12 @@ contract ComputeInstructionRegistryTest is Deployments {
         _approve(dlpOwner, 2, dlpId, true);
     }
 
-    function test_Update_BubblesDlpNotFound() public {
+    function test_Update_UnknownDlpIsNotDlpOwner() public {
         uint256 id = _add(builder, HASH, URL);
-        vm.expectRevert(abi.encodeWithSelector(IDLPRegistry.DlpNotFound.selector, 99));
+        // As Vana's: an unknown DLP has no owner, and the owner check comes before the id check.
+        vm.expectRevert(IComputeInstructionRegistry.NotDlpOwner.selector);
+        _approve(dlpOwner, 99, 99, true);
+        vm.expectRevert(IComputeInstructionRegistry.NotDlpOwner.selector);
         _approve(dlpOwner, id, 99, true);
     }
 
@@ -243,10 +246,10 @@ contract ComputeInstructionRegistryTest is Deployments {
 
         // DLP 1 does not exist in the new registry.
         uint256 id = _add(builder, HASH, URL);
-        vm.expectRevert(abi.encodeWithSelector(IDLPRegistry.DlpNotFound.selector, dlpId));
+        vm.expectRevert(IComputeInstructionRegistry.NotDlpOwner.selector);
         _approve(dlpOwner, id, dlpId, true);
 
-        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAddress.selector, address(0)));
+        vm.expectRevert(abi.encodeWithSelector(IManaged.InvalidAccount.selector, address(0)));
         vm.prank(admin);
         registry.updateDlpRegistry(address(0));
     }
@@ -265,10 +268,11 @@ contract ComputeInstructionRegistryTest is Deployments {
         vm.prank(admin);
         registry.upgradeToAndCall(v2, "");
 
-        assertEq(registry.version(), "2.0.0", "upgraded");
+        assertEq(registry.version(), 2, "upgraded");
         assertEq(ComputeInstructionRegistryV2(address(registry)).upgradedMarker(), 2, "new function");
         assertTrue(registry.isApproved(id, dlpId), "approval kept");
-        (bytes32 hash,, string memory url) = registry.instructions(id);
+        IComputeInstructionRegistry.ComputeInstructionInfo memory info = registry.instructions(id);
+        (bytes32 hash, string memory url) = (info.hash, info.url);
         assertEq(hash, HASH, "hash kept");
         assertEq(url, URL, "url kept");
         assertEq(registry.dlpRegistry(), address(dlps), "link kept");
@@ -302,7 +306,8 @@ contract ComputeInstructionRegistryTest is Deployments {
     function testFuzz_Add_StoresAnyHashAndUrl(bytes32 hash, string calldata url, address caller) public {
         vm.assume(hash != bytes32(0) && bytes(url).length > 0);
         uint256 id = _add(caller, hash, url);
-        (bytes32 storedHash, address owner, string memory storedUrl) = registry.instructions(id);
+        IComputeInstructionRegistry.ComputeInstructionInfo memory info = registry.instructions(id);
+        (bytes32 storedHash, address owner, string memory storedUrl) = (info.hash, info.owner, info.url);
         assertEq(storedHash, hash, "hash");
         assertEq(owner, caller, "owner");
         assertEq(storedUrl, url, "url");

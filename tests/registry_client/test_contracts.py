@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from eth_utils import to_checksum_address
 
 from registry_client.contracts import (
     Dlp,
@@ -10,6 +11,7 @@ from registry_client.contracts import (
     PermissionRecord,
     Refiner,
     Registries,
+    Schema,
     connect,
 )
 from registry_client.errors import (
@@ -19,10 +21,12 @@ from registry_client.errors import (
     InvalidArgument,
     ManifestError,
     NotDlpOwner,
+    NotRefinerOwner,
     PermissionNotFound,
     RefinerNotFound,
     RegistryPaused,
     RpcUnavailable,
+    SchemaNotFound,
     Unauthorized,
     WalletError,
     WrongChain,
@@ -57,11 +61,14 @@ def world(owner, builder):
 
 
 def test_dlp_records(owner, accounts):
-    first, second = owner.register_dlp("a"), owner.register_dlp("b", accounts.builder.address)
+    first = owner.register_dlp("first")
+    second = owner.register_dlp("second", accounts.builder.address, treasury=accounts.stranger.address)
     assert (first, second) == (1, 2)
     dlp = owner.dlp(first)
-    assert isinstance(dlp, Dlp) and dlp.owner == accounts.dlp_owner.address and dlp.name == "a"
-    assert dlp.registered_at > 0
+    assert isinstance(dlp, Dlp) and dlp.owner == accounts.dlp_owner.address and dlp.name == "first"
+    assert dlp.registration_block > 0 and dlp.status == "Registered" and dlp.dlp_address is None
+    assert dlp.treasury == accounts.dlp_owner.address  # the owner by default
+    assert owner.dlp(second).treasury == accounts.stranger.address
     assert owner.dlp_owner(second) == accounts.builder.address
     assert owner.dlps_count() == 2
     with pytest.raises(DlpNotFound, match="no DLP with id 9"):
@@ -72,7 +79,7 @@ def test_dlp_records(owner, accounts):
 
 
 def test_transfer_dlp(owner, stranger, accounts):
-    dlp_id = owner.register_dlp("a")
+    dlp_id = owner.register_dlp("first")
     with pytest.raises(NotDlpOwner) as info:
         stranger.transfer_dlp(dlp_id, accounts.stranger.address)
     assert str(info.value) == f"wallet {accounts.stranger.address} is not the owner of DLP {dlp_id}"
@@ -83,9 +90,16 @@ def test_transfer_dlp(owner, stranger, accounts):
     assert owner.dlp_owner(dlp_id) == accounts.builder.address
 
 
-def test_empty_name_refused(owner):
-    with pytest.raises(InvalidArgument, match="name must not be empty"):
-        owner.register_dlp("")
+@pytest.mark.parametrize("name", ["", "abc", " a b c "])
+def test_short_dlp_name_refused(owner, name):
+    with pytest.raises(InvalidArgument, match="fewer than 4 non-space characters"):
+        owner.register_dlp(name)
+
+
+def test_taken_dlp_name_refused(owner):
+    owner.register_dlp("Health")
+    with pytest.raises(InvalidArgument, match="name is taken"):
+        owner.register_dlp("Health")
 
 
 def test_refiners(world, owner, stranger, accounts):
@@ -102,6 +116,22 @@ def test_refiners(world, owner, stranger, accounts):
         owner.add_refiner(77, "x", "https://s")
     with pytest.raises(InvalidArgument, match="schema URL"):
         owner.add_refiner(dlp_id, "x", "")
+
+
+def test_schemas_and_refiners_that_follow_them(world, owner, stranger, accounts):
+    dlp_id, _, _ = world
+    schema_id = stranger.add_schema("fitness", "sqlite", "https://example.org/fitness.sql")
+    assert stranger.schema(schema_id) == Schema(schema_id, "fitness", "sqlite", "https://example.org/fitness.sql")
+    assert owner.schemas_count() == 1
+    refiner_id = owner.add_refiner(dlp_id, "daily", instruction_url="https://r", schema_id=schema_id)
+    refiner = owner.refiner(refiner_id)
+    assert (refiner.schema_id, refiner.schema_url) == (schema_id, "https://example.org/fitness.sql")
+    with pytest.raises(SchemaNotFound, match="no schema with id 9"):
+        owner.add_refiner(dlp_id, "daily", schema_id=9)
+    with pytest.raises(SchemaNotFound, match="no schema with id 9"):
+        owner.schema(9)
+    with pytest.raises(InputError, match="not both"):
+        owner.add_refiner(dlp_id, "daily", "https://s", schema_id=schema_id)
 
 
 def test_instructions(world, builder, accounts):
@@ -144,7 +174,7 @@ def test_approval_lifecycle(world, owner, builder, accounts):
 
 
 def test_permissions(world, owner, stranger, accounts):
-    dlp_id, refiner_id, _ = world
+    _dlp_id, refiner_id, _ = world
     generic = owner.add_permission(refiner_id, table="users")
     mine = owner.add_permission(refiner_id, accounts.grantee.address, "users", "email", 10)
     theirs = owner.add_permission(refiner_id, accounts.stranger.address, price=3)
@@ -157,13 +187,14 @@ def test_permissions(world, owner, stranger, accounts):
     assert owner.refiner_permission_ids(refiner_id) == [1, 2, 3]
     assert owner.permissions_count() == 3
 
-    with pytest.raises(NotDlpOwner, match=f"wallet {accounts.stranger.address} is not the owner of DLP {dlp_id}"):
+    with pytest.raises(NotRefinerOwner,
+                       match=f"wallet {accounts.stranger.address} is not the owner of refiner {refiner_id}"):
         stranger.add_permission(refiner_id, table="t")
-    with pytest.raises(NotDlpOwner, match=f"DLP {dlp_id}"):
+    with pytest.raises(NotRefinerOwner, match=f"refiner {refiner_id}"):
         stranger.update_permission_approval(mine, False)
     with pytest.raises(InvalidArgument, match="needs a table") as info:
         owner.add_permission(refiner_id, column="email")
-    assert info.value.name == "ColumnWithoutTable"
+    assert info.value.name == "ColumnNameUnexpected"
     with pytest.raises(PermissionNotFound, match="no permission with id 42"):
         owner.update_permission_approval(42, False)
     with pytest.raises(PermissionNotFound):
@@ -174,6 +205,13 @@ def test_permissions(world, owner, stranger, accounts):
     assert owner.update_permission_approval(mine, False) is True
     assert owner.update_permission_approval(mine, False) is False
     assert owner.permission(mine).approved is False
+    # As Vana's: a revoked permission is no longer listed for the grantee.
+    assert [p.id for p in owner.get_permissions(refiner_id, accounts.grantee.address)] == [1]
+
+    token = "0x" + "70" * 20
+    priced = owner.add_permission(refiner_id, accounts.grantee.address, price=5, token=token)
+    assert owner.permission(priced).token == to_checksum_address(token)
+    assert owner.permission(mine).token is None
 
 
 def test_pause_blocks_writes_and_sends_nothing(registries, world, builder, accounts):
@@ -196,7 +234,7 @@ def test_progress_reports_sent_and_mined(registries, accounts):
     events: list[tuple[str, object]] = []
     reg = registries(accounts.dlp_owner)
     reg.progress = lambda event, value: events.append((event, value))
-    reg.register_dlp("p")
+    reg.register_dlp("pool")
     assert [e for e, _ in events] == ["sent", "mined"]
     assert str(events[0][1]).startswith("0x") and len(str(events[0][1])) == 66
     assert events[1][1] == reg.block_number()
@@ -204,7 +242,7 @@ def test_progress_reports_sent_and_mined(registries, accounts):
 
 def test_read_only_registries_refuse_transactions(registries):
     with pytest.raises(WalletError, match="a wallet is needed"):
-        registries().register_dlp("x")
+        registries().register_dlp("pool")
 
 
 def test_connect_checks(chain, deployment):
@@ -213,8 +251,8 @@ def test_connect_checks(chain, deployment):
     other = Deployment(5, deployment.addresses, deployment.implementations, deployment.deploy_block)
     with pytest.raises(WrongChain, match="manifest is for chain 5 but"):
         connect(chain.url, other)
-    empty = dict(deployment.addresses, query_permissions="0x" + "12" * 20)
-    with pytest.raises(ManifestError, match="no contract at query_permissions"):
+    empty = dict(deployment.addresses, query_engine="0x" + "12" * 20)
+    with pytest.raises(ManifestError, match="no contract at query_engine"):
         connect(chain.url, Deployment(deployment.chain_id, empty))
     with pytest.raises(InputError, match="http"):
         connect("ftp://x", deployment)

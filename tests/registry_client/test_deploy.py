@@ -18,7 +18,7 @@ def test_deployment_manifest(deployment, accounts):
     assert deployment.chain_id == 31337
     assert set(deployment.addresses) == set(CONTRACT_KEYS) == set(deployment.implementations)
     everything = [*deployment.addresses.values(), *deployment.implementations.values()]
-    assert len(set(everything)) == 8
+    assert len(set(everything)) == 2 * len(CONTRACT_KEYS)
     assert deployment.deployer == accounts.deployer.address
     assert deployment.deploy_block >= 1
 
@@ -31,8 +31,12 @@ def test_proxies_point_at_implementations_and_are_wired(chain, deployment, accou
         assert reg.version(key)
     assert reg.refiner_registry.functions.dlpRegistry().call() == deployment.addresses["dlp_registry"]
     assert reg.instruction_registry.functions.dlpRegistry().call() == deployment.addresses["dlp_registry"]
-    assert (reg.query_permissions.functions.dataRefinerRegistry().call()
+    assert (reg.query_engine.functions.refinerRegistry().call()
             == deployment.addresses["data_refiner_registry"])
+    assert reg.compute_engine.functions.queryEngine().call() == deployment.addresses["query_engine"]
+    assert reg.query_engine.functions.computeEngine().call() == deployment.addresses["compute_engine"]
+    assert reg.query_engine.functions.vanaTreasury().call() == accounts.deployer.address
+    assert reg.query_engine.functions.dlpPaymentPercentage().call() == 80 * 10**18
     admin_role = b"\x00" * 32
     for contract in (reg.dlp_registry, reg.instruction_registry):
         assert contract.functions.hasRole(admin_role, accounts.deployer.address).call()
@@ -40,8 +44,8 @@ def test_proxies_point_at_implementations_and_are_wired(chain, deployment, accou
 
 
 def test_artifacts_ship_abi_and_bytecode():
-    for name in ("DLPRegistry", "DataRefinerRegistry", "ComputeInstructionRegistry", "QueryPermissions",
-                 "ERC1967Proxy"):
+    for name in ("DLPRegistry", "DataRefinerRegistry", "ComputeInstructionRegistry", "QueryEngine",
+                 "ComputeEngine", "DataAccessTreasury", "ERC1967Proxy"):
         artifact = load_artifact(name)
         assert artifact["contractName"] == name
         assert artifact["bytecode"].startswith("0x") and len(artifact["bytecode"]) > 100

@@ -42,7 +42,7 @@ def test_save_refuses_to_overwrite_and_leaves_no_temp(tmp_path):
     (lambda d: d.update(chain_id=0), "field 'chain_id' must be an integer >= 1"),
     (lambda d: d.update(chain_id=True), "field 'chain_id'"),
     (lambda d: d.pop("addresses"), "field 'addresses' must be an object"),
-    (lambda d: d["addresses"].pop("query_permissions"), "field 'addresses.query_permissions' is missing"),
+    (lambda d: d["addresses"].pop("query_engine"), "field 'addresses.query_engine' is missing"),
     (lambda d: d["addresses"].update(dlp_registry="0x12"), "field 'addresses.dlp_registry' is not an address"),
     (lambda d: d["implementations"].update(dlp_registry=5), "field 'implementations.dlp_registry'"),
     (lambda d: d.update(deploy_block=-1), "field 'deploy_block'"),

@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 MODULES = ["registry_client", "registry_client.errors", "registry_client.manifest", "registry_client.wallet",
-           "registry_client.contracts", "registry_client.deploy", "registry_client.cli", "engine.chain"]
+           "registry_client.contracts", "registry_client.deploy", "registry_client.payments", "registry_client.cli",
+           "engine.chain"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -25,6 +25,22 @@ def _setup_dlp_refiner(cli) -> tuple[int, int]:
     return dlp_id, refiner_id
 
 
+def test_schema_add_show_list_and_refiner_with_schema(cli):
+    dlp_id = int(cli.ok("dlp", "register", "--name", "Schema DLP", as_="dlp_owner").stdout)
+    schema_id = int(cli.ok("schema", "add", "--name", "fitness", "--url", "https://example.org/f.sql",
+                           as_="stranger").stdout)
+    assert cli.json("schema", "show", str(schema_id)) == {
+        "id": schema_id, "name": "fitness", "dialect": "sqlite", "definition_url": "https://example.org/f.sql"}
+    assert [s["id"] for s in cli.json("schema", "list")["schemas"]] == [schema_id]
+    added = cli.json("refiner", "add", "--dlp", str(dlp_id), "--name", "daily", "--schema", str(schema_id),
+                     as_="dlp_owner")
+    assert (added["schema_id"], added["schema_url"]) == (schema_id, "https://example.org/f.sql")
+    assert_clean_error(cli("schema", "show", "7"), "no schema with id 7")
+    both = cli("refiner", "add", "--dlp", str(dlp_id), "--name", "x", "--schema", "1", "--schema-url",
+               "https://s", as_="dlp_owner")
+    assert both.exit_code == 2 and "exactly one of --schema-url and --schema" in both.stderr
+
+
 def test_story_publish_approve_revoke(cli, accounts, tmp_path):
     # A fresh deployment through the CLI itself, then the whole story on it.
     fresh = tmp_path / "fresh.json"
@@ -86,13 +102,25 @@ def test_instruction_add_with_sha256(cli):
 
 
 def test_dlp_register_for_another_owner_and_transfer(cli, accounts):
-    dlp_id = cli.json("dlp", "register", "--name", "d", "--owner", accounts.dlp_owner.address,
+    dlp_id = cli.json("dlp", "register", "--name", "dlp d", "--owner", accounts.dlp_owner.address,
                       as_="deployer")["dlp_id"]
     assert cli.json("dlp", "show", str(dlp_id))["owner"] == accounts.dlp_owner.address
     refused = cli("dlp", "transfer", str(dlp_id), "--to", accounts.stranger.address, "--yes", as_="stranger")
     assert_clean_error(refused, f"is not the owner of DLP {dlp_id}")
-    cli.ok("dlp", "transfer", str(dlp_id), "--to", accounts.builder.address, "--yes", as_="dlp_owner")
+    refiner_id = cli.json("refiner", "add", "--dlp", str(dlp_id), "--name", "users", "--schema-url",
+                          "https://s", as_="dlp_owner")["refiner_id"]
+    moved = cli.ok("dlp", "transfer", str(dlp_id), "--to", accounts.builder.address, "--yes", as_="dlp_owner")
+    assert f"registry refiner adopt --dlp {dlp_id}" in moved.stdout
     assert cli.json("dlp", "show", str(dlp_id))["owner"] == accounts.builder.address
+    # Permissions follow the refiner's recorded owner: the new DLP owner adopts the refiners first.
+    grant = ("permission", "grant", "--refiner", str(refiner_id), "--anyone")
+    assert_clean_error(cli(*grant, as_="builder"), f"is not the owner of refiner {refiner_id}")
+    assert_clean_error(cli("refiner", "adopt", "--dlp", str(dlp_id), as_="dlp_owner"),
+                       f"is not the owner of DLP {dlp_id}")
+    adopted = cli.json("refiner", "adopt", "--dlp", str(dlp_id), as_="builder")
+    assert adopted["refiner_ids"] == [refiner_id]
+    assert cli.json("refiner", "show", str(refiner_id))["owner"] == accounts.builder.address
+    cli.ok(*grant, as_="builder")
 
 
 def test_json_output_is_one_object(cli):
@@ -109,13 +137,13 @@ def test_keystore_wallet(cli, accounts, tmp_path):
 
     keystore = tmp_path / "owner.json"
     create_keystore(keystore, "s3cret", key=ANVIL_KEYS[1], iterations=2)
-    result = cli.ok("dlp", "register", "--name", "ks", "--keystore", keystore,
+    result = cli.ok("dlp", "register", "--name", "ks-1", "--keystore", keystore,
                     env={"REGISTRY_PASSWORD": "s3cret"})
     dlp = cli.json("dlp", "show", result.stdout.strip())
     assert dlp["owner"] == accounts.dlp_owner.address
     # Password from the hidden prompt when REGISTRY_PASSWORD is unset.
-    prompted = cli.ok("dlp", "register", "--name", "ks2", "--keystore", keystore, input="s3cret\n")
-    assert cli.json("dlp", "show", prompted.stdout.strip().splitlines()[-1])["name"] == "ks2"
+    prompted = cli.ok("dlp", "register", "--name", "ks-2", "--keystore", keystore, input="s3cret\n")
+    assert cli.json("dlp", "show", prompted.stdout.strip().splitlines()[-1])["name"] == "ks-2"
 
 
 def test_wallet_new_writes_keystore(cli, accounts, tmp_path):
@@ -147,18 +175,25 @@ def test_permission_grant_list_revoke(cli, accounts):
     assert sorted(p["id"] for p in for_grantee["permissions"]) == [1, 2]
 
     stranger = cli("permission", "revoke", "2", as_="stranger")
-    assert_clean_error(stranger, f"wallet {accounts.stranger.address} is not the owner of DLP 1")
+    assert_clean_error(stranger, f"wallet {accounts.stranger.address} is not the owner of refiner {refiner_id}")
     assert cli.ok("permission", "revoke", "2", as_="dlp_owner").stdout.strip() == "permission 2 revoked"
     listed = cli.ok("permission", "list", "--refiner", r).stdout.splitlines()
     assert listed[1].startswith("2\t") and listed[1].endswith("revoked")
     assert "users.email\t1000 wei" in listed[1]
+    # A revoked permission no longer applies: Vana's getPermissions lists approved ones only.
+    for_grantee = cli.json("permission", "list", "--refiner", r, "--grantee", accounts.grantee.address)
+    assert [p["id"] for p in for_grantee["permissions"]] == [1]
+    token = "0x" + "70" * 20
+    priced = cli.json("permission", "grant", "--refiner", r, "--anyone", "--price", "7", "--token", token,
+                      as_="dlp_owner")
+    assert priced["token"].lower() == token and priced["price"] == 7
 
 
 @pytest.mark.parametrize(
     "args, as_, fragment",
     [
         (["--column", "email"], "dlp_owner", "a column permission needs a table"),
-        (["--table", "t"], "stranger", "is not the owner of DLP 1"),
+        (["--table", "t"], "stranger", "is not the owner of refiner 1"),
     ],
 )
 def test_permission_grant_refused(cli, args, as_, fragment):
@@ -229,7 +264,7 @@ def test_manifest_for_another_chain(cli, tmp_path):
 
 @pytest.mark.parametrize("mutate, fragment", [
     (lambda d: d.pop("chain_id"), "field 'chain_id' is missing"),
-    (lambda d: d["addresses"].update(query_permissions="0xnope"), "field 'addresses.query_permissions'"),
+    (lambda d: d["addresses"].update(query_engine="0xnope"), "field 'addresses.query_engine'"),
 ])
 def test_invalid_manifest(cli, tmp_path, mutate, fragment):
     data = json.loads(cli.manifest.read_text())

@@ -69,7 +69,7 @@ def _all_error_entries():
 @pytest.mark.parametrize("entry", _all_error_entries(), ids=lambda e: e["name"])
 def test_every_shipped_error_decodes_by_name(entry):
     types = [i["type"] for i in entry["inputs"]]
-    samples = {"uint256": 7, "address": WALLET, "bytes32": b"\x01" * 32, "bytes": b"", "string": "s", "bool": True}
+    samples = {"uint256": 7, "uint8": 1, "address": WALLET, "bytes32": b"\x01" * 32, "bytes": b"", "string": "s", "bool": True}
     data = _data(f"{entry['name']}({','.join(types)})", types, [samples[t] for t in types])
     err = decode_revert(data, error_table(), {"wallet": WALLET, "dlp_id": 1})
     assert isinstance(err, ContractRevert) and err.name == entry["name"]

@@ -7,9 +7,16 @@ import {IManaged} from "./IManaged.sol";
  * @title IComputeInstructionRegistry
  * @notice Compute instructions (a Docker image archive URL and its sha256) and
  * each DLP owner's approval of them. The ABI of the Vana functions, events and
- * errors is kept byte-for-byte (a forge test checks the selectors).
+ * errors is kept byte-for-byte: tests decode every call through Vana's own ABI.
  */
 interface IComputeInstructionRegistry is IManaged {
+    /// @notice An instruction as {instructions} returns it (Vana's `ComputeInstructionInfo`, one tuple).
+    struct ComputeInstructionInfo {
+        bytes32 hash;
+        address owner;
+        string url;
+    }
+
     /// @dev The caller is not the DLP's owner (name fixed by Vana compatibility).
     error NotDlpOwner();
     /// @dev `computeInstructionId` was never added (name fixed by Vana compatibility).
@@ -50,11 +57,11 @@ interface IComputeInstructionRegistry is IManaged {
      * @notice Approves or revokes `instructionId` for `dlpId`. A call that does not
      * change the stored value writes nothing and emits nothing.
      *
-     * Requirements:
+     * Requirements, checked in Vana's order:
+     * - the caller owns the DLP, read from the DLP registry's `dlps` (`NotDlpOwner`,
+     *   also for an unknown DLP);
      * - the contract is not paused;
-     * - `instructionId` exists (`ComputeInstructionNotFound`);
-     * - `dlpId` exists (bubbles the DLP registry's `DlpNotFound`);
-     * - the caller owns the DLP (`NotDlpOwner`).
+     * - `instructionId` exists (`ComputeInstructionNotFound`).
      *
      * Emits a {ComputeInstructionUpdated} event when the approval changes.
      */
@@ -65,7 +72,7 @@ interface IComputeInstructionRegistry is IManaged {
      *
      * Requirements:
      * - the caller has `MAINTAINER_ROLE`;
-     * - `newDlpRegistry` is a contract (`InvalidAddress`).
+     * - `newDlpRegistry` is a contract (`InvalidAccount`).
      *
      * Emits a {DlpRegistryUpdated} event.
      */
@@ -96,10 +103,7 @@ interface IComputeInstructionRegistry is IManaged {
      *
      * Emits nothing.
      */
-    function instructions(uint256 instructionId)
-        external
-        view
-        returns (bytes32 hash, address owner, string memory url);
+    function instructions(uint256 instructionId) external view returns (ComputeInstructionInfo memory);
 
     /**
      * @notice How many instructions were added (the highest id).

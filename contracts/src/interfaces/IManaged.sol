@@ -3,18 +3,18 @@ pragma solidity ^0.8.24;
 
 /**
  * @title IManaged
- * @notice What every registry shares: a version string, a maintainer role and
+ * @notice What every registry shares: a version number, a maintainer role and
  * an emergency pause. `DEFAULT_ADMIN_ROLE` (from AccessControl) may upgrade.
  */
 interface IManaged {
     /// @dev An address that must be a deployed contract (or a non-zero admin) was not.
-    error InvalidAddress(address account);
+    error InvalidAccount(address account);
 
     /// @notice The role that may pause, unpause and change linked registries.
     function MAINTAINER_ROLE() external view returns (bytes32);
 
-    /// @notice The implementation's version, e.g. "1.0.0".
-    function version() external pure returns (string memory);
+    /// @notice The implementation's version number (1, 2, ...), as Vana's contracts report it.
+    function version() external pure returns (uint256);
 
     /**
      * @notice Stops every state-changing function until `unpause`.

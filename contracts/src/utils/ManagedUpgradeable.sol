@@ -32,7 +32,7 @@ abstract contract ManagedUpgradeable is
     /// @dev Grants `admin` both roles; call once from the child's `initialize`.
     // solhint-disable-next-line func-name-mixedcase
     function __Managed_init(address admin) internal onlyInitializing {
-        if (admin == address(0)) revert InvalidAddress(admin);
+        if (admin == address(0)) revert InvalidAccount(admin);
         __AccessControl_init();
         __Pausable_init();
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
@@ -51,7 +51,7 @@ abstract contract ManagedUpgradeable is
 
     /// @dev Linked registries must be deployed contracts, so a typo cannot brick lookups.
     function _requireContract(address account) internal view {
-        if (account.code.length == 0) revert InvalidAddress(account);
+        if (account.code.length == 0) revert InvalidAccount(account);
     }
 
     /// @dev Only the admin may upgrade (works while paused, to ship a fix).

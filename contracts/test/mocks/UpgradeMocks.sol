@@ -4,13 +4,13 @@ pragma solidity ^0.8.24;
 import {DLPRegistry} from "../../src/DLPRegistry.sol";
 import {DataRefinerRegistry} from "../../src/DataRefinerRegistry.sol";
 import {ComputeInstructionRegistry} from "../../src/ComputeInstructionRegistry.sol";
-import {QueryPermissions} from "../../src/QueryPermissions.sol";
+import {QueryEngine} from "../../src/QueryEngine.sol";
 
 // V2 implementations for upgrade tests: same storage, a new version and one new function.
 
 contract DLPRegistryV2 is DLPRegistry {
-    function version() external pure override returns (string memory) {
-        return "2.0.0";
+    function version() external pure override returns (uint256) {
+        return 2;
     }
 
     function upgradedMarker() external pure returns (uint256) {
@@ -19,8 +19,8 @@ contract DLPRegistryV2 is DLPRegistry {
 }
 
 contract DataRefinerRegistryV2 is DataRefinerRegistry {
-    function version() external pure override returns (string memory) {
-        return "2.0.0";
+    function version() external pure override returns (uint256) {
+        return 2;
     }
 
     function upgradedMarker() external pure returns (uint256) {
@@ -29,8 +29,8 @@ contract DataRefinerRegistryV2 is DataRefinerRegistry {
 }
 
 contract ComputeInstructionRegistryV2 is ComputeInstructionRegistry {
-    function version() external pure override returns (string memory) {
-        return "2.0.0";
+    function version() external pure override returns (uint256) {
+        return 2;
     }
 
     function upgradedMarker() external pure returns (uint256) {
@@ -38,9 +38,9 @@ contract ComputeInstructionRegistryV2 is ComputeInstructionRegistry {
     }
 }
 
-contract QueryPermissionsV2 is QueryPermissions {
-    function version() external pure override returns (string memory) {
-        return "2.0.0";
+contract QueryEngineV2 is QueryEngine {
+    function version() external pure override returns (uint256) {
+        return 2;
     }
 
     function upgradedMarker() external pure returns (uint256) {

@@ -6,9 +6,12 @@ import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol"
 import {PausableUpgradeable} from "@openzeppelin/contracts-upgradeable/utils/PausableUpgradeable.sol";
 
 import {DLPRegistry} from "../../src/DLPRegistry.sol";
+import {IDLPRegistry} from "../../src/interfaces/IDLPRegistry.sol";
 import {DataRefinerRegistry} from "../../src/DataRefinerRegistry.sol";
 import {ComputeInstructionRegistry} from "../../src/ComputeInstructionRegistry.sol";
-import {QueryPermissions} from "../../src/QueryPermissions.sol";
+import {QueryEngine} from "../../src/QueryEngine.sol";
+import {DataAccessTreasury} from "../../src/DataAccessTreasury.sol";
+import {ComputeEngine} from "../../src/ComputeEngine.sol";
 import {TestBase} from "./TestBase.sol";
 
 /**
@@ -42,9 +45,42 @@ abstract contract Deployments is TestBase {
         return ComputeInstructionRegistry(_proxy(address(new ComputeInstructionRegistry()), init));
     }
 
-    function _deployQueryPermissions(address admin, address refinerRegistry) internal returns (QueryPermissions) {
-        bytes memory init = abi.encodeCall(QueryPermissions.initialize, (admin, refinerRegistry));
-        return QueryPermissions(_proxy(address(new QueryPermissions()), init));
+    function _deployQueryEngine(address admin, address refinerRegistry) internal returns (QueryEngine) {
+        address treasury = address(new DataAccessTreasury());
+        bytes memory init = abi.encodeCall(QueryEngine.initialize, (admin, refinerRegistry, treasury));
+        return QueryEngine(payable(_proxy(address(new QueryEngine()), init)));
+    }
+
+    /// @dev Registers `name` owned by `owner` (also its treasury) with no DLP contract; returns the id.
+    function _registerDlp(DLPRegistry registry, address owner, string memory name) internal returns (uint256) {
+        vm.prank(owner);
+        registry.registerDlp(_registration(owner, name));
+        return registry.dlpsCount();
+    }
+
+    function _registration(address owner, string memory name)
+        internal
+        pure
+        returns (IDLPRegistry.DlpRegistration memory)
+    {
+        return IDLPRegistry.DlpRegistration({
+            dlpAddress: address(0),
+            ownerAddress: owner,
+            treasuryAddress: payable(owner),
+            name: name,
+            iconUrl: "",
+            website: "",
+            metadata: ""
+        });
+    }
+
+    function _deployComputeEngine(address admin, address queryEngine, address instructionRegistry)
+        internal
+        returns (ComputeEngine)
+    {
+        address treasury = address(new DataAccessTreasury());
+        bytes memory init = abi.encodeCall(ComputeEngine.initialize, (admin, queryEngine, instructionRegistry, treasury));
+        return ComputeEngine(_proxy(address(new ComputeEngine()), init));
     }
 
     function _implementationOf(address proxy) internal view returns (address) {
