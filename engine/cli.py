@@ -57,6 +57,7 @@ def one_line_errors(fn: Callable) -> Callable:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="compute-to-data", prog_name="compute-engine", message="%(prog)s %(version)s")
 def cli() -> None:
     """The compute engine: serve the job API, attach refiner data.
 

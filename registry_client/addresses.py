@@ -12,11 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from eth_utils import to_checksum_address
-
 from registry_client.errors import InputError
 
-__all__ = ["parse_address"]
+__all__ = ["checksum_address", "parse_address"]
 
 _HEX_ADDRESS = re.compile(r"^0[xX][0-9a-fA-F]{40}$")
 
@@ -33,10 +31,23 @@ def parse_address(value: Any, what: str | None = "address") -> str:
         raise InputError(f"{what} {problem}: {shown} (expected 0x and 40 hex digits)" if what
                          else f"{shown} {problem} (expected 0x and 40 hex digits)")
     digits = text[2:]
-    checksummed = to_checksum_address("0x" + digits.lower())
+    checksummed = checksum_address(digits)
     if digits not in (digits.lower(), digits.upper()) and "0x" + digits != checksummed:
         raise InputError(
             f"{what + ' ' if what else ''}{text} fails its EIP-55 checksum: a character is probably mistyped "
             "(check the address, or write it all in lowercase to skip the checksum)"
         )
     return checksummed
+
+
+def checksum_address(hex_digits: str) -> str:
+    """EIP-55: each letter is upper case where the keccak of the lowercase hex has a nibble >= 8.
+
+    Written here (one hash) rather than taken from eth_utils, whose import alone
+    costs the CLI a quarter of a second.
+    """
+    from eth_hash.auto import keccak
+
+    lower = hex_digits.lower()
+    nibbles = keccak(lower.encode("ascii")).hex()
+    return "0x" + "".join(c.upper() if int(n, 16) >= 8 else c for c, n in zip(lower, nibbles))

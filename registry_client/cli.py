@@ -19,7 +19,6 @@ from typing import Any
 
 import click
 
-from registry_client import wallet as wallet_mod
 from registry_client.cli_common import (
     ADDRESS,
     ID,
@@ -36,12 +35,7 @@ from registry_client.cli_common import (
 from registry_client.cli_job import job as _job_group
 from registry_client.cli_permission import permission as _permission_group
 from registry_client.cli_schema import schema as _schema_group
-from registry_client.contracts import (
-    parse_sha256,
-    sha256_file,
-)
 from registry_client.errors import InputError, RegistryError, WalletError
-from registry_client.manifest import save_deployment
 
 __all__ = ["CliContext", "CliError", "cli", "load_wallet", "main", "pass_cli", "wallet_options"]  # re-exported for callers
 
@@ -52,6 +46,7 @@ __all__ = ["CliContext", "CliError", "cli", "load_wallet", "main", "pass_cli", "
               show_default=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Deployment manifest JSON (env REGISTRY_DEPLOYMENT).")
 @click.option("--json", "json_output", is_flag=True, help="Print the result as one JSON object.")
+@click.version_option(package_name="compute-to-data", prog_name="registry", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, rpc: str, deployment_path: Path, json_output: bool) -> None:
     """Use the compute-to-data registries: DLPs, refiners, compute instructions, permissions.
@@ -85,6 +80,7 @@ def deploy(obj: CliContext, out: Path | None, force: bool, keystore: str | None,
       registry deploy --out deployment.json --key-env DEPLOYER_KEY
     """
     from registry_client.deploy import deploy as deploy_all
+    from registry_client.manifest import save_deployment
 
     target = out or obj.deployment_path
     if target.exists() and not force:
@@ -302,6 +298,8 @@ def instruction_add(obj: CliContext, image: Path | None, sha256_hex: str | None,
       registry instruction add --image job.tar.gz --url https://example.org/job.tar.gz --key-env BUILDER_KEY
       registry instruction add --sha256 9f86d0...0a08 --url https://example.org/job.tar.gz --keystore builder.json
     """
+    from registry_client.contracts import parse_sha256, sha256_file
+
     if (image is None) == (sha256_hex is None):
         raise click.UsageError("pass exactly one of --image FILE or --sha256 HEX")
     digest = sha256_file(image) if image is not None else parse_sha256(sha256_hex or "").hex()
@@ -432,6 +430,8 @@ def wallet_new(obj: CliContext, out: Path, key_env: str | None) -> None:
     Example:
       registry wallet new --out owner.json --key-env OWNER_KEY
     """
+    from registry_client import wallet as wallet_mod
+
     key = wallet_mod.load_env_key(key_env).key if key_env else None
     password = os.environ.get(wallet_mod.PASSWORD_ENV)
     if password is None:

@@ -17,15 +17,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from registry_client import wallet as wallet_mod
 from registry_client.cli_types import ADDRESS, AMOUNT, ID, NONCE, Url
-from registry_client.contracts import Registries, connect, make_web3
 from registry_client.errors import RegistryError, WalletError
-from registry_client.manifest import Deployment, load_deployment
+
+if TYPE_CHECKING:  # web3 and eth-account are imported by the commands that use them
+    from registry_client.contracts import Registries
+    from registry_client.manifest import Deployment
 
 __all__ = [
     "ADDRESS", "AMOUNT", "ID", "NONCE", "CliContext", "CliError", "RegistryGroup", "Url", "confirm_irreversible",
@@ -64,12 +65,18 @@ class CliContext:
             click.echo(f"{key} at {address}", err=True)
 
     def deployment(self) -> Deployment:
+        from registry_client.manifest import load_deployment
+
         return load_deployment(self.deployment_path)
 
     def web3(self) -> Any:
+        from registry_client.contracts import make_web3
+
         return make_web3(self.rpc)
 
     def connect(self, account: Any | None = None) -> Registries:
+        from registry_client.contracts import connect
+
         return connect(self.rpc, self.deployment(), account, progress=self.progress)
 
     def output(self, obj: dict[str, Any], text: str) -> None:
@@ -86,12 +93,16 @@ def _prompt_password(text: str) -> str:
     try:
         return click.prompt(text, hide_input=True, err=True)
     except click.Abort as exc:
-        raise WalletError(f"no password given ({text.lower()}); set {wallet_mod.PASSWORD_ENV}") from exc
+        from registry_client.wallet import PASSWORD_ENV
+
+        raise WalletError(f"no password given ({text.lower()}); set {PASSWORD_ENV}") from exc
 
 
 def load_wallet(keystore: str | os.PathLike[str] | None, key_env: str | None) -> Any:
     """The account from `--keystore` (prompting if needed) or `--key-env`."""
-    return wallet_mod.load_wallet(keystore, key_env, prompt=_prompt_password)
+    from registry_client import wallet
+
+    return wallet.load_wallet(keystore, key_env, prompt=_prompt_password)
 
 
 def wallet_options(f: F) -> F:

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -29,8 +29,10 @@ from registry_client.cli_common import (
     wallet_options,
 )
 from registry_client.cli_types import Seconds, Uint256
-from registry_client.engine_client import EngineClient
 from registry_client.errors import InputError
+
+if TYPE_CHECKING:  # httpx and eth-account load when a job command runs
+    from registry_client.engine_client import EngineClient
 
 __all__ = ["format_job", "format_step", "job"]
 
@@ -64,6 +66,8 @@ def engine_options(f: F) -> F:
 
 
 def _client(obj: CliContext, engine_url: str, keystore: str | None, key_env: str | None) -> EngineClient:
+    from registry_client.engine_client import EngineClient
+
     account = load_wallet(keystore, key_env)
     deployment = obj.deployment()
     return EngineClient(engine_url, account, deployment.chain_id,
