@@ -51,6 +51,7 @@ abi: $(STAMP)/npm ## compile contracts and refresh the ABIs shipped in registry_
 bench: setup ## run the benchmarks (prints ratios against bare operations)
 	@$(PY) bench/query.py
 	@$(PY) bench/engine.py
+	@$(PY) bench/cli.py
 
 demo: setup ## the whole product end to end on a local chain, then shut down
 	@$(PY) -m demo run

@@ -12,18 +12,22 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.data import DataCatalog
 from engine.errors import EngineError
-from engine.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # pydantic-settings loads when a command runs, not for --help
+    from engine.settings import Settings
 
 __all__ = ["cli", "main"]
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
+    from engine.settings import SettingsError, load_settings
+
     try:
         return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:

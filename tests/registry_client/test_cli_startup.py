@@ -43,3 +43,9 @@ def test_version_names_the_package_version(entry, name):
     exe = ROOT / ".venv" / "bin" / entry
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == f"{name} {version('compute-to-data')}"
+
+
+def test_compute_engine_help_imports_no_settings_web3_or_docker():
+    code = ("from engine.cli import cli\n"
+            "try:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass")
+    assert not _loaded_after(code) & {*HEAVY, "pydantic_settings", "docker", "fastapi"}
