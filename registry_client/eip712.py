@@ -7,8 +7,10 @@ Domain: ``{name: "ComputeEngine", version: "1", chainId, verifyingContract}``
 where ``verifyingContract`` is the ComputeInstructionRegistry proxy.
 
 - ``JobRequest {uint256 instructionId; uint256 refinerId; string query;
-  string params; uint256 nonce; uint256 deadline}`` — ``params`` is JSON text
-  (canonical form: ``canonical_params``); ``deadline`` is unix seconds.
+  string params; uint256 nonce; uint256 deadline; uint256 computeJobId}`` —
+  ``params`` is JSON text (canonical form: ``canonical_params``); ``deadline``
+  is unix seconds; ``computeJobId`` is the signer's on-chain ComputeEngine job
+  that pays the query's price (0: a free job, nothing can be charged).
 - ``EngineRead {string method; string path; uint256 timestamp}`` — proves the
   wallet behind a read or cancel; sent as the ``X-Wallet-*`` headers.
 - ``JobResult {string jobId; address owner; uint256 instructionId; uint256
@@ -80,7 +82,10 @@ _JOB_REQUEST_TYPE = [
     {"name": "params", "type": "string"},
     {"name": "nonce", "type": "uint256"},
     {"name": "deadline", "type": "uint256"},
+    {"name": "computeJobId", "type": "uint256"},
 ]
+# Optional in a submit body (0 when absent), always part of what is signed.
+_OPTIONAL_REQUEST_FIELDS = {"computeJobId": 0}
 _JOB_RESULT_TYPE = [
     {"name": "jobId", "type": "string"},
     {"name": "owner", "type": "address"},
@@ -135,9 +140,10 @@ class JobRequest:
     params_json: str
     nonce: int
     deadline: int
+    compute_job_id: int = 0  # the on-chain ComputeEngine job paying the price; 0 = free
 
     def __post_init__(self) -> None:
-        for name in ("instruction_id", "refiner_id", "nonce", "deadline"):
+        for name in ("instruction_id", "refiner_id", "nonce", "deadline", "compute_job_id"):
             _uint(getattr(self, name), name)
         if not isinstance(self.query, str) or not self.query.strip():
             raise InputError("query must be a non-empty SQL string")
@@ -154,9 +160,10 @@ class JobRequest:
         params: list | dict | None,
         nonce: int,
         deadline: int,
+        compute_job_id: int = 0,
     ) -> JobRequest:
         """Build a request from Python params (canonicalised here)."""
-        return cls(instruction_id, refiner_id, query, canonical_params(params), nonce, deadline)
+        return cls(instruction_id, refiner_id, query, canonical_params(params), nonce, deadline, compute_job_id)
 
     @property
     def params(self) -> list | dict | None:
@@ -171,6 +178,7 @@ class JobRequest:
             "params": self.params_json,
             "nonce": self.nonce,
             "deadline": self.deadline,
+            "computeJobId": self.compute_job_id,
         }
 
     @classmethod
@@ -178,6 +186,7 @@ class JobRequest:
         """Validate a submit body's `request` object; InputError names the bad field."""
         if not isinstance(message, dict):
             raise InputError("request must be a JSON object")
+        message = {**_OPTIONAL_REQUEST_FIELDS, **message}
         missing = [f["name"] for f in _JOB_REQUEST_TYPE if f["name"] not in message]
         if missing:
             raise InputError(f"request is missing field(s): {', '.join(missing)}")
@@ -188,6 +197,7 @@ class JobRequest:
             params_json=message["params"],
             nonce=message["nonce"],
             deadline=message["deadline"],
+            compute_job_id=message["computeJobId"],
         )
 
 

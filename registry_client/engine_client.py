@@ -176,12 +176,17 @@ class EngineClient:
         params: list | dict | None = None,
         nonce: int | None = None,
         deadline: int | None = None,
+        compute_job_id: int = 0,
     ) -> dict[str, Any]:
-        """Sign and submit a job request; returns the job (the same one on a replay)."""
+        """Sign and submit a job request; returns the job (the same one on a replay).
+
+        `compute_job_id`: the signer's on-chain ComputeEngine job that pays a priced query (0: free).
+        """
         req = JobRequest.create(
             instruction_id, refiner_id, query, [] if params is None else params,
             default_nonce() if nonce is None else nonce,
             int(time.time()) + DEFAULT_DEADLINE_S if deadline is None else deadline,
+            compute_job_id,
         )
         return self.submit_request(req)
 

@@ -60,6 +60,8 @@ class JobRequestBody(BaseModel):
                         description="canonical JSON text of the query params: a list, an object or null")
     nonce: Uint256
     deadline: Uint256 = Field(description="unix seconds")
+    computeJobId: Uint256 = Field(0, description="the signer's on-chain ComputeEngine job that pays the "
+                                  "query's price (`registry job submit` creates it); 0 = a free job")
 
 
 class JobCreate(BaseModel):

@@ -34,10 +34,10 @@ REQ = JobRequest.create(1, 2, "SELECT 1", [1, "a"], 7, 1790000000)
 # Signed by `cast wallet sign --data` (Foundry, an independent EIP-712 implementation)
 # over job_request_typed_data(31337, REGISTRY, REQ) with anvil key 0.
 KNOWN_SIGNATURE = (
-    "0x00a3ddabd1d79e9fd834aadf8275c4ecc89d82a29682a1c9a7d8bc2f3e1a09cc"
-    "5d67bf0f2dbc317b1c371edf5e2ec81be2c29587490c7996a4e173ead5dfd7001c"
+    "0x7c7b773f07c8d093717e51199c5c3269923eb1302d938307f4731f60fca93af9"
+    "6a80e1c90c1bde03ef97067f13aae5e708b89bb154f03f3129a0a42bc811a2ca1b"
 )
-KNOWN_DIGEST = "0x48a019556ad9d55c63ea8bb39e8802a2179c88131bcbfd733b45a81005114ea5"
+KNOWN_DIGEST = "0xa4d13775aae8edca60989ba87c55306acfdfa8abcaea4a4d1267ef180aabddc7"
 
 
 def test_public_surface():
@@ -52,6 +52,20 @@ def test_known_vector():
     assert job_request_digest(CHAIN, REGISTRY, REQ) == KNOWN_DIGEST
 
 
+def test_compute_job_id_is_signed_and_defaults_to_free():
+    paid = JobRequest.create(1, 2, "SELECT 1", [1, "a"], 7, 1790000000, compute_job_id=9)
+    assert paid.to_message()["computeJobId"] == 9
+    assert job_request_digest(CHAIN, REGISTRY, paid) != KNOWN_DIGEST
+    # A signature over the free request does not cover the paid one.
+    assert recover_job_signer(CHAIN, REGISTRY, paid, KNOWN_SIGNATURE) != ALICE.address
+    message = REQ.to_message()
+    del message["computeJobId"]
+    assert JobRequest.from_message(message) == REQ  # absent = 0, a free job
+    assert JobRequest.from_message(paid.to_message()) == paid
+    with pytest.raises(InputError, match="compute_job_id"):
+        JobRequest.create(1, 2, "SELECT 1", [], 7, 1790000000, compute_job_id=-1)
+
+
 def _uint(n: int) -> bytes:
     return n.to_bytes(32, "big")
 
@@ -62,9 +76,9 @@ def test_digest_matches_hand_computed_eip712():
     separator = keccak(domain_type + keccak(text="ComputeEngine") + keccak(text="1") + _uint(CHAIN)
                        + bytes(12) + bytes.fromhex(REGISTRY[2:]))
     job_type = keccak(text="JobRequest(uint256 instructionId,uint256 refinerId,string query,string params,"
-                           "uint256 nonce,uint256 deadline)")
+                           "uint256 nonce,uint256 deadline,uint256 computeJobId)")
     struct = keccak(job_type + _uint(1) + _uint(2) + keccak(text="SELECT 1") + keccak(text='[1,"a"]')
-                    + _uint(7) + _uint(1790000000))
+                    + _uint(7) + _uint(1790000000) + _uint(0))
     assert "0x" + keccak(b"\x19\x01" + separator + struct).hex() == KNOWN_DIGEST
 
 
