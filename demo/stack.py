@@ -17,11 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from demo.story import (
+    ENGINE_KEY,
     StoryConfig,
     _free_port,
     _sha256,
     _wait_healthy,
     attach_data,
+    authorize_engine,
     build_job_archive,
     clean_work_dir,
     deploy_contracts,
@@ -82,11 +84,14 @@ def start_stack(work: Path, say: Callable[[str], None]) -> int:
 
     data_dir = work / "engine-data"
     attach_data(cfg, manifest, data_dir, refiner_id, db)
+    authorize_engine(cfg, deployment)
     port = _free_port()
     env = {**os.environ, "ENGINE_RPC_URL": rpc_url, "ENGINE_DEPLOYMENT": str(manifest),
            "ENGINE_DATA_DIR": str(data_dir), "ENGINE_PORT": str(port), "ENGINE_SHARE_LOGS": "true",
            # The archive is served from 127.0.0.1, which the engine refuses by default.
-           "ENGINE_ALLOW_PRIVATE_FETCH": "true"}
+           "ENGINE_ALLOW_PRIVATE_FETCH": "true",
+           # Its key (anvil's public dev key 4) attests results and charges prices.
+           "ENGINE_SIGNING_KEY_ENV": "ENGINE_DEMO_SIGNING_KEY", "ENGINE_DEMO_SIGNING_KEY": ENGINE_KEY}
     engine = _detached([str(Path(sys.executable).with_name("compute-engine")), "serve"],
                        work / "engine.log", env)
     pids["engine"] = engine.pid

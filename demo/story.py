@@ -3,8 +3,10 @@
 One function per chapter, each printing one line of what it does:
 chain -> contracts -> DLP + refiner + sample data -> template image built,
 exported and served over HTTP -> instruction published by the builder and
-approved by the DLP owner -> permissions granted -> engine started -> job
-submitted, followed, downloaded. `make demo` runs it on a fresh anvil chain;
+approved by the DLP owner -> permissions granted -> the engine's wallet
+authorised to charge, the builder's deposit and on-chain job -> engine started
+-> job submitted, charged, followed, downloaded -> the DLP owner claims the
+DLP's share to its treasury. `make demo` runs it on a fresh anvil chain;
 tests/integration/test_demo_story.py runs the same code against the test
 session's chain.
 """
@@ -36,8 +38,9 @@ from registry_client.deploy import deploy
 from registry_client.devchain import ANVIL_DEV_KEYS
 from registry_client.engine_client import EngineClient
 from registry_client.manifest import Deployment, save_deployment
+from registry_client.payments import Payments
 
-__all__ = ["ROOT", "Actors", "StoryConfig", "StoryResult", "run_story"]
+__all__ = ["ENGINE_KEY", "ROOT", "Actors", "StoryConfig", "StoryResult", "authorize_engine", "run_story"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "job_template"
@@ -51,6 +54,10 @@ DEMO_QUERY = (
 DEMO_PARAMS = [300]
 # A query the DLP owner did not grant: it reads users.email.
 DENIED_QUERY = "SELECT email FROM users"
+DEPOSIT_WEI = 10_000  # the builder's ComputeEngine deposit; the demo query costs 1,600
+ENGINE_KEY = ANVIL_DEV_KEYS[4]  # the engine's wallet: attests results and charges prices
+# Where the DLP's earnings land: anvil's dev account 5 (funded, holds nothing else here).
+TREASURY = "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc"
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class StoryResult:
     stats: dict
     denied_job: dict
     timings: dict[str, float]
+    money: dict[str, int] = field(default_factory=dict)  # balances before/after, in wei
 
 
 # ------------------------------------------------------------------ helpers
@@ -147,7 +155,7 @@ def running_engine(cfg: StoryConfig, manifest: Path, data_dir: Path) -> Iterator
         # The engine attests its results; the demo key is anvil's public dev key 4
         # (published with Foundry: never use it for anything real).
         "ENGINE_SIGNING_KEY_ENV": "ENGINE_DEMO_SIGNING_KEY",
-        "ENGINE_DEMO_SIGNING_KEY": ANVIL_DEV_KEYS[4],
+        "ENGINE_DEMO_SIGNING_KEY": ENGINE_KEY,
         # The demo serves its archive from 127.0.0.1, which the engine refuses by default.
         "ENGINE_ALLOW_PRIVATE_FETCH": "true",
         **cfg.engine_env,
@@ -204,7 +212,7 @@ def deploy_contracts(cfg: StoryConfig) -> tuple[Deployment, Path]:
 
 
 def register_data(cfg: StoryConfig, owner: Registries) -> tuple[int, int, Path]:
-    dlp_id = owner.register_dlp("Demo Fitness DLP")
+    dlp_id = owner.register_dlp("Demo Fitness DLP", treasury=TREASURY)
     db = make_sample_db(cfg.work_dir / "refined" / "fitness.db")
     refiner_id = owner.add_refiner(
         dlp_id, "fitness-v1", "https://example.org/schemas/fitness-v1.json", ""
@@ -249,6 +257,35 @@ def grant_permissions(cfg: StoryConfig, owner: Registries, refiner_id: int, gran
             "users.id (100 wei) - not users.name or users.email")
 
 
+def authorize_engine(cfg: StoryConfig, deployment: Deployment) -> None:
+    """The deployer (the QueryEngine's admin) lets the engine's wallet charge jobs."""
+    admin = Payments(connect(cfg.rpc_url, deployment, cfg.actors.deployer))
+    engine_address = Account.from_key(ENGINE_KEY).address
+    admin.authorize_engine(engine_address)
+    cfg.say(f"the engine's wallet {engine_address} may charge jobs (QueryEngine QUERY_ENGINE_ROLE)")
+
+
+def fund_the_job(cfg: StoryConfig, deployment: Deployment, builder: Registries,
+                 instruction_id: int) -> tuple[Payments, int]:
+    """The engine may charge; the builder deposits and opens an on-chain job."""
+    authorize_engine(cfg, deployment)
+    payer = Payments(builder)
+    payer.deposit(DEPOSIT_WEI)
+    compute_job = payer.submit_job(instruction_id, 600)
+    cfg.say(f"builder deposited {DEPOSIT_WEI} wei in the ComputeEngine and opened on-chain job {compute_job} "
+            f"(balance {payer.balance()} wei)")
+    return payer, compute_job
+
+
+def claim_earnings(cfg: StoryConfig, owner: Registries, dlp_id: int) -> tuple[int, int]:
+    """The DLP owner sends the DLP's accrued share to its treasury; (claimed, treasury gain)."""
+    before = owner.w3.eth.get_balance(TREASURY)
+    claimed = Payments(owner).claim(dlp_id)
+    gained = owner.w3.eth.get_balance(TREASURY) - before
+    cfg.say(f"DLP owner claimed {claimed} wei for DLP {dlp_id}: it landed in the DLP's treasury {TREASURY}")
+    return claimed, gained
+
+
 def attach_data(cfg: StoryConfig, manifest: Path, data_dir: Path, refiner_id: int, db: Path) -> None:
     env = {**os.environ, "ENGINE_RPC_URL": cfg.rpc_url, "ENGINE_DEPLOYMENT": str(manifest),
            "ENGINE_DATA_DIR": str(data_dir)}
@@ -258,8 +295,8 @@ def attach_data(cfg: StoryConfig, manifest: Path, data_dir: Path, refiner_id: in
 
 
 def submit_and_follow(cfg: StoryConfig, client: EngineClient, instruction_id: int,
-                      refiner_id: int) -> dict:
-    job = client.submit(instruction_id, refiner_id, DEMO_QUERY, DEMO_PARAMS)
+                      refiner_id: int, compute_job: int) -> dict:
+    job = client.submit(instruction_id, refiner_id, DEMO_QUERY, DEMO_PARAMS, compute_job_id=compute_job)
     cfg.say(f"builder submitted job {job['id']} (signed EIP-712 request)")
 
     def on_change(current: dict, step: dict) -> None:
@@ -269,8 +306,9 @@ def submit_and_follow(cfg: StoryConfig, client: EngineClient, instruction_id: in
     if job["status"] != "SUCCEEDED":
         raise RuntimeError(f"the demo job ended {job['status']}: {job.get('failure')}")
     report = job.get("access_report") or {}
+    paid = "charged to on-chain job " + str(compute_job) if (job.get("payment") or {}).get("charged") else "not charged"
     cfg.say(f"job SUCCEEDED at block {job['block_number']}: {report.get('row_count')} rows, "
-            f"price {job['price_wei']} wei, exit code {job['exit_code']}")
+            f"price {job['price_wei']} wei ({paid}), exit code {job['exit_code']}")
     attestation = job.get("attestation")
     if attestation:
         signer = client.verify_attestation(job, client.artifacts(job["id"]))
@@ -278,12 +316,13 @@ def submit_and_follow(cfg: StoryConfig, client: EngineClient, instruction_id: in
     return job
 
 
-def denied_job(cfg: StoryConfig, client: EngineClient, instruction_id: int, refiner_id: int) -> dict:
-    job = client.submit(instruction_id, refiner_id, DENIED_QUERY, None)
+def denied_job(cfg: StoryConfig, client: EngineClient, instruction_id: int, refiner_id: int,
+               compute_job: int) -> dict:
+    job = client.submit(instruction_id, refiner_id, DENIED_QUERY, None, compute_job_id=compute_job)
     job = client.wait(job["id"], timeout_s=cfg.job_timeout_s)
     failure = job.get("failure") or {}
     cfg.say(f"a job reading users.email ends {job['status']} {failure.get('code')}: "
-            f"{failure.get('message')}")
+            f"{failure.get('message')} (never charged)")
     return job
 
 
@@ -310,22 +349,31 @@ def run_story(cfg: StoryConfig) -> StoryResult:
         instruction_id = publish_and_approve(cfg, builder, owner, archive_url, sha256, dlp_id)
         grant_permissions(cfg, owner, refiner_id, cfg.actors.builder.address)
         attach_data(cfg, manifest, data_dir, refiner_id, db)
+        payer, compute_job = fund_the_job(cfg, deployment, builder, instruction_id)
+        money = {"deposit_before": payer.balance(), "dlp_before": payer.dlp_earnings(dlp_id)}
         with running_engine(cfg, manifest, data_dir) as engine_url:
             cfg.say(f"engine up at {engine_url} (OpenAPI at {engine_url}/docs)")
             client = EngineClient(engine_url, cfg.actors.builder, deployment.chain_id,
                                   deployment.address("compute_instruction_registry"))
             t2 = time.monotonic()
-            job = submit_and_follow(cfg, client, instruction_id, refiner_id)
+            job = submit_and_follow(cfg, client, instruction_id, refiner_id, compute_job)
             timings["job"] = time.monotonic() - t2
             out_dir = cfg.work_dir / "downloads" / job["id"]
             downloaded = client.download(job["id"], out_dir)
             cfg.say(f"downloaded {len(downloaded)} artifacts to {out_dir}: "
                     + ", ".join(p.name for p in downloaded))
-            refused = denied_job(cfg, client, instruction_id, refiner_id)
+            money.update(deposit_after_job=payer.balance(), dlp_after_job=payer.dlp_earnings(dlp_id))
+            cfg.say(f"the money moved: builder's deposit {money['deposit_before']} -> "
+                    f"{money['deposit_after_job']} wei, DLP {dlp_id}'s earnings {money['dlp_before']} -> "
+                    f"{money['dlp_after_job']} wei (its {payer.dlp_share_percent():g}% share)")
+            refused = denied_job(cfg, client, instruction_id, refiner_id, compute_job)
+            money["deposit_after_denied"] = payer.balance()
+    money["claimed"], money["treasury_gain"] = claim_earnings(cfg, owner, dlp_id)
+    money["dlp_after_claim"] = payer.dlp_earnings(dlp_id)
     stats = json.loads((out_dir / "stats.json").read_text())
     timings["total"] = time.monotonic() - t0
     return StoryResult(deployment, dlp_id, refiner_id, instruction_id, job, downloaded, stats,
-                       refused, timings)
+                       refused, timings, money)
 
 
 def clean_work_dir(work_dir: Path) -> None:

@@ -12,6 +12,8 @@ Hierarchy::
         ├── ImageFailure        IMAGE_INVALID, IMAGE_TOO_LARGE (what the archive unpacks to)
         ├── QueryFailure        QUERY_INVALID, PERMISSION_DENIED, ROW_LIMIT, QUERY_TIMEOUT, RESULT_TOO_LARGE,
         │                       QUERY_OUT_OF_MEMORY
+        ├── PaymentFailure      INSUFFICIENT_BALANCE, PAYMENT_REQUIRED, COMPUTE_JOB_NOT_FOUND,
+        │                       COMPUTE_JOB_NOT_OWNED, COMPUTE_JOB_INVALID, COMPUTE_JOB_USED, PAYMENT_UNAVAILABLE
         ├── RunFailure          TIMEOUT, OUT_OF_MEMORY, EXIT_NONZERO, OUTPUT_TOO_LARGE, CANCELLED,
         │                       DOCKER_UNAVAILABLE
         └── StorageFull         STORAGE_FULL: the engine's own disk is full (a job fails; the API answers 503)
@@ -31,6 +33,7 @@ __all__ = [
     "ImageFailure",
     "JobFailure",
     "NotFoundError",
+    "PaymentFailure",
     "QueryFailure",
     "RequestError",
     "RunFailure",
@@ -55,6 +58,13 @@ FAILURE_CODES: dict[str, str] = {
     "RESULT_TOO_LARGE": "the query result (or one value in it) is over the size cap",
     "QUERY_OUT_OF_MEMORY": "the query needed more memory than the engine allows one query",
     "STORAGE_FULL": "the engine's disk is full (the operator must free space); not the job's fault",
+    "PAYMENT_REQUIRED": "the query has a price but the request names no on-chain compute job",
+    "COMPUTE_JOB_NOT_FOUND": "the request's on-chain compute job does not exist",
+    "COMPUTE_JOB_NOT_OWNED": "the request's on-chain compute job is owned by another wallet than the signer",
+    "COMPUTE_JOB_INVALID": "the on-chain compute job has ended or is for another instruction",
+    "COMPUTE_JOB_USED": "the on-chain compute job already paid for another run",
+    "INSUFFICIENT_BALANCE": "the job owner's ComputeEngine deposit is smaller than the price; nothing was charged",
+    "PAYMENT_UNAVAILABLE": "the engine cannot charge this job (no signing key or role, or mixed price tokens)",
     "TIMEOUT": "the container ran past its wall-clock limit",
     "OUT_OF_MEMORY": "the container was killed for exceeding its memory limit",
     "EXIT_NONZERO": "the container exited with a non-zero code",
@@ -127,6 +137,12 @@ class ImageFailure(JobFailure):
 
 class QueryFailure(JobFailure):
     code = "QUERY_INVALID"
+
+
+class PaymentFailure(JobFailure):
+    """The job's price cannot be charged (engine/payment.py); nothing was charged."""
+
+    code = "INSUFFICIENT_BALANCE"
 
 
 class RunFailure(JobFailure):

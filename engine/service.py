@@ -4,7 +4,7 @@ This is the one place that changes job state (through ``JobStore.transition``,
 which checks the expected current status). One job reads top to bottom in
 ``JobService._story``::
 
-    verify -> fetch -> load -> query -> re-check approval -> run -> collect -> SUCCEEDED
+    verify -> fetch -> load -> query -> re-check approval -> charge -> run -> collect -> SUCCEEDED
 
 Each step is a short method that moves the job to its status, does one thing
 through one seam (chain, image cache, loader, query, runner, artifacts) and
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from engine.chain import ChainCheck, ChainVerifier
     from engine.fetch import ImageCache, VerifiedArchive
     from engine.images import ImageLoader
+    from engine.payment import Charger
     from engine.runner import DockerRunner
     from registry_client.eip712 import JobRequest
 
@@ -89,6 +90,7 @@ class _JobContext:
     data_path: Path | None = None
     archive: VerifiedArchive | None = None
     image_id: str | None = None
+    max_timeout_s: float | None = None  # the on-chain compute job's limit, if any
 
     @property
     def input_db(self) -> Path:
@@ -120,6 +122,7 @@ class JobService:
         query_runner: Callable[..., Any] | None = None,
         domain: tuple[int, str] | None = None,
         signer: Any | None = None,
+        charger: Charger | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -135,6 +138,7 @@ class JobService:
         if signer is not None and domain is None:
             raise ValueError("attesting results needs the EIP-712 domain (chain id, instruction registry)")
         self.signer = signer  # eth_account LocalAccount signing JobResult attestations, or None
+        self.charger = charger  # charges priced queries (engine.payment); None: they run free
         self.data_dir = Path(settings.data_dir)
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._submit_lock = threading.Lock()
@@ -172,6 +176,7 @@ class JobService:
             "query": request.query,
             "params": params,
             "deadline": request.deadline,
+            "compute_job_id": request.compute_job_id,
         }
         with self._submit_lock:
             full = self._queue.qsize() >= self.settings.queue_size
@@ -415,6 +420,7 @@ class JobService:
         self._load(ctx)
         self._query(ctx)
         self._recheck_approval(ctx)
+        self._charge(ctx)
         self._run(ctx)
         self._collect(ctx)
 
@@ -496,6 +502,18 @@ class JobService:
                 code="NOT_APPROVED",
             )
 
+    def _charge(self, ctx: _JobContext) -> None:
+        # After the access report (the price) and the approval re-check: a refused or
+        # revoked job never pays; before the container: nothing runs unpaid.
+        if self.charger is None:
+            return
+        from engine.payment import charge_job
+
+        assert ctx.check is not None
+        charge = charge_job(self.charger, self.store, ctx.job, ctx.check.dlp_id, ctx.record, cancel=ctx.cancel)
+        ctx.record["payment"] = charge.record()
+        ctx.max_timeout_s = charge.max_timeout_s
+
     def _run(self, ctx: _JobContext) -> None:
         from engine.runner import RunSpec, classify
 
@@ -509,7 +527,7 @@ class JobService:
             input_db=ctx.input_db,
             output_dir=ctx.output_dir,
             refiner_id=ctx.job.refiner_id,
-            limits=s.run_limits(),
+            limits=s.run_limits(ctx.max_timeout_s),
             output_watch=output.over_cap,  # ends the job the moment the output is full
         )
         result = self.runner.run(spec, cancel=ctx.cancel)
@@ -519,11 +537,12 @@ class JobService:
         if code == "CANCELLED" or ctx.cancel.is_set():
             raise _Stop()
         if code is not None:
-            raise RunFailure(result.output_over or self._run_message(code, result.exit_code), code=code)
+            raise RunFailure(result.output_over or self._run_message(code, result.exit_code, spec.limits.timeout_s),
+                             code=code)
 
-    def _run_message(self, code: str, exit_code: int | None) -> str:
+    def _run_message(self, code: str, exit_code: int | None, timeout_s: float) -> str:
         if code == "TIMEOUT":
-            return f"the container ran past its {self.settings.run_timeout_s:g} s limit"
+            return f"the container ran past its {timeout_s:g} s limit"
         if code == "OUT_OF_MEMORY":
             return f"the container exceeded its {self.settings.run_memory_bytes} byte memory limit"
         if code == "EXIT_NONZERO":

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     allow_file_urls: bool = Field(False, description="accept file:// instruction URLs")
     share_logs: bool = Field(False, description="keep container logs for the job owner")
     signing_key_env: str | None = Field(None, description="NAME of the env var holding the key")
+    charge_prices: bool = Field(
+        True, description="charge a priced query to the signer's on-chain compute job (needs the key, "
+        "holding QUERY_ENGINE_ROLE); false: priced queries run free (a private engine, tests)")
 
     # --- queue -----------------------------------------------------------------
     max_concurrent_jobs: int = Field(2, gt=0, le=64)
@@ -170,7 +173,8 @@ class Settings(BaseSettings):
         raw = os.environ.get(self.signing_key_env)
         return SecretStr(raw) if raw else None
 
-    def run_limits(self) -> RunLimits:
+    def run_limits(self, max_timeout_s: float | None = None) -> RunLimits:
+        """The container limits; `max_timeout_s` (the on-chain job's) may only lower the timeout."""
         from engine.runner import RunLimits
 
         return RunLimits(
@@ -178,7 +182,7 @@ class Settings(BaseSettings):
             memory_bytes=self.run_memory_bytes,
             pids=self.run_pids,
             tmpfs_bytes=self.run_tmpfs_bytes,
-            timeout_s=self.run_timeout_s,
+            timeout_s=self.run_timeout_s if max_timeout_s is None else min(self.run_timeout_s, max_timeout_s),
             log_bytes=self.run_log_bytes,
             user=self.run_user,
         )

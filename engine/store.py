@@ -92,6 +92,7 @@ _RECORDABLE = frozenset(
         "artifacts_expire_at",
         "attestation",
         "skipped_outputs",
+        "payment",
     }
 )
 
@@ -123,6 +124,8 @@ _JOBS_SCHEMA = {
     "artifacts_expired": int,
     "attestation": str,
     "skipped_outputs": str,
+    "compute_job_id": str,  # uint256 as text; "0" = a free job
+    "payment": str,
 }
 
 
@@ -174,6 +177,8 @@ class Job:
     artifacts_expired: bool = False
     attestation: dict | None = None  # {"signer", "signature", "artifacts_digest", "finished_at"}
     skipped_outputs: dict | None = None  # {"count", "entries": [{"name", "reason"}]}
+    compute_job_id: int = 0  # the signer's on-chain ComputeEngine job paying the price; 0 = free
+    payment: dict | None = None  # engine.payment.Charge.record(): what was charged, if anything
 
     @property
     def finished(self) -> bool:
@@ -218,6 +223,8 @@ def _row_to_job(row: dict[str, Any]) -> Job:
         artifacts_expired=bool(row["artifacts_expired"]),
         attestation=opt_json(row.get("attestation")),
         skipped_outputs=opt_json(row.get("skipped_outputs")),
+        compute_job_id=int(row.get("compute_job_id") or 0),
+        payment=opt_json(row.get("payment")),
     )
 
 
@@ -226,7 +233,7 @@ def _encode_field(name: str, value: Any) -> Any:
         raise ValueError(f"{name!r} cannot be set by a transition")
     if value is None:
         return None
-    if name in ("access_report", "attestation", "skipped_outputs"):
+    if name in ("access_report", "attestation", "skipped_outputs", "payment"):
         return json.dumps(value, sort_keys=True)
     if name == "price_wei":
         return str(int(value))
@@ -288,9 +295,10 @@ class JobStore:
                         defaults={"artifacts_expired": 0})
             jobs.create_index(["owner", "nonce"], unique=True)
             jobs.create_index(["status"])
+            jobs.create_index(["compute_job_id"])
         else:
             # A jobs.db written before these columns existed: old jobs keep them null.
-            for column in ("attestation", "skipped_outputs"):
+            for column in ("attestation", "skipped_outputs", "compute_job_id", "payment"):
                 if column not in jobs.columns_dict:
                     jobs.add_column(column, str)
         arts = self._db["artifacts"]
@@ -318,6 +326,12 @@ class JobStore:
         """The job an owner created with `nonce`, if any."""
         with self._lock:
             return self._one("owner = ? AND nonce = ?", [to_checksum_address(owner), str(nonce)])
+
+    def by_compute_job(self, compute_job_id: int) -> list[Job]:
+        """The jobs that named this on-chain compute job (a payment buys one successful run)."""
+        with self._lock:
+            rows = self._db["jobs"].rows_where("compute_job_id = ?", [str(compute_job_id)], order_by="created_at")
+            return [_row_to_job(r) for r in rows]
 
     def list_by_owner(self, owner: str) -> list[Job]:
         with self._lock:
@@ -356,6 +370,7 @@ class JobStore:
         query: str,
         params: list | dict | None,
         deadline: int,
+        compute_job_id: int = 0,
         now: float | None = None,
     ) -> tuple[Job, bool]:
         """A new PENDING job, or the existing one for (owner, nonce) with the same digest.
@@ -387,6 +402,7 @@ class JobStore:
                     "query": query,
                     "params": json.dumps(params),
                     "deadline": deadline,
+                    "compute_job_id": str(compute_job_id),
                     "status": PENDING,
                     "created_at": now,
                     "updated_at": now,

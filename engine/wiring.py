@@ -135,10 +135,11 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
         raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
 
     store = JobStore(settings.store_path)
+    retry = RetryPolicy(window_s=settings.chain_retry_window_s)
     return JobService(
         settings,
         store,
-        ChainVerifier(registries, retry=RetryPolicy(window_s=settings.chain_retry_window_s)),
+        ChainVerifier(registries, retry=retry),
         ImageCache(
             data_dir / "images",
             max_bytes=settings.image_max_bytes,
@@ -160,4 +161,18 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
                 "output_fs": lambda: output_fs_ready(settings.run_output_fs)},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),
         signer=signer,
+        charger=_charger(settings, registries, signer, retry),
     )
+
+
+def _charger(settings: Settings, registries: Any, signer: Any | None, retry: Any) -> Any | None:
+    """The engine's payment wallet is its signing key (it must hold QUERY_ENGINE_ROLE)."""
+    if not settings.charge_prices:
+        return None
+    from engine.payment import Charger
+    from registry_client.contracts import Registries
+    from registry_client.payments import Payments
+
+    if signer is None:
+        return Charger(None, retry=retry)  # priced jobs fail PAYMENT_UNAVAILABLE
+    return Charger(Payments(Registries(registries.w3, registries.deployment, signer)), retry=retry)

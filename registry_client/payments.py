@@ -96,6 +96,28 @@ class Payments:
         """What `job_id` paid for `dlp_id` (0 = not charged): check before charging."""
         return int(self.reg._call(self.compute.functions.paymentInfo(job_id, dlp_id, self._token(token)), block))
 
+    def request_payment(self, job_id: int, refiner_id: int, amount: int, token: str | None = None) -> None:
+        """Charge `amount` from `job_id`'s owner for `refiner_id` (the signer holds QUERY_ENGINE_ROLE)."""
+        amount, addr = self._amount(amount), self._token(token)
+        q = self.query.functions
+        fn = (q.requestPaymentInVana(amount, job_id, refiner_id) if addr == ZERO_ADDRESS
+              else q.requestPaymentInToken(addr, amount, job_id, refiner_id))
+        self.reg._transact(fn, {"job_id": job_id, "refiner_id": refiner_id})
+
+    def authorize_engine(self, engine: str) -> None:
+        """Let `engine`'s wallet charge jobs (QueryEngine QUERY_ENGINE_ROLE); the admin signs."""
+        who = parse_address(engine, "engine")
+        role = self.reg._call(self.query.functions.QUERY_ENGINE_ROLE())
+        self.reg._transact(self.query.functions.grantRole(role, who), {"engine": who})
+
+    def is_engine_authorized(self, engine: str, block: int | str = "latest") -> bool:
+        role = self.reg._call(self.query.functions.QUERY_ENGINE_ROLE(), block)
+        return bool(self.reg._call(self.query.functions.hasRole(role, parse_address(engine, "engine")), block))
+
+    def dlp_share_percent(self, block: int | str = "latest") -> float:
+        """The DLPs' share of every payment, in percent (Vana's `dlpPaymentPercentage`, 100e18 = 100%)."""
+        return int(self.reg._call(self.query.functions.dlpPaymentPercentage(), block)) / 10**18
+
     def dlp_earnings(self, dlp_id: int, token: str | None = None, block: int | str = "latest") -> int:
         """The DLP's accrued, unclaimed share."""
         return int(self.reg._call(self.query.functions.balanceOf(dlp_id, self._token(token)), block))

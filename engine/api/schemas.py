@@ -109,6 +109,16 @@ class SkippedOutputsPublic(BaseModel):
     entries: list[SkippedOutputPublic]
 
 
+class PaymentPublic(BaseModel):
+    """The charge of a priced job (engine/payment.py), once decided."""
+
+    compute_job_id: str
+    amount: str = Field(description="the price, in the token's smallest unit")
+    token: str | None = Field(description="the ERC-20 paid in; null = the native token")
+    charged: bool = Field(description="true: this run requested the payment now")
+    decision: str = Field(description="charge | prepaid (an earlier failed run of yours paid) | free")
+
+
 class JobPublic(BaseModel):
     """A job as its owner sees it."""
 
@@ -125,6 +135,9 @@ class JobPublic(BaseModel):
     image_id: str | None = None
     access_report: dict[str, Any] | None = None
     price_wei: str | None = None
+    compute_job_id: str = Field("0", description="the on-chain ComputeEngine job paying the price; 0 = free")
+    payment: PaymentPublic | None = Field(
+        default=None, description="what the engine charged before the run; null: not charged (yet)")
     exit_code: int | None = None
     failure: FailurePublic | None = None
     created_at: float
@@ -159,6 +172,8 @@ class JobPublic(BaseModel):
             image_id=job.image_id,
             access_report=report,
             price_wei=_price_str(job.price_wei),
+            compute_job_id=str(getattr(job, "compute_job_id", 0)),
+            payment=getattr(job, "payment", None),
             exit_code=job.exit_code,
             failure=failure,
             created_at=job.created_at,

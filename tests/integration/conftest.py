@@ -14,11 +14,13 @@
   later test modules never see this state.
 - ``engine`` (module): the real engine in-process (``create_app(settings)``
   under uvicorn in a thread) with small limits, and signed ``EngineClient``s
-  for the builder and a stranger.
+  for the builder and a stranger; ``running_engine(world, data_dir, **settings)``
+  starts one with other settings (test_engine_payments.py: one that charges).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import os
@@ -289,30 +291,30 @@ def _serve_in_thread(app: Any) -> tuple[Any, threading.Thread, str, socket.socke
     return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}", sock
 
 
-@pytest.fixture(scope="module")
-def engine(world: World, docker_client, tmp_path_factory) -> Iterator[Engine]:
+@contextlib.contextmanager
+def running_engine(world: World, data_dir: Path, **overrides: Any) -> Iterator[Engine]:
     """The real engine (real service, chain, Docker, SQLite store) in this process."""
     from engine.api.app import create_app
     from engine.data import DataCatalog
     from engine.settings import Settings
 
-    data_dir = tmp_path_factory.mktemp("engine-data")
-    # The engine attests results with anvil dev key 4 (public; tests only), read from
-    # the env var the setting names, as an operator would configure it.
+    # The engine attests results (and charges prices) with anvil dev key 4 (public; tests
+    # only, the stranger's), read from the env var the setting names, as an operator would.
     previous_key = os.environ.get(ENGINE_KEY_ENV)
     os.environ[ENGINE_KEY_ENV] = ANVIL_KEYS[4]
-    settings = Settings(
-        rpc_url=world.rpc_url,
-        signing_key_env=ENGINE_KEY_ENV,
-        deployment=world.manifest,
-        data_dir=data_dir,
-        run_timeout_s=RUN_TIMEOUT_S,
-        run_memory_bytes=RUN_MEMORY_BYTES,
-        output_max_bytes=OUTPUT_MAX_BYTES,
-        max_concurrent_jobs=2,
-        fetch_timeout_s=30.0,
-        allow_private_fetch=True,  # the test archive server is on 127.0.0.1
-    )
+    settings = Settings(**{
+        "rpc_url": world.rpc_url,
+        "signing_key_env": ENGINE_KEY_ENV,
+        "deployment": world.manifest,
+        "data_dir": data_dir,
+        "run_timeout_s": RUN_TIMEOUT_S,
+        "run_memory_bytes": RUN_MEMORY_BYTES,
+        "output_max_bytes": OUTPUT_MAX_BYTES,
+        "max_concurrent_jobs": 2,
+        "fetch_timeout_s": 30.0,
+        "allow_private_fetch": True,  # the test archive server is on 127.0.0.1
+        **overrides,
+    })
     DataCatalog(data_dir).add(world.refiner_id, world.data_db)
     server, thread, url, sock = _serve_in_thread(create_app(settings))
     builder, stranger = world.client(url, "builder"), world.client(url, "stranger")
@@ -328,6 +330,14 @@ def engine(world: World, docker_client, tmp_path_factory) -> Iterator[Engine]:
             os.environ.pop(ENGINE_KEY_ENV, None)
         else:
             os.environ[ENGINE_KEY_ENV] = previous_key
+
+
+@pytest.fixture(scope="module")
+def engine(world: World, docker_client, tmp_path_factory) -> Iterator[Engine]:
+    """The shared engine. Its priced queries run free (`charge_prices=False`): these modules
+    test other guarantees; test_engine_payments.py runs an engine that charges."""
+    with running_engine(world, tmp_path_factory.mktemp("engine-data"), charge_prices=False) as running:
+        yield running
 
 
 # ---------------------------------------------------------------- helpers

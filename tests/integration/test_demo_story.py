@@ -92,3 +92,15 @@ def test_story_prints_one_line_per_chapter(story):
     from registry_client.devchain import ANVIL_DEV_KEYS
 
     assert f"attested by {Account.from_key(ANVIL_DEV_KEYS[4]).address}" in text
+
+
+def test_the_job_is_paid_on_chain_and_the_dlp_owner_claims_it(story):
+    result, lines = story
+    money, price = result.money, int(result.job["price_wei"])
+    assert result.job["payment"]["charged"] is True and result.job["payment"]["amount"] == str(price)
+    assert money["deposit_after_job"] == money["deposit_before"] - price  # the builder paid the price
+    assert money["dlp_after_job"] == money["dlp_before"] + price * 80 // 100  # the DLP's 80% share
+    assert money["deposit_after_denied"] == money["deposit_after_job"]  # a refused query is never charged
+    assert money["claimed"] == money["dlp_after_job"] == money["treasury_gain"]  # landed in the treasury
+    assert money["dlp_after_claim"] == 0
+    assert any("the money moved" in line for line in lines)

@@ -46,6 +46,7 @@ def _env(world, data_dir: Path, port: int) -> dict[str, str]:
         "ENGINE_RUN_TIMEOUT_S": "60",
         "ENGINE_RUN_MEMORY_BYTES": str(32 * 1024 * 1024),
         "ENGINE_ALLOW_PRIVATE_FETCH": "true",  # the test archive server is on 127.0.0.1
+        "ENGINE_CHARGE_PRICES": "false",  # restarts are tested here; test_engine_payments.py charges
     }
 
 
