@@ -118,9 +118,12 @@ The stack is up. anvil's dev keys are PUBLIC test keys: never use them on a real
 
   registry instruction show {instruction_id} --dlp {dlp_id}
   registry permission list --refiner {refiner_id}
+  registry deposit 10000 --key-env BUILDER_KEY   # priced queries are charged from it
   registry job submit --key-env BUILDER_KEY --instruction {instruction_id} --refiner {refiner_id} \\
       --query "SELECT u.locale, a.kind, a.duration_s FROM activities a JOIN users u ON u.id = a.user_id" --wait
   registry job download JOB_ID --key-env BUILDER_KEY --out ./out
+  registry balance --key-env BUILDER_KEY; registry dlp earnings {dlp_id}
+  registry dlp claim {dlp_id} --key-env OWNER_KEY
 
 Stop it with: make down
 """)

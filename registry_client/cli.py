@@ -7,7 +7,8 @@ to stdout (with `--json`: exactly one JSON object).
 
 Shared pieces (`CliContext` in `ctx.obj`, `wallet_options`, `load_wallet`,
 error rendering) live in cli_common.py; the `permission`, `schema` and `job` groups in
-cli_permission.py, cli_schema.py and cli_job.py.
+cli_permission.py, cli_schema.py and cli_job.py; deposits, DLP earnings and
+`engine authorize` in cli_money.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import click
 
+from registry_client import cli_money as _money
 from registry_client.cli_common import (
     ADDRESS,
     ID,
@@ -98,7 +100,7 @@ def deploy(obj: CliContext, out: Path | None, force: bool, keystore: str | None,
 
 @cli.group()
 def dlp() -> None:
-    """Register DLPs, show them, transfer their ownership.
+    """Register DLPs, show them, transfer their ownership, read and claim their earnings.
 
     \b
     Example:
@@ -465,6 +467,10 @@ def main(argv: list[str] | None = None) -> None:
 cli.add_command(_permission_group)
 cli.add_command(_schema_group)
 cli.add_command(_job_group)
+for _command in (_money.deposit, _money.withdraw, _money.balance, _money.engine):
+    cli.add_command(_command)
+dlp.add_command(_money.dlp_earnings)
+dlp.add_command(_money.dlp_claim)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,7 +28,8 @@ from registry_client.cli_common import (
     pass_cli,
     wallet_options,
 )
-from registry_client.cli_types import Seconds, Uint256
+from registry_client.cli_money import MAX_TIMEOUT, open_compute_job
+from registry_client.cli_types import COMPUTE_JOB, Seconds, Uint256
 from registry_client.errors import InputError
 
 if TYPE_CHECKING:  # httpx and eth-account load when a job command runs
@@ -65,10 +66,11 @@ def engine_options(f: F) -> F:
     )(f)
 
 
-def _client(obj: CliContext, engine_url: str, keystore: str | None, key_env: str | None) -> EngineClient:
+def _client(obj: CliContext, engine_url: str, keystore: str | None, key_env: str | None,
+            account: Any | None = None) -> EngineClient:
     from registry_client.engine_client import EngineClient
 
-    account = load_wallet(keystore, key_env)
+    account = account or load_wallet(keystore, key_env)
     deployment = obj.deployment()
     return EngineClient(engine_url, account, deployment.chain_id,
                         deployment.address("compute_instruction_registry"))
@@ -88,11 +90,20 @@ def _step_detail(status: str, job: dict[str, Any]) -> str:
         "FETCHING": f"sha256 {_short(job.get('image_sha256'))}" if job.get("image_sha256") else "",
         "LOADING": f"image {_short(job.get('image_id'))}" if job.get("image_id") else "",
         "QUERYING": f"{report['row_count']} rows" if "row_count" in report else "",
-        "RUNNING": f"price {job['price_wei']} wei" if job.get("price_wei") is not None else "",
+        "RUNNING": _price_detail(job),
         "COLLECTING": f"exit {job['exit_code']}" if job.get("exit_code") is not None else "",
         "FAILED": f"{(job.get('failure') or {}).get('code', '')}: {(job.get('failure') or {}).get('message', '')}",
     }
     return details.get(status, "")
+
+
+def _price_detail(job: dict[str, Any]) -> str:
+    if job.get("price_wei") is None:
+        return ""
+    payment = job.get("payment") or {}
+    paid = {"charge": f", charged to compute job {payment.get('compute_job_id')}",
+            "prepaid": f", already paid by compute job {payment.get('compute_job_id')}"}.get(payment.get("decision"), "")
+    return f"price {job['price_wei']} wei{paid}"
 
 
 def format_step(job: dict[str, Any], step: dict[str, Any]) -> str:
@@ -155,14 +166,21 @@ def _parse_params(text: str | None) -> list | dict | None:
 @click.option("--deadline", "deadline_s", type=Uint256(minimum=1, maximum=10 * 365 * 24 * 3600), default=600,
               show_default=True,
               help="Seconds the signed request stays valid.")
+@click.option("--compute-job", "compute_job", metavar="ID|auto|none", type=COMPUTE_JOB, default="auto",
+              show_default=True, help="Your on-chain ComputeEngine job paying the price: an id; auto = open one "
+              "when your permissions on the refiner are priced; none = a free job.")
+@click.option("--max-timeout", "max_timeout_s", type=MAX_TIMEOUT, default=600, show_default=True,
+              help="Seconds the container may run, for an on-chain job opened here (the engine's own cap wins).")
 @click.option("--wait", "wait_", is_flag=True, help="Follow the job until it ends, printing each step.")
 @_wait_options
 @engine_options
 @pass_cli
 def submit(obj: CliContext, instruction_id: int, refiner_id: int, query: str, params_text: str | None,
-           nonce: int | None, deadline_s: int, wait_: bool, timeout_s: float, poll_s: float,
-           engine_url: str, keystore: str | None, key_env: str | None) -> None:
-    """Sign and submit a job; prints its id.
+           nonce: int | None, deadline_s: int, compute_job: int | None, max_timeout_s: int, wait_: bool,
+           timeout_s: float, poll_s: float, engine_url: str, keystore: str | None, key_env: str | None) -> None:
+    """Sign and submit a job; prints its id. A priced query is charged to an on-chain job of yours.
+
+    First `registry deposit AMOUNT`; the engine charges the price from it before the run.
 
     \b
     Example:
@@ -170,9 +188,12 @@ def submit(obj: CliContext, instruction_id: int, refiner_id: int, query: str, pa
           --query "SELECT locale, count(*) AS n FROM users WHERE age > ? GROUP BY locale" --params '[30]'
     """
     params = _parse_params(params_text)
-    with _client(obj, engine_url, keystore, key_env) as client:
+    account = load_wallet(keystore, key_env)
+    if compute_job is None:
+        compute_job = open_compute_job(obj, account, instruction_id, refiner_id, max_timeout_s)
+    with _client(obj, engine_url, keystore, key_env, account) as client:
         created = client.submit(instruction_id, refiner_id, query, params, nonce=nonce,
-                                deadline=int(time.time()) + deadline_s)
+                                deadline=int(time.time()) + deadline_s, compute_job_id=compute_job)
         if not wait_:
             obj.output(created, created["id"])
             return

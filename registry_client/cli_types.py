@@ -10,6 +10,7 @@ exception text later:
 - AMOUNT    a uint256 >= 0 (prices in wei), NONCE likewise
 - Url(...)  a URL with an allowed scheme, a host where the scheme needs one, a valid port
 - Seconds   a finite number of seconds in a range
+- COMPUTE_JOB  `auto` (None), `none` (0) or an on-chain compute job id
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import click
 from registry_client.addresses import parse_address
 from registry_client.errors import InputError
 
-__all__ = ["ADDRESS", "AMOUNT", "ID", "NONCE", "UINT256_MAX", "BadValue", "Seconds", "Uint256", "Url"]
+__all__ = ["ADDRESS", "AMOUNT", "COMPUTE_JOB", "ID", "NONCE", "UINT256_MAX", "BadValue", "Seconds", "Uint256", "Url"]
 
 UINT256_MAX = 2**256 - 1
 _SHOWN = 80  # longest slice of a bad value echoed back
@@ -142,3 +143,22 @@ ADDRESS = _Address()
 ID = Uint256(minimum=1)
 AMOUNT = Uint256(minimum=0)
 NONCE = Uint256(minimum=0)
+
+
+class _ComputeJob(Uint256):
+    """`auto` -> None (open one if priced), `none` -> 0 (a free job), else an id >= 1."""
+
+    name = "compute job"
+
+    def __init__(self) -> None:
+        super().__init__(minimum=1)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+            return None
+        if isinstance(value, str) and value.strip().lower() == "none":
+            return 0
+        return super().convert(value, param, ctx)
+
+
+COMPUTE_JOB = _ComputeJob()

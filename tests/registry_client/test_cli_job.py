@@ -42,7 +42,7 @@ def run(server, service, manifest, monkeypatch):
 
 def submit(run, *extra: str, json_out: bool = False):
     return run("submit", "--instruction", "1", "--refiner", "2", "--query", "SELECT locale FROM users WHERE age > ?",
-               "--params", "[30]", *extra, json_out=json_out)
+               "--params", "[30]", "--compute-job", "none", *extra, json_out=json_out)
 
 
 def test_submit_prints_id(run, service):
@@ -128,7 +128,7 @@ def test_stranger_sees_not_found(run, service):
     ],
 )
 def test_bad_params_one_line(run, args, message):
-    result = run("submit", "--instruction", "1", "--refiner", "2", "--query", "SELECT 1", *args)
+    result = run("submit", "--instruction", "1", "--refiner", "2", "--query", "SELECT 1", "--compute-job", "none", *args)
     assert result.exit_code == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 

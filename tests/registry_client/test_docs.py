@@ -13,7 +13,8 @@ from registry_client.errors import ERROR_CODES
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 # Groups written by other modules (registry_client/cli_job.py) document themselves elsewhere.
-_OWN_GROUPS = {"deploy", "dlp", "refiner", "schema", "instruction", "permission", "wallet"}
+_OWN_GROUPS = {"deploy", "dlp", "refiner", "schema", "instruction", "permission", "wallet",
+               "deposit", "withdraw", "balance", "engine"}
 
 
 def command_paths(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[list[str]]:
