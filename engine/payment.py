@@ -131,7 +131,7 @@ class Charger:
         paid = self._read(lambda: pay.paid(compute_job_id, dlp_id, token), cancel) if job else 0
         decision = decide(amount, compute_job_id, owner, instruction_id, job, paid,
                           bool(paid) and earlier_run_failed())
-        timeout = None if job is None else job.max_timeout
+        timeout = job.max_timeout if job is not None and job.max_timeout > 0 else None  # 0: none asked
         if decision == "charge":
             if self._read(lambda: pay.balance(owner, token), cancel) < amount:
                 raise PaymentFailure(f"the deposit of {owner} is smaller than the price {amount}",

@@ -93,6 +93,14 @@ def test_a_payment_that_landed_before_its_send_failed_is_not_sent_again():
     assert payments.sends == 1 and payments._balance == 90
 
 
+def test_an_on_chain_max_timeout_of_0_sets_no_limit():
+    class NoTimeout(FakePayments):
+        def job(self, job_id):
+            return _job(timeout=0)
+
+    assert _charge(NoTimeout()).max_timeout_s is None
+
+
 def test_insufficient_balance_sends_nothing():
     payments = FakePayments(balance=9)
     with pytest.raises(PaymentFailure) as info:
