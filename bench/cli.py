@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import median_or_nan, paired_ratio  # noqa: E402
+from common import median_or_nan, paired_ratio
 
 BIN = Path(sys.executable).parent
 TARGET_S = 0.3
