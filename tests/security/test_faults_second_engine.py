@@ -38,7 +38,8 @@ def _env(world, data_dir: Path, port: int) -> dict[str, str]:  # noqa: F811
     return {**base, "ENGINE_RPC_URL": world.rpc_url, "ENGINE_DEPLOYMENT": str(world.manifest),
             "ENGINE_DATA_DIR": str(data_dir), "ENGINE_PORT": str(port), "ENGINE_RUN_TIMEOUT_S": "60",
             "ENGINE_RUN_MEMORY_BYTES": str(32 * 1024 * 1024),
-            "ENGINE_ALLOW_PRIVATE_FETCH": "true"}  # the archive server is on 127.0.0.1
+            "ENGINE_ALLOW_PRIVATE_FETCH": "true",  # the archive server is on 127.0.0.1
+            "ENGINE_CHARGE_PRICES": "false"}  # the world's priced query runs free: this is about the lock
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
