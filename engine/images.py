@@ -63,7 +63,10 @@ class ImageLoader:
             if known and self._exists(known):
                 self.cache.used(known)
                 return known
-            info = inspect_archive(archive.path, max_expanded_bytes=self.max_expanded_bytes)
+            # Checked while it downloaded (one pass), else now; the cap is the same either way.
+            info = archive.info
+            if info is None or info.expanded_bytes > self.max_expanded_bytes:
+                info = inspect_archive(archive.path, max_expanded_bytes=self.max_expanded_bytes)
             if self._exists(info.image_id):
                 self.cache.used(info.image_id)
             else:

@@ -112,8 +112,11 @@ def build_service(settings: Settings) -> JobService:
 
 
 def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService:
+    import functools
+
     import docker
 
+    from engine.archive_check import inspect_stream
     from engine.chain import ChainVerifier, RetryPolicy
     from engine.fetch import ImageCache
     from engine.images import ImageLoader
@@ -146,6 +149,9 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
             timeout_s=settings.fetch_timeout_s,
             allow_private=settings.allow_private_fetch,
             cache_max_bytes=settings.archive_cache_max_bytes,
+            # The archive check runs on the download as it arrives: no second pass.
+            check_stream=functools.partial(inspect_stream,
+                                           max_expanded_bytes=settings.image_max_expanded_bytes),
         ),
         ImageLoader(
             client,
