@@ -433,6 +433,12 @@ def test_row_limit_exactly_met(refiner_db: Path, out: Path) -> None:
     assert len(_results(out)[1]) == 40
 
 
+def test_results_are_written_in_16k_pages(refiner_db: Path, out: Path) -> None:
+    """Larger pages: fewer page writes for a big CTAS (bench/query.py measures it)."""
+    run_query(refiner_db, "SELECT id FROM activities", None, ALL, out, LIMITS)
+    assert _direct(out, "PRAGMA page_size") == [(16384,)]
+
+
 ROWID_SHADOWS = [
     "SELECT id, 1000 AS rowid FROM activities",
     "SELECT id, 1000 AS rowid, 1000 AS oid FROM activities",
