@@ -294,3 +294,14 @@ def test_info_over_the_loaders_cap_is_checked_again(
     with pytest.raises(ImageFailure) as err:
         loader.ensure_loaded(checked)
     assert err.value.code == "IMAGE_TOO_LARGE"
+
+
+def test_the_archive_is_sent_to_docker_in_large_reads(tmp_path: Path) -> None:
+    """http.client would read the body 8 KiB at a time; the loader hands it 1 MiB reads."""
+    path = tmp_path / "a.tar"
+    path.write_bytes(b"x" * (3 * 1024 * 1024 + 5))
+    with open(path, "rb") as stream:
+        body = images_mod._LargeReads(stream)
+        assert len(body) == path.stat().st_size  # the request keeps its Content-Length
+        sizes = [len(chunk) for chunk in iter(lambda: body.read(8192), b"")]
+    assert sizes == [1024 * 1024] * 3 + [5]
