@@ -49,6 +49,7 @@ __all__ = ["bound_memory", "main"]
 # Address space for the interpreter itself on top of SQLite's heap limit.
 _PYTHON_SLACK_BYTES = 64 * 1024 * 1024
 _PR_SET_PDEATHSIG = 1
+_ACK_S = 5.0  # a spare answers at once; this only bounds a stuck one
 
 
 _sqlite_lib: ctypes.CDLL | None = None
@@ -160,9 +161,10 @@ def _spare_main(control: socket.socket, chan: socket.socket) -> int:
     _die_with_parent()
     _prefault()
     message, fds, _flags, _addr = socket.recv_fds(chan, 1, 1)
-    chan.close()
     if not message or not fds:
         return 0  # the zygote is going away
+    chan.sendall(b"k")  # the zygote lets go of the request only once it is ours
+    chan.close()
     _run_one(socket.socket(fileno=fds[0]))
     return 0
 
@@ -185,9 +187,25 @@ class _Spare:
         self.pid, self.chan = pid, ours
 
     def hand_over(self, fd: int) -> None:
-        """Give the spare its request socket (OSError: the spare is gone)."""
-        socket.send_fds(self.chan, [b"q"], [fd])
-        self.chan.close()
+        """Give the spare its request socket; OSError when the spare is gone.
+
+        The spare acknowledges: one that died (even as the socket was being sent)
+        never does, and the request goes to a fresh spare instead of being lost.
+        One too slow to answer is killed first, so two processes never share a request.
+        """
+        try:
+            socket.send_fds(self.chan, [b"q"], [fd])
+            self.chan.settimeout(_ACK_S)
+            if self.chan.recv(1) != b"k":
+                raise ConnectionError("the spare query process is gone")
+        except OSError:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise
+        finally:
+            self.chan.close()
 
 
 def serve(control: socket.socket) -> None:

@@ -647,7 +647,7 @@ def test_retention_sweep_removes_files_and_keeps_metadata(make_service, data_dir
 
 @pytest.mark.parametrize(
     ("module", "names"),
-    [("engine.service", {"JobService"}), ("engine.wiring", {"build_service", "engine_id", "load_signer"})],
+    [("engine.service", {"JobService"}), ("engine.wiring", {"build_service", "engine_id", "load_signer", "read_only_web3"})],
 )
 def test_public_surface(module, names):
     import importlib
