@@ -93,38 +93,16 @@ def inspect_archive(
 
 
 def inspect_stream(
-    raw: _Readable, *, max_expanded_bytes: int, max_members: int = MAX_MEMBERS,
-    copy_to: BinaryIO | None = None,
+    raw: _Readable, *, max_expanded_bytes: int, max_members: int = MAX_MEMBERS
 ) -> ArchiveInfo:
     """``inspect_archive`` over any reader, read once front to back (e.g. a download as it
-    arrives, through a pipe), so checking needs no second pass over the file.
-
-    ``copy_to`` gets the outer tar exactly as the check read it, once decompressed (nothing
-    when the archive is a plain tar): Docker can load that copy and not decompress again.
-    Its size is within the cap, as everything the check reads is.
-    """
+    arrives, through a pipe), so checking needs no second pass over the file."""
     walk = _Walk(_Budget(max_expanded_bytes), max_members)
     try:
-        stream = _decompressed(_Peek(raw), "the archive")
-        if copy_to is not None and not isinstance(stream, _Peek):
-            stream = _Tee(stream, copy_to)
-        walk.run(stream)
+        walk.run(_decompressed(_Peek(raw), "the archive"))
     except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError) as exc:
         raise ImageFailure("the archive is not a readable (gzipped) tar") from exc
     return walk.result()
-
-
-class _Tee:
-    """A reader that also writes what it returns (the check's own view, byte for byte)."""
-
-    def __init__(self, src: _Readable, copy_to: BinaryIO):
-        self._src = src
-        self._copy_to = copy_to
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._src.read(size)
-        self._copy_to.write(data)
-        return data
 
 
 class _Budget:

@@ -19,13 +19,10 @@ has the details.
 With a ``check_stream`` (the archive check, engine/archive_check.py) the
 download is also fed, as it arrives, to that check in a thread
 (engine/fetch_tee.py): hashing, checking and staging are one pass, so the
-verified archive carries its ``ArchiveInfo`` and Docker can load it at once.
-The check also writes the outer tar as it decompressed it to
-``<cache>/staged/<sha256>.tar`` (``VerifiedArchive.staged``): Docker loads
-that, the very bytes the check walked, and does not decompress again; the
-loader deletes it once loaded. The check's verdict and its copy are kept
-only when the sha256 matched; an archive it refused gets ``info=None`` and
-the loader's ordinary check of the verified file fails it in its own step.
+verified archive carries its ``ArchiveInfo`` and Docker can load it at once,
+with no second decompression. The check's verdict is kept only when the
+sha256 matched; an archive it refused gets ``info=None`` and the loader's
+ordinary check of the verified file fails it in its own step.
 
 Archives over ``cache_max_bytes`` in total are pruned least recently used
 first (a cache hit counts as a use; one used in the last ``grace_s`` stays,
@@ -52,7 +49,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
@@ -84,8 +81,6 @@ class VerifiedArchive:
     size: int
     # What the archive check saw while it downloaded (None: from the cache, or refused).
     info: ArchiveInfo | None = None
-    # The outer tar as that check decompressed it (None: not compressed, or no check).
-    staged: Path | None = None
 
 
 def normalize_sha256(value: str) -> str:
@@ -112,10 +107,9 @@ class ImageCache:
         allow_private: bool = False,
         cache_max_bytes: int | None = None,
         grace_s: float = 60.0,
-        check_stream: Callable[..., ArchiveInfo] | None = None,
+        check_stream: Callable[[Any], ArchiveInfo] | None = None,
     ):
-        """``check_stream(reader, copy_to=file)`` checks the archive as it downloads and
-        writes the decompressed outer tar to ``copy_to`` (see the module doc)."""
+        """``check_stream(reader)`` checks the archive as it downloads (see the module doc)."""
         self.cache_dir = Path(cache_dir)
         self.check_stream = check_stream
         self.max_bytes = max_bytes
@@ -126,9 +120,8 @@ class ImageCache:
         self.grace_s = grace_s
         self.archives_dir = self.cache_dir / "archives"
         self.tmp_dir = self.cache_dir / "tmp"
-        self.staged_dir = self.cache_dir / "staged"
-        for folder in (self.archives_dir, self.tmp_dir, self.staged_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+        self.archives_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self._clear_tmp()
 
     # -- public -----------------------------------------------------------
@@ -174,13 +167,11 @@ class ImageCache:
             return hit
         fd, tmp_name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=self.tmp_dir)
         tmp = Path(tmp_name)
-        tee, expanded = self._start_check()
+        tee = StreamCheck(self.check_stream) if self.check_stream is not None else None
         try:
             with os.fdopen(fd, "wb") as out:
                 actual, size, head = self._download(url, out, progress, tee)
             info = tee.finish() if tee is not None else None
-            if expanded is not None:
-                expanded.close()
             if actual != digest:
                 log.info("archive from %s: sha256 %s, expected %s", _safe_url(url), actual, digest)
                 raise FetchFailure(
@@ -191,27 +182,11 @@ class ImageCache:
             final = self.archives_dir / f"{digest}{suffix}"
             os.replace(tmp, final)
             self._prune(keep=final)
-            staged = None
-            if expanded is not None and info is not None and suffix == ".tar.gz":
-                staged = self.staged_dir / f"{digest}.tar"
-                os.replace(expanded.name, staged)
-            return VerifiedArchive(path=final, sha256=digest, size=size, info=info, staged=staged)
+            return VerifiedArchive(path=final, sha256=digest, size=size, info=info)
         finally:
             if tee is not None:
                 tee.abandon()  # a no-op once finished; else lets the checker thread end
-            if expanded is not None:
-                expanded.close()
-                Path(expanded.name).unlink(missing_ok=True)
             tmp.unlink(missing_ok=True)
-
-    def _start_check(self) -> tuple[StreamCheck | None, BinaryIO | None]:
-        """The check on the download, and the file its decompressed copy goes to."""
-        if self.check_stream is None:
-            return None, None
-        check = self.check_stream
-        expanded = tempfile.NamedTemporaryFile(  # noqa: SIM115 - fetch() closes and removes it
-            prefix="expand-", suffix=".part", dir=self.tmp_dir, delete=False)
-        return StreamCheck(lambda reader: check(reader, copy_to=expanded)), expanded
 
     # -- download ---------------------------------------------------------
 
@@ -339,9 +314,8 @@ class ImageCache:
             log.info("archive cache: removed %s (least recently used)", path.name)
 
     def _clear_tmp(self) -> None:
-        """Remove every leftover of an interrupted download (nothing there is verified), and
-        decompressed copies a job that ended before loading left."""
-        for entry in [*os.scandir(self.tmp_dir), *os.scandir(self.staged_dir)]:
+        """Remove every leftover of an interrupted download (nothing there is verified)."""
+        for entry in os.scandir(self.tmp_dir):
             try:
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path)

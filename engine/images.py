@@ -59,28 +59,19 @@ class ImageLoader:
 
     def ensure_loaded(self, archive: VerifiedArchive) -> str:
         """Image id ("sha256:...") of the archive's one image, loading it if Docker lacks it."""
-        try:
-            return self._ensure_loaded(archive)
-        finally:
-            if archive.staged is not None:  # the decompressed copy serves one load at most
-                archive.staged.unlink(missing_ok=True)
-
-    def _ensure_loaded(self, archive: VerifiedArchive) -> str:
         with self._lock:
             known = self._read_map().get(archive.sha256)
             if known and self._exists(known):
                 self.cache.used(known)
                 return known
             # Checked while it downloaded (one pass), else now; the cap is the same either way.
-            info, source = archive.info, archive.path
+            info = archive.info
             if info is None or info.expanded_bytes > self.max_expanded_bytes:
                 info = inspect_archive(archive.path, max_expanded_bytes=self.max_expanded_bytes)
-            elif archive.staged is not None and archive.staged.is_file():
-                source = archive.staged  # the bytes that check walked, decompressed once
             if self._exists(info.image_id):
                 self.cache.used(info.image_id)
             else:
-                self._load(source, info)
+                self._load(archive.path, info)
                 self.cache.loaded(info.image_id)
             mapping = self._read_map()
             mapping[archive.sha256] = info.image_id

@@ -417,8 +417,6 @@ class JobService:
         finally:
             if ctx.prep is not None:
                 ctx.prep.settle()  # before the scratch goes: nothing is still mounting there
-            if ctx.archive is not None and ctx.archive.staged is not None:
-                ctx.archive.staged.unlink(missing_ok=True)  # ended before its load used it
             scratch.remove_tree(ctx.scratch)  # unmounts the output; logs whatever stays
             with self._events_lock:
                 self._events.pop(job_id, None)

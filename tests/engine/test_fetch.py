@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.server
 import os
@@ -364,7 +363,7 @@ class _CountingCheck:
         self.calls = 0
         self.cap = cap
 
-    def __call__(self, reader, copy_to=None):
+    def __call__(self, reader):
         from engine.archive_check import inspect_stream
 
         self.calls += 1
@@ -376,7 +375,7 @@ class _CountingCheck:
                 outer.read += len(data)
                 return data
 
-        return inspect_stream(Counting(), max_expanded_bytes=self.cap, copy_to=copy_to)
+        return inspect_stream(Counting(), max_expanded_bytes=self.cap)
 
 
 @pytest.mark.docker
@@ -393,19 +392,7 @@ def test_the_archive_is_checked_while_it_downloads_in_one_pass(
     got = cache.fetch(url, digest)
     assert got.info == inspect_archive(got.path)  # the same verdict as a check of the file
     assert (check.calls, check.read) == (1, path.stat().st_size)
-    # The outer tar as the check decompressed it, for Docker to load without decompressing.
-    assert got.staged == cache.staged_dir / f"{digest}.tar"
-    assert got.staged.read_bytes() == gzip.decompress(path.read_bytes())
-    assert os.listdir(cache.tmp_dir) == []
     assert cache.cached(digest).info is None  # a cache hit carries none: the loader checks
-    assert cache.cached(digest).staged is None
-
-
-def test_decompressed_copies_left_by_a_job_are_cleared_at_start_up(tmp_path: Path) -> None:
-    cache = ImageCache(tmp_path / "c", max_bytes=10_000)
-    (cache.staged_dir / f"{'ab' * 32}.tar").write_bytes(b"left by a cancelled job")
-    ImageCache(tmp_path / "c", max_bytes=10_000)
-    assert os.listdir(cache.staged_dir) == []
 
 
 def test_an_archive_the_check_refuses_is_verified_without_info(server: Server, tmp_path: Path) -> None:
@@ -416,7 +403,6 @@ def test_an_archive_the_check_refuses_is_verified_without_info(server: Server, t
                        check_stream=_CountingCheck())
     got = cache.fetch(url, _sha(TAR_BODY))
     assert got.info is None and got.path.read_bytes() == TAR_BODY
-    assert got.staged is None and _leftovers(cache) == [got.path.name]
 
 
 @pytest.mark.docker
@@ -430,7 +416,7 @@ def test_a_mismatching_archive_is_checksum_mismatch_whatever_the_check_said(
     with pytest.raises(FetchFailure) as err:
         cache.fetch(url, _sha(b"something else"))
     assert err.value.code == "CHECKSUM_MISMATCH"
-    assert _leftovers(cache) == [] and os.listdir(cache.staged_dir) == []
+    assert _leftovers(cache) == []
 
 
 def test_a_check_that_stops_before_the_end_gives_no_verdict() -> None:

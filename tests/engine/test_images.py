@@ -284,32 +284,6 @@ def test_an_archive_checked_while_downloading_is_not_read_again(
     assert load_counter.calls == 1
 
 
-def test_docker_loads_the_checked_decompressed_copy_and_it_is_removed(
-    docker_client, removed_image_archive, load_counter, tmp_path: Path, monkeypatch
-) -> None:
-    """No second decompression: Docker gets the outer tar the check walked, then it goes."""
-    import gzip
-
-    archive, image_id = removed_image_archive
-    staged = tmp_path / "staged.tar"
-    plain = gzip.decompress(archive.path.read_bytes())
-    staged.write_bytes(plain)
-    sent: list[bytes] = []
-    real = images_mod.ImageLoader._load
-
-    def recording(self, path, info):
-        sent.append(Path(path).read_bytes()[:512])
-        return real(self, path, info)
-
-    monkeypatch.setattr(images_mod.ImageLoader, "_load", recording)
-    checked = VerifiedArchive(archive.path, archive.sha256, archive.size,
-                              info=inspect_archive(archive.path), staged=staged)
-    assert ImageLoader(docker_client, tmp_path / "state").ensure_loaded(checked) == image_id
-    assert sent == [plain[:512]]  # the plain tar, not the gzipped archive
-    assert not staged.exists()
-    assert load_counter.calls == 1
-
-
 def test_info_over_the_loaders_cap_is_checked_again(
     docker_client, removed_image_archive, tmp_path: Path
 ) -> None:
