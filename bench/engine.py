@@ -296,13 +296,17 @@ def _engine_batch(s: Stack, clients: list[EngineClient], n: int, poll_s: float) 
 def bench_throughput(s: Stack, images: Images, runs: int, poll_s: float) -> dict[int, tuple]:
     """Interleaved per concurrency: jobs/s through the engine, then of bare docker runs."""
     input_db = _bare_input()
-    clients = [s.new_client() for _ in range(max(CONCURRENCIES))]
     out: dict[int, tuple[list[float], list[float]]] = {}
     for c in CONCURRENCIES:
         n = c * JOBS_PER_WORKER
         ours, bare = [], []
         for i in range(runs):
-            ours.append(n / _engine_batch(s, clients[:c], n, poll_s))
+            # Fresh clients each round: a connection left idle through the bare round
+            # (several seconds) races the engine's 5 s keep-alive close.
+            clients = [s.new_client() for _ in range(c)]
+            ours.append(n / _engine_batch(s, clients, n, poll_s))
+            for client in clients:
+                client.close()
             work = WORK / "bare" / f"tp-{c}-{i}"
             bare.append(n / bare_docker_runs(images.trivial_id, input_db, work, n, c))
             shutil.rmtree(work, ignore_errors=True)
