@@ -333,6 +333,7 @@ def bench_cold(s: Stack, images: Images, runs: int, poll_s: float) -> tuple[list
     spans: list[dict[str, float]] = []
     for i in range(runs):
         forget_cached(s, images)
+        s.client = s.new_client()  # not a connection left idle for seconds (keep-alive race)
         job = run_job(s, s.cold_instruction, query, params, poll_s)
         at = {step["status"]: step["at"] for step in job["steps"]}
         ours.append(at["QUERYING"] - at["FETCHING"])
