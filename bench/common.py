@@ -89,9 +89,9 @@ def flatten_image(source_ref: str, tag: str) -> str:
     return _docker("image", "inspect", "-f", "{{.Id}}", tag)
 
 
-def print_table(rows: list[tuple[str, float, float, str]]) -> None:
-    """name | ours median s | bare median s | ratio | target."""
-    header = ("bench", "ours median s", "bare median s", "ratio", "target")
+def print_table(rows: list[tuple[str, float, float, str]], unit: str = "s") -> None:
+    """name | ours median | bare median | ratio | target."""
+    header = ("bench", f"ours median {unit}", f"bare median {unit}", "ratio", "target")
     body = [(name, f"{ours:.3f}", f"{bare:.3f}", f"{ours / bare:.2f}x", target)
             for name, ours, bare, target in rows]
     widths = [max(len(str(r[i])) for r in (header, *body)) for i in range(len(header))]

@@ -1,7 +1,14 @@
 """The bare operations the engine bench compares against, timed.
 
 - ``bare_docker_run``: the docker CLI running the same image with the same
-  hardening, limits, mounts and env as ``engine.runner`` (``docker run --rm``).
+  hardening, limits, mounts and env as ``engine.runner`` (``docker run --rm``):
+  the engine's seccomp profile, ``/tmp`` mode 1777, the input's folder mounted
+  read-only. One difference is on purpose: the bare side's ``/mnt/output`` is
+  a plain bind of a folder, where the engine mounts a size-limited ext4 per
+  job (the bare operation has no cap to enforce; the engine makes that
+  filesystem while the job is verified, off the critical path).
+- ``bare_docker_runs``: ``n`` such runs from ``concurrency`` threads, for the
+  throughput bench.
 - ``bare_verify_and_load``: ``sha256sum`` then ``docker load -i`` of an archive,
   the floor under the engine's cold path (fetch + verify + load).
 
@@ -17,10 +24,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from engine.runner import INPUT_DIR, INPUT_MOUNT, OUTPUT_MOUNT, RunLimits
+from engine.runner import INPUT_DIR, OUTPUT_MOUNT, RunLimits
+
+SECCOMP_PROFILE = Path(__file__).resolve().parent.parent / "engine" / "seccomp" / "job.json"
 
 __all__ = [
     "bare_docker_run",
+    "bare_docker_runs",
     "bare_verify_and_load",
     "docker_run_args",
     "median_ratio",
@@ -37,23 +47,27 @@ def docker_run_args(
     job_id: str = "bench",
     refiner_id: int = 1,
 ) -> list[str]:
-    """The ``docker run`` command line equivalent to what DockerRunner creates."""
+    """The ``docker run`` command line equivalent to what DockerRunner creates.
+
+    ``input_db`` is ``<folder>/query_results.db``; the folder is what is mounted.
+    """
     return [
         "docker", "run", "--rm",
         "--network", "none",
         "--read-only",
         "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges",
+        "--security-opt", f"seccomp={SECCOMP_PROFILE}",
         "--user", limits.user,
         "--memory", str(limits.memory_bytes),
         "--memory-swap", str(limits.memory_bytes),
         "--cpus", str(limits.cpus),
         "--pids-limit", str(limits.pids),
-        "--tmpfs", f"/tmp:rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}",
+        "--tmpfs", f"/tmp:rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes},mode=1777",
         "--log-driver", "json-file",
         "--log-opt", f"max-size={4 * limits.log_bytes + 64 * 1024}",
         "--log-opt", "max-file=2",
-        "--mount", f"type=bind,source={Path(input_db).resolve()},target={INPUT_MOUNT},readonly",
+        "--mount", f"type=bind,source={Path(input_db).parent.resolve()},target={INPUT_DIR},readonly",
         "--mount", f"type=bind,source={Path(output_dir).resolve()},target={OUTPUT_MOUNT}",
         "-e", f"INPUT_PATH={INPUT_DIR}",
         "-e", f"OUTPUT_PATH={OUTPUT_MOUNT}",
@@ -83,6 +97,18 @@ def bare_docker_run(
     args = docker_run_args(image_id, input_db, output_dir, limits, job_id=job_id)
     started = time.perf_counter()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def bare_docker_runs(image_id: str, input_db: Path, work: Path, n: int, concurrency: int,
+                     limits: RunLimits | None = None) -> float:
+    """Seconds for ``n`` bare runs, ``concurrency`` at a time (each its own output folder)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(lambda i: bare_docker_run(image_id, input_db, Path(work) / f"out-{i}",
+                                                limits, job_id=f"bench-{i}"), range(n)))
     return time.perf_counter() - started
 
 

@@ -11,7 +11,8 @@ N runs each, median:
     (what the engine itself uses: the fairest like-for-like figure)
   - bare cli: the sqlite3 CLI doing the same (when installed)
 Runs are interleaved (engine, bare, ... per round) so machine noise hits all
-alike. Prints the median ratio engine / bare. Target: <= 1.3.
+alike. Prints the median ratio engine / bare. Target: engine / bare tuned
+<= 1.00x (issue 15); against the others it is shown for reference.
 
     .venv/bin/python bench/query.py [--rows N] [--runs N] [--isolation]
 
@@ -42,6 +43,7 @@ QUERY = ("SELECT id, user_id, kind, score, created_at FROM activities "
          "WHERE score >= ? ORDER BY id")
 PARAMS = [0.0]
 BARE_QUERY = QUERY.replace("?", "0.0")
+TARGET = 1.00  # engine / bare tuned
 
 
 def build_source(path: Path, rows: int) -> None:
@@ -137,7 +139,10 @@ def main() -> None:
         print(f"  {name:12s} {value:.3f} s")
     for name in ("bare python", "bare tuned", "bare cli"):
         if name in medians:
-            print(f"ratio engine / {name}: {medians['engine'] / medians[name]:.2f}x (target <= 1.30x)")
+            ratio = medians["engine"] / medians[name]
+            target = (f"target <= {TARGET:.2f}x: {'met' if ratio <= TARGET else 'NOT met'}"
+                      if name == "bare tuned" else "for reference")
+            print(f"ratio engine / {name}: {ratio:.2f}x ({target})")
 
 
 def isolation_cost(src: Path, runs: int) -> None:

@@ -207,7 +207,10 @@ class ChainVerifier:
 
         def read() -> tuple[bool, bool]:
             block = reg.block_number()
-            return reg.paused(INSTRUCTION_REGISTRY, block=block), reg.is_approved(instruction_id, dlp_id, block=block)
+            # Both at the one block, read together (the run waits on this re-check).
+            paused_f = self._pool.submit(reg.paused, INSTRUCTION_REGISTRY, block=block)
+            approved = reg.is_approved(instruction_id, dlp_id, block=block)
+            return paused_f.result(), approved
 
         try:
             paused, approved = self._with_retry(read, cancel)

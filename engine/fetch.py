@@ -16,6 +16,14 @@ never what the server answered (status, size, digest): the job owner chooses
 the URL, so the message must not make the engine a probe. The operator's log
 has the details.
 
+With a ``check_stream`` (the archive check, engine/archive_check.py) the
+download is also fed, as it arrives, to that check in a thread
+(engine/fetch_tee.py): hashing, checking and staging are one pass, so the
+verified archive carries its ``ArchiveInfo`` and Docker can load it at once,
+with no second decompression. The check's verdict is kept only when the
+sha256 matched; an archive it refused gets ``info=None`` and the loader's
+ordinary check of the verified file fails it in its own step.
+
 Archives over ``cache_max_bytes`` in total are pruned least recently used
 first (a cache hit counts as a use; one used in the last ``grace_s`` stays,
 as a job may be about to load it).
@@ -41,12 +49,16 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
 from engine.errors import FetchFailure
 from engine.fetch_guard import Deadline, guarded_client
+from engine.fetch_tee import StreamCheck
+
+if TYPE_CHECKING:
+    from engine.archive_check import ArchiveInfo
 
 __all__ = ["ImageCache", "VerifiedArchive", "normalize_sha256"]
 
@@ -67,6 +79,8 @@ class VerifiedArchive:
     path: Path
     sha256: str
     size: int
+    # What the archive check saw while it downloaded (None: from the cache, or refused).
+    info: ArchiveInfo | None = None
 
 
 def normalize_sha256(value: str) -> str:
@@ -93,8 +107,11 @@ class ImageCache:
         allow_private: bool = False,
         cache_max_bytes: int | None = None,
         grace_s: float = 60.0,
+        check_stream: Callable[[Any], ArchiveInfo] | None = None,
     ):
+        """``check_stream(reader)`` checks the archive as it downloads (see the module doc)."""
         self.cache_dir = Path(cache_dir)
+        self.check_stream = check_stream
         self.max_bytes = max_bytes
         self.allow_file_urls = allow_file_urls
         self.timeout_s = timeout_s
@@ -150,9 +167,11 @@ class ImageCache:
             return hit
         fd, tmp_name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=self.tmp_dir)
         tmp = Path(tmp_name)
+        tee = StreamCheck(self.check_stream) if self.check_stream is not None else None
         try:
             with os.fdopen(fd, "wb") as out:
-                actual, size, head = self._download(url, out, progress)
+                actual, size, head = self._download(url, out, progress, tee)
+            info = tee.finish() if tee is not None else None
             if actual != digest:
                 log.info("archive from %s: sha256 %s, expected %s", _safe_url(url), actual, digest)
                 raise FetchFailure(
@@ -163,14 +182,16 @@ class ImageCache:
             final = self.archives_dir / f"{digest}{suffix}"
             os.replace(tmp, final)
             self._prune(keep=final)
-            return VerifiedArchive(path=final, sha256=digest, size=size)
+            return VerifiedArchive(path=final, sha256=digest, size=size, info=info)
         finally:
+            if tee is not None:
+                tee.abandon()  # a no-op once finished; else lets the checker thread end
             tmp.unlink(missing_ok=True)
 
     # -- download ---------------------------------------------------------
 
     def _download(
-        self, url: str, out: BinaryIO, progress: Progress | None
+        self, url: str, out: BinaryIO, progress: Progress | None, tee: StreamCheck | None = None
     ) -> tuple[str, int, bytes]:
         """Stream ``url`` into ``out``; return (sha256 hex, size, first bytes)."""
         received = [0]
@@ -194,10 +215,11 @@ class ImageCache:
             )
         # closing(): an early abort (size cap) must drop the connection now, not at GC.
         with closing(chunks):
-            return self._copy_loop(chunks, out, deadline, received)
+            return self._copy_loop(chunks, out, deadline, received, tee)
 
     def _copy_loop(
-        self, chunks: Iterator[bytes], out: BinaryIO, deadline: Deadline, received: list[int]
+        self, chunks: Iterator[bytes], out: BinaryIO, deadline: Deadline, received: list[int],
+        tee: StreamCheck | None = None,
     ) -> tuple[str, int, bytes]:
         hasher = hashlib.sha256()
         size = 0
@@ -215,6 +237,8 @@ class ImageCache:
                 head += chunk[:2]
             hasher.update(chunk)
             out.write(chunk)
+            if tee is not None:
+                tee.feed(chunk)
             received[0] = size
             deadline.check()
         if size == 0:

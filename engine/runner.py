@@ -45,9 +45,11 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ENGINE_LABEL",
+    "INPUT_DIR",
     "INPUT_MOUNT",
     "LABEL",
     "OUTPUT_MOUNT",
+    "Created",
     "DockerRunner",
     "RunLimits",
     "RunResult",
@@ -118,6 +120,14 @@ class RunResult:
     docker_lost: bool = False  # the container was lost with its Docker daemon
 
 
+@dataclass(frozen=True)
+class Created:
+    """A job's container, created and not yet started (``DockerRunner.create``)."""
+
+    job_id: str
+    container: object
+
+
 def classify(result: RunResult) -> str | None:
     """None for success, else the job's failure code.
 
@@ -152,21 +162,44 @@ class DockerRunner:
         self.engine_id = engine_id
         self.retry_window_s = retry_window_s
 
-    def run(self, spec: RunSpec, cancel: threading.Event | None = None) -> RunResult:
-        """Run ``spec`` to its end, its timeout or ``cancel``; the container is always removed.
+    def create(self, spec: RunSpec) -> Created:
+        """Create the job's container without starting it (done while the query runs).
 
-        Setting ``cancel`` kills the container within ~0.5 s and marks the
-        result cancelled (``cancel(job_id)`` kills it at once as well).
-        Raises RunFailure when Docker cannot create or start the container
-        (DOCKER_UNAVAILABLE when it stayed unreachable for ``retry_window_s``).
+        Needs the output folder ready (it is bound now) and the input folder to
+        exist; the input database itself may still be being written: it is
+        looked at in ``run``, just before the start. ``run(spec, created=...)``
+        starts it, ``discard`` removes one that will never start. Raises
+        RunFailure like ``run``.
         """
-        cancel = cancel or threading.Event()
         name = container_name(spec.job_id)
         self._retry("remove the old container", lambda: self._remove_named(name))
-        _prepare_mounts(spec)
-        started, wall_started = time.monotonic(), time.time()
-        container = self._create(spec, name)
+        _prepare_output(spec)
+        return Created(spec.job_id, self._create(spec, name))
+
+    def discard(self, created: Created) -> None:
+        """Remove a created container that will not run (the job failed or was cancelled)."""
+        self._remove(created.container)
+
+    def run(self, spec: RunSpec, cancel: threading.Event | None = None,
+            created: Created | None = None) -> RunResult:
+        """Run ``spec`` to its end, its timeout or ``cancel``; the container is always removed.
+
+        ``created`` is the container ``create(spec)`` made beforehand (else it
+        is created here). Setting ``cancel`` kills the container within ~0.5 s
+        and marks the result cancelled (``cancel(job_id)`` kills it at once as
+        well). Raises RunFailure when Docker cannot create or start the
+        container (DOCKER_UNAVAILABLE when it stayed unreachable for
+        ``retry_window_s``).
+        """
+        cancel = cancel or threading.Event()
+        if created is None:
+            created = self.create(spec)
+        elif created.job_id != spec.job_id:
+            raise ValueError(f"container of job {created.job_id} given to run job {spec.job_id}")
+        container = created.container
         try:
+            _prepare_input(spec)
+            started, wall_started = time.monotonic(), time.time()
             if cancel.is_set():
                 return _result(None, False, False, True, b"", started)
             self._start(container)
@@ -387,7 +420,9 @@ def _container_config(spec: RunSpec, name: str, engine_id: str, covers: dict[str
             "DATA_REFINER_ID": str(spec.refiner_id),
         },
         "mounts": [
-            Mount(INPUT_MOUNT, str(Path(spec.input_db).resolve()), type="bind", read_only=True),
+            # The input's folder, not the file: it exists before the query has written the
+            # file, so the container can be created while the query runs.
+            Mount(INPUT_DIR, str(Path(spec.input_db).parent.resolve()), type="bind", read_only=True),
             Mount(OUTPUT_MOUNT, str(Path(spec.output_dir).resolve()), type="bind", read_only=False),
         ],
         "network_mode": "none",
@@ -422,10 +457,9 @@ def _unavailable(what: str, window_s: float) -> RunFailure:
     )
 
 
-def _prepare_mounts(spec: RunSpec) -> None:
-    """Let the container's uid read the input and write the output, with least privilege."""
-    if not Path(spec.input_db).is_file():
-        raise RunFailure(f"input database {spec.input_db} is missing", code="INTERNAL_ERROR")
+def _prepare_output(spec: RunSpec) -> None:
+    """Let the container's uid write the output, with least privilege; the input folder exists."""
+    Path(spec.input_db).parent.mkdir(parents=True, exist_ok=True)
     Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
     uid, gid = _numeric_user(spec.limits.user)
     if os.geteuid() == 0 and uid is not None:
@@ -433,6 +467,12 @@ def _prepare_mounts(spec: RunSpec) -> None:
         os.chmod(spec.output_dir, 0o700)
     else:
         os.chmod(spec.output_dir, 0o777)  # not root: cannot chown to the container's uid
+
+
+def _prepare_input(spec: RunSpec) -> None:
+    """Just before the start: the input database is there, and readable by the container's uid."""
+    if not Path(spec.input_db).is_file():
+        raise RunFailure(f"input database {spec.input_db} is missing", code="INTERNAL_ERROR")
     os.chmod(spec.input_db, os.stat(spec.input_db).st_mode | 0o444)
 
 

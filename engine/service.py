@@ -6,6 +6,10 @@ which checks the expected current status). One job reads top to bottom in
 
     verify -> fetch -> load -> query -> re-check approval -> charge -> run -> collect -> SUCCEEDED
 
+What the run needs and no check decides is prepared alongside (engine/ahead.py):
+the output filesystem is made while the chain is read, the container is created
+(not started) while the query runs; it starts after the approval re-check.
+
 Each step is a short method that moves the job to its status, does one thing
 through one seam (chain, image cache, loader, query, runner, artifacts) and
 leaves what it learnt in ``ctx.record`` to be written with the next
@@ -26,6 +30,7 @@ finished at) as the job's ``attestation``; without a key it stays null.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import shutil
@@ -33,6 +38,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +48,7 @@ from eth_utils import to_checksum_address
 
 from engine import scratch
 from engine import store as st
+from engine.ahead import JobPrep
 from engine.data import DataCatalog
 from engine.errors import (
     FAILURE_CODES,
@@ -91,6 +98,7 @@ class _JobContext:
     archive: VerifiedArchive | None = None
     image_id: str | None = None
     max_timeout_s: float | None = None  # the on-chain compute job's limit, if any
+    prep: JobPrep | None = None  # the output fs and container, made ahead of the run
 
     @property
     def input_db(self) -> Path:
@@ -148,6 +156,9 @@ class JobService:
         self._sweeper: threading.Thread | None = None
         self._stopping = threading.Event()
         self._reconciled = False
+        # Two background tasks a job at most (output fs, container): never waits on a busy pool.
+        self._ahead = ThreadPoolExecutor(max_workers=2 * settings.max_concurrent_jobs,
+                                         thread_name_prefix="job-ahead")
 
     # --- paths ----------------------------------------------------------------
     def _scratch(self, job_id: str) -> Path:
@@ -410,6 +421,8 @@ class JobService:
             )
             self._fail(ctx, "INTERNAL_ERROR", INTERNAL_MESSAGE)
         finally:
+            if ctx.prep is not None:
+                ctx.prep.settle()  # before the scratch goes: nothing is still mounting there
             scratch.remove_tree(ctx.scratch)  # unmounts the output; logs whatever stays
             with self._events_lock:
                 self._events.pop(job_id, None)
@@ -438,6 +451,8 @@ class JobService:
     def _verify(self, ctx: _JobContext) -> None:
         self._advance(ctx, st.VERIFYING)
         job = ctx.job
+        ctx.prep = JobPrep(self._ahead, self.runner, self.settings)
+        ctx.prep.start_output(ctx.output_dir)  # mkfs + mount while the chain is read
         ctx.check = self.chain.verify(job.instruction_id, job.refiner_id, job.owner, cancel=ctx.cancel)
         ctx.record.update(block_number=ctx.check.block_number, dlp_id=ctx.check.dlp_id)
         # Before any download: a refiner the engine holds no data for fails here.
@@ -472,6 +487,9 @@ class JobService:
         assert check is not None and ctx.data_path is not None
         permissions = [p for p in check.permissions if p.refiner_id == job.refiner_id]
         ctx.input_db.parent.mkdir(parents=True, exist_ok=True)
+        assert ctx.prep is not None and ctx.image_id is not None
+        # Created, not started: it starts in _run, after the approval re-check.
+        ctx.prep.start_container(job.id, ctx.image_id, ctx.input_db, ctx.output_dir, job.refiner_id)
         report = self._run_query(
             ctx.data_path,
             job.query,
@@ -515,22 +533,14 @@ class JobService:
         ctx.max_timeout_s = charge.max_timeout_s
 
     def _run(self, ctx: _JobContext) -> None:
-        from engine.runner import RunSpec, classify
+        from engine.runner import classify
 
         self._advance(ctx, st.RUNNING)
-        assert ctx.image_id is not None
-        s = self.settings
-        output = scratch.OutputFs.create(ctx.output_dir, s.run_output_fs, s.output_max_bytes, s.output_max_files)
-        spec = RunSpec(
-            job_id=ctx.job.id,
-            image_id=ctx.image_id,
-            input_db=ctx.input_db,
-            output_dir=ctx.output_dir,
-            refiner_id=ctx.job.refiner_id,
-            limits=s.run_limits(ctx.max_timeout_s),
-            output_watch=output.over_cap,  # ends the job the moment the output is full
-        )
-        result = self.runner.run(spec, cancel=ctx.cancel)
+        assert ctx.prep is not None
+        spec, created = ctx.prep.container()
+        if ctx.max_timeout_s is not None:  # the on-chain compute job may only lower the timeout
+            spec = dataclasses.replace(spec, limits=self.settings.run_limits(ctx.max_timeout_s))
+        result = self.runner.run(spec, cancel=ctx.cancel, created=created)
         self._keep_logs(ctx.job.id, result.logs)
         ctx.record["exit_code"] = result.exit_code
         code = classify(result)

@@ -27,7 +27,7 @@ from engine.service import JobService
 from engine.settings import Settings
 from engine.store import JobStore
 
-__all__ = ["build_service", "engine_id", "load_signer"]
+__all__ = ["build_service", "engine_id", "load_signer", "read_only_web3"]
 
 LOCK_FILE = "engine.lock"
 # Locks this process holds, by resolved data dir: kept open for the process's life.
@@ -96,6 +96,20 @@ def load_signer(settings: Settings) -> Any | None:
         ) from None
 
 
+def read_only_web3(w3: Any) -> None:
+    """Drop web3's validation middleware from the engine's (read-only) connection.
+
+    That middleware asks the node for ``eth_chainId`` before every ``eth_call``
+    (to validate a transaction's chainId, which a read has none of): it doubled
+    the RPCs of every job's chain checks. ``connect`` checked the chain id once;
+    the engine never sends a transaction.
+    """
+    try:
+        w3.middleware_onion.remove("validation")
+    except ValueError:
+        pass  # a web3 without it: nothing to drop
+
+
 def build_service(settings: Settings) -> JobService:
     """The service wired to real components: chain via web3, Docker, files under data_dir."""
     if settings.deployment is None:
@@ -112,8 +126,11 @@ def build_service(settings: Settings) -> JobService:
 
 
 def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService:
+    import functools
+
     import docker
 
+    from engine.archive_check import inspect_stream
     from engine.chain import ChainVerifier, RetryPolicy
     from engine.fetch import ImageCache
     from engine.images import ImageLoader
@@ -128,6 +145,7 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
         registries = connect(settings.rpc_url, load_deployment(settings.deployment))
     except RegistryError as exc:
         raise EngineError(f"cannot use the chain: {exc}", code="CHAIN_UNAVAILABLE") from exc
+    read_only_web3(registries.w3)
     try:
         client = docker.from_env(timeout=120)
         client.ping()
@@ -147,6 +165,9 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
             timeout_s=settings.fetch_timeout_s,
             allow_private=settings.allow_private_fetch,
             cache_max_bytes=settings.archive_cache_max_bytes,
+            # The archive check runs on the download as it arrives: no second pass.
+            check_stream=functools.partial(inspect_stream,
+                                           max_expanded_bytes=settings.image_max_expanded_bytes),
         ),
         ImageLoader(
             client,

@@ -139,3 +139,33 @@ def test_backoff_is_capped_exponential_with_jitter():
         assert len(delays) > 1  # jittered
     # However many attempts a window allows, a delay stays a number within the cap.
     assert all(2.0 <= policy.delay(attempt) <= 4.0 for attempt in (64, 1024, 10**6))
+
+
+def _rpc_methods(reg) -> list[str]:
+    """Every JSON-RPC method the registries' web3 sends from now on."""
+    sent: list[str] = []
+    provider = reg.w3.provider
+    original = provider.make_request
+
+    def recording(method, params):
+        sent.append(str(method))
+        return original(method, params)
+
+    provider.make_request = recording
+    return sent
+
+
+def test_the_engines_connection_sends_only_the_reads_a_job_needs(world, registries, accounts):
+    """No eth_chainId before every eth_call (web3's validation middleware doubled the RPCs)."""
+    from engine.wiring import read_only_web3
+
+    _, dlp_id, refiner_id, ins_id, _, _ = world
+    reg = registries()
+    read_only_web3(reg.w3)
+    read_only_web3(reg.w3)  # idempotent
+    sent = _rpc_methods(reg)
+    verifier = ChainVerifier(reg)
+    verifier.verify(ins_id, refiner_id, accounts.builder.address)
+    assert verifier.is_approved(ins_id, dlp_id) is True
+    assert "eth_chainId" not in sent
+    assert sorted(sent) == sorted(["eth_blockNumber"] * 2 + ["eth_call"] * 7)

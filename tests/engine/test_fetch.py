@@ -350,3 +350,83 @@ def test_fetch_guard_public_surface() -> None:
     assert set(guard_mod.__all__) == {
         "Deadline", "GuardedBackend", "guarded_client", "is_public_address"
     }
+
+
+# ---------------------------------------------------------------- checked while downloading
+
+
+class _CountingCheck:
+    """inspect_stream, counting the bytes it read: the check must see the download once, whole."""
+
+    def __init__(self, cap: int = 8 * 1024**3) -> None:
+        self.read = 0
+        self.calls = 0
+        self.cap = cap
+
+    def __call__(self, reader):
+        from engine.archive_check import inspect_stream
+
+        self.calls += 1
+        outer = self
+
+        class Counting:
+            def read(self, size: int = -1, /) -> bytes:
+                data = reader.read(size)
+                outer.read += len(data)
+                return data
+
+        return inspect_stream(Counting(), max_expanded_bytes=self.cap)
+
+
+@pytest.mark.docker
+def test_the_archive_is_checked_while_it_downloads_in_one_pass(
+    server: Server, tmp_path: Path, busybox_archive
+) -> None:
+    from engine.archive_check import inspect_archive
+
+    path, digest = busybox_archive
+    url = server.serve("/one-pass.tar.gz", path.read_bytes())
+    check = _CountingCheck()
+    cache = ImageCache(tmp_path / "c", max_bytes=64 * 1024 * 1024, allow_private=True,
+                       check_stream=check)
+    got = cache.fetch(url, digest)
+    assert got.info == inspect_archive(got.path)  # the same verdict as a check of the file
+    assert (check.calls, check.read) == (1, path.stat().st_size)
+    assert cache.cached(digest).info is None  # a cache hit carries none: the loader checks
+
+
+def test_an_archive_the_check_refuses_is_verified_without_info(server: Server, tmp_path: Path) -> None:
+    """The check's verdict never replaces the hash: a refused (but matching) archive has no info,
+    so the loader's own check fails it in its step."""
+    url = server.serve("/not-a-tar.tar", TAR_BODY)
+    cache = ImageCache(tmp_path / "c", max_bytes=10_000, allow_private=True,
+                       check_stream=_CountingCheck())
+    got = cache.fetch(url, _sha(TAR_BODY))
+    assert got.info is None and got.path.read_bytes() == TAR_BODY
+
+
+@pytest.mark.docker
+def test_a_mismatching_archive_is_checksum_mismatch_whatever_the_check_said(
+    server: Server, tmp_path: Path, busybox_archive
+) -> None:
+    path, _digest = busybox_archive
+    url = server.serve("/valid-but-other.tar.gz", path.read_bytes())
+    cache = ImageCache(tmp_path / "c", max_bytes=64 * 1024 * 1024, allow_private=True,
+                       check_stream=_CountingCheck())
+    with pytest.raises(FetchFailure) as err:
+        cache.fetch(url, _sha(b"something else"))
+    assert err.value.code == "CHECKSUM_MISMATCH"
+    assert _leftovers(cache) == []
+
+
+def test_a_check_that_stops_before_the_end_gives_no_verdict() -> None:
+    from engine.fetch_tee import StreamCheck
+
+    tee = StreamCheck(lambda reader: reader.read(3))
+    for chunk in (b"abcdef", b"ghi"):
+        tee.feed(chunk)
+    assert tee.finish() is None
+    whole = StreamCheck(lambda reader: reader.read())
+    for chunk in (b"abc", b"def"):
+        whole.feed(chunk)
+    assert whole.finish() == b"abcdef"

@@ -266,3 +266,42 @@ def test_loaded_images_are_collected_least_recently_used_first(
     loader.ensure_loaded(a)  # reloaded: B and C are now older and free
     assert _present(docker_client, busybox) and _present(docker_client, a_id)
     assert not _present(docker_client, b_id) and not _present(docker_client, c_id)
+
+
+def test_an_archive_checked_while_downloading_is_not_read_again(
+    docker_client, removed_image_archive, load_counter, tmp_path: Path, monkeypatch
+) -> None:
+    """With the download's ArchiveInfo the loader goes straight to docker load (no second pass)."""
+    archive, image_id = removed_image_archive
+    checked = VerifiedArchive(archive.path, archive.sha256, archive.size,
+                              info=inspect_archive(archive.path))
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the archive was decompressed a second time")
+
+    monkeypatch.setattr(images_mod, "inspect_archive", no_second_pass)
+    assert ImageLoader(docker_client, tmp_path / "state").ensure_loaded(checked) == image_id
+    assert load_counter.calls == 1
+
+
+def test_info_over_the_loaders_cap_is_checked_again(
+    docker_client, removed_image_archive, tmp_path: Path
+) -> None:
+    archive, _image_id = removed_image_archive
+    info = inspect_archive(archive.path)
+    checked = VerifiedArchive(archive.path, archive.sha256, archive.size, info=info)
+    loader = ImageLoader(docker_client, tmp_path / "state", max_expanded_bytes=info.expanded_bytes - 1)
+    with pytest.raises(ImageFailure) as err:
+        loader.ensure_loaded(checked)
+    assert err.value.code == "IMAGE_TOO_LARGE"
+
+
+def test_the_archive_is_sent_to_docker_in_large_reads(tmp_path: Path) -> None:
+    """http.client would read the body 8 KiB at a time; the loader hands it 1 MiB reads."""
+    path = tmp_path / "a.tar"
+    path.write_bytes(b"x" * (3 * 1024 * 1024 + 5))
+    with open(path, "rb") as stream:
+        body = images_mod._LargeReads(stream)
+        assert len(body) == path.stat().st_size  # the request keeps its Content-Length
+        sizes = [len(chunk) for chunk in iter(lambda: body.read(8192), b"")]
+    assert sizes == [1024 * 1024] * 3 + [5]

@@ -433,6 +433,33 @@ def test_row_limit_exactly_met(refiner_db: Path, out: Path) -> None:
     assert len(_results(out)[1]) == 40
 
 
+def test_results_are_written_in_16k_pages(refiner_db: Path, out: Path) -> None:
+    """Larger pages: fewer page writes for a big CTAS (bench/query.py measures it)."""
+    run_query(refiner_db, "SELECT id FROM activities", None, ALL, out, LIMITS)
+    assert _direct(out, "PRAGMA page_size") == [(16384,)]
+
+
+ROWID_SHADOWS = [
+    "SELECT id, 1000 AS rowid FROM activities",
+    "SELECT id, 1000 AS rowid, 1000 AS oid FROM activities",
+    "SELECT 1 AS rowid, 2 AS _rowid_, 3 AS oid FROM activities",
+    "SELECT 1 AS ROWID, 2 AS _RowId_, 3 AS Oid FROM activities",
+]
+
+
+@pytest.mark.parametrize("sql", ROWID_SHADOWS)
+def test_row_count_holds_when_columns_are_named_like_rowid(refiner_db: Path, out: Path, sql: str) -> None:
+    """The count reads the largest rowid (no scan): a column named rowid/oid/_rowid_ cannot fake it."""
+    report = run_query(refiner_db, sql, None, ALL, out, QueryLimits(max_rows=40))
+    assert report.row_count == 40 == len(_results(out)[1])
+
+
+@pytest.mark.parametrize("sql", ROWID_SHADOWS)
+def test_row_limit_holds_when_columns_are_named_like_rowid(refiner_db: Path, out: Path, sql: str) -> None:
+    err = _fail(refiner_db, out, sql, limits=QueryLimits(max_rows=39))
+    assert err.code == "ROW_LIMIT"
+
+
 def test_zero_rows_allowed_with_zero_limit(refiner_db: Path, out: Path) -> None:
     report = run_query(refiner_db, "SELECT id, name FROM users WHERE id < 0", None, ALL, out,
                        QueryLimits(max_rows=0))

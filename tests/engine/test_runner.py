@@ -191,7 +191,8 @@ def test_container_config_is_hardened(
         "Config": {"max-size": str(4 * 4096 + 65536), "max-file": "2"},
     }
     mounts = {m["Target"]: m for m in host["Mounts"]}
-    assert mounts["/mnt/input/query_results.db"]["ReadOnly"] is True
+    # The input's own folder, read-only: it exists before the query writes the database.
+    assert mounts["/mnt/input"]["ReadOnly"] is True
     assert mounts["/mnt/output"].get("ReadOnly", False) is False
 
 
@@ -299,6 +300,32 @@ def test_stale_container_with_the_same_name_is_replaced(
     )
     assert classify(result) is None
     assert _gone(docker_client, job_id)
+
+
+def test_a_container_created_before_its_input_exists_runs_with_the_input_written_later(
+    runner, docker_client, make_image, input_db: Path, tmp_path: Path
+) -> None:
+    """create() while the query still writes the input; run() starts it once the file is there."""
+    data = input_db.read_bytes()
+    input_db.unlink()
+    spec = _spec(make_image("reader", "wc -c < $INPUT_PATH/query_results.db > $OUTPUT_PATH/size"),
+                 input_db, tmp_path)
+    created = runner.create(spec)
+    assert docker_client.containers.get(f"c2d-{spec.job_id}").status == "created"
+    input_db.write_bytes(data)  # the query's result lands (by rename) after the create
+    result = runner.run(spec, created=created)
+    assert classify(result) is None, result.logs
+    assert int((spec.output_dir / "size").read_text()) == len(data)
+    assert _gone(docker_client, spec.job_id)
+
+
+def test_discard_removes_a_created_container_that_never_ran(
+    runner, docker_client, make_image, input_db: Path, tmp_path: Path
+) -> None:
+    spec = _spec(make_image("hello", "echo hi > $OUTPUT_PATH/x"), input_db, tmp_path)
+    runner.discard(runner.create(spec))
+    assert _gone(docker_client, spec.job_id)
+    assert not (spec.output_dir / "x").exists()
 
 
 def test_remove_leftovers_removes_only_this_engines_containers(docker_client, busybox) -> None:

@@ -26,9 +26,10 @@ from engine.errors import (
     NotFoundError,
     QueryFailure,
     RequestError,
+    RunFailure,
 )
 from engine.fetch import VerifiedArchive
-from engine.runner import RunResult
+from engine.runner import Created, RunResult
 from engine.service import JobService
 from engine.settings import load_settings
 from engine.store import JobStore
@@ -80,6 +81,7 @@ class Fakes:
     query_error: Exception | None = None
     run_result: RunResult | None = None
     run_error: Exception | None = None
+    create_error: Exception | None = None
     outputs: dict = field(default_factory=lambda: {"result.json": b'{"n": 2}', "sub/chart.txt": b"xx"})
     block_run: bool = False
     run_started: threading.Event = field(default_factory=threading.Event)
@@ -140,7 +142,17 @@ class Fakes:
         return FakeReport((("users", "email"),), (1,), 5 * 10**18, 1)
 
     # runner
-    def run(self, spec, cancel=None):
+    def create(self, spec):
+        self.calls.append(("create", spec.image_id))
+        if self.create_error:
+            raise self.create_error
+        return Created(spec.job_id, object())
+
+    def discard(self, created):
+        self.calls.append(("discard", created.job_id))
+
+    def run(self, spec, cancel=None, created=None):
+        assert created is not None and created.job_id == spec.job_id, "run without its created container"
         self.calls.append(("run", spec.image_id))
         self.run_started.set()
         self.spec = spec
@@ -165,7 +177,11 @@ class Fakes:
         return list(self.leftovers)
 
     def steps(self) -> list[str]:
-        return [c[0] for c in self.calls]
+        """The job's story in order; container creation runs alongside the query (see below)."""
+        return [c[0] for c in self.calls if c[0] not in ("create", "discard")]
+
+    def container_calls(self) -> list[str]:
+        return [c[0] for c in self.calls if c[0] in ("create", "discard", "run")]
 
 
 # ---------------------------------------------------------------- fixtures
@@ -388,6 +404,39 @@ def test_approval_revoked_before_run_is_not_approved_and_never_runs(service, fak
     assert "run" not in fakes.steps()
     assert fakes.steps()[-1] == "is_approved"
     assert st.RUNNING not in [s.status for s in job.steps]
+    # The container made ahead during the query never started: it was removed.
+    assert fakes.container_calls() == ["create", "discard"]
+
+
+def test_the_container_is_created_while_the_query_runs_and_started_after_the_recheck(service, fakes):
+    """Creation overlaps the query (it is in flight before the query returns); the start waits."""
+    real_query = fakes.run_query
+
+    def query_that_waits_for_the_create(*args, **kw):
+        wait_for(lambda: "create" in fakes.container_calls(), timeout=5)
+        return real_query(*args, **kw)
+
+    service._run_query = query_that_waits_for_the_create
+    job = submit_and_process(service)
+    assert job.status == st.SUCCEEDED
+    order = [c[0] for c in fakes.calls]
+    assert order.index("create") < order.index("query") < order.index("is_approved") < order.index("run")
+    assert fakes.container_calls() == ["create", "run"]
+
+
+def test_a_failed_create_fails_the_job_at_run_time_with_its_code(service, fakes):
+    fakes.create_error = RunFailure("image sha256:x is not loaded", code="IMAGE_INVALID")
+    job = submit_and_process(service)
+    assert (job.status, job.failure_code) == (st.FAILED, "IMAGE_INVALID")
+    assert st.RUNNING in [s.status for s in job.steps]
+    assert "run" not in fakes.steps()
+
+
+def test_a_failed_query_discards_the_container_made_ahead(service, fakes):
+    fakes.query_error = QueryFailure("no permission covers users.email", code="PERMISSION_DENIED")
+    job = submit_and_process(service)
+    assert job.failure_code == "PERMISSION_DENIED"
+    assert fakes.container_calls() == ["create", "discard"]
 
 
 # ---------------------------------------------------------------- submit checks
@@ -598,7 +647,7 @@ def test_retention_sweep_removes_files_and_keeps_metadata(make_service, data_dir
 
 @pytest.mark.parametrize(
     ("module", "names"),
-    [("engine.service", {"JobService"}), ("engine.wiring", {"build_service", "engine_id", "load_signer"})],
+    [("engine.service", {"JobService"}), ("engine.wiring", {"build_service", "engine_id", "load_signer", "read_only_web3"})],
 )
 def test_public_surface(module, names):
     import importlib

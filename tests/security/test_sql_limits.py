@@ -147,3 +147,39 @@ def test_deeply_nested_sql_is_query_invalid(source: Path, out: Path, depth: int)
     sql = "SELECT " + "(" * depth + "1" + ")" * depth
     err, _ = _fails(source, out, sql, QueryLimits())
     assert err.code == "QUERY_INVALID"
+
+
+def _zygote_children(zygote_pid: int) -> list[int]:
+    path = Path(f"/proc/{zygote_pid}/task/{zygote_pid}/children")
+    return [int(p) for p in path.read_text().split()]
+
+
+def test_each_query_gets_a_process_that_never_ran_another(source: Path, out: Path) -> None:
+    """The zygote keeps one spare ready; it is handed over once, and a new one is forked."""
+    from engine.query import isolate
+
+    run_query(source, "SELECT 1", None, ALL, out, QueryLimits())
+    out.unlink()
+    pids = []
+    for _ in range(3):
+        pid, conn = isolate._ZYGOTE.fork()
+        pids.append(pid)
+        conn.close()  # EOF before any request: that child exits
+    assert len(set(pids)) == 3
+
+
+def test_a_dead_spare_is_replaced_and_the_query_runs(source: Path, out: Path) -> None:
+    from engine.query import isolate
+
+    run_query(source, "SELECT 1", None, ALL, out, QueryLimits())
+    out.unlink()
+    zygote = isolate._ZYGOTE.pid
+    deadline = time.monotonic() + 5
+    while not (spares := _zygote_children(zygote)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert spares, "the zygote keeps a spare query process ready"
+    for pid in spares:
+        os.kill(pid, signal.SIGKILL)
+    report = run_query(source, "SELECT v FROM t", None, ALL, out, QueryLimits())
+    assert report.row_count == 1
+    assert isolate._ZYGOTE.pid == zygote  # the zygote itself carried on

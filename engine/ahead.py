@@ -1,0 +1,91 @@
+"""Work a job's run needs, started early in the background so it is ready when RUNNING begins.
+
+Two things take time and depend on nothing the chain or the query decide:
+
+- the job's size-limited output filesystem (``scratch.OutputFs``: mkfs + loop
+  mount), started as soon as the job starts VERIFYING;
+- the job's container, *created* (not started) once the image is known, while
+  the query runs and the approval is re-checked.
+
+Neither weakens a check. The output is mounted before the container is
+created, so a container never sees an uncapped folder. The container starts
+only in RUNNING, after the approval re-check (``DockerRunner.run`` with the
+created container). A failure in this background work is raised when the run
+asks for the container, as it was when the run did the work itself. A job
+that ends before it runs (failed, cancelled) has its unused container removed
+by ``settle``; its output is unmounted with its scratch, as always.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine import scratch
+from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.runner import Created, DockerRunner, RunSpec
+
+__all__ = ["JobPrep"]
+
+
+@dataclass
+class JobPrep:
+    """One job's work done ahead: its output filesystem, then its created container."""
+
+    pool: Executor
+    runner: DockerRunner
+    settings: Settings
+    _output: Future[scratch.OutputFs] | None = None
+    _container: Future[tuple[RunSpec, Created]] | None = None
+    _used: bool = field(default=False)
+
+    def start_output(self, output_dir: Path) -> None:
+        s = self.settings
+        self._output = self.pool.submit(scratch.OutputFs.create, output_dir, s.run_output_fs,
+                                        s.output_max_bytes, s.output_max_files)
+
+    def start_container(self, job_id: str, image_id: str, input_db: Path, output_dir: Path,
+                        refiner_id: int) -> None:
+        """Create the container (once the output is mounted); ``container()`` returns it."""
+        if self._output is None:
+            self.start_output(output_dir)
+        self._container = self.pool.submit(self._create, job_id, image_id, input_db, output_dir,
+                                           refiner_id)
+
+    def _create(self, job_id: str, image_id: str, input_db: Path, output_dir: Path,
+                refiner_id: int) -> tuple[RunSpec, Created]:
+        from engine.runner import RunSpec
+
+        assert self._output is not None
+        output = self._output.result()  # mounted before Docker binds the folder
+        spec = RunSpec(
+            job_id=job_id,
+            image_id=image_id,
+            input_db=input_db,
+            output_dir=output_dir,
+            refiner_id=refiner_id,
+            limits=self.settings.run_limits(),
+            output_watch=output.over_cap,  # ends the job the moment the output is full
+        )
+        return spec, self.runner.create(spec)
+
+    def container(self) -> tuple[RunSpec, Created]:
+        """The run's spec and created container; raises what creating them raised.
+
+        From here on the run owns the container (``DockerRunner.run`` removes it).
+        """
+        assert self._container is not None, "start_container() first"
+        self._used = True
+        return self._container.result()
+
+    def settle(self) -> None:
+        """Wait for the background work; remove a container that was created but never run."""
+        for future in (self._output, self._container):
+            if future is not None:
+                future.exception()  # waits; its error was (or is now moot to be) raised
+        if self._container is not None and not self._used and self._container.exception() is None:
+            self.runner.discard(self._container.result()[1])
