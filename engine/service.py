@@ -58,6 +58,7 @@ from engine.errors import (
     RequestError,
     RunFailure,
 )
+from engine.health import run_probe, run_probes
 from engine.settings import Settings
 from engine.storage import disk_check
 from engine.store import Job, JobStore, StaleState
@@ -281,10 +282,9 @@ class JobService:
 
     def health(self) -> dict[str, Any]:
         """{"ok": bool, "checks": {name: {"ok": bool, ...}}, "queue": {...}}."""
-        checks: dict[str, dict[str, Any]] = {"store": self._probe(self.store.ping)}
-        checks["disk"] = disk_check(self.data_dir, self.settings.disk_min_free_bytes)
-        for name, probe in self.probes.items():
-            checks[name] = self._probe(probe)
+        checks = {"store": run_probe(self.store.ping),
+                  "disk": disk_check(self.data_dir, self.settings.disk_min_free_bytes),
+                  **run_probes(self.probes)}
         return {
             "ok": all(c["ok"] for c in checks.values()),
             "checks": checks,
@@ -301,17 +301,6 @@ class JobService:
     def engine_address(self) -> str | None:
         """The address attestations recover to (None: this engine does not attest)."""
         return None if self.signer is None else to_checksum_address(self.signer.address)
-
-    @staticmethod
-    def _probe(probe: Callable[[], Any]) -> dict[str, Any]:
-        try:
-            value = probe()
-        except Exception as exc:  # noqa: BLE001 - health reports, never raises
-            return {"ok": False, "error": type(exc).__name__}
-        out: dict[str, Any] = {"ok": value is not False}
-        if isinstance(value, (int, str)) and not isinstance(value, bool):
-            out["value"] = value
-        return out
 
     # --- lifecycle --------------------------------------------------------------
     def start(self) -> None:
