@@ -64,11 +64,12 @@ def install_docs(app: FastAPI, config: ApiConfig) -> None:
 
 
 def _apply_text_limits(schema: dict[str, Any], config: ApiConfig) -> None:
-    body = schema.get("components", {}).get("schemas", {}).get("JobRequestBody", {})
-    props = body.get("properties", {})
-    if "query" in props:
-        props["query"]["maxLength"] = min(props["query"].get("maxLength", config.query_max_chars),
-                                          config.query_max_chars)
+    schemas = schema.get("components", {}).get("schemas", {})
+    for name in ("JobRequestBody", "VanaInputBody"):  # /jobs and Vana's /job/{id} share the SQL limit
+        query = schemas.get(name, {}).get("properties", {}).get("query")
+        if query is not None:
+            query["maxLength"] = min(query.get("maxLength", config.query_max_chars), config.query_max_chars)
+    props = schemas.get("JobRequestBody", {}).get("properties", {})
     if "params" in props:
         props["params"]["maxLength"] = min(props["params"].get("maxLength", config.params_max_chars),
                                            config.params_max_chars)

@@ -145,3 +145,9 @@ def test_route_answers_503_when_the_chain_is_down() -> None:
 
     answer = _client(down).post("/job/7", json=_body(), headers={"x-job-id-signature": sign(OWNER, "7")})
     assert answer.status_code == 503 and answer.json()["code"] == "CHAIN_UNAVAILABLE"
+
+
+def test_openapi_states_the_runtime_query_limit_for_vana_bodies() -> None:
+    schema = _client(None).get("/openapi.json").json()
+    query = schema["components"]["schemas"]["VanaInputBody"]["properties"]["query"]
+    assert query["maxLength"] == 100_000  # ApiConfig.query_max_chars, as for /jobs

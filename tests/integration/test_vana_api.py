@@ -43,6 +43,7 @@ class Vana:
     world: Any
     builder: Payments
     instruction_id: int
+    settings: Any
 
     def on_chain_job(self) -> int:
         """Vana's submitJob(maxTimeout, gpuRequired, instructionId) funded with value."""
@@ -79,7 +80,7 @@ def vana(world, docker_client, job_image, tmp_path_factory) -> Iterator[Vana]:
     instruction_id = world.publish_image(job_image("vana-ok", SCRIPT))
     with running_engine(world, tmp_path_factory.mktemp("vana-engine"), charge_prices=True) as engine, \
             httpx.Client(base_url=engine.url, timeout=30) as http:
-        yield Vana(http, world, Payments(world.builder), instruction_id)
+        yield Vana(http, world, Payments(world.builder), instruction_id, engine.settings)
 
 
 def _problem(answer: httpx.Response, status: int, code: str) -> dict:
@@ -173,6 +174,9 @@ def test_missing_signature_and_unknown_on_chain_job(vana: Vana) -> None:
     _problem(vana.http.get("/job/1"), 401, "AUTH_REQUIRED")
     _problem(vana.post(10**12, vana.body()), 404, "COMPUTE_JOB_NOT_FOUND")
     _problem(vana.http.get("/job/0x1f"), 422, "VALIDATION_ERROR")
+    # The engine's own limits hold on this route too (checked by the service, as for /jobs).
+    too_long = "SELECT kind FROM activities" + " " * vana.settings.query_max_chars
+    _problem(vana.post(vana.on_chain_job(), vana.body(too_long)), 400, "QUERY_TOO_LONG")
 
 
 def test_a_refused_query_reads_query_failed_and_is_not_charged(vana: Vana) -> None:
