@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from engine.errors import ImageFailure, QueryFailure, RunFailure
+from engine.storage import is_disk_full, storage_full
 
 __all__ = ["DEFAULT_LAYOUT", "JOB_ENV_VERSION", "LAYOUTS", "LAYOUT_LABEL", "Layout", "job_env",
            "layout_of", "prepare_dirs", "stage_inputs", "volume_covers"]
@@ -147,24 +148,32 @@ def stage_inputs(layout: Layout, root: Path, params: Any, max_bytes: int) -> Non
     """After the query: write the layout's derived files from ``root/query_results.db``.
 
     Each CSV is at most ``max_bytes`` (the result cap) and is written as it is
-    read: over the cap the job fails RESULT_TOO_LARGE before anything runs.
+    read: over the cap the job fails RESULT_TOO_LARGE before anything runs; a
+    full engine disk is STORAGE_FULL.
     """
-    db = root / DB_NAME
     for rel, kind in layout.files:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.parent.chmod(0o755)
-        path.unlink(missing_ok=True)
-        if kind == "db":
-            os.link(db, path)  # the same file, no copy (same folder tree, same filesystem)
-            continue
-        if kind in ("csv", "csv-bare"):
-            _write_csv(db, path, header=kind == "csv", max_bytes=max_bytes)
-        elif kind == "params":
-            path.write_text(json.dumps(params if params is not None else []))
-        else:  # ddo: the minimal document Ocean's algorithms read about their input
-            path.write_text(json.dumps({"id": OCEAN_DID, "services": [{"files": ["0"]}]}))
-        path.chmod(0o444)
+        try:
+            _stage(root, root / rel, kind, params, max_bytes)
+        except (OSError, sqlite3.Error) as exc:
+            if is_disk_full(exc):  # the engine's disk, not the job, is at fault
+                raise storage_full("writing the job's input files") from exc
+            raise
+
+
+def _stage(root: Path, path: Path, kind: FileKind, params: Any, max_bytes: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o755)
+    path.unlink(missing_ok=True)
+    if kind == "db":
+        os.link(root / DB_NAME, path)  # the same file, no copy (same folder tree, same fs)
+        return
+    if kind in ("csv", "csv-bare"):
+        _write_csv(root / DB_NAME, path, header=kind == "csv", max_bytes=max_bytes)
+    elif kind == "params":
+        path.write_text(json.dumps(params if params is not None else []))
+    else:  # ddo: the minimal document Ocean's algorithms read about their input
+        path.write_text(json.dumps({"id": OCEAN_DID, "services": [{"files": ["0"]}]}))
+    path.chmod(0o444)
 
 
 class _Capped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -100,3 +101,24 @@ def test_a_volume_over_a_layouts_mounts_is_refused(layout: str, volume: str) -> 
 def test_a_layouts_own_output_volume_needs_no_cover() -> None:
     covers = volume_covers(_attrs("ocean", ("/data/outputs", "/mnt/input", "/vol")), LAYOUTS["ocean"])
     assert sorted(covers) == ["/mnt/input", "/vol"]  # /mnt/input is nothing to an ocean job
+
+
+def test_a_full_engine_disk_while_staging_is_storage_full(tmp_path: Path) -> None:
+    from engine.errors import StorageFull
+    from engine.scratch import OutputFs
+
+    small = OutputFs.create(tmp_path / "small", "loop", 512 * 1024, 64)  # a real, tiny filesystem
+    try:
+        stat = os.statvfs(small.path)
+        rows = int(0.6 * stat.f_bavail * stat.f_frsize / 1000)  # the db fits, db + CSV do not
+        with sqlite3.connect(small.path / "query_results.db") as conn:
+            conn.execute("CREATE TABLE results (t TEXT)")
+            conn.executemany("INSERT INTO results VALUES (?)", [("y" * 1000,)] * rows)
+        conn.close()
+        layout = LAYOUTS["decentriq"]
+        prepare_dirs(layout, small.path)
+        with pytest.raises(StorageFull) as err:
+            stage_inputs(layout, small.path, None, max_bytes=1 << 30)
+        assert err.value.code == "STORAGE_FULL" and "y" * 10 not in err.value.message
+    finally:
+        small.release()
