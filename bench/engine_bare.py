@@ -24,6 +24,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from engine.layouts import DEFAULT_LAYOUT, job_env
 from engine.runner import INPUT_DIR, OUTPUT_MOUNT, RunLimits
 
 SECCOMP_PROFILE = Path(__file__).resolve().parent.parent / "engine" / "seccomp" / "job.json"
@@ -69,10 +70,8 @@ def docker_run_args(
         "--log-opt", "max-file=2",
         "--mount", f"type=bind,source={Path(input_db).parent.resolve()},target={INPUT_DIR},readonly",
         "--mount", f"type=bind,source={Path(output_dir).resolve()},target={OUTPUT_MOUNT}",
-        "-e", f"INPUT_PATH={INPUT_DIR}",
-        "-e", f"OUTPUT_PATH={OUTPUT_MOUNT}",
-        "-e", f"COMPUTE_JOB_ID={job_id}",
-        "-e", f"DATA_REFINER_ID={refiner_id}",
+        *(arg for name, value in job_env(DEFAULT_LAYOUT, job_id, 0, refiner_id).items()
+          for arg in ("-e", f"{name}={value}")),
         image_id,
     ]  # fmt: skip
 

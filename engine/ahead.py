@@ -49,15 +49,28 @@ class JobPrep:
                                         s.output_max_bytes, s.output_max_files)
 
     def start_container(self, job_id: str, image_id: str, input_db: Path, output_dir: Path,
-                        refiner_id: int) -> None:
+                        refiner_id: int, compute_job_id: int = 0) -> None:
         """Create the container (once the output is mounted); ``container()`` returns it."""
         if self._output is None:
             self.start_output(output_dir)
         self._container = self.pool.submit(self._create, job_id, image_id, input_db, output_dir,
-                                           refiner_id)
+                                           refiner_id, compute_job_id)
+
+    def stage_inputs(self, params: object) -> None:
+        """After the query: the files the image's layout derives from the results
+        (engine/layouts.py). A container that could not be created needs none: its
+        error is raised when the run asks for it, as always."""
+        from engine.layouts import stage_inputs
+
+        assert self._container is not None, "start_container() first"
+        if self._container.exception() is not None:
+            return
+        spec, created = self._container.result()
+        stage_inputs(created.layout, Path(spec.input_db).parent, params,
+                     self.settings.query_max_result_bytes)
 
     def _create(self, job_id: str, image_id: str, input_db: Path, output_dir: Path,
-                refiner_id: int) -> tuple[RunSpec, Created]:
+                refiner_id: int, compute_job_id: int) -> tuple[RunSpec, Created]:
         from engine.runner import RunSpec
 
         assert self._output is not None
@@ -68,6 +81,7 @@ class JobPrep:
             input_db=input_db,
             output_dir=output_dir,
             refiner_id=refiner_id,
+            compute_job_id=compute_job_id,
             limits=self.settings.run_limits(),
             output_watch=output.over_cap,  # ends the job the moment the output is full
         )

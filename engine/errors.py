@@ -51,7 +51,8 @@ FAILURE_CODES: dict[str, str] = {
     "FETCH_FAILED": "the image archive could not be downloaded",
     "CHECKSUM_MISMATCH": "the archive's sha256 differs from the on-chain hash",
     "IMAGE_TOO_LARGE": "the archive, or what it unpacks to, is over the size cap",
-    "IMAGE_INVALID": "the archive is not a Docker image archive holding exactly one image",
+    "IMAGE_INVALID": ("the archive is not a Docker image archive holding exactly one image, or its image "
+                      "cannot run as a job (a VOLUME over its mounts, an unknown layout label)"),
     "QUERY_INVALID": "the SQL is not a single allowed read-only SELECT",
     "ROW_LIMIT": "the query returned more rows than allowed",
     "QUERY_TIMEOUT": "the query ran past its time limit",

@@ -12,7 +12,9 @@ image's last tag would delete the image.
 ``<state_dir>/images.json`` maps archive sha256 -> image id, so a second job
 with the same instruction does not load again while the image still exists.
 Images the engine loaded are collected over the operator's cache size, least
-recently used first (engine/image_gc.py).
+recently used first (engine/image_gc.py). An image whose layout label
+(engine/layouts.py) names no known layout is IMAGE_INVALID here, before the
+job's query runs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from engine.archive_check import ArchiveInfo, inspect_archive
 from engine.errors import ImageFailure
 from engine.fetch import VerifiedArchive
 from engine.image_gc import LoadedImages, write_json
+from engine.layouts import layout_of
 
 __all__ = ["ArchiveInfo", "ImageLoader", "inspect_archive"]
 
@@ -63,6 +66,7 @@ class ImageLoader:
             known = self._read_map().get(archive.sha256)
             if known and self._exists(known):
                 self.cache.used(known)
+                self._check_layout(known)
                 return known
             # Checked while it downloaded (one pass), else now; the cap is the same either way.
             info = archive.info
@@ -76,8 +80,16 @@ class ImageLoader:
             mapping = self._read_map()
             mapping[archive.sha256] = info.image_id
             write_json(self.map_path, mapping)
+            self._check_layout(info.image_id)
             self._collect(keep=info.image_id)
             return info.image_id
+
+    def _check_layout(self, image_id: str) -> None:
+        """An unknown layout label fails the job here, before its query runs or is paid."""
+        try:
+            layout_of(self.client.api.inspect_image(image_id))
+        except docker.errors.APIError as exc:
+            raise ImageFailure(f"Docker could not inspect image {image_id}: {exc.explanation}") from exc
 
     def _collect(self, keep: str) -> None:
         removed = set(self.cache.collect([keep, *self._busy()]))

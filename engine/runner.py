@@ -8,9 +8,11 @@ non-root user, the engine's seccomp profile (``engine/seccomp/job.json``: no
 io_uring, no namespaces, no mounts, no keyrings, no bpf), memory (= memory +
 swap), CPU and pids limits, a small noexec ``/tmp`` (mode 1777), a capped log
 (its tail is kept), a wall-clock timeout, the input database read-only and
-``/mnt/output`` writable, and exactly four environment variables. Every
+the output writable, each where the image's layout puts them (engine/layouts.py:
+``/mnt/input`` and ``/mnt/output`` for Vana's), and the versioned job
+environment (``job_env``: ids, paths, layout; never a secret). Every
 ``VOLUME`` the image declares is covered by an empty read-only tmpfs, so
-``/mnt/output`` and ``/tmp`` are the only writable places whatever the image
+the output and ``/tmp`` are the only writable places whatever the image
 says. The spec's ``output_watch`` is read every wait slice: a job whose output
 reached its cap is killed at once (OUTPUT_TOO_LARGE).
 
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TypeVar
 
 import docker.errors
@@ -40,6 +42,7 @@ import requests.exceptions
 from docker.types import LogConfig, Mount
 
 from engine.errors import RunFailure
+from engine.layouts import DEFAULT_LAYOUT, Layout, job_env, layout_of, prepare_dirs, volume_covers
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,6 @@ _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # Short waits keep cancel responsive; each is one cheap request to dockerd.
 _WAIT_SLICE_S = 0.5
 _KILL_WAIT_S = 10.0
-# The places the engine mounts: an image VOLUME at or above them cannot be covered.
-_WRITABLE = (PurePosixPath(OUTPUT_MOUNT), PurePosixPath("/tmp"))
-_ENGINE_MOUNTS = (*_WRITABLE, PurePosixPath(INPUT_DIR))
-_COVER = "ro,noexec,nosuid,nodev,size=4k,mode=0555"
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 2.0
 _T = TypeVar("_T")
@@ -102,6 +101,7 @@ class RunSpec:
     output_dir: Path
     refiner_id: int
     limits: RunLimits = field(default_factory=RunLimits)
+    compute_job_id: int = 0  # the on-chain ComputeEngine job, 0 when the job has none
     # Read every wait slice: the reason the job's output is over a cap, or None.
     output_watch: Callable[[], str | None] | None = None
 
@@ -126,6 +126,7 @@ class Created:
 
     job_id: str
     container: object
+    layout: Layout = DEFAULT_LAYOUT  # where the container finds its input and output
 
 
 def classify(result: RunResult) -> str | None:
@@ -174,7 +175,8 @@ class DockerRunner:
         name = container_name(spec.job_id)
         self._retry("remove the old container", lambda: self._remove_named(name))
         _prepare_output(spec)
-        return Created(spec.job_id, self._create(spec, name))
+        container, layout = self._create(spec, name)
+        return Created(spec.job_id, container, layout)
 
     def discard(self, created: Created) -> None:
         """Remove a created container that will not run (the job failed or was cancelled)."""
@@ -247,10 +249,12 @@ class DockerRunner:
 
     # -- steps ------------------------------------------------------------
 
-    def _create(self, spec: RunSpec, name: str):
+    def _create(self, spec: RunSpec, name: str) -> tuple[object, Layout]:
         try:
-            covers = self._retry("inspect the image", lambda: self._volume_covers(spec.image_id))
-            config = _container_config(spec, name, self.engine_id, covers)
+            attrs = self._retry("inspect the image", lambda: self.client.api.inspect_image(spec.image_id))
+            layout = layout_of(attrs)
+            covers = volume_covers(attrs, layout)
+            config = _container_config(spec, name, self.engine_id, covers, layout)
             retried: list[bool] = []
 
             def create():
@@ -258,32 +262,13 @@ class DockerRunner:
                     self._remove_named(name)
                 return self.client.containers.create(spec.image_id, **config)
 
-            return self._retry("create the container", create, retried)
+            return self._retry("create the container", create, retried), layout
         except docker.errors.ImageNotFound as exc:
             raise RunFailure(f"image {spec.image_id} is not loaded", code="IMAGE_INVALID") from exc
         except docker.errors.APIError as exc:
             raise RunFailure(
                 f"Docker could not create the container: {exc.explanation}", code="INTERNAL_ERROR"
             ) from exc
-
-    def _volume_covers(self, image_id: str) -> dict[str, str]:
-        """A read-only empty tmpfs over each VOLUME the image declares (Docker would
-        otherwise give each a writable, uncapped anonymous volume)."""
-        config = self.client.api.inspect_image(image_id).get("Config") or {}
-        covers = {}
-        for declared in sorted(config.get("Volumes") or {}):
-            path = PurePosixPath("/", declared)
-            if ".." in path.parts:
-                raise RunFailure(f"the image declares an invalid VOLUME {declared!r}",
-                                 code="IMAGE_INVALID")
-            if path in _WRITABLE:
-                continue  # the engine's own mount is there already
-            if any(path == mine or path in mine.parents for mine in _ENGINE_MOUNTS):
-                raise RunFailure(
-                    f"the image declares VOLUME {str(path)!r}, which would hide the job's "
-                    f"{INPUT_DIR} or {OUTPUT_MOUNT}", code="IMAGE_INVALID")
-            covers[str(path)] = _COVER
-        return covers
 
     def _start(self, container) -> None:
         try:
@@ -407,23 +392,22 @@ class DockerRunner:
             pass
 
 
-def _container_config(spec: RunSpec, name: str, engine_id: str, covers: dict[str, str]) -> dict:
+def _container_config(spec: RunSpec, name: str, engine_id: str, covers: dict[str, str],
+                      layout: Layout = DEFAULT_LAYOUT) -> dict:
     """The hardened ``containers.create`` arguments (everything but the image)."""
     limits = spec.limits
+    # The input's folders, not files: they exist before the query has written the
+    # database, so the container can be created while the query runs.
+    inputs = prepare_dirs(layout, Path(spec.input_db).parent.resolve())
     return {
         "name": name,
         "labels": {LABEL: spec.job_id, ENGINE_LABEL: engine_id},
-        "environment": {
-            "INPUT_PATH": INPUT_DIR,
-            "OUTPUT_PATH": OUTPUT_MOUNT,
-            "COMPUTE_JOB_ID": spec.job_id,
-            "DATA_REFINER_ID": str(spec.refiner_id),
-        },
+        "environment": job_env(layout, spec.job_id, spec.compute_job_id, spec.refiner_id),
         "mounts": [
-            # The input's folder, not the file: it exists before the query has written the
-            # file, so the container can be created while the query runs.
-            Mount(INPUT_DIR, str(Path(spec.input_db).parent.resolve()), type="bind", read_only=True),
-            Mount(OUTPUT_MOUNT, str(Path(spec.output_dir).resolve()), type="bind", read_only=False),
+            *(Mount(target, str(folder), type="bind", read_only=True)
+              for target, folder in inputs.items()),
+            Mount(layout.output_path, str(Path(spec.output_dir).resolve()), type="bind",
+                  read_only=False),
         ],
         "network_mode": "none",
         "read_only": True,

@@ -478,7 +478,8 @@ class JobService:
         ctx.input_db.parent.mkdir(parents=True, exist_ok=True)
         assert ctx.prep is not None and ctx.image_id is not None
         # Created, not started: it starts in _run, after the approval re-check.
-        ctx.prep.start_container(job.id, ctx.image_id, ctx.input_db, ctx.output_dir, job.refiner_id)
+        ctx.prep.start_container(job.id, ctx.image_id, ctx.input_db, ctx.output_dir, job.refiner_id,
+                                 job.compute_job_id)
         report = self._run_query(
             ctx.data_path,
             job.query,
@@ -490,6 +491,7 @@ class JobService:
             grantee=job.owner,
             cancel=ctx.cancel,
         )
+        ctx.prep.stage_inputs(job.params)  # the results where the image's layout expects them
         ctx.record.update(
             access_report={
                 "columns": [list(c) for c in report.columns],

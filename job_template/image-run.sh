@@ -5,7 +5,8 @@
 #
 # The container gets the engine's sandbox: no network, read-only root,
 # all capabilities dropped, no-new-privileges, uid:gid 65534:65534,
-# 64 MiB /tmp, 512 MiB memory, 1 CPU, 256 pids.
+# 64 MiB /tmp, 512 MiB memory, 1 CPU, 256 pids, and the engine's job
+# environment (contract version 1, job_template/README.md) in the vana layout.
 #
 # Env: IMAGE (default my-compute-job:latest), INPUT_DB (a SQLite file with a
 # `results` table to use instead of dummy_data.sql), DATA_REFINER_ID.
@@ -56,10 +57,14 @@ docker run --rm \
   --pids-limit 256 \
   -v "$DB:/mnt/input/query_results.db:ro" \
   -v "$PWD/output:/mnt/output:rw" \
+  -e C2D_JOB_ENV_VERSION=1 \
+  -e C2D_LAYOUT=vana \
+  -e C2D_JOB_ID=dev-mode \
   -e INPUT_PATH=/mnt/input \
   -e OUTPUT_PATH=/mnt/output \
   -e COMPUTE_JOB_ID=dev-mode \
   -e DATA_REFINER_ID="${DATA_REFINER_ID:-1}" \
+  -e DEV_MODE=1 \
   "$IMAGE"
 code=$?
 set -e

@@ -128,16 +128,19 @@ def test_hardening_seen_from_inside(
     assert int((out / "input_size").read_text()) == input_db.stat().st_size
     assert (out / "nested" / "deeper" / "hello.txt").read_text() == "hi\n"
     env = dict(line.split("=", 1) for line in (out / "env").read_text().splitlines() if "=" in line)
-    assert {
-        k: env[k] for k in ("INPUT_PATH", "OUTPUT_PATH", "COMPUTE_JOB_ID", "DATA_REFINER_ID")
-    } == {
+    contract = {
+        "C2D_JOB_ENV_VERSION": "1",
+        "C2D_LAYOUT": "vana",
+        "C2D_JOB_ID": spec.job_id,
         "INPUT_PATH": "/mnt/input",
         "OUTPUT_PATH": "/mnt/output",
-        "COMPUTE_JOB_ID": spec.job_id,
+        "COMPUTE_JOB_ID": spec.job_id,  # no on-chain job: the engine's id
         "DATA_REFINER_ID": "7",
+        "DEV_MODE": "1",
     }
-    # Only Docker's and the shell's own variables besides the four.
-    assert set(env) - {"INPUT_PATH", "OUTPUT_PATH", "COMPUTE_JOB_ID", "DATA_REFINER_ID"} <= {
+    assert {k: env.get(k) for k in contract} == contract
+    # Only Docker's and the shell's own variables besides the contract's.
+    assert set(env) - set(contract) <= {
         "PATH",
         "HOSTNAME",
         "HOME",

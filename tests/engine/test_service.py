@@ -796,3 +796,13 @@ def test_a_worker_survives_a_store_that_cannot_record_a_jobs_end(make_service, f
     assert service.get(first.id, OWNER).status not in st.TERMINAL
     assert service.get(second.id, OWNER).failure_code == "NOT_APPROVED"
     assert service.health()["queue"]["workers"] == 1
+
+
+def test_the_run_knows_the_jobs_on_chain_compute_job(service, fakes):
+    # The container's COMPUTE_JOB_ID is the on-chain job's id (engine/layouts.py job_env).
+    req = JobRequest.create(1, 2, "SELECT email FROM users", [1], 1, int(time.time()) + 600,
+                            compute_job_id=42)
+    job, _ = service.submit(req, OWNER)
+    service.process(job.id)
+    assert service.get(job.id, OWNER).status == st.SUCCEEDED
+    assert fakes.spec.compute_job_id == 42

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.chain]
 WAIT_S = 60.0
 PRICE = 1_000  # activities, all columns (conftest GRANTS)
 DLP_SHARE = PRICE * 80 // 100
-OK_SCRIPT = 'echo "ok" > /mnt/output/ok.txt\n'
+OK_SCRIPT = 'echo "ok $COMPUTE_JOB_ID" > /mnt/output/ok.txt\n'
 # Fails unless the results table has a column named `again` (its name is in the
 # file's schema): a first run that paid and failed, then a second one naming the
 # same compute job. (Not the file's size: a one-row and a 1,000-row result both
@@ -82,7 +82,7 @@ def _failed(job: dict, code: str) -> str:
     return job["failure"]["message"]
 
 
-def test_paid_job_succeeds_and_the_money_moves_exactly(money: Money) -> None:
+def test_paid_job_succeeds_and_the_money_moves_exactly(money: Money, tmp_path) -> None:
     compute_job = money.compute_job()
     balance, earnings = money.balance(), money.earnings()
 
@@ -95,6 +95,9 @@ def test_paid_job_succeeds_and_the_money_moves_exactly(money: Money) -> None:
     assert money.balance() == balance - PRICE
     assert money.builder.paid(compute_job, money.world.dlp_id) == PRICE
     assert money.earnings() == earnings + DLP_SHARE
+    # The container's COMPUTE_JOB_ID is the on-chain job it ran for (Vana's template wants it).
+    [ok] = money.engine.builder.download(job["id"], tmp_path)
+    assert ok.read_text() == f"ok {compute_job}\n"
     # The DLP's owner claims its share to the DLP's treasury (here: the owner's address).
     assert money.owner.claim(money.world.dlp_id) == earnings + DLP_SHARE
     assert money.earnings() == 0
