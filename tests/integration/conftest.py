@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from demo.sample_data import make_sample_db
+from engine.layouts import LAYOUT_LABEL
 from registry_client.contracts import Registries, connect
 from registry_client.engine_client import EngineClient
 from registry_client.manifest import save_deployment
@@ -371,3 +372,39 @@ def container_of(docker_client, job_id: str):
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# --- images with a layout label, and the local Python base (tests/integration/test_engine_layouts.py,
+# test_vana_api.py) ----------------------------------------------------------------------------
+
+PYTHON_BASE = "c2d/python-base:bookworm"
+
+
+@pytest.fixture(scope="module")
+def labelled_image(docker_client, archive_server) -> Iterator[Callable[..., tuple[str, str]]]:
+    """``labelled_image(name, script, layout=None, base=busybox)``: (sha256, url) of its archive."""
+    busybox_image(docker_client)
+    tags: list[str] = []
+
+    def make(name: str, script: str, layout: str | None = None, base: str = BUSYBOX_TAG,
+             command: str = '["/bin/sh", "/job.sh"]') -> tuple[str, str]:
+        tag = f"c2d-itest/layout-{name}:1"
+        label = f'LABEL {LAYOUT_LABEL}="{layout}"\n' if layout is not None else ""
+        dockerfile = f"FROM {base}\n{label}COPY job.sh /job.sh\nCMD {command}\n"
+        build_image(docker_client, dockerfile, tag, {"job.sh": script})
+        tags.append(tag)
+        archive = archive_server.root / f"layout-{name}.tar.gz"
+        return export_archive(docker_client, tag, archive), archive_server.url(archive.name)
+
+    yield make
+    remove_images(docker_client, tags)
+
+
+@pytest.fixture(scope="module")
+def python_base(docker_client) -> str:
+    import docker
+
+    try:
+        return docker_client.images.get(PYTHON_BASE).id
+    except docker.errors.ImageNotFound:
+        pytest.skip(f"{PYTHON_BASE} is missing: run tools/build-python-base.sh (make setup builds it)")

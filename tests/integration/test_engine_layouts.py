@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from engine.layouts import LAYOUT_LABEL
-from tests.images import BUSYBOX_TAG, build_image, busybox_image, export_archive, remove_images
-from tests.integration.conftest import SIMPLE_QUERY, step_statuses
+from tests.integration.conftest import PYTHON_BASE, SIMPLE_QUERY, step_statuses
 
 pytestmark = [pytest.mark.docker, pytest.mark.chain]
 
 WAIT_S = 60.0
-PYTHON_BASE = "c2d/python-base:bookworm"
 
 # Shaped like Vana's data-access-demo-compute-job worker: production mode by default.
 VANA_SHAPED = '''import json, os, sqlite3, sys
@@ -72,36 +68,6 @@ wc -l < /parcel/data/in/results.csv | tr -d ' ' > /parcel/data/out/report/lines.
 head -n 1 /parcel/data/in/results.csv > /parcel/data/out/report/header.txt
 wc -c < /parcel/data/in/query_results.db | tr -d ' ' > /parcel/data/out/db_size.txt
 """
-
-
-@pytest.fixture(scope="module")
-def labelled_image(docker_client, archive_server) -> Iterator[Callable[..., tuple[str, str]]]:
-    """``labelled_image(name, script, layout=None, base=busybox)``: (sha256, url) of its archive."""
-    busybox_image(docker_client)
-    tags: list[str] = []
-
-    def make(name: str, script: str, layout: str | None = None, base: str = BUSYBOX_TAG,
-             command: str = '["/bin/sh", "/job.sh"]') -> tuple[str, str]:
-        tag = f"c2d-itest/layout-{name}:1"
-        label = f'LABEL {LAYOUT_LABEL}="{layout}"\n' if layout is not None else ""
-        dockerfile = f"FROM {base}\n{label}COPY job.sh /job.sh\nCMD {command}\n"
-        build_image(docker_client, dockerfile, tag, {"job.sh": script})
-        tags.append(tag)
-        archive = archive_server.root / f"layout-{name}.tar.gz"
-        return export_archive(docker_client, tag, archive), archive_server.url(archive.name)
-
-    yield make
-    remove_images(docker_client, tags)
-
-
-@pytest.fixture(scope="module")
-def python_base(docker_client) -> str:
-    import docker
-
-    try:
-        return docker_client.images.get(PYTHON_BASE).id
-    except docker.errors.ImageNotFound:
-        pytest.skip(f"{PYTHON_BASE} is missing: run tools/build-python-base.sh (make setup builds it)")
 
 
 def _run(engine, world, image: tuple[str, str], params: list | None = None) -> dict:

@@ -22,7 +22,7 @@ from eth_account.messages import encode_defunct
 
 from registry_client.contracts import connect
 from registry_client.payments import Payments
-from tests.integration.conftest import DENIED_QUERY, SIMPLE_QUERY, running_engine
+from tests.integration.conftest import DENIED_QUERY, PYTHON_BASE, SIMPLE_QUERY, running_engine
 
 pytestmark = [pytest.mark.docker, pytest.mark.chain]
 
@@ -190,3 +190,21 @@ def test_a_refused_query_reads_query_failed_and_is_not_charged(vana: Vana) -> No
     assert final["failure_code"] == "PERMISSION_DENIED" and final["artifacts"] == []
     assert vana.builder.paid(job_id, vana.world.dlp_id) == 0
     assert vana.builder.balance() == balance
+
+
+def test_a_job_shaped_like_vanas_template_runs_through_vanas_api(vana: Vana, labelled_image, python_base) -> None:
+    # The same template-shaped worker that runs through /jobs (test_engine_layouts.py), here
+    # as Vana's client runs it: on-chain job, POST /job/{id}, poll, download.
+    from tests.integration.test_engine_layouts import VANA_SHAPED, _rows
+
+    image = labelled_image("vana-shaped-api", VANA_SHAPED, base=PYTHON_BASE, command='["python", "/job.sh"]')
+    instruction_id = vana.world.publish(*image)
+    job_id = vana.builder.submit_job(instruction_id, 100, value=FUNDING)
+    submitted = vana.post(job_id, vana.body())
+    assert submitted.status_code == 201, submitted.text
+    final = vana.poll(job_id)
+    assert final["status"] == "success", final
+    [artifact] = final["artifacts"]
+    stats = json.loads(vana.get(artifact["url"], job_id).content)
+    assert stats == {"rows": _rows(vana.world), "columns": ["duration_s", "kind"]}
+    assert vana.builder.paid(job_id, vana.world.dlp_id) == PRICE
