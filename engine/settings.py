@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     allow_private_fetch: bool = Field(
         False, description="fetch from loopback/private/link-local addresses (demos, tests)"
     )
+    audit_max_concurrent: int = Field(
+        2, gt=0, le=16, description="static image audits (GET /instructions/{id}/inspect) at once"
+    )
 
     # --- container run ---------------------------------------------------------
     run_cpus: float = Field(1.0, gt=0)

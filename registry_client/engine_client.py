@@ -331,6 +331,13 @@ class EngineClient:
             raise
         return target
 
+    def inspect_instruction(self, instruction_id: int, *, timeout_s: float = 330.0) -> dict[str, Any]:
+        """GET /instructions/{id}/inspect: the static audit of the instruction's image (public, unsigned).
+
+        The first audit of an image may download it: the timeout is the engine's fetch deadline and then some.
+        """
+        return self._json("GET", f"/instructions/{int(instruction_id)}/inspect", sign=False, timeout=timeout_s)
+
     def health(self) -> dict[str, Any]:
         """GET /health; a 503 answer is returned too (it carries the failing checks)."""
         try:

@@ -7,7 +7,7 @@ itself. The EIP-712 domain (chain id + ComputeInstructionRegistry proxy) is read
 once from the deployment manifest named by ``settings.deployment``.
 
 Routers: ``/jobs`` (ours, EIP-712), ``/job/{id}`` (Vana's scheme, engine/api/routers/vana.py),
-``/health``. Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
+``/health``, ``/instructions/{id}/inspect`` (the static image audit, public). Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
 depth caps before anything parses a request) and ``install_docs`` (Swagger UI
 from local files; an OpenAPI document whose limits are the runtime's).
 """
@@ -26,9 +26,10 @@ from engine.api.docs import install_docs
 from engine.api.limits import RequestLimits, RequestLimitsMiddleware
 from engine.api.longpoll import WaiterLimit
 from engine.api.problems import install_problem_handlers
-from engine.api.routers import health, jobs, vana
+from engine.api.routers import health, instructions, jobs, vana
 from engine.auth import DEFAULT_MAX_DEADLINE_S
 from engine.errors import EngineError
+from engine.instruction_audit import auditor_for
 from engine.vana import reader_for
 
 __all__ = ["api_config", "create_app", "engine_domain"]
@@ -114,10 +115,12 @@ def create_app(
     app.state.clock = clock
     app.state.waiters = WaiterLimit(config.max_waiters_per_owner)
     app.state.compute_jobs = reader_for(service)  # ComputeEngine.jobs, for /job/{id} (Vana's API)
+    app.state.auditor = auditor_for(service)  # GET /instructions/{id}/inspect (None with a fake service)
     install_problem_handlers(app)
     app.include_router(jobs.router)
     app.include_router(vana.router)
     app.include_router(health.router)
+    app.include_router(instructions.router)
     install_docs(app, config)
     # Outermost of the app's own layers: nothing parses a request before its limits hold.
     app.add_middleware(RequestLimitsMiddleware, limits=config.limits)
