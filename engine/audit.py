@@ -261,12 +261,14 @@ class _Audit:
         while stack:
             prefix, node = stack.pop()
             assert node.children is not None
-            for name in sorted(node.children, reverse=True):
+            below = []
+            for name in sorted(node.children):
                 child = node.children[name]
                 path = f"{prefix}/{name}"
                 yield path, child
                 if child.children is not None:
-                    stack.append((path, child))
+                    below.append((path, child))
+            stack.extend(reversed(below))  # popped in name order
 
     def _lookup(self, path: str) -> _Node | None:
         node: _Node | None = self.root
@@ -309,7 +311,7 @@ class _Audit:
         return {"count": count, "total_bytes": total, "directories": dirs, "symlinks": links,
                 "largest": [{"path": p, "size": s} for s, p in sorted(largest, reverse=True)],
                 "executables": {"count": executables, "sample": sample},
-                "setuid": setuid, "setgid": setgid, "network_tools": sorted(tools)}
+                "setuid": sorted(setuid), "setgid": sorted(setgid), "network_tools": sorted(tools)}
 
     def _final_sources(self) -> list[dict[str, Any]]:
         shown = []

@@ -161,7 +161,23 @@ def make_app(service: FakeService, clock: Any = time.time, settings: Any = None)
     from engine.api.app import create_app
     from engine.api.deps import EngineDomain
 
-    return create_app(settings or FakeSettings(), service, domain=EngineDomain(CHAIN_ID, REGISTRY), clock=clock)
+    app = create_app(settings or FakeSettings(), service, domain=EngineDomain(CHAIN_ID, REGISTRY), clock=clock)
+    app.state.auditor = _no_instructions_auditor()
+    return app
+
+
+def _no_instructions_auditor() -> Any:
+    """The real auditor over a chain that has no instructions (GET /instructions/{id}/inspect: 404)."""
+    import tempfile
+
+    from engine.errors import ChainCheckFailure
+    from engine.instruction_audit import InstructionAuditor
+
+    def read(instruction_id: int) -> tuple[str, str]:
+        raise ChainCheckFailure(f"no compute instruction with id {instruction_id} on chain",
+                                code="INSTRUCTION_NOT_FOUND")
+
+    return InstructionAuditor(read, None, Path(tempfile.mkdtemp(prefix="fake-audits-")), max_expanded_bytes=1)
 
 
 @contextmanager
