@@ -207,16 +207,10 @@ class _Audit:
 
     def _place(self, layer: int, path: str, entry: tarfile.TarInfo, inner: tarfile.TarFile) -> None:
         parent_path, name = posixpath.split(path)
-        parent = self._dir(parent_path, layer)
-        if name == ".wh..wh..opq":
-            assert parent.children is not None
-            for child in [n for n, c in parent.children.items() if c.layer < layer]:
-                del parent.children[child]
-            return
         if name.startswith(".wh."):
-            assert parent.children is not None
-            parent.children.pop(name[4:], None)
+            self._whiteout(layer, parent_path, name)
             return
+        parent = self._dir(parent_path, layer)
         if entry.isdir():
             self._dir(path, layer).mode = entry.mode
             return
@@ -226,6 +220,17 @@ class _Audit:
         parent.children[name] = _Node(kind, layer, size, entry.mode)
         if entry.isreg():
             self._capture(path, entry, inner)
+
+    def _whiteout(self, layer: int, parent_path: str, name: str) -> None:
+        """``.wh.<name>`` deletes <name>; ``.wh..wh..opq`` hides what lower layers put in the dir."""
+        parent = self._lookup(parent_path) if parent_path else self.root
+        if parent is None or parent.children is None:
+            return  # nothing below it to hide
+        if name == ".wh..wh..opq":
+            for child in [n for n, c in parent.children.items() if c.layer < layer]:
+                del parent.children[child]
+        else:
+            parent.children.pop(name[4:], None)
 
     def _dir(self, path: str, layer: int) -> _Node:
         node = self.root
