@@ -6,7 +6,8 @@ archive cache or downloads it with the same guards as a job's fetch
 (engine/fetch.py: public addresses only unless allowed, wall-clock deadline,
 size cap, sha256 verified against the chain before anything is read), then
 audits it statically (engine/audit.py). The report is cached by sha256 in
-``<data_dir>/audits``, so an image is audited once whatever its id.
+``<data_dir>/audits``, so an image is audited once whatever its id (at most
+``MAX_REPORTS`` kept, the oldest removed first).
 
 Concurrency is bounded: requests for one sha256 share one flight (one
 download, one audit; the others wait for it and get its answer or its
@@ -33,6 +34,7 @@ __all__ = ["AuditError", "InstructionAuditor", "auditor_for"]
 
 log = logging.getLogger("engine.audit")
 _MAX_REPORT_BYTES = 16 * 1024 * 1024
+MAX_REPORTS = 1_000  # cached reports kept; the least recently written go first
 
 
 class AuditError(EngineError):
@@ -149,9 +151,15 @@ class InstructionAuditor:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 json.dump(report, out)
             os.replace(tmp, self._path(sha256))
+            self._prune()
         except OSError:
             log.warning("could not cache the audit of %s", sha256)
             Path(tmp).unlink(missing_ok=True)
+
+    def _prune(self) -> None:
+        reports = sorted(self.audits_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for old in reports[: max(0, len(reports) - MAX_REPORTS)]:
+            old.unlink(missing_ok=True)  # audited again if asked for again
 
 
 def _busy() -> AuditError:

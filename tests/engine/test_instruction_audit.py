@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -102,3 +103,15 @@ def test_unknown_instruction_is_404(tmp_path: Path, archive: Path) -> None:
     with pytest.raises(AuditError) as err:
         auditor.inspect(404)
     assert (err.value.code, err.value.http_status) == ("INSTRUCTION_NOT_FOUND", 404)
+
+
+def test_the_report_cache_is_bounded(tmp_path: Path, archive: Path, monkeypatch) -> None:
+    import engine.instruction_audit as mod
+
+    monkeypatch.setattr(mod, "MAX_REPORTS", 1)
+    auditor = InstructionAuditor(_chain, FakeCache(archive), tmp_path / "audits", max_expanded_bytes=10**8)
+    auditor.inspect(1)
+    first = tmp_path / "audits" / f"{SHA_A}.v1.json"
+    os.utime(first, (1, 1))  # older beyond the filesystem's timestamp granularity
+    auditor.inspect(2)
+    assert [p.name for p in (tmp_path / "audits").iterdir()] == [f"{SHA_B}.v1.json"]
