@@ -77,13 +77,16 @@ _OCI = {"source": "org.opencontainers.image.source", "revision": "org.opencontai
         "description": "org.opencontainers.image.description"}
 
 
-def audit_archive(path: Path, *, max_expanded_bytes: int = 8 * 1024**3,
-                  max_members: int = MAX_MEMBERS, tmp_dir: Path | None = None) -> dict[str, Any]:
+def audit_archive(path: Path, *, max_expanded_bytes: int = 8 * 1024**3, max_members: int = MAX_MEMBERS,
+                  tmp_dir: Path | None = None, checked: bool = False) -> dict[str, Any]:
     """The audit report of the archive at ``path`` (without the instruction's id, hash, url).
 
+    ``checked``: the archive already passed the archive check with these caps
+    (the engine's download checks as it arrives), so it is not checked twice.
     Raises ImageFailure IMAGE_INVALID / IMAGE_TOO_LARGE, as the engine's load would.
     """
-    inspect_archive(path, max_expanded_bytes=max_expanded_bytes, max_members=max_members)
+    if not checked:
+        inspect_archive(path, max_expanded_bytes=max_expanded_bytes, max_members=max_members)
     with _plain_tar(path, tmp_dir) as plain, tarfile.open(plain, "r:", tarinfo=_StrictTarInfo) as tar:
         try:
             return _Audit(tar, max_members, max_expanded_bytes).run()

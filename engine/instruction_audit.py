@@ -40,6 +40,8 @@ MAX_REPORTS = 1_000  # cached reports kept; the least recently written go first
 class AuditError(EngineError):
     """An inspect request the engine cannot answer; ``code`` and ``http_status`` say why."""
 
+    headers: dict[str, str] | None = None  # added to the problem answer (Retry-After)
+
 
 _FETCH_CODES = {"CHECKSUM_MISMATCH": ("IMAGE_HASH_MISMATCH", 502), "IMAGE_TOO_LARGE": ("IMAGE_TOO_LARGE", 422)}
 _CHAIN_CODES = {"INSTRUCTION_NOT_FOUND": 404, "CHAIN_UNAVAILABLE": 503}
@@ -119,7 +121,8 @@ class InstructionAuditor:
                 raise AuditError(exc.message, code=code, http_status=status) from exc
             try:
                 report = audit_archive(archive.path, max_expanded_bytes=self.max_expanded_bytes,
-                                       tmp_dir=getattr(self.cache, "tmp_dir", None))
+                                       tmp_dir=getattr(self.cache, "tmp_dir", None),
+                                       checked=archive.info is not None)  # checked as it downloaded
             except ImageFailure as exc:
                 raise AuditError(exc.message, code=exc.code, http_status=422) from exc
             report = {"archive_bytes": archive.size, **report}
@@ -163,8 +166,10 @@ class InstructionAuditor:
 
 
 def _busy() -> AuditError:
-    return AuditError("the engine is auditing as many images as it allows at once; retry shortly",
-                      code="AUDIT_BUSY", http_status=503)
+    error = AuditError("the engine is auditing as many images as it allows at once; retry shortly",
+                       code="AUDIT_BUSY", http_status=503)
+    error.headers = {"Retry-After": "5"}
+    return error
 
 
 def auditor_for(service: Any) -> InstructionAuditor | None:

@@ -112,7 +112,7 @@ def _instance(request: Request) -> str:
 def _engine_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EngineError)
     status = int(getattr(exc, "http_status", 500) or 500)
-    headers = {"WWW-Authenticate": 'EIP712 realm="compute-engine"'} if status == 401 else None
+    headers = {"WWW-Authenticate": 'EIP712 realm="compute-engine"'} if status == 401 else getattr(exc, "headers", None)
     extra = {"job_id": exc.job_id} if getattr(exc, "job_id", None) and status != 404 else None
     return problem_response(status, exc.code, exc.message, _instance(request), extra=extra, headers=headers)
 

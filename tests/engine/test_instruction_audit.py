@@ -81,6 +81,7 @@ def test_past_the_slots_the_answer_is_busy(tmp_path: Path, archive: Path) -> Non
     gate.set()
     first.join(10)
     assert err.value.code == "AUDIT_BUSY" and err.value.http_status == 503
+    assert err.value.headers == {"Retry-After": "5"}
 
 
 @pytest.mark.parametrize(("failure", "code", "status"), [
