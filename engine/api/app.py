@@ -8,8 +8,9 @@ once from the deployment manifest named by ``settings.deployment``.
 
 Routers: ``/jobs`` (ours, EIP-712), ``/job/{id}`` (Vana's scheme, engine/api/routers/vana.py),
 ``/health``, ``/instructions/{id}/inspect`` (the static image audit, public). Around the
-routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON depth caps before anything parses a request) and ``install_docs`` (Swagger UI
-from local files; an OpenAPI document whose limits are the runtime's).
+routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON depth caps before
+anything parses a request) and ``install_docs`` (Swagger UI from local files; an
+OpenAPI document whose limits are the runtime's).
 """
 
 from __future__ import annotations
