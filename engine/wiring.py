@@ -36,7 +36,7 @@ __all__ = ["build_service", "engine_id", "load_signer", "read_only_web3"]
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "engine.lock"
-# Locks this process holds, by resolved data dir: kept open for the process's life.
+# Locks this process holds, by resolved data dir: kept open until the service stops.
 _held: dict[Path, IO[str]] = {}
 
 
