@@ -28,7 +28,6 @@ from engine.api.limits import RequestLimits, RequestLimitsMiddleware
 from engine.api.longpoll import WaiterLimit
 from engine.api.problems import install_problem_handlers
 from engine.api.routers import health, instructions, jobs, vana
-from engine.auth import DEFAULT_MAX_DEADLINE_S
 from engine.errors import EngineError
 from engine.instruction_audit import auditor_for
 from engine.vana import reader_for
@@ -62,7 +61,7 @@ def api_config(settings: Any) -> ApiConfig:
 
     return ApiConfig(
         auth_window_s=float(getattr(settings, "auth_window_s", 60.0)),
-        max_deadline_s=int(getattr(settings, "deadline_max_s", DEFAULT_MAX_DEADLINE_S)),
+        deadline_max_s=pick("deadline_max_s", defaults.deadline_max_s),
         limits=RequestLimits(
             max_body_bytes=pick("api_max_body_bytes", lim.max_body_bytes),
             max_url_bytes=pick("api_max_url_bytes", lim.max_url_bytes),

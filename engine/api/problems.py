@@ -23,6 +23,7 @@ from engine.errors import EngineError
 __all__ = ["API_ERROR_CODES", "PROBLEM_JSON", "install_problem_handlers", "problem_body", "problem_response"]
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 1  # the Retry-After of a 429
 _TYPE_BASE = "urn:compute-engine:problem:"
 _log = logging.getLogger("engine.api")
 
@@ -113,6 +114,8 @@ def _engine_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EngineError)
     status = int(getattr(exc, "http_status", 500) or 500)
     headers = {"WWW-Authenticate": 'EIP712 realm="compute-engine"'} if status == 401 else getattr(exc, "headers", None)
+    if status == 429 and not headers:  # a long-poll slot frees when one answers: retry soon (EngineClient does)
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     extra = {"job_id": exc.job_id} if getattr(exc, "job_id", None) and status != 404 else None
     return problem_response(status, exc.code, exc.message, _instance(request), extra=extra, headers=headers)
 
