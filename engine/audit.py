@@ -52,7 +52,7 @@ from engine.archive_check import (
 from engine.errors import ImageFailure
 from engine.layouts import DEFAULT_LAYOUT, LAYOUT_LABEL, LAYOUTS
 
-__all__ = ["AUDIT_VERSION", "MAX_SOURCE_BYTES", "MAX_SOURCE_FILES", "audit_archive"]
+__all__ = ["AUDIT_VERSION", "MAX_SOURCE_BYTES", "MAX_SOURCE_FILES", "WARNING_CODES", "audit_archive"]
 
 AUDIT_VERSION = 1  # bump when the report's content changes: cached reports are keyed by it
 MAX_SOURCE_BYTES = 64 * 1024  # text shown per source file
@@ -465,11 +465,26 @@ def _root_user(user: str) -> bool:
     return name in ("", "0", "root")
 
 
+# What a reviewer is warned about (the report's `warnings[].code`); findings, not errors.
+WARNING_CODES = {
+    "RUNS_AS_ROOT": "the image's USER is unset or root",
+    "SETUID_FILES": "setuid or setgid files in the image",
+    "DECLARES_VOLUMES": "the image declares VOLUMEs",
+    "EXPOSES_PORTS": "the image exposes ports",
+    "NETWORK_TOOLS": "network tools (curl, wget, nc, ssh...) in the image",
+    "FETCHES_AT_RUNTIME": "a source mentions a network library or URL (heuristic)",
+    "UNKNOWN_LAYOUT": "the layout label names no layout this engine knows",
+    "SOURCES_LIMITED": "more source files than the report shows",
+    "PACKAGES_LIMITED": "more packages than the report lists",
+}
+
+
 def _warnings(image: dict[str, Any], files: dict[str, Any], sources: list[dict[str, Any]],
               packages: dict[str, Any], sources_skipped: bool) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
 
     def warn(code: str, message: str) -> None:
+        assert code in WARNING_CODES, code
         out.append({"code": code, "message": message})
 
     if _root_user(image["user"]):

@@ -7,6 +7,8 @@ Hierarchy::
     │   │                       DATA_INVALID, DATA_EXISTS (engine/data.py), API_ERROR_CODES
     │   ├── AuthError           bad/expired signature, wrong chain or contract
     │   └── NotFoundError       no such job for this caller (also for strangers)
+    ├── AuditError              an image audit the engine cannot answer (engine/instruction_audit.py):
+    │                           INSTRUCTION_NOT_FOUND, IMAGE_FETCH_FAILED, AUDIT_BUSY... (API_ERROR_CODES)
     ├── SettingsError           CONFIG_INVALID: unreadable or unsafe settings (engine/settings.py)
     ├── StaleState              STALE_STATE: a transition lost a race (engine/store.py)
     └── JobFailure              a job step failed; the job ends FAILED with `code`
@@ -28,7 +30,8 @@ The registry: every code the engine raises is in exactly one of three tables,
 HTTP API answers, engine/api/problems.py) and ``ENGINE_CODES`` (the operator's
 commands and the engine's internals, below); ``registered_codes()`` is their
 union. tests/engine/test_error_registry.py fails on a raised code none of them
-holds, and on an error class this tree does not draw.
+holds, and on an error class this tree does not draw. An audit's warnings are
+findings, not errors: their codes live in engine/audit.py ``WARNING_CODES``.
 
 Messages never contain the data a job reads: they name tables, columns,
 limits and ids, never values.

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import pytest
 
+from engine.audit import WARNING_CODES
 from engine.errors import ENGINE_CODES
 from registry_client.cli import cli
 from registry_client.errors import CLIENT_CODES, ERROR_CODES
@@ -52,6 +53,11 @@ def test_operator_error_code_documented(code):
 @pytest.mark.parametrize("code", sorted(CLIENT_CODES))
 def test_engine_client_code_documented(code):
     assert f"| `{code}` |" in (DOCS / "api.md").read_text(), f"`{code}` missing from docs/api.md"
+
+
+@pytest.mark.parametrize("code", sorted(WARNING_CODES))
+def test_audit_warning_code_documented(code):
+    assert f"`{code}`" in (DOCS / "api.md").read_text(), f"audit warning `{code}` missing from docs/api.md"
 
 
 def test_issue_command_names_exist():
