@@ -62,7 +62,7 @@ def table(rows: Iterable[Mapping[str, Any]], columns: Sequence[tuple[str, str]],
 
 
 def _usage_message(exc: click.UsageError) -> tuple[str, str]:
-    if isinstance(exc, click.BadParameter):
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
         return exc.format_message(), "INVALID_INPUT"
     hint = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
     return exc.format_message().rstrip(".") + hint, "USAGE_ERROR"
