@@ -85,7 +85,7 @@ def test_story_prints_one_line_per_chapter(story):
     text = "\n".join(lines)
     for fragment in ("deployed", "registered by its owner", "published instruction",
                      "approved instruction", "granted the builder", "engine up", "SUCCEEDED",
-                     "downloaded 2 artifacts"):
+                     "downloaded 3 artifacts"):
         assert fragment in text
     from eth_account import Account
 
