@@ -29,6 +29,7 @@ from registry_client.cli_common import (
     wallet_options,
 )
 from registry_client.cli_money import MAX_TIMEOUT, open_compute_job
+from registry_client.cli_output import error_line, table
 from registry_client.cli_types import COMPUTE_JOB, Seconds, Uint256
 from registry_client.errors import InputError
 
@@ -132,8 +133,8 @@ def _follow(obj: CliContext, client: EngineClient, job_id: str, timeout_s: float
     obj.output(final, f"job {final['id']} {final['status']}")
     if final["status"] != "SUCCEEDED":
         failure = final.get("failure") or {}
-        raise CliError(f"job {final['id']} {final['status']}"
-                       + (f": {failure.get('code')}: {failure.get('message')}" if failure else ""))
+        raise CliError(f"job {final['id']} {final['status']}" + (f": {failure.get('message')}" if failure else ""),
+                       str(failure.get("code") or f"JOB_{final['status']}"))
     return final
 
 
@@ -246,9 +247,14 @@ def artifacts(obj: CliContext, job_id: str, engine_url: str, keystore: str | Non
       registry job artifacts 3f2a... --key-env BUILDER_KEY
     """
     with _client(obj, engine_url, keystore, key_env) as client:
-        items = client.artifacts(job_id)
-    text = "\n".join(f"{a['name']}\t{a['size']}\t{a['sha256']}\t{a['media_type']}" for a in items)
-    obj.output({"job_id": job_id, "artifacts": items}, text or "(no artifacts)")
+        listing = client.artifact_listing(job_id)
+    expires = listing.get("expires_at")
+    items = [{**a, "expires_at": expires} for a in listing.get("artifacts", [])]
+    text = table(items, [("name", "NAME"), ("size", "SIZE"), ("sha256", "SHA256"), ("media_type", "TYPE")],
+                 "(no artifacts)")
+    if items and expires is not None:
+        text += f"\nkept until {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(float(expires)))}"
+    obj.output(items, text)
 
 
 @job.command("download")
@@ -256,22 +262,34 @@ def artifacts(obj: CliContext, job_id: str, engine_url: str, keystore: str | Non
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Directory to write the artifacts into (sub-folders kept).")
 @click.option("--zip", "as_zip", is_flag=True, help="Download one zip of every artifact instead.")
+@click.option("--force", is_flag=True, help="Replace files that already exist (refused otherwise).")
 @engine_options
 @pass_cli
-def download(obj: CliContext, job_id: str, out_dir: Path, as_zip: bool, engine_url: str,
+def download(obj: CliContext, job_id: str, out_dir: Path, as_zip: bool, force: bool, engine_url: str,
              keystore: str | None, key_env: str | None) -> None:
-    """Download a job's artifacts, each checked against its sha256.
+    """Download a job's artifacts, each checked against its sha256; prints their absolute paths.
+
+    An existing file is never replaced without --force. An artifact name that would
+    leave --out (absolute, `..`, NUL) is refused on its own; the others download.
 
     \b
     Example:
       registry job download 3f2a... --out results --key-env BUILDER_KEY
     """
+    refused: list[Any] = []
     with _client(obj, engine_url, keystore, key_env) as client:
         if as_zip:
-            paths = [client.download_zip(job_id, out_dir / f"job-{job_id}-artifacts.zip")]
+            paths = [client.download_zip(job_id, out_dir / f"job-{job_id}-artifacts.zip", force=force)]
         else:
-            paths = client.download(job_id, out_dir)
-    obj.output({"job_id": job_id, "files": [str(p) for p in paths]}, "\n".join(str(p) for p in paths))
+            paths, refused = client.download_report(job_id, out_dir, force=force)
+    data = {"job_id": job_id, "files": [str(p) for p in paths],
+            "refused": [{"name": r.name, "code": r.code, "reason": r.reason} for r in refused]}
+    obj.output(data, "\n".join(str(p) for p in paths))
+    if refused:
+        for r in refused[1:]:
+            click.echo(error_line(r.reason, r.code), err=True)
+        raise CliError(refused[0].reason + (f" (and {len(refused) - 1} more refused)" if len(refused) > 1 else ""),
+                       refused[0].code)
 
 
 @job.command("cancel")

@@ -33,7 +33,7 @@ def test_job_succeeds_with_both_artifacts(story):
     result, _ = story
     assert result.job["status"] == "SUCCEEDED"
     assert result.job["exit_code"] == 0
-    assert sorted(p.name for p in result.downloaded) == ["chart.png", "stats.json"]
+    assert sorted(p.name for p in result.downloaded) == ["chart.png", "chart.svg", "stats.json"]
     assert result.downloaded[0].parent.joinpath("chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -85,7 +85,7 @@ def test_story_prints_one_line_per_chapter(story):
     text = "\n".join(lines)
     for fragment in ("deployed", "registered by its owner", "published instruction",
                      "approved instruction", "granted the builder", "engine up", "SUCCEEDED",
-                     "downloaded 2 artifacts"):
+                     "downloaded 3 artifacts"):
         assert fragment in text
     from eth_account import Account
 

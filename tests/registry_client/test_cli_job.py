@@ -82,7 +82,7 @@ def test_status_wait_failed_exits_1(run, service):
     waited = run("wait", job_id, "--poll", "0.05")
     assert waited.exit_code == 1
     assert waited.stderr.strip().splitlines()[-1] == (
-        f"error: job {job_id} FAILED: NOT_APPROVED: instruction 1 is not approved")
+        f"error: job {job_id} FAILED: instruction 1 is not approved (NOT_APPROVED)")
 
 
 def test_artifacts_download_zip(run, service, tmp_path):
@@ -91,7 +91,8 @@ def test_artifacts_download_zip(run, service, tmp_path):
     service.add_artifact(job_id, "stats.json", b'{"n": 3}')
     service.add_artifact(job_id, "plots/chart.png", b"\x89PNG", "image/png")
     listed = run("artifacts", job_id)
-    assert listed.exit_code == 0 and "stats.json\t8\t" in listed.stdout and "plots/chart.png" in listed.stdout
+    assert listed.exit_code == 0 and listed.stdout.splitlines()[0].split() == ["NAME", "SIZE", "SHA256", "TYPE"]
+    assert "stats.json" in listed.stdout and "plots/chart.png" in listed.stdout
     out = tmp_path / "out"
     downloaded = run("download", job_id, "--out", str(out))
     assert downloaded.exit_code == 0, downloaded.output
@@ -106,7 +107,7 @@ def test_artifacts_download_zip(run, service, tmp_path):
 def test_cancel_and_logs(run, service):
     job_id = submit(run).stdout.strip()
     logs = run("logs", job_id)
-    assert logs.exit_code == 1 and logs.stderr.startswith("error: LOGS_DISABLED:")
+    assert logs.exit_code == 1 and logs.stderr.startswith("error: ") and logs.stderr.rstrip().endswith("(LOGS_DISABLED)")
     service.share_logs = True
     assert run("logs", job_id).stdout == "hello from the container\n"
     cancelled = run("cancel", job_id)
@@ -117,7 +118,7 @@ def test_stranger_sees_not_found(run, service):
     job_id = submit(run).stdout.strip()
     result = run("status", job_id, key="STRANGER_KEY")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: NOT_FOUND:") and "Traceback" not in result.output
+    assert result.stderr.rstrip().endswith("(NOT_FOUND)") and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(
