@@ -1,7 +1,7 @@
-"""The job store suite: any store implementation must pass it (parametrized by factory).
+"""The job store suite: every store implementation passes it (parametrized by factory).
 
-Today only the SQLite store exists; a PostgreSQL store would add its factory to
-STORE_FACTORIES and run the same tests.
+SQLite (a file in tmp_path) and PostgreSQL (a fresh database on the session's
+private cluster, tests/postgres_cluster.py) run the same tests.
 """
 
 from __future__ import annotations
@@ -21,20 +21,29 @@ OWNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 OTHER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 
 
-def sqlite_factory(tmp_path: Path) -> Callable[[], JobStore]:
+def sqlite_factory(request, tmp_path: Path) -> Callable[[], JobStore]:
     """Opens (or reopens) the same store file."""
     return lambda: JobStore(tmp_path / "jobs.db")
 
 
-STORE_FACTORIES = {"sqlite": sqlite_factory}
+def postgres_factory(request, tmp_path: Path) -> Callable[[], JobStore]:
+    """Opens (or reopens) the same fresh database."""
+    from engine.store_postgres import PostgresJobStore
+
+    url = request.getfixturevalue("postgres_url")
+    return lambda: PostgresJobStore(url)
+
+
+STORE_FACTORIES = {"sqlite": sqlite_factory, "postgres": postgres_factory}
 
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))
 def open_store(request, tmp_path):
     opened: list[JobStore] = []
+    make = STORE_FACTORIES[request.param](request, tmp_path)
 
     def factory() -> JobStore:
-        store = STORE_FACTORIES[request.param](tmp_path)()
+        store = make()
         opened.append(store)
         return store
 
