@@ -133,13 +133,8 @@ class SqliteJobStore(SqlJobStore):
         with self._lock:
             self._db.enable_wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("BEGIN IMMEDIATE")  # two processes opening a new file at once create it once
-            try:
-                self._create_tables()
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._tx():  # two processes opening a new file at once create the tables once
+            self._create_tables()
 
     # --- schema ----------------------------------------------------------------
     def _create_tables(self) -> None:
@@ -183,10 +178,11 @@ class SqliteJobStore(SqlJobStore):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield _run_on(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # also when COMMIT itself failed (a full disk)
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:  # a read needs no write lock: WAL readers see the last commit
