@@ -49,6 +49,7 @@ from eth_utils import to_checksum_address
 from engine import scratch
 from engine import store as st
 from engine.ahead import JobPrep
+from engine.artifact_store import artifact_store_for
 from engine.data import DataCatalog
 from engine.errors import (
     FAILURE_CODES,
@@ -149,6 +150,7 @@ class JobService:
         self.signer = signer  # eth_account LocalAccount signing JobResult attestations, or None
         self.charger = charger  # charges priced queries (engine.payment); None: they run free
         self.data_dir = Path(settings.data_dir)
+        self.artifact_store = artifact_store_for(self.data_dir, settings.artifact_dir)  # maybe shared
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._submit_lock = threading.Lock()
         self._events: dict[str, threading.Event] = {}
@@ -166,10 +168,10 @@ class JobService:
         return self.data_dir / "scratch" / job_id
 
     def _artifact_dir(self, job_id: str) -> Path:
-        return self.data_dir / "artifacts" / job_id
+        return self.artifact_store.job_dir(job_id)
 
     def _log_file(self, job_id: str) -> Path:
-        return self.data_dir / "logs" / f"{job_id}.log"
+        return self.artifact_store.log_path(job_id)
 
     # --- API-facing -------------------------------------------------------------
     def submit(self, request: JobRequest, signer: str, digest: str | None = None) -> tuple[Job, bool]:
