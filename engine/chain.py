@@ -197,6 +197,27 @@ class ChainVerifier:
         active = tuple(_to_permission(r) for r in records if r.approved and r.refiner_id == refiner_id)
         return ChainCheck(block, refiner.dlp_id, instruction.hash.lower(), instruction.url, active)
 
+    def permissions(self, refiner_id: int, owner: str) -> tuple[Permission, ...]:
+        """The owner's active permissions on the refiner, at one block (the schema's coverage).
+
+        REFINER_NOT_FOUND when the refiner is not on chain; CHAIN_UNAVAILABLE past the retry window.
+        """
+        reg = self.registries
+
+        def read() -> tuple[Permission, ...]:
+            block = reg.block_number()
+            reg.refiner(refiner_id, block=block)  # raises RefinerNotFound
+            records = reg.get_permissions(refiner_id, owner, block=block)
+            return tuple(_to_permission(r) for r in records if r.approved and r.refiner_id == refiner_id)
+
+        try:
+            return self._with_retry(read, None)
+        except RefinerNotFound as exc:
+            raise ChainCheckFailure(f"no data refiner with id {refiner_id} on chain",
+                                    code="REFINER_NOT_FOUND") from exc
+        except RegistryError as exc:
+            raise self._unavailable("read the permissions on chain", exc) from exc
+
     def is_approved(self, instruction_id: int, dlp_id: int, *, cancel: threading.Event | None = None) -> bool:
         """The approval at the latest block (False: revoked).
 

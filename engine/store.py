@@ -126,6 +126,7 @@ _JOBS_SCHEMA = {
     "skipped_outputs": str,
     "compute_job_id": str,  # uint256 as text; "0" = a free job
     "payment": str,
+    "progress": str,  # JSON {"bytes", "total"} while FETCHING (set_progress, throttled by the caller)
 }
 
 
@@ -179,6 +180,7 @@ class Job:
     skipped_outputs: dict | None = None  # {"count", "entries": [{"name", "reason"}]}
     compute_job_id: int = 0  # the signer's on-chain ComputeEngine job paying the price; 0 = free
     payment: dict | None = None  # engine.payment.Charge.record(): what was charged, if anything
+    progress: dict | None = None  # the download's {"bytes", "total"} (engine.fetch.FetchProgress)
 
     @property
     def finished(self) -> bool:
@@ -225,6 +227,7 @@ def _row_to_job(row: dict[str, Any]) -> Job:
         skipped_outputs=opt_json(row.get("skipped_outputs")),
         compute_job_id=int(row.get("compute_job_id") or 0),
         payment=opt_json(row.get("payment")),
+        progress=opt_json(row.get("progress")),
     )
 
 
@@ -298,9 +301,10 @@ class JobStore:
             jobs.create_index(["compute_job_id"])
         else:
             # A jobs.db written before these columns existed: old jobs keep them null.
-            for column in ("attestation", "skipped_outputs", "compute_job_id", "payment"):
+            for column in ("attestation", "skipped_outputs", "compute_job_id", "payment", "progress"):
                 if column not in jobs.columns_dict:
                     jobs.add_column(column, str)
+        jobs.create_index(["owner", "created_at"], if_not_exists=True)  # the owner's job list
         arts = self._db["artifacts"]
         if not arts.exists():
             arts.create(
@@ -339,6 +343,32 @@ class JobStore:
                 "owner = ?", [to_checksum_address(owner)], order_by="created_at"
             )
             return [_row_to_job(r) for r in rows]
+
+    def page_by_owner(self, owner: str, *, status: str | None = None, limit: int = 20,
+                      before: tuple[float, str] | None = None) -> list[Job]:
+        """Up to `limit` of the owner's jobs, newest first, strictly after the cursor `before`.
+
+        `before` is the (created_at, id) of the last job of the previous page: a
+        keyset page, stable while new jobs arrive (they sort ahead of it).
+        """
+        where, args = ["owner = ?"], [to_checksum_address(owner)]
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            args += [before[0], before[0], before[1]]
+        sql = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
+        with self._lock:
+            cursor = self._db.execute(sql, [*args, int(limit)])
+            names = [d[0] for d in cursor.description]
+            return [_row_to_job(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+
+    def set_progress(self, job_id: str, progress: dict[str, Any] | None) -> None:
+        """Record a step's progress (no status change: long-polls are not woken)."""
+        text = None if progress is None else json.dumps(progress, sort_keys=True)
+        with self._lock, self._db.conn:
+            self._db.execute("UPDATE jobs SET progress = ? WHERE id = ?", [text, job_id])
 
     def unfinished(self) -> list[Job]:
         marks = ",".join("?" * len(UNFINISHED))

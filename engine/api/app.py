@@ -6,7 +6,7 @@ passes its own ``service`` (tests, an embedding process) starts and stops it
 itself. The EIP-712 domain (chain id + ComputeInstructionRegistry proxy) is read
 once from the deployment manifest named by ``settings.deployment``.
 
-Routers: ``/jobs`` (ours, EIP-712), ``/job/{id}`` (Vana's scheme, engine/api/routers/vana.py),
+Routers: ``/jobs`` (ours, EIP-712), ``/refiners/{id}/schema``, ``/job/{id}`` (Vana's scheme, engine/api/routers/vana.py),
 ``/health``. Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
 depth caps before anything parses a request) and ``install_docs`` (Swagger UI
 from local files; an OpenAPI document whose limits are the runtime's).
@@ -26,7 +26,7 @@ from engine.api.docs import install_docs
 from engine.api.limits import RequestLimits, RequestLimitsMiddleware
 from engine.api.longpoll import WaiterLimit
 from engine.api.problems import install_problem_handlers
-from engine.api.routers import health, jobs, vana
+from engine.api.routers import health, jobs, refiners, vana
 from engine.auth import DEFAULT_MAX_DEADLINE_S
 from engine.errors import EngineError
 from engine.vana import reader_for
@@ -116,6 +116,7 @@ def create_app(
     app.state.compute_jobs = reader_for(service)  # ComputeEngine.jobs, for /job/{id} (Vana's API)
     install_problem_handlers(app)
     app.include_router(jobs.router)
+    app.include_router(refiners.router)
     app.include_router(vana.router)
     app.include_router(health.router)
     install_docs(app, config)

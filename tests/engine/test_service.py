@@ -751,9 +751,13 @@ def test_build_service_wires_real_components(tmp_path, anvil, deployment, docker
         assert health["ok"], health
         assert set(health["checks"]) == {"store", "disk", "chain", "docker", "output_fs"}
         req = request()
-        job, _ = service.submit(req, OWNER)
+        # The preflight reads the real chain before any job exists: this deployment has no refiner.
+        with pytest.raises(ChainCheckFailure) as info:
+            service.submit(req, OWNER)
+        assert info.value.code == "REFINER_NOT_FOUND"
+        assert service.store.find(OWNER, req.nonce) is None  # the nonce stays unused
         contract = deployment.address("compute_instruction_registry")
-        assert job.request_digest == job_request_digest(deployment.chain_id, contract, req)
+        assert service._digest(req) == job_request_digest(deployment.chain_id, contract, req)
     finally:
         service.stop()
         service.store.close()
