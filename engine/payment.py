@@ -144,6 +144,16 @@ class Charger:
                 self._pay(compute_job_id, refiner_id, dlp_id, amount, token, cancel)
         return Charge(compute_job_id, amount, token, decision, timeout)
 
+    def token(self, permission_ids: list[int]) -> str | None:
+        """The token these permissions are priced in (None: native, or unknown without a key)."""
+        if self.payments is None or not permission_ids:
+            return None
+        try:
+            return self._read(lambda: self._token(permission_ids), None)
+        except RegistryError as exc:
+            raise ChainCheckFailure("cannot read the permissions' token: the chain call failed",
+                                    code="CHAIN_UNAVAILABLE") from exc
+
     def _job(self, compute_job_id: int) -> ComputeJob | None:
         assert self.payments is not None
         try:

@@ -74,14 +74,19 @@ class Preflight:
         self.clock = clock
         self._analyse = analyse  # engine.query.analyse_query unless a test injects one
 
-    def quote(self, request: JobRequest, signer: str) -> Quote:
-        """The quote, or the refusal submit would answer (JobFailure / RequestError)."""
+    def quote(self, request: JobRequest, signer: str, *, strict: bool = False) -> Quote:
+        """The quote, or the refusal submit would answer (JobFailure / RequestError).
+
+        A priced query that names no compute job (computeJobId 0) is quoted with
+        ``compute_job_id_required`` (the builder opens one, then submits); with
+        `strict` (submit) it is refused PAYMENT_REQUIRED, as the job would be.
+        """
         validate_request(request, self.settings, self.clock())
         owner = to_checksum_address(signer)
         check = self.chain.verify(request.instruction_id, request.refiner_id, owner)
         path = self.data.path(request.refiner_id)
         report = self._report(path, request, check.permissions, owner)
-        token = self._payment(request, owner, check.dlp_id, report)
+        token = self._payment(request, owner, check.dlp_id, report, strict)
         access = {"columns": [list(c) for c in report.columns],
                   "permissions_used": list(report.permissions_used),
                   "price": str(report.price), "row_count": None}
@@ -95,7 +100,7 @@ class Preflight:
         hang on it nor refuse a job a short outage would only delay.
         """
         try:
-            self.quote(request, signer)
+            self.quote(request, signer, strict=True)
         except ChainCheckFailure as exc:
             if exc.code != "CHAIN_UNAVAILABLE":
                 raise
@@ -109,9 +114,12 @@ class Preflight:
         return self._analyse(path, request.query, request.params, mine, self.settings.query_limits(),
                              refiner_id=request.refiner_id, grantee=owner)
 
-    def _payment(self, request: JobRequest, owner: str, dlp_id: int, report: AccessReport) -> str | None:
+    def _payment(self, request: JobRequest, owner: str, dlp_id: int, report: AccessReport,
+                 strict: bool) -> str | None:
         if self.charger is None:
             return None  # this engine does not charge: every job runs free
+        if request.compute_job_id == 0 and report.price > 0 and not strict:
+            return self.charger.token(list(report.permissions_used))  # compute_job_id_required
         charge = self.charger.charge(
             owner=owner, instruction_id=request.instruction_id, refiner_id=request.refiner_id, dlp_id=dlp_id,
             compute_job_id=request.compute_job_id, amount=report.price,

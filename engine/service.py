@@ -176,17 +176,19 @@ class JobService:
         return self.data_dir / "logs" / f"{job_id}.log"
 
     # --- API-facing -------------------------------------------------------------
-    def submit(self, request: JobRequest, signer: str, digest: str | None = None) -> tuple[Job, bool]:
+    def submit(self, request: JobRequest, signer: str, digest: str | None = None, *,
+               preflight: bool = True) -> tuple[Job, bool]:
         """Queue a verified request (signer = job owner); replays return the same job.
 
         `digest` is the request's EIP-712 digest (engine.auth returns it); without
         it the service computes it from its domain, or (no domain, e.g. in unit
         tests) hashes the request fields: either way a stable idempotency key.
+        `preflight=False` (Vana's API: its refusals read as the run's status) skips the preflight.
         """
         params = validate_request(request, self.settings, self.clock())
         owner = to_checksum_address(signer)
         digest = digest or self._digest(request)
-        if self.preflight is not None and self.store.find(owner, request.nonce) is None:
+        if preflight and self.preflight is not None and self.store.find(owner, request.nonce) is None:
             self.preflight.check(request, owner)  # refused before the job (and its nonce) exists
         fields = {
             "instruction_id": request.instruction_id,

@@ -182,23 +182,47 @@ class EngineClient:
 
         `compute_job_id`: the signer's on-chain ComputeEngine job that pays a priced query (0: free).
         """
-        req = JobRequest.create(
+        req = self.request(instruction_id, refiner_id, query, params, nonce, deadline, compute_job_id)
+        return self.submit_request(req)
+
+    def request(self, instruction_id: int, refiner_id: int, query: str, params: list | dict | None = None,
+                nonce: int | None = None, deadline: int | None = None, compute_job_id: int = 0) -> JobRequest:
+        """The JobRequest `submit` would sign (for a quote of exactly that request)."""
+        return JobRequest.create(
             instruction_id, refiner_id, query, [] if params is None else params,
             default_nonce() if nonce is None else nonce,
             int(time.time()) + DEFAULT_DEADLINE_S if deadline is None else deadline,
             compute_job_id,
         )
-        return self.submit_request(req)
 
     def submit_request(self, req: JobRequest) -> dict[str, Any]:
-        body = {
+        return self._json("POST", "/jobs", sign=False, json=self._signed_body(req))
+
+    def quote_request(self, req: JobRequest) -> dict[str, Any]:
+        """POST /jobs/quote: the access report and price, or the refusal submit would answer."""
+        return self._json("POST", "/jobs/quote", sign=False, json=self._signed_body(req))
+
+    def _signed_body(self, req: JobRequest) -> dict[str, Any]:
+        return {
             "request": req.to_message(),
             "signature": sign_job_request(self.account, self.chain_id, self.registry_address, req),
             "signer": self.account.address,
             "chainId": self.chain_id,
             "verifyingContract": self.registry_address,
         }
-        return self._json("POST", "/jobs", sign=False, json=body)
+
+    def jobs(self, *, status: str | None = None, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """GET /jobs: {"jobs": [...newest first], "next_cursor": str | None}."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        return self._json("GET", "/jobs", params=params)
+
+    def refiner_schema(self, refiner_id: int) -> dict[str, Any]:
+        """GET /refiners/{id}/schema: tables, columns, types, and this wallet's coverage and prices."""
+        return self._json("GET", f"/refiners/{int(refiner_id)}/schema")
 
     def status(self, job_id: str, *, wait_s: float = 0, known_status: str | None = None) -> dict[str, Any]:
         """The job; with `wait_s` and `known_status`, the engine answers once the status changes."""

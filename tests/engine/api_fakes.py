@@ -51,7 +51,7 @@ class FakeService:
     health_report: dict = field(default_factory=lambda: {"chain": True, "docker": True, "store": True})
     boom: bool = False  # make get() raise an unexpected error
 
-    def submit(self, request: Any, signer: str, digest: str | None = None) -> tuple[Job, bool]:
+    def submit(self, request: Any, signer: str, digest: str | None = None, *, preflight: bool = True) -> tuple[Job, bool]:
         from registry_client.eip712 import job_request_digest
 
         self.submitted.append((request, signer))

@@ -810,3 +810,28 @@ def test_the_run_knows_the_jobs_on_chain_compute_job(service, fakes):
     service.process(job.id)
     assert service.get(job.id, OWNER).status == st.SUCCEEDED
     assert fakes.spec.compute_job_id == 42
+
+
+def test_submit_runs_the_preflight_before_the_job_exists(make_service):
+    """A refusal leaves no job and the nonce unused; a replay of a queued request skips the preflight."""
+    from engine.errors import QueryFailure as _QF
+
+    class Flight:
+        def __init__(self):
+            self.refuse, self.calls = True, 0
+
+        def check(self, request, owner):
+            self.calls += 1
+            if self.refuse:
+                raise _QF("no permission covers users.email", code="PERMISSION_DENIED")
+
+    service = make_service()
+    service.preflight = flight = Flight()
+    with pytest.raises(QueryFailure) as info:
+        service.submit(request(nonce=5), OWNER)
+    assert info.value.code == "PERMISSION_DENIED" and service.store.find(OWNER, 5) is None
+    flight.refuse = False
+    job, created = service.submit(request(nonce=5), OWNER)  # the same nonce, now accepted
+    flight.refuse = True
+    again, created_again = service.submit(request(nonce=5), OWNER)
+    assert created and not created_again and again.id == job.id and flight.calls == 2
