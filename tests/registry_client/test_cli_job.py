@@ -156,7 +156,8 @@ def test_every_job_command_documented():
     from tests.conftest import ROOT
 
     doc = (ROOT / "docs" / "api.md").read_text()
-    assert set(job.commands) == {"submit", "status", "wait", "artifacts", "download", "cancel", "logs"}
+    assert set(job.commands) == {"submit", "quote", "list", "status", "wait", "artifacts", "download", "cancel",
+                                 "logs"}
     for name, command in job.commands.items():
         assert f"registry job {name}" in doc
         assert "Example:" in (command.help or ""), f"`registry job {name}` help lacks an example"
