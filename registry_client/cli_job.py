@@ -11,6 +11,7 @@ FAILED or CANCELLED exits 1.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -367,12 +368,40 @@ def download(obj: CliContext, job_id: str, out_dir: Path, as_zip: bool, engine_u
     Example:
       registry job download 3f2a... --out results --key-env BUILDER_KEY
     """
-    with _client(obj, engine_url, keystore, key_env) as client:
-        if as_zip:
-            paths = [client.download_zip(job_id, out_dir / f"job-{job_id}-artifacts.zip")]
-        else:
-            paths = client.download(job_id, out_dir)
+    bar = _DownloadBar(enabled=not obj.json_output and sys.stderr.isatty())
+    try:
+        with _client(obj, engine_url, keystore, key_env) as client:
+            if as_zip:
+                paths = [client.download_zip(job_id, out_dir / f"job-{job_id}-artifacts.zip", progress=bar)]
+            else:
+                paths = client.download(job_id, out_dir, progress=bar)
+    finally:
+        bar.close()
     obj.output({"job_id": job_id, "files": [str(p) for p in paths]}, "\n".join(str(p) for p in paths))
+
+
+class _DownloadBar:
+    """A progress bar on stderr, only on a terminal (never under --json): stdout stays the result."""
+
+    def __init__(self, *, enabled: bool):
+        self.enabled = enabled
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            self._bar = click.progressbar(length=total or done, label="downloading", file=sys.stderr,
+                                          show_pos=True)
+            self._bar.__enter__()
+        if total is None:
+            self._bar.length = max(self._bar.length, done)
+        self._bar.update(done - self._bar.pos)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
 
 
 @job.command("cancel")

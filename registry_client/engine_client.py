@@ -94,6 +94,21 @@ def _same_address(a: str, b: str) -> bool:
         return False
 
 
+Progress = Callable[[int, "int | None"], None]  # (bytes so far, total or None)
+
+
+class _Counter:
+    """Bytes downloaded so far, handed to a progress callback."""
+
+    def __init__(self, progress: Progress | None, total: int | None):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
 class EngineClient:
     """A wallet's session with one engine (bound to one chain and registry)."""
 
@@ -274,8 +289,10 @@ class EngineClient:
     def artifacts(self, job_id: str) -> list[dict[str, Any]]:
         return list(self._json("GET", f"/jobs/{job_id}/artifacts").get("artifacts", []))
 
-    def download(self, job_id: str, out_dir: Path | str) -> list[Path]:
+    def download(self, job_id: str, out_dir: Path | str, progress: Progress | None = None) -> list[Path]:
         """Stream every artifact into out_dir (sub-folders kept), each sha256-checked.
+
+        `progress(bytes_so_far, total)` runs after every chunk (total: the listed sizes' sum).
 
         Then, when the job carries an attestation, it must recover to its stated
         signer over exactly these hashes (ATTESTATION_INVALID otherwise; the
@@ -284,7 +301,8 @@ class EngineClient:
         out = Path(out_dir)
         listing = self.artifacts(job_id)
         targets = [(a, _safe_target(out, a["name"])) for a in listing]  # refuse before writing anything
-        paths = [self._download_one(job_id, a["name"], a["sha256"], target) for a, target in targets]
+        counter = _Counter(progress, sum(int(a.get("size") or 0) for a in listing))
+        paths = [self._download_one(job_id, a["name"], a["sha256"], target, counter) for a, target in targets]
         job = self.status(job_id)
         if job.get("attestation"):
             self.verify_attestation(job, listing)
@@ -320,7 +338,8 @@ class EngineClient:
                                      code="ATTESTATION_INVALID")
         return signer
 
-    def _download_one(self, job_id: str, name: str, sha256: str, target: Path) -> Path:
+    def _download_one(self, job_id: str, name: str, sha256: str, target: Path,
+                      counter: _Counter | None = None) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         digest = hashlib.sha256()
@@ -331,6 +350,8 @@ class EngineClient:
                 for chunk in resp.iter_bytes(_CHUNK):
                     digest.update(chunk)
                     fh.write(chunk)
+                    if counter is not None:
+                        counter.add(len(chunk))
             got = digest.hexdigest()
             if got != sha256 or (header and header != sha256):
                 raise EngineApiError(f"artifact {name!r} arrived with sha256 {got}, expected {sha256}",
@@ -341,14 +362,18 @@ class EngineClient:
             raise
         return target
 
-    def download_zip(self, job_id: str, out_path: Path | str) -> Path:
-        """Stream the whole-job zip to out_path."""
+    def download_zip(self, job_id: str, out_path: Path | str, progress: Progress | None = None) -> Path:
+        """Stream the whole-job zip to out_path; `progress(bytes_so_far, Content-Length)` per chunk."""
         target = Path(out_path)
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         try:
             with self._request("GET", f"/jobs/{job_id}/artifacts.zip", stream=True) as resp, open(part, "wb") as fh:
-                fh.writelines(resp.iter_bytes(_CHUNK))
+                length = resp.headers.get("content-length", "")
+                counter = _Counter(progress, int(length) if length.isdigit() else None)
+                for chunk in resp.iter_bytes(_CHUNK):
+                    fh.write(chunk)
+                    counter.add(len(chunk))
             os.replace(part, target)
         except BaseException:
             part.unlink(missing_ok=True)

@@ -166,3 +166,22 @@ def test_every_job_command_documented():
                 assert any(opt in doc for opt in param.opts), f"{name} {param.opts} undocumented"
     for code in ("ENGINE_UNREACHABLE", "WAIT_TIMEOUT", "CHECKSUM_MISMATCH", "UNSAFE_ARTIFACT_NAME"):
         assert f"`{code}`" in doc
+
+
+def test_download_progress_only_on_a_terminal(run, service, tmp_path, monkeypatch):
+    """Not a TTY (or --json): stderr stays quiet; the bar itself advances to the bytes received."""
+    from registry_client import cli_job
+
+    job_id = submit(run).stdout.strip()
+    service.advance(job_id, "SUCCEEDED")
+    service.add_artifact(job_id, "stats.json", b'{"n": 3}')
+    quiet = run("download", job_id, "--out", str(tmp_path / "q"), json_out=True)
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    bar = cli_job._DownloadBar(enabled=True)
+    bar(3, 8)
+    bar(8, 8)
+    assert bar._bar.pos == 8 and bar._bar.length == 8
+    bar.close()
+    off = cli_job._DownloadBar(enabled=False)
+    off(1, None)
+    assert off._bar is None
