@@ -379,3 +379,44 @@ def test_job_public_carries_the_attestation(client, service):
     assert get(client, f"/jobs/{job_id}").json()["attestation"] == att
     job = service.jobs[job_id]
     assert JobPublic.from_job(job).model_dump()["attestation"] == att
+
+
+def test_quote_needs_the_submit_signature_and_a_preflight(client, service):
+    """Quote is signed as submit; an engine (here: a fake) without preflight says so; nothing queues."""
+    body = submit_body()
+    body["request"]["query"] = "SELECT 2"  # no longer what was signed
+    assert_problem(client.post("/jobs/quote", json=body), 401, "BAD_SIGNATURE")
+    assert_problem(client.post("/jobs/quote", json=submit_body()), 503, "QUOTE_UNAVAILABLE")
+    assert service.jobs == {} and service.submitted == []
+
+
+def test_quote_answers_the_preflight_or_its_refusal(client, service):
+    from engine.errors import ChainCheckFailure, QueryFailure
+    from engine.preflight import Quote
+
+    class Flight:
+        answer: object = Quote(7, None, {"columns": [["users", "locale"]], "permissions_used": [1],
+                                         "price": "7", "row_count": None}, False, 2, 9, 42)
+
+        def quote(self, request, signer):
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+
+    service.preflight = flight = Flight()
+    ok = client.post("/jobs/quote", json=submit_body())
+    assert ok.status_code == 200 and ok.json()["price_wei"] == "7" and ok.json()["instruction_approved"] is True
+    flight.answer = QueryFailure("no permission covers users.email", code="PERMISSION_DENIED")
+    assert_problem(client.post("/jobs/quote", json=submit_body()), 422, "PERMISSION_DENIED")
+    flight.answer = ChainCheckFailure("rpc down", code="CHAIN_UNAVAILABLE")
+    assert_problem(client.post("/jobs/quote", json=submit_body()), 503, "CHAIN_UNAVAILABLE")
+    assert service.jobs == {}
+
+
+def test_job_list_refuses_a_bad_cursor_or_status(client):
+    assert_problem(client.get("/jobs?cursor=bm90LWpzb24", headers=signed(OWNER, "GET", "/jobs")), 400,
+                   "INVALID_CURSOR")
+    assert_problem(client.get("/jobs?status=DONE", headers=signed(OWNER, "GET", "/jobs")), 400, "INVALID_REQUEST")
+    assert_problem(client.get("/jobs?limit=101", headers=signed(OWNER, "GET", "/jobs")), 422, "VALIDATION_ERROR")
+    assert_problem(client.get("/jobs"), 401, "AUTH_REQUIRED")
+    assert_problem(client.get("/refiners/1/schema"), 401, "AUTH_REQUIRED")
