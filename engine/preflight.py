@@ -12,17 +12,23 @@ answers it at once (4xx) instead of after the image was fetched.
 
 The job's story keeps its own checks: the chain, the data and the deposit may
 change between submit and run.
+
+Bounded: at most ``max(2, max_concurrent_jobs)`` preflights at once (each may
+hold a query process of up to ``query_max_memory_bytes`` and a few chain
+reads); a caller waits up to ``BUSY_WAIT_S`` for a turn, then gets
+PREFLIGHT_BUSY (503, retry).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eth_utils import to_checksum_address
 
-from engine.errors import ChainCheckFailure
+from engine.errors import ChainCheckFailure, RequestError
 from engine.store import CANCELLED, FAILED
 from engine.submission import validate_request
 
@@ -35,7 +41,9 @@ if TYPE_CHECKING:
     from engine.store import JobStore
     from registry_client.eip712 import JobRequest
 
-__all__ = ["Preflight", "Quote"]
+__all__ = ["BUSY_WAIT_S", "Preflight", "Quote"]
+
+BUSY_WAIT_S = 10.0
 
 
 class _Chain(Protocol):
@@ -73,6 +81,7 @@ class Preflight:
         self.charger = charger
         self.clock = clock
         self._analyse = analyse  # engine.query.analyse_query unless a test injects one
+        self._turns = threading.BoundedSemaphore(max(2, settings.max_concurrent_jobs))
 
     def quote(self, request: JobRequest, signer: str, *, strict: bool = False) -> Quote:
         """The quote, or the refusal submit would answer (JobFailure / RequestError).
@@ -82,7 +91,15 @@ class Preflight:
         `strict` (submit) it is refused PAYMENT_REQUIRED, as the job would be.
         """
         validate_request(request, self.settings, self.clock())
-        owner = to_checksum_address(signer)
+        if not self._turns.acquire(timeout=BUSY_WAIT_S):
+            raise RequestError("the engine is checking too many requests at once; retry shortly",
+                               code="PREFLIGHT_BUSY", http_status=503)
+        try:
+            return self._quote(request, to_checksum_address(signer), strict)
+        finally:
+            self._turns.release()
+
+    def _quote(self, request: JobRequest, owner: str, strict: bool) -> Quote:
         check = self.chain.verify(request.instruction_id, request.refiner_id, owner)
         path = self.data.path(request.refiner_id)
         report = self._report(path, request, check.permissions, owner)

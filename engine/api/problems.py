@@ -52,6 +52,7 @@ API_ERROR_CODES: dict[str, str] = {
     "COMPUTE_JOB_USED": "/job/{id}: the on-chain job already ran a different query; submit a new one (409)",
     "CHAIN_UNAVAILABLE": "/job/{id}: the chain could not be read to check the on-chain job (503); retry",
     "INVALID_CURSOR": "GET /jobs: the cursor is not a next_cursor this engine gave out",
+    "PREFLIGHT_BUSY": "POST /jobs or /jobs/quote: too many requests are being checked at once (503); retry",
     "QUOTE_UNAVAILABLE": "POST /jobs/quote: this engine was built without preflight checks (503)",
     "SCHEMA_UNAVAILABLE": "GET /refiners/{id}/schema: this engine cannot read permissions (503)",
     "NONCE_REUSED": "this wallet already used the nonce for a different request",

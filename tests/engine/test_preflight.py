@@ -154,3 +154,18 @@ def test_schema_lists_tables_columns_types_and_coverage(data_dir) -> None:
     # OTHER holds a table-wide permission: every column, at its price; the owner's are not theirs.
     cols = schema_for(db, REFINER, perms, OTHER)["tables"][0]["columns"]
     assert [(c["covered"], c["price_wei"]) for c in cols] == [(True, "0"), (True, "1"), (True, "1")]
+
+
+def test_preflights_at_once_are_bounded(data_dir, chain, monkeypatch) -> None:
+    """Each may hold a query process: past the bound a caller waits, then gets PREFLIGHT_BUSY."""
+    import engine.preflight as preflight_mod
+
+    monkeypatch.setattr(preflight_mod, "BUSY_WAIT_S", 0.05)
+    flight = make(data_dir, chain)
+    for _ in range(2):  # max(2, max_concurrent_jobs = 2): both turns taken by others
+        assert flight._turns.acquire(timeout=0)
+    with pytest.raises(RequestError) as info:
+        flight.quote(req(), OWNER)
+    assert (info.value.code, info.value.http_status) == ("PREFLIGHT_BUSY", 503)
+    flight._turns.release()
+    assert flight.quote(req(), OWNER).price_wei == 7
