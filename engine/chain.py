@@ -130,9 +130,9 @@ class ChainVerifier:
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chain-read")
 
-    def _with_retry(self, read: Callable[[], T], cancel: threading.Event | None) -> T:
+    def _with_retry(self, read: Callable[[], T], cancel: threading.Event | None, once: bool = False) -> T:
         """`read()`, retried on transient RegistryErrors until the window closes or `cancel` is set."""
-        deadline = self._clock() + self.retry.window_s
+        deadline = self._clock() + (0.0 if once else self.retry.window_s)
         attempt = 0
         while True:
             try:
@@ -157,13 +157,14 @@ class ChainVerifier:
         return ChainCheckFailure(f"cannot {doing}: {what}{note}", code="CHAIN_UNAVAILABLE")
 
     def verify(self, instruction_id: int, refiner_id: int, owner: str, *,
-               cancel: threading.Event | None = None) -> ChainCheck:
+               cancel: threading.Event | None = None, once: bool = False) -> ChainCheck:
         """Check refiner, instruction and approval at one block; ChainCheckFailure otherwise.
 
         A set `cancel` ends a retry wait at once (the failure raised then is moot: the job is cancelled).
+        `once` (the preflight of an HTTP request): one attempt, no retry window.
         """
         try:
-            return self._with_retry(lambda: self._verify_once(instruction_id, refiner_id, owner), cancel)
+            return self._with_retry(lambda: self._verify_once(instruction_id, refiner_id, owner), cancel, once)
         except RefinerNotFound as exc:
             raise ChainCheckFailure(f"no data refiner with id {refiner_id} on chain",
                                     code="REFINER_NOT_FOUND") from exc

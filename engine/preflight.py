@@ -47,7 +47,8 @@ BUSY_WAIT_S = 10.0
 
 
 class _Chain(Protocol):
-    def verify(self, instruction_id: int, refiner_id: int, owner: str, *, cancel: Any = None) -> ChainCheck: ...
+    def verify(self, instruction_id: int, refiner_id: int, owner: str, *, cancel: Any = None,
+               once: bool = False) -> ChainCheck: ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ class Preflight:
             self._turns.release()
 
     def _quote(self, request: JobRequest, owner: str, strict: bool) -> Quote:
-        check = self.chain.verify(request.instruction_id, request.refiner_id, owner)
+        # One attempt: an HTTP request must not wait out the chain's retry window (the story does).
+        check = self.chain.verify(request.instruction_id, request.refiner_id, owner, once=True)
         path = self.data.path(request.refiner_id)
         report = self._report(path, request, check.permissions, owner)
         token = self._payment(request, owner, check.dlp_id, report, strict)

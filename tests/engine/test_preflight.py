@@ -45,7 +45,8 @@ class FakeChain:
                             Permission(8, OTHER, REFINER, "users", "", 1))  # someone else's
         self.calls = 0
 
-    def verify(self, instruction_id, refiner_id, owner, *, cancel=None):
+    def verify(self, instruction_id, refiner_id, owner, *, cancel=None, once=False):
+        assert once, "the preflight reads the chain once: no retry window in an HTTP request"
         self.calls += 1
         if self.error is not None:
             raise self.error
