@@ -185,3 +185,38 @@ def test_download_progress_only_on_a_terminal(run, service, tmp_path, monkeypatc
     off = cli_job._DownloadBar(enabled=False)
     off(1, None)
     assert off._bar is None
+
+
+def test_logs_follow_waits_for_the_end_and_prints_them_once(run, service):
+    service.share_logs = True
+    service.auto_advance = True  # every read moves the fake job one step on
+    job_id = submit(run).stdout.strip()
+    followed = run("logs", job_id, "--follow", "--poll", "0.05")
+    assert followed.exit_code == 0, followed.output
+    assert followed.stdout == "hello from the container\n"  # printed as they came, not repeated
+    assert service.jobs[job_id].status == "SUCCEEDED"  # it followed the job to its end
+    as_json = run("logs", job_id, "--follow", json_out=True)
+    assert json.loads(as_json.stdout) == {"job_id": job_id, "logs": "hello from the container\n"}
+
+
+def test_dry_run_is_the_quote_and_a_priced_free_job_is_refused(run, service, monkeypatch):
+    from engine.preflight import Quote
+
+    report = {"columns": [["users", "locale"], ["users", ""]], "permissions_used": [3], "price": "500",
+              "row_count": None}
+    seen = []
+
+    class Flight:
+        def quote(self, request, signer):
+            seen.append((request.compute_job_id, request.nonce))
+            return Quote(500, None, report, True, 2, 9, 42)
+
+    monkeypatch.setattr(service, "preflight", Flight(), raising=False)
+    auto = run("submit", "--dry-run", "--instruction", "1", "--refiner", "2", "--query", "SELECT locale FROM users",
+               "--nonce", "77")
+    assert auto.exit_code == 0, auto.output
+    assert auto.stdout.splitlines()[:2] == ["price: 500 wei (native token)", "reads: users.locale, users (table)"]
+    assert "compute job: required (submit --compute-job auto opens one)" in auto.stdout
+    refused = submit(run, "--dry-run")  # --compute-job none, yet priced: what submit would answer
+    assert refused.exit_code == 1 and "PAYMENT_REQUIRED" in refused.stderr
+    assert seen == [(0, 77), (0, seen[1][1])] and service.jobs == {}  # nothing submitted, no job opened
