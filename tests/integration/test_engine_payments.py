@@ -96,8 +96,17 @@ def _failed(job: dict, code: str) -> str:
 def test_paid_job_succeeds_and_the_money_moves_exactly(money: Money, tmp_path) -> None:
     compute_job = money.compute_job()
     balance, earnings = money.balance(), money.earnings()
+    client = money.engine.builder
+    # The quote, first without a compute job (it says one is required), then with it: nothing moves.
+    unnamed = client.quote_request(client.request(money.instruction_id, money.world.refiner_id, SIMPLE_QUERY))
+    named = client.quote_request(client.request(money.instruction_id, money.world.refiner_id, SIMPLE_QUERY,
+                                                compute_job_id=compute_job))
+    assert unnamed["compute_job_id_required"] is named["compute_job_id_required"] is True
+    assert unnamed["price_wei"] == named["price_wei"] == str(PRICE) and named["token"] is None
+    assert money.balance() == balance and money.builder.paid(compute_job, money.world.dlp_id) == 0
 
     job = money.run(compute_job)
+    assert {**job["access_report"], "row_count": None} == named["access_report"]
 
     assert job["status"] == "SUCCEEDED", job
     assert job["price_wei"] == str(PRICE) and job["compute_job_id"] == str(compute_job)
