@@ -212,7 +212,7 @@ class ChainVerifier:
             return tuple(_to_permission(r) for r in records if r.approved and r.refiner_id == refiner_id)
 
         try:
-            return self._with_retry(read, None)
+            return self._with_retry(read, None, once=True)  # an HTTP read: no retry window
         except RefinerNotFound as exc:
             raise ChainCheckFailure(f"no data refiner with id {refiner_id} on chain",
                                     code="REFINER_NOT_FOUND") from exc

@@ -420,3 +420,39 @@ def test_job_list_refuses_a_bad_cursor_or_status(client):
     assert_problem(client.get("/jobs?limit=101", headers=signed(OWNER, "GET", "/jobs")), 422, "VALIDATION_ERROR")
     assert_problem(client.get("/jobs"), 401, "AUTH_REQUIRED")
     assert_problem(client.get("/refiners/1/schema"), 401, "AUTH_REQUIRED")
+
+
+def test_refiner_schema_answers_coverage_or_a_404_code(client, service, tmp_path, monkeypatch):
+    import sqlite3
+
+    from engine.data import DataCatalog
+    from engine.errors import ChainCheckFailure
+    from engine.query.model import Permission
+
+    src = tmp_path / "src.db"
+    with sqlite3.connect(src) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER, email TEXT)")
+    conn.close()
+    data = DataCatalog(tmp_path / "data")
+    data.add(2, src)
+
+    class Chain:
+        error = None
+
+        def permissions(self, refiner_id, owner):
+            if self.error:
+                raise self.error
+            return (Permission(1, owner, refiner_id, "users", "id", 3),)
+
+    chain = Chain()
+    monkeypatch.setattr(service, "chain", chain, raising=False)
+    monkeypatch.setattr(service, "data", data, raising=False)
+    ok = get(client, "/refiners/2/schema")
+    assert ok.status_code == 200 and ok.json() == {"refiner_id": 2, "tables": [{"name": "users", "columns": [
+        {"name": "id", "type": "INTEGER", "covered": True, "price_wei": "3"},
+        {"name": "email", "type": "TEXT", "covered": False, "price_wei": None}]}]}
+    assert_problem(get(client, "/refiners/3/schema"), 404, "DATA_NOT_FOUND")
+    chain.error = ChainCheckFailure("no data refiner with id 2 on chain", code="REFINER_NOT_FOUND")
+    assert_problem(get(client, "/refiners/2/schema"), 404, "REFINER_NOT_FOUND")
+    chain.error = ChainCheckFailure("rpc down", code="CHAIN_UNAVAILABLE")
+    assert_problem(get(client, "/refiners/2/schema"), 503, "CHAIN_UNAVAILABLE")

@@ -64,6 +64,8 @@ def test_schema_quote_submit_list_wait_download(registry, engine, world, job_ima
     assert columns[("activities", "kind")]["price_wei"] == "1000"
     table = registry("refiner", "schema", refiner).stdout.splitlines()
     assert table[0].split() == ["TABLE", "COLUMN", "TYPE", "COVERED", "PRICE_WEI"]
+    unknown = registry("refiner", "schema", "999", ok=False)  # no data here for it (nor on chain)
+    assert unknown.exit_code == 1 and "DATA_NOT_FOUND" in unknown.stderr
 
     # 2. The quote, and a refusal with its code; neither makes a job.
     quote = registry("job", "quote", *_request(instruction_id, world.refiner_id), json_out=True)
