@@ -456,3 +456,14 @@ def test_refiner_schema_answers_coverage_or_a_404_code(client, service, tmp_path
     assert_problem(get(client, "/refiners/2/schema"), 404, "REFINER_NOT_FOUND")
     chain.error = ChainCheckFailure("rpc down", code="CHAIN_UNAVAILABLE")
     assert_problem(get(client, "/refiners/2/schema"), 503, "CHAIN_UNAVAILABLE")
+
+
+def test_job_progress_is_bytes_while_fetching_and_elapsed_while_running(client, service):
+    job_id = created_job(client, service)
+    service.advance(job_id, "FETCHING", progress={"bytes": 5, "total": 10})
+    assert get(client, f"/jobs/{job_id}").json()["progress"] == {"bytes": 5, "total": 10, "elapsed_s": None}
+    service.advance(job_id, "RUNNING")
+    running = get(client, f"/jobs/{job_id}").json()["progress"]
+    assert running["bytes"] is None and 0 <= running["elapsed_s"] < 60
+    service.advance(job_id, "SUCCEEDED")
+    assert get(client, f"/jobs/{job_id}").json()["progress"] is None
