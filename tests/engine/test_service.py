@@ -835,3 +835,13 @@ def test_submit_runs_the_preflight_before_the_job_exists(make_service):
     flight.refuse = True
     again, created_again = service.submit(request(nonce=5), OWNER)
     assert created and not created_again and again.id == job.id and flight.calls == 2
+
+
+def test_fetching_writes_its_progress_to_the_job(service, fakes):
+    """FETCHING's bytes reach the store mid-download (engine.fetch.FetchProgress, throttled)."""
+    job, _ = service.submit(request(), OWNER)
+    seen = []
+    fakes.during_fetch = lambda: seen.append((service.get(job.id, OWNER).status, service.get(job.id, OWNER).progress))
+    service.process(job.id)
+    assert seen[0] == (st.FETCHING, {"bytes": 1 << 20, "total": None})
+    assert service.get(job.id, OWNER).status == st.SUCCEEDED
