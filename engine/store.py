@@ -159,6 +159,7 @@ class SqliteJobStore(SqlJobStore):
                     self._db.execute(f'ALTER TABLE jobs ADD COLUMN "{column}" {kind}{default}')
             self._db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_lease_owner ON jobs (lease_owner)")
             self._db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_updated_at ON jobs (updated_at)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_owner_created ON jobs (owner, created_at)")
         arts = self._db["artifacts"]
         if not arts.exists():
             arts.create(

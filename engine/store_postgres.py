@@ -52,6 +52,7 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created_at)",
     "CREATE INDEX IF NOT EXISTS jobs_compute_job ON jobs (compute_job_id)",
     "CREATE INDEX IF NOT EXISTS jobs_lease_owner ON jobs (lease_owner)",
+    "CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs (owner, created_at)",  # the owner's job list
     ("CREATE TABLE IF NOT EXISTS artifacts (job_id TEXT NOT NULL REFERENCES jobs (id), name TEXT NOT NULL, "
      "size BIGINT NOT NULL, sha256 TEXT NOT NULL, media_type TEXT NOT NULL, PRIMARY KEY (job_id, name))"),
 ]

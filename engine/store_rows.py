@@ -83,10 +83,11 @@ JOBS_SCHEMA: dict[str, type] = {
     "lease_owner": str,  # the engine id that claimed the job; null = unclaimed
     "lease_expires_at": float,  # unix seconds; past it any engine may reconcile the job
     "cancel_requested": int,  # 1 = the owner asked; the engine running it stops it
+    "progress": str,  # JSON {"bytes", "total"} while FETCHING (set_progress, throttled by the caller)
 }
 # Columns added after the first release: an older store gains them on open (old rows keep null/0).
 ADDED_COLUMNS = ("attestation", "skipped_outputs", "compute_job_id", "payment",
-                 "lease_owner", "lease_expires_at", "cancel_requested")
+                 "lease_owner", "lease_expires_at", "cancel_requested", "progress")
 ZERO_DEFAULTS = ("artifacts_expired", "cancel_requested")
 
 
@@ -143,6 +144,7 @@ class Job:
     lease_owner: str | None = None  # the engine that claimed it
     lease_expires_at: float | None = None
     cancel_requested: bool = False
+    progress: dict | None = None  # the download's {"bytes", "total"} (engine.fetch.FetchProgress)
 
     @property
     def finished(self) -> bool:
@@ -201,6 +203,7 @@ def row_to_job(row: dict[str, Any]) -> Job:
         lease_owner=row.get("lease_owner"),
         lease_expires_at=row.get("lease_expires_at"),
         cancel_requested=bool(row.get("cancel_requested")),
+        progress=_opt_json(row.get("progress")),
     )
 
 

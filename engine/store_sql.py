@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -147,6 +148,28 @@ class SqlJobStore:
 
     def list_by_owner(self, owner: str) -> list[Job]:
         return self._jobs("owner = ?", [to_checksum_address(owner)])
+
+    def page_by_owner(self, owner: str, *, status: str | None = None, limit: int = 20,
+                      before: tuple[float, str] | None = None) -> list[Job]:
+        """Up to `limit` of the owner's jobs, newest first, strictly after the cursor `before`.
+
+        `before` is the (created_at, id) of the last job of the previous page: a
+        keyset page, stable while new jobs arrive (they sort ahead of it).
+        """
+        where, args = ["owner = ?"], [to_checksum_address(owner)]
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            args += [before[0], before[0], before[1]]
+        return self._jobs(" AND ".join(where), args, order=f"created_at DESC, id DESC LIMIT {int(limit)}")
+
+    def set_progress(self, job_id: str, progress: dict[str, Any] | None) -> None:
+        """Record a step's progress (no status change: long-polls are not woken)."""
+        text = None if progress is None else json.dumps(progress, sort_keys=True)
+        with self._tx() as run:
+            run("UPDATE jobs SET progress = ? WHERE id = ?", [text, job_id])
 
     def unfinished(self) -> list[Job]:
         return self._jobs(f"status IN ({marks(_UNFINISHED)})", _UNFINISHED)

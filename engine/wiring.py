@@ -22,6 +22,7 @@ import fcntl
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -172,6 +173,7 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
     from engine.chain import ChainVerifier, RetryPolicy
     from engine.fetch import ImageCache
     from engine.images import ImageLoader
+    from engine.preflight import Preflight
     from engine.runner import DockerRunner
     from engine.scratch import output_fs_ready
     from registry_client.contracts import connect
@@ -192,10 +194,12 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
 
     store = open_store(settings)
     retry = RetryPolicy(window_s=settings.chain_retry_window_s)
+    chain, data = ChainVerifier(registries, retry=retry), DataCatalog(data_dir)
+    charger = _charger(settings, registries, signer, retry)
     return JobService(
         settings,
         store,
-        ChainVerifier(registries, retry=retry),
+        chain,
         ImageCache(
             data_dir / "images",
             max_bytes=settings.image_max_bytes,
@@ -215,12 +219,13 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
             busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
         ),
         DockerRunner(client, engine_id(data_dir), settings.docker_retry_s),
-        DataCatalog(data_dir),
+        data,
         probes={"chain": registries.block_number, "docker": client.ping,
                 "output_fs": lambda: output_fs_ready(settings.run_output_fs)},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),
         signer=signer,
-        charger=_charger(settings, registries, signer, retry),
+        charger=charger,
+        preflight=Preflight(settings, store, chain, data, charger, clock=time.time),
     )
 
 

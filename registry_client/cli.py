@@ -35,6 +35,7 @@ from registry_client.cli_common import (
     yes_option,
 )
 from registry_client.cli_job import job as _job_group
+from registry_client.cli_job import refiner_schema as _refiner_schema
 from registry_client.cli_output import table
 from registry_client.cli_permission import permission as _permission_group
 from registry_client.cli_schema import schema as _schema_group
@@ -235,6 +236,9 @@ def refiner_adopt(obj: CliContext, dlp_id: int, keystore: str | None, key_env: s
     ids = reg.dlp_refiner_ids(dlp_id)
     obj.output({"dlp_id": dlp_id, "refiner_ids": ids, **obj.last_tx},
                f"{len(ids)} refiner(s) of DLP {dlp_id} now owned by {reg.account.address}")
+
+
+refiner.add_command(_refiner_schema)  # `registry refiner schema ID`: asks the engine (cli_job.py)
 
 
 @refiner.command("show")

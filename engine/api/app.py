@@ -6,11 +6,11 @@ passes its own ``service`` (tests, an embedding process) starts and stops it
 itself. The EIP-712 domain (chain id + ComputeInstructionRegistry proxy) is read
 once from the deployment manifest named by ``settings.deployment``.
 
-Routers: ``/jobs`` (ours, EIP-712), ``/job/{id}`` (Vana's scheme, engine/api/routers/vana.py),
-``/health``, ``/instructions/{id}/inspect`` (the static image audit, public). Around the
-routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON depth caps before
-anything parses a request) and ``install_docs`` (Swagger UI from local files; an
-OpenAPI document whose limits are the runtime's).
+Routers: ``/jobs`` (ours, EIP-712), ``/refiners/{id}/schema``, ``/job/{id}`` (Vana's scheme,
+engine/api/routers/vana.py), ``/health``, ``/instructions/{id}/inspect`` (the static image
+audit, public). Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
+depth caps before anything parses a request) and ``install_docs`` (Swagger UI from local
+files; an OpenAPI document whose limits are the runtime's).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from engine.api.docs import install_docs
 from engine.api.limits import RequestLimits, RequestLimitsMiddleware
 from engine.api.longpoll import WaiterLimit
 from engine.api.problems import install_problem_handlers
-from engine.api.routers import health, instructions, jobs, vana
+from engine.api.routers import health, instructions, jobs, refiners, vana
 from engine.errors import EngineError
 from engine.instruction_audit import auditor_for
 from engine.vana import reader_for
@@ -118,6 +118,7 @@ def create_app(
     app.state.auditor = auditor_for(service)  # GET /instructions/{id}/inspect (None with a fake service)
     install_problem_handlers(app)
     app.include_router(jobs.router)
+    app.include_router(refiners.router)
     app.include_router(vana.router)
     app.include_router(health.router)
     app.include_router(instructions.router)

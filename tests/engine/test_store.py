@@ -534,3 +534,21 @@ def test_postgres_store_survives_its_connections_being_cut(postgres_url):
     finally:
         store.close()
         other.close()
+def test_page_by_owner_is_newest_first_with_a_keyset_cursor(store):
+    ids = [create(store, nonce=n, digest=f"0x{n:02x}")[0].id for n in range(1, 6)]
+    create(store, owner=OTHER, nonce=1, digest="0xff")
+    store.fail(ids[1], "PERMISSION_DENIED", "no")
+    first = store.page_by_owner(OWNER, limit=2)
+    assert [j.id for j in first] == ids[::-1][:2]
+    last = first[-1]
+    rest = store.page_by_owner(OWNER, limit=10, before=(last.created_at, last.id))
+    assert [j.id for j in rest] == ids[::-1][2:]
+    assert [j.id for j in store.page_by_owner(OWNER, status=st.FAILED)] == [ids[1]]
+    assert store.page_by_owner(OTHER.lower(), limit=10)[0].owner == OTHER
+
+
+def test_set_progress_is_kept_without_a_transition(store):
+    job, _ = create(store)
+    store.set_progress(job.id, {"bytes": 10, "total": 100})
+    again = store.get(job.id)
+    assert again.progress == {"bytes": 10, "total": 100} and again.steps == job.steps

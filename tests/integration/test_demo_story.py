@@ -67,7 +67,7 @@ def test_job_records_each_step_and_the_verification_block(story):
 
 def test_a_query_reading_an_ungranted_column_is_refused(story):
     result, _ = story
-    assert result.denied_job["status"] == "FAILED"
+    assert result.denied_job["status"] == "REFUSED" and result.denied_job["http_status"] == 422  # at submit
     assert result.denied_job["failure"]["code"] == "PERMISSION_DENIED"
     assert "users.email" in result.denied_job["failure"]["message"]
     assert "@example.org" not in result.denied_job["failure"]["message"]
