@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from engine.api.deps import ApiConfig, EngineDomain
+from engine.api.deps import ApiConfig, EngineDomain, JobApi
 from engine.api.docs import install_docs
 from engine.api.limits import RequestLimits, RequestLimitsMiddleware
 from engine.api.longpoll import WaiterLimit
@@ -76,7 +76,7 @@ def api_config(settings: Any) -> ApiConfig:
 
 def create_app(
     settings: Any,
-    service: Any | None = None,
+    service: JobApi | None = None,
     *,
     domain: EngineDomain | None = None,
     clock: Callable[[], float] = time.time,
