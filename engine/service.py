@@ -67,6 +67,7 @@ class JobService:
         domain: tuple[int, str] | None = None,
         signer: Any | None = None,
         charger: Charger | None = None,
+        engine_id: str | None = None,
     ):
         if signer is not None and domain is None:
             raise ValueError("attesting results needs the EIP-712 domain (chain id, instruction registry)")
@@ -82,8 +83,11 @@ class JobService:
         self.story = JobStory(settings, store, chain, images, loader, runner, data, clock=clock,
                               query_runner=query_runner, domain=domain, signer=signer, charger=charger)
         self.files = self.story.files
-        self.worker = Worker(self.story, settings.max_concurrent_jobs)
-        self.supervisor = Supervisor(settings, store, runner, self.files, clock)
+        self.data = data
+        self.engine_id = engine_id or self.files.engine_id()
+        self.worker = Worker(self.story, store, runner, self.engine_id, concurrency=settings.max_concurrent_jobs,
+                             lease_s=settings.lease_s, refiner_ids=self._refiner_ids)
+        self.supervisor = Supervisor(settings, store, runner, self.files, clock, self.engine_id)
         self._submit_lock = threading.Lock()
         self._started = False
 
@@ -114,13 +118,13 @@ class JobService:
             "compute_job_id": request.compute_job_id,
         }
         with self._submit_lock:
-            full = self.worker.waiting() >= self.settings.queue_size
+            # PENDING rows, whichever engine took the submission: the queue every engine shares.
+            full = self.store.count_pending() >= self.settings.queue_size
             if full and self.store.find(owner, request.nonce) is None:
-                msg = f"the engine's queue is full ({self.settings.queue_size} jobs); retry later"
+                msg = f"the job queue is full ({self.settings.queue_size} jobs waiting); retry later"
                 raise RequestError(msg, code="QUEUE_FULL", http_status=503)
             job, created = self.store.create_or_get(owner, request.nonce, digest, **fields)
             if created:
-                self.worker.offer(job.id)
                 log.info("job %s queued (instruction %s, refiner %s)", job.id, job.instruction_id, job.refiner_id)
         return job, created
 
@@ -147,12 +151,19 @@ class JobService:
         return job
 
     def cancel(self, job_id: str, owner: str) -> Job:
-        """Cancel an unfinished job; cancelling a cancelled job returns it as is."""
+        """Cancel an unfinished job; cancelling a cancelled job returns it as is.
+
+        The job is CANCELLED in the store at once and flagged (request_cancel):
+        the engine running it, this one or another, sees the flag and stops its
+        container (engine/worker.py); here, the local one is stopped at once.
+        """
         job = self.get(job_id, owner)
         if job.status == st.CANCELLED:
             return job
         try:
-            job = self.store.cancel(job_id)
+            job = self.store.request_cancel(job_id)
+            if not job.finished:
+                job = self.store.cancel(job_id)
         except StaleState as exc:
             job = self.get(job_id, owner)
             if job.status == st.CANCELLED:
@@ -210,7 +221,7 @@ class JobService:
             "checks": checks,
             "engine_address": self.engine_address,
             "queue": {
-                "waiting": self.worker.waiting(),
+                "waiting": self.store.count_pending(),  # every engine's queue: the store's PENDING jobs
                 "capacity": self.settings.queue_size,
                 "running": len(self.story.running()),
                 "workers": self.worker.alive(),
@@ -224,12 +235,13 @@ class JobService:
 
     # --- lifecycle --------------------------------------------------------------
     def start(self) -> None:
-        """Reconcile (once), then start the workers and the supervisor."""
+        """Reconcile (once), then start the supervisor and (unless role=api) the workers."""
         if self._started:
             return
         self._started = True
         self.reconcile()
-        self.worker.start()
+        if self.settings.role != "api":
+            self.worker.start()
         self.supervisor.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -240,9 +252,12 @@ class JobService:
         self._started = False
 
     def reconcile(self) -> None:
-        """On start-up: requeue PENDING jobs, fail every other unfinished one (see Supervisor)."""
-        for job_id in self.supervisor.reconcile():
-            self.worker.offer(job_id)
+        """On start-up: fail the jobs this engine held, and lapsed leases' jobs (see Supervisor)."""
+        self.supervisor.reconcile()
+
+    def _refiner_ids(self) -> set[int]:
+        """The refiners whose data this engine holds: the only jobs it claims."""
+        return {entry.refiner_id for entry in self.data.list()}
 
     def sweep(self, now: float | None = None) -> int:
         """Delete expired artifacts (and kept logs); return how many jobs were swept."""

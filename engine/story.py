@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 import shutil
 import threading
 import traceback
@@ -76,6 +77,19 @@ class JobFiles:
 
     def log_file(self, job_id: str) -> Path:
         return self.data_dir / "logs" / f"{job_id}.log"
+
+    def engine_id(self) -> str:
+        """This engine's id, made once and kept in its data dir (labels its containers, holds its leases).
+
+        Unique among running engines: one engine per data dir (engine/wiring.py's lock),
+        and a new data dir gets a fresh random id. A restart on the same dir keeps it,
+        so the restarted engine recognises (and fails) the jobs it held.
+        """
+        path = self.data_dir / "engine-id"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(8))
+        return path.read_text().strip()
 
 
 # ---------------------------------------------------------------- one job's context
@@ -157,7 +171,7 @@ class JobStory:
         """Tell a running job to stop (its steps check the flag; the runner kills the container)."""
         with self._events_lock:
             event = self._events.get(job_id)
-        if event is None:
+        if event is None or event.is_set():
             return False
         event.set()
         return True

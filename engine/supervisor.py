@@ -1,9 +1,18 @@
 """The supervisor: what happens to jobs nobody runs any more, and to old artifacts.
 
-Start-up reconcile: leftover containers and scratch of this engine go, and its
-unfinished jobs that no worker will pick up again fail ENGINE_RESTARTED.
-Retention: a thread deletes expired artifacts (and kept logs) every
-``sweep_interval_s`` and marks the job's artifacts expired.
+Start-up reconcile (once): this engine's leftover containers and scratch go;
+the unfinished jobs this engine's id still holds fail ENGINE_RESTARTED (it
+restarted: nothing of theirs runs any more), and so do unfinished jobs past
+PENDING that no engine holds (a store from before leases). Jobs other engines
+hold are left alone: they are running there.
+
+Then, every ``lease_s / 2``: unfinished jobs whose lease ran out, whichever
+engine held them, fail ENGINE_LOST (that engine stopped renewing: it died or
+lost the store). A PENDING job with a lapsed lease was claimed but never
+started: it is simply claimable again. And every ``sweep_interval_s`` the
+retention sweep deletes expired artifacts (and kept logs) and marks them
+expired. Every engine's supervisor does this; the store's state-checked
+transitions make a second engine doing the same at once harmless.
 """
 
 from __future__ import annotations
@@ -11,13 +20,14 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from engine import scratch
 from engine import store as st
 from engine.settings import Settings
-from engine.store import JobStore, StaleState
+from engine.store import Job, JobStore, StaleState
 from engine.story import JobFiles
 
 if TYPE_CHECKING:
@@ -29,26 +39,27 @@ log = logging.getLogger("engine.supervisor")
 
 
 class Supervisor:
-    """Reconcile once at start-up; sweep expired artifacts in a thread."""
+    """Reconcile once at start-up; reap lapsed leases and sweep expired artifacts in a thread."""
 
     def __init__(self, settings: Settings, store: JobStore, runner: DockerRunner, files: JobFiles,
-                 clock: Callable[[], float]):
+                 clock: Callable[[], float], engine_id: str):
         self.settings = settings
         self.store = store
         self.runner = runner
         self.files = files
         self.clock = clock
+        self.engine_id = engine_id
         self._reconciled = False
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
-    def reconcile(self) -> list[str]:
-        """On start-up: fail unfinished non-PENDING jobs ENGINE_RESTARTED; return the PENDING ids.
+    def reconcile(self) -> None:
+        """On start-up: clean this engine's leftovers, fail the jobs it can no longer run.
 
         Runs once per supervisor (a second call would fail jobs that are really running).
         """
         if self._reconciled:
-            return []
+            return
         self._reconciled = True
         try:
             removed = self.runner.remove_leftovers()
@@ -59,18 +70,29 @@ class Supervisor:
         scratch_root = self.files.data_dir / "scratch"
         if scratch.clear_leftovers(scratch_root):
             log.error("some job scratch under %s could not be removed", scratch_root)
-        pending: list[str] = []
-        for job in self.store.unfinished():
+        orphans = [j for j in self.store.unfinished() if j.lease_owner is None and j.status != st.PENDING]
+        for job in [*self.store.jobs_leased_by(self.engine_id), *orphans]:
+            self._fail(job, "ENGINE_RESTARTED", f"the engine restarted while the job was {job.status}")
+        self.reap()
+
+    def reap(self, now: float | None = None) -> int:
+        """Fail ENGINE_LOST the started jobs whose lease ran out; return how many."""
+        count = 0
+        for job in self.store.expired_leases(time.time() if now is None else now):
             if job.status == st.PENDING:
-                pending.append(job.id)
-                continue
-            try:
-                self.store.fail(job.id, "ENGINE_RESTARTED", f"the engine restarted while the job was {job.status}")
-            except StaleState:
-                continue
-            shutil.rmtree(self.files.artifact_dir(job.id), ignore_errors=True)
-            log.info("job %s failed: engine restarted while %s", job.id, job.status)
-        return pending
+                continue  # claimed, never started: claimable again
+            count += self._fail(job, "ENGINE_LOST",
+                                f"engine {job.lease_owner} stopped renewing its lease while the job was {job.status}")
+        return count
+
+    def _fail(self, job: Job, code: str, message: str) -> int:
+        try:
+            self.store.fail(job.id, code, message)
+        except StaleState:
+            return 0  # it ended meanwhile (or another supervisor got there first)
+        shutil.rmtree(self.files.artifact_dir(job.id), ignore_errors=True)
+        log.info("job %s failed %s while %s", job.id, code, job.status)
+        return 1
 
     def sweep(self, now: float | None = None) -> int:
         """Delete expired artifacts (and kept logs); return how many jobs were swept."""
@@ -97,8 +119,13 @@ class Supervisor:
         self._thread = None
 
     def _loop(self) -> None:
-        while not self._stopping.wait(self.settings.sweep_interval_s):
+        tick = min(self.settings.sweep_interval_s, self.settings.lease_s / 2)
+        next_sweep = time.monotonic() + self.settings.sweep_interval_s
+        while not self._stopping.wait(tick):
             try:
-                self.sweep()
+                self.reap()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.settings.sweep_interval_s
+                    self.sweep()
             except Exception:
-                log.exception("artifact sweep failed")
+                log.exception("the supervisor's round failed")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +25,7 @@ from engine.errors import EngineError
 from engine.service import JobService
 from engine.settings import Settings
 from engine.store import JobStore
+from engine.story import JobFiles
 
 __all__ = ["build_service", "engine_id", "load_signer", "read_only_web3"]
 
@@ -72,10 +72,7 @@ def _locked(data_dir: Path, pid: int | None) -> EngineError:
 
 def engine_id(data_dir: Path) -> str:
     """This engine's stable id, kept in its data dir (labels its containers)."""
-    path = data_dir / "engine-id"
-    if not path.exists():
-        path.write_text(secrets.token_hex(8))
-    return path.read_text().strip()
+    return JobFiles(data_dir).engine_id()
 
 
 def load_signer(settings: Settings) -> Any | None:
