@@ -150,6 +150,7 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
         raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
 
     store = JobStore(settings.store_path)
+    eid = engine_id(data_dir)
     retry = RetryPolicy(window_s=settings.chain_retry_window_s)
     return JobService(
         settings,
@@ -173,13 +174,14 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
             cache_max_bytes=settings.image_cache_max_bytes,
             busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
         ),
-        DockerRunner(client, engine_id(data_dir), settings.docker_retry_s),
+        DockerRunner(client, eid, settings.docker_retry_s),
         DataCatalog(data_dir),
         probes={"chain": registries.block_number, "docker": client.ping,
                 "output_fs": lambda: output_fs_ready(settings.run_output_fs)},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),
         signer=signer,
         charger=_charger(settings, registries, signer, retry),
+        engine_id=eid,
     )
 
 

@@ -446,7 +446,7 @@ def test_replayed_submit_returns_the_same_job_and_queues_once(service):
     first, created = service.submit(request(), OWNER)
     again, created_again = service.submit(request(), OWNER.lower())
     assert created and not created_again and again.id == first.id
-    assert service.worker.waiting() == 1
+    assert service.store.count_pending() == 1
 
 
 def test_same_nonce_other_request_is_nonce_reused(service):
@@ -648,7 +648,7 @@ def test_retention_sweep_removes_files_and_keeps_metadata(make_service, data_dir
 @pytest.mark.parametrize(
     ("module", "names"),
     [("engine.service", {"JobService"}), ("engine.story", {"JobFiles", "JobStory"}),
-     ("engine.worker", {"Worker"}), ("engine.supervisor", {"Supervisor"}), ("engine.wiring", {"build_service", "engine_id", "load_signer", "read_only_web3"})],
+     ("engine.worker", {"CANCEL_POLL_S", "Worker"}), ("engine.supervisor", {"Supervisor"}), ("engine.wiring", {"build_service", "engine_id", "load_signer", "read_only_web3"})],
 )
 def test_public_surface(module, names):
     import importlib
