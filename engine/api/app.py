@@ -7,7 +7,8 @@ itself. The EIP-712 domain (chain id + ComputeInstructionRegistry proxy) is read
 once from the deployment manifest named by ``settings.deployment``.
 
 Routers: ``/jobs`` (ours, EIP-712), ``/job/{id}`` (Vana's scheme, engine/api/routers/vana.py),
-``/health``. Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
+``/health`` (with ``role = "worker"`` only ``/health``: the engine claims and runs
+jobs, the API is elsewhere). Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
 depth caps before anything parses a request) and ``install_docs`` (Swagger UI
 from local files; an OpenAPI document whose limits are the runtime's).
 """
@@ -115,8 +116,9 @@ def create_app(
     app.state.waiters = WaiterLimit(config.max_waiters_per_owner)
     app.state.compute_jobs = reader_for(service)  # ComputeEngine.jobs, for /job/{id} (Vana's API)
     install_problem_handlers(app)
-    app.include_router(jobs.router)
-    app.include_router(vana.router)
+    if getattr(settings, "role", "all") != "worker":  # a worker serves /health only (liveness)
+        app.include_router(jobs.router)
+        app.include_router(vana.router)
     app.include_router(health.router)
     install_docs(app, config)
     # Outermost of the app's own layers: nothing parses a request before its limits hold.
