@@ -155,9 +155,10 @@ class SqliteJobStore(SqlJobStore):
             # A jobs.db written before these columns existed: old jobs keep them null (or 0).
             for column in ADDED_COLUMNS:
                 if column not in jobs.columns_dict:
-                    default = 0 if column in ZERO_DEFAULTS else None
-                    self._db.execute(f'ALTER TABLE jobs ADD COLUMN "{column}" '
-                                     f'{"INTEGER NOT NULL DEFAULT 0" if default == 0 else ""}')
+                    kind = {str: "TEXT", int: "INTEGER", float: "REAL"}[JOBS_SCHEMA[column]]
+                    default = " NOT NULL DEFAULT 0" if column in ZERO_DEFAULTS else ""
+                    self._db.execute(f'ALTER TABLE jobs ADD COLUMN "{column}" {kind}{default}')
+            self._db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_lease_owner ON jobs (lease_owner)")
         arts = self._db["artifacts"]
         if not arts.exists():
             arts.create(
