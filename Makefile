@@ -5,12 +5,12 @@ PY    := $(VENV)/bin/python
 BIN   := node_modules/.bin
 STAMP := .make
 
-.PHONY: help setup test test-forge test-py abi bench demo up down docker base-image clean lint
+.PHONY: help setup test test-forge test-py abi bench demo up down docker base-image postgres clean lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP)/venv $(STAMP)/npm docker base-image ## install everything the project needs (idempotent)
+setup: $(STAMP)/venv $(STAMP)/npm docker base-image postgres ## install everything the project needs (idempotent)
 
 $(STAMP)/venv: pyproject.toml
 	@mkdir -p $(STAMP)
@@ -29,6 +29,9 @@ $(STAMP)/npm: package.json package-lock.json
 
 docker: ## make sure a Docker engine answers (installs/starts it when root)
 	@tools/ensure-docker.sh
+
+postgres: ## install Debian's postgresql when missing (the PostgreSQL store tests start their own cluster)
+	@tools/ensure-postgres.sh
 
 base-image: docker ## build the local Python base image when no registry is reachable
 	@tools/build-python-base.sh
