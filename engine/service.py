@@ -83,6 +83,7 @@ class JobService:
         self.story = JobStory(settings, store, chain, images, loader, runner, data, clock=clock,
                               query_runner=query_runner, domain=domain, signer=signer, charger=charger)
         self.files = self.story.files
+        self.artifact_store = self.story.artifact_store  # maybe a folder every engine shares
         self.data = data
         self.engine_id = engine_id or self.files.engine_id()
         self.worker = Worker(self.story, store, runner, self.engine_id, concurrency=settings.max_concurrent_jobs,

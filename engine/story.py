@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from engine import scratch
 from engine import store as st
 from engine.ahead import JobPrep
+from engine.artifact_store import LocalArtifactStore, artifact_store_for
 from engine.errors import FAILURE_CODES, ChainCheckFailure, JobFailure, RunFailure
 from engine.settings import Settings
 from engine.store import Job, JobStore, StaleState
@@ -63,20 +64,30 @@ log = logging.getLogger("engine.story")
 INTERNAL_MESSAGE = "an unexpected engine error; the operator's log has the details"
 
 
-@dataclass(frozen=True)
+@dataclass
 class JobFiles:
-    """Where one engine keeps a job's files under its data dir."""
+    """Where one engine keeps a job's files: scratch in its data dir, artifacts in the artifact store."""
 
     data_dir: Path
+    artifacts: LocalArtifactStore | None = None  # None: today's layout under data_dir
+
+    def __post_init__(self) -> None:
+        if self.artifacts is None:
+            self.artifacts = artifact_store_for(self.data_dir, None)
+
+    @property
+    def store(self) -> LocalArtifactStore:
+        assert self.artifacts is not None
+        return self.artifacts
 
     def scratch(self, job_id: str) -> Path:
         return self.data_dir / "scratch" / job_id
 
     def artifact_dir(self, job_id: str) -> Path:
-        return self.data_dir / "artifacts" / job_id
+        return self.store.job_dir(job_id)
 
     def log_file(self, job_id: str) -> Path:
-        return self.data_dir / "logs" / f"{job_id}.log"
+        return self.store.log_path(job_id)
 
     def engine_id(self) -> str:
         """This engine's id, made once and kept in its data dir (labels its containers, holds its leases).
@@ -155,7 +166,9 @@ class JobStory:
         self.domain = domain  # (chain id, instruction registry): to compute EIP-712 digests
         self.signer = signer  # eth_account LocalAccount signing JobResult attestations, or None
         self.charger = charger  # charges priced queries (engine.payment); None: they run free
-        self.files = JobFiles(Path(settings.data_dir))
+        # Artifacts and kept logs: under the data dir, or the shared artifact_dir every engine mounts.
+        self.files = JobFiles(Path(settings.data_dir), artifact_store_for(Path(settings.data_dir), settings.artifact_dir))
+        self.artifact_store = self.files.store
         self._events: dict[str, threading.Event] = {}  # the running jobs' cancel flags
         self._events_lock = threading.Lock()
         # Two background tasks a job at most (output fs, container): never waits on a busy pool.

@@ -99,8 +99,7 @@ class Supervisor:
         now = self.clock() if now is None else now
         count = 0
         for job in self.store.expired(now):
-            shutil.rmtree(self.files.artifact_dir(job.id), ignore_errors=True)
-            self.files.log_file(job.id).unlink(missing_ok=True)
+            self.files.store.delete(job.id)  # where the files are: this host's, or the shared folder
             self.store.mark_artifacts_expired(job.id)
             count += 1
         return count

@@ -23,11 +23,12 @@ from typing import IO, Any
 from engine.data import DataCatalog
 from engine.errors import EngineError
 from engine.service import JobService
-from engine.settings import Settings
+from engine.settings import Settings, SettingsError
 from engine.store import JobStore
+from engine.store_api import JobStore as AnyJobStore
 from engine.story import JobFiles
 
-__all__ = ["build_service", "engine_id", "load_signer", "read_only_web3"]
+__all__ = ["build_service", "engine_id", "load_signer", "open_store", "read_only_web3"]
 
 LOCK_FILE = "engine.lock"
 # Locks this process holds, by resolved data dir: kept open for the process's life.
@@ -107,6 +108,19 @@ def read_only_web3(w3: Any) -> None:
         pass  # a web3 without it: nothing to drop
 
 
+def open_store(settings: Settings) -> AnyJobStore:
+    """The job store the settings select: SQLite in data_dir (default) or PostgreSQL (store_url)."""
+    try:
+        url = settings.store_url_value()
+    except SettingsError as exc:
+        raise EngineError(str(exc), code="CONFIG_INVALID") from exc
+    if url is None:
+        return JobStore(settings.store_path)
+    from engine.store_postgres import PostgresJobStore
+
+    return PostgresJobStore(url.get_secret_value())
+
+
 def build_service(settings: Settings) -> JobService:
     """The service wired to real components: chain via web3, Docker, files under data_dir."""
     if settings.deployment is None:
@@ -149,7 +163,7 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
     except docker.errors.DockerException as exc:
         raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
 
-    store = JobStore(settings.store_path)
+    store = open_store(settings)
     eid = engine_id(data_dir)
     retry = RetryPolicy(window_s=settings.chain_retry_window_s)
     return JobService(

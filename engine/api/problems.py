@@ -56,6 +56,7 @@ API_ERROR_CODES: dict[str, str] = {
     "ARTIFACTS_EXPIRED": "the job's artifacts passed their retention time and were deleted",
     "QUEUE_FULL": "the engine's job queue is full; retry later",
     "STORAGE_FULL": "the engine's disk is full (503); retry after the operator frees space",
+    "STORE_UNAVAILABLE": "the job store (PostgreSQL) cannot be reached (503); retry",
     "NOT_FOUND": "no such job (or artifact) for this wallet — also for other wallets' jobs",
     "LOGS_DISABLED": "the operator does not share container logs",
     "METHOD_NOT_ALLOWED": "the route exists but not with this HTTP method",

@@ -645,10 +645,24 @@ def test_retention_sweep_removes_files_and_keeps_metadata(make_service, data_dir
     assert service.sweep(now=job.artifacts_expire_at + 10) == 0
 
 
+def test_a_shared_artifact_dir_lets_another_engine_serve_and_sweep_the_files(make_service, data_dir, tmp_path):
+    shared = tmp_path / "shared-mount"
+    ran = make_service(share_logs=True, artifact_dir=shared)
+    job = submit_and_process(ran)
+    other = make_service(share_logs=True, artifact_dir=shared)  # a second engine on the same store
+    _, path = other.artifact_file(job.id, OWNER, "result.json")
+    assert shared in path.parents and path.read_bytes()
+    assert other.logs(job.id, OWNER) == b"hello from the job\n"
+    assert not (data_dir / "artifacts" / job.id).exists()
+    assert other.sweep(now=job.artifacts_expire_at + 1) == 1
+    assert not (shared / job.id).exists() and other.artifact_store.read_log(job.id) == b""
+
+
 @pytest.mark.parametrize(
     ("module", "names"),
     [("engine.service", {"JobService"}), ("engine.story", {"JobFiles", "JobStory"}),
-     ("engine.worker", {"CANCEL_POLL_S", "Worker"}), ("engine.supervisor", {"Supervisor"}), ("engine.wiring", {"build_service", "engine_id", "load_signer", "read_only_web3"})],
+     ("engine.worker", {"CANCEL_POLL_S", "Worker"}), ("engine.supervisor", {"Supervisor"}),
+     ("engine.wiring", {"build_service", "engine_id", "load_signer", "open_store", "read_only_web3"})],
 )
 def test_public_surface(module, names):
     import importlib
