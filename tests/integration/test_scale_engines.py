@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -161,18 +162,35 @@ def fleet(world, store_url, second_docker, scale_refiner, tmp_path_factory) -> I
             client.close()
 
 
-def _created_containers(client, since: float) -> Counter[str]:
-    """Job ids of the containers this Docker host created since `since`, with counts."""
-    events = client.events(since=int(since), until=int(time.time()) + 1, decode=True,
-                           filters={"type": "container", "event": "create", "label": LABEL})
-    return Counter(e["Actor"]["Attributes"][LABEL] for e in events)
+class ContainerLog:
+    """Job ids of the containers one Docker host creates while it listens, with counts.
+
+    A live event stream: the daemon's own event history keeps only its last 256 events,
+    too few on a shared host.
+    """
+
+    def __init__(self, client):
+        self.created: Counter[str] = Counter()
+        self._stream = client.events(decode=True, filters={"type": "container", "event": "create", "label": LABEL})
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        try:
+            for event in self._stream:
+                self.created[event["Actor"]["Attributes"][LABEL]] += 1
+        except Exception:  # noqa: BLE001 - the stream closed at the end of the test
+            return
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 def test_a_hundred_jobs_on_three_engines_and_two_docker_hosts_each_run_once(
     fleet, world, job_image, docker_client, second_docker
 ):
     quick = world.publish_image(job_image("scale-quick", QUICK_SCRIPT))
-    since = time.time() - 1
+    host_log, second_log = ContainerLog(docker_client), ContainerLog(second_docker[1])
     clients = fleet.clients
     with ThreadPoolExecutor(6) as pool:  # submissions spread over the three APIs
         jobs = list(pool.map(lambda i: clients[i % 3].submit(quick, world.refiner_id, SIMPLE_QUERY), range(JOBS)))
@@ -184,8 +202,10 @@ def test_a_hundred_jobs_on_three_engines_and_two_docker_hosts_each_run_once(
     for job in ended:
         assert step_statuses(job).count("VERIFYING") == 1 and step_statuses(job)[-1] == "SUCCEEDED"
 
-    on_host = _created_containers(docker_client, since)
-    on_second = _created_containers(second_docker[1], since)
+    time.sleep(1)  # the last events reach the listeners
+    host_log.close()
+    second_log.close()
+    on_host, on_second = host_log.created, second_log.created
     ran = on_host + on_second
     assert {job_id: ran[job_id] for job_id in ids} == dict.fromkeys(ids, 1), "each job: one container, one host"
     assert set(on_host) & set(on_second) == set()
