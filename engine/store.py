@@ -2,8 +2,9 @@
 
 The SQL lives in engine/store_sql.py (shared with PostgreSQL); this module
 gives it a connection, a full-disk translation and a watcher: one thread per
-store polls ``PRAGMA data_version`` every ~100 ms, so long-polls and idle
-workers in this process wake on commits made by another process.
+store polls ``PRAGMA data_version`` every ~100 ms and, when another connection
+committed, wakes the long-polls of the jobs whose ``updated_at`` moved (and idle
+workers, for a new PENDING job), so waiters wake on other processes' changes.
 
 Tables:
 - ``jobs``: one row per job (columns in engine/store_rows.py); ``steps`` is a
@@ -22,6 +23,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # how often the watcher looks for other processes' commits
+SLACK_S = 60.0  # > the 30 s busy timeout: a write's updated_at may be that much older than its commit
 
 
 class _Guard:
@@ -133,13 +136,8 @@ class SqliteJobStore(SqlJobStore):
         with self._lock:
             self._db.enable_wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("BEGIN IMMEDIATE")  # two processes opening a new file at once create it once
-            try:
-                self._create_tables()
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._tx():  # two processes opening a new file at once create the tables once
+            self._create_tables()
 
     # --- schema ----------------------------------------------------------------
     def _create_tables(self) -> None:
@@ -151,6 +149,7 @@ class SqliteJobStore(SqlJobStore):
             jobs.create_index(["status", "created_at"])
             jobs.create_index(["compute_job_id"])
             jobs.create_index(["lease_owner"])
+            jobs.create_index(["updated_at"])
         else:
             # A jobs.db written before these columns existed: old jobs keep them null (or 0).
             for column in ADDED_COLUMNS:
@@ -159,6 +158,7 @@ class SqliteJobStore(SqlJobStore):
                     default = " NOT NULL DEFAULT 0" if column in ZERO_DEFAULTS else ""
                     self._db.execute(f'ALTER TABLE jobs ADD COLUMN "{column}" {kind}{default}')
             self._db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_lease_owner ON jobs (lease_owner)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS idx_jobs_updated_at ON jobs (updated_at)")
         arts = self._db["artifacts"]
         if not arts.exists():
             arts.create(
@@ -183,10 +183,11 @@ class SqliteJobStore(SqlJobStore):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield _run_on(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # also when COMMIT itself failed (a full disk)
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:  # a read needs no write lock: WAL readers see the last commit
@@ -199,15 +200,29 @@ class SqliteJobStore(SqlJobStore):
                 self._watcher.start()
 
     def _poll(self) -> None:
-        """Wakes every waiter when another connection committed (data_version moved)."""
+        """When another connection committed (data_version moved), wake the waiters of the jobs it changed.
+
+        Changed jobs are those whose updated_at moved since the last look; SLACK_S
+        reaches back over a writer that took its clock before waiting for the lock
+        (SQLite shares one host, so one clock). Only their waiters wake, not all.
+        """
         conn = sqlite3.connect(str(self.path), timeout=30)
         try:
-            seen = conn.execute("PRAGMA data_version").fetchone()[0]
+            seen_version = conn.execute("PRAGMA data_version").fetchone()[0]
+            seen: dict[str, float] = {}
+            since = time.time() - SLACK_S
             while not self._stop.wait(POLL_S):
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
-                if version != seen:
-                    seen = version
-                    self._hub.changed(None)
+                if version == seen_version:
+                    continue
+                seen_version, now = version, time.time()
+                rows = conn.execute("SELECT id, status, updated_at FROM jobs WHERE updated_at >= ?", [since])
+                for job_id, status, updated_at in rows.fetchall():
+                    if seen.get(job_id) != updated_at:
+                        seen[job_id] = updated_at
+                        self._hub.changed(job_id, work=status == PENDING)
+                since = now - SLACK_S
+                seen = {k: at for k, at in seen.items() if at >= since}
         except sqlite3.Error:
             log.exception("the job store watcher stopped; waiters fall back to their timeouts")
         finally:

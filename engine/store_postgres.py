@@ -112,14 +112,35 @@ class PostgresJobStore(SqlJobStore):
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Run]:
         with self._lock:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = self._connect(autocommit=True)
-            conn = self._conn
+            tx = self._begin()
+            assert self._conn is not None
             try:
-                with conn.transaction():
-                    yield _run_on(conn)
+                yield _run_on(self._conn)
+            except BaseException as exc:
+                with contextlib.suppress(psycopg.Error):  # a broken connection cannot roll back: it is gone
+                    tx.__exit__(type(exc), exc, exc.__traceback__)
+                if isinstance(exc, psycopg.OperationalError):
+                    raise store_unavailable(exc) from exc
+                raise
+            try:
+                tx.__exit__(None, None, None)
             except psycopg.OperationalError as exc:
                 raise store_unavailable(exc) from exc
+
+    def _begin(self) -> psycopg.Transaction:
+        """A transaction on a live connection: one that broke since the last call is reopened once."""
+        for attempt in range(2):
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = self._connect(autocommit=True)
+            tx = self._conn.transaction()
+            try:
+                tx.__enter__()  # sends BEGIN: a dead server connection shows here, before any work
+                return tx
+            except psycopg.OperationalError as exc:
+                self._conn.close()
+                if attempt:
+                    raise store_unavailable(exc) from exc
+        raise AssertionError("unreachable")
 
     def _announce(self, run: Run, job_id: str, created: bool = False) -> None:
         run("SELECT pg_notify('job_changed', ?)", [job_id])

@@ -104,6 +104,7 @@ class SqlJobStore:
 
     def __init__(self) -> None:
         self._hub = ChangeHub()
+        self._watching = False  # set once _watch has run: later waits skip the call
 
     # --- what a dialect provides ---------------------------------------------------
     def _tx(self) -> contextlib.AbstractContextManager[Run]:
@@ -118,6 +119,11 @@ class SqlJobStore:
 
     def _watch(self) -> None:
         """Start hearing other processes' changes (once; idempotent)."""
+
+    def _ensure_watch(self) -> None:
+        if not self._watching:
+            self._watch()
+            self._watching = True
 
     def close(self) -> None:
         raise NotImplementedError
@@ -309,7 +315,7 @@ class SqlJobStore:
         Wakes on this process's transitions at once and on any other process's
         through _watch (notifications or a poll).
         """
-        self._watch()
+        self._ensure_watch()
         deadline = time.monotonic() + timeout_s
         hub = self._hub
         while True:
@@ -327,7 +333,8 @@ class SqlJobStore:
         """wait_for_change for an event loop: no thread is held while it waits."""
         from anyio import to_thread
 
-        await to_thread.run_sync(self._watch)
+        if not self._watching:  # the first wait may connect a listener: not on the event loop
+            await to_thread.run_sync(self._ensure_watch)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
@@ -341,7 +348,7 @@ class SqlJobStore:
 
     def wait_for_work(self, timeout_s: float) -> None:
         """Return when a job may be claimable (one is PENDING, or one was created), else after timeout_s."""
-        self._watch()
+        self._ensure_watch()
         hub = self._hub
         with hub.cond:
             work = hub.work

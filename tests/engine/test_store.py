@@ -513,3 +513,24 @@ def test_old_jobs_db_without_lease_columns_opens_and_gains_them(tmp_path):
         assert store.request_cancel(job.id).cancel_requested
     finally:
         store.close()
+
+
+def test_postgres_store_survives_its_connections_being_cut(postgres_url):
+    """A restarted server or a failover drops the connections: the next call reopens, waiters still wake."""
+    import psycopg
+
+    from engine.store_postgres import PostgresJobStore
+
+    store, other = PostgresJobStore(postgres_url), PostgresJobStore(postgres_url)
+    try:
+        job, _ = create(store)
+        assert store.wait_for_change(job.id, st.PENDING, timeout_s=0.05).status == st.PENDING  # listener up
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE pid <> pg_backend_pid() AND datname = current_database()")
+        assert store.get(job.id).status == st.PENDING  # reopened, not STORE_UNAVAILABLE
+        threading.Timer(0.5, lambda: other.transition(job.id, st.PENDING, st.VERIFYING)).start()
+        assert store.wait_for_change(job.id, st.PENDING, timeout_s=20).status == st.VERIFYING
+    finally:
+        store.close()
+        other.close()
