@@ -139,14 +139,9 @@ def build_service(settings: Settings) -> JobService:
 def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService:
     import functools
 
-    import docker
-
     from engine.archive_check import inspect_stream
     from engine.chain import ChainVerifier, RetryPolicy
     from engine.fetch import ImageCache
-    from engine.images import ImageLoader
-    from engine.runner import DockerRunner
-    from engine.scratch import output_fs_ready
     from registry_client.contracts import connect
     from registry_client.errors import RegistryError
     from registry_client.manifest import load_deployment
@@ -157,14 +152,12 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
     except RegistryError as exc:
         raise EngineError(f"cannot use the chain: {exc}", code="CHAIN_UNAVAILABLE") from exc
     read_only_web3(registries.w3)
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
-
     store = open_store(settings)
     eid = engine_id(data_dir)
+    if settings.role == "api":  # runs no container: needs no Docker
+        loader, runner, probes = None, NoContainers(), {}
+    else:
+        loader, runner, probes = _docker_parts(settings, data_dir, store, eid)
     retry = RetryPolicy(window_s=settings.chain_retry_window_s)
     return JobService(
         settings,
@@ -181,22 +174,49 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
             check_stream=functools.partial(inspect_stream,
                                            max_expanded_bytes=settings.image_max_expanded_bytes),
         ),
-        ImageLoader(
-            client,
-            data_dir / "image-state",
-            max_expanded_bytes=settings.image_max_expanded_bytes,
-            cache_max_bytes=settings.image_cache_max_bytes,
-            busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
-        ),
-        DockerRunner(client, eid, settings.docker_retry_s),
+        loader,
+        runner,
         DataCatalog(data_dir),
-        probes={"chain": registries.block_number, "docker": client.ping,
-                "output_fs": lambda: output_fs_ready(settings.run_output_fs)},
+        probes={"chain": registries.block_number, **probes},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),
         signer=signer,
         charger=_charger(settings, registries, signer, retry),
         engine_id=eid,
     )
+
+
+class NoContainers:
+    """The runner of an engine with ``role = "api"``: it starts no container, so it has none to stop."""
+
+    def remove_leftovers(self) -> list[str]:
+        return []
+
+    def cancel(self, job_id: str) -> bool:
+        return False  # the engine running the job stops it (engine/worker.py)
+
+
+def _docker_parts(settings: Settings, data_dir: Path, store: Any, eid: str) -> tuple[Any, Any, dict[str, Any]]:
+    """The image loader, the runner and their /health probes, on the Docker host DOCKER_HOST names."""
+    import docker
+
+    from engine.images import ImageLoader
+    from engine.runner import DockerRunner
+    from engine.scratch import output_fs_ready
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
+    loader = ImageLoader(
+        client,
+        data_dir / "image-state",
+        max_expanded_bytes=settings.image_max_expanded_bytes,
+        cache_max_bytes=settings.image_cache_max_bytes,
+        busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
+    )
+    probes = {"docker": client.ping, "output_fs": lambda: output_fs_ready(settings.run_output_fs)}
+    return loader, DockerRunner(client, eid, settings.docker_retry_s), probes
 
 
 def _charger(settings: Settings, registries: Any, signer: Any | None, retry: Any) -> Any | None:

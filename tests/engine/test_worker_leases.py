@@ -140,3 +140,23 @@ def test_a_lost_lease_stops_the_job_the_engine_still_runs(service, fakes):
     assert ("runner.cancel", job.id) in fakes.calls
     wait_for(lambda: service.health()["queue"]["running"] == 0)
     assert service.get(job.id, OWNER).failure_code == "ENGINE_LOST"
+
+
+@pytest.mark.chain
+def test_an_api_engine_needs_no_docker(tmp_path, anvil, deployment, monkeypatch):
+    from engine.wiring import NoContainers, build_service
+    from registry_client.manifest import save_deployment
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")  # nothing listens there
+    manifest = save_deployment(deployment, tmp_path / "deployment.json")
+    service = build_service(load_settings(rpc_url=anvil.url, deployment=manifest, data_dir=tmp_path / "data",
+                                          role="api"))
+    try:
+        assert isinstance(service.runner, NoContainers)
+        service.start()
+        health = service.health()
+        assert health["ok"] and set(health["checks"]) == {"store", "disk", "chain"}, health
+        assert health["queue"]["workers"] == 0
+    finally:
+        service.stop()
+        service.store.close()
