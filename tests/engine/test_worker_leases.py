@@ -160,3 +160,19 @@ def test_an_api_engine_needs_no_docker(tmp_path, anvil, deployment, monkeypatch)
     finally:
         service.stop()
         service.store.close()
+
+
+@pytest.mark.parametrize(("role", "jobs_routes"), [("worker", False), ("api", True), ("all", True)])
+def test_a_worker_engine_serves_health_only(role, jobs_routes, tmp_path):
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from tests.engine.api_fakes import FakeService, FakeSettings, make_app
+
+    settings = dataclasses.make_dataclass("RoleSettings", [("role", str, role)], bases=(FakeSettings,), frozen=True)()
+    with TestClient(make_app(FakeService(tmp_path), settings=settings), raise_server_exceptions=False) as client:
+        assert client.get("/health").status_code == 200
+        # Unsigned reads: refused by the API's auth where it is served, unknown paths where not.
+        answers = [client.get(path).status_code for path in ("/jobs/" + "ab" * 16, "/job/1")]
+        assert [code != 404 for code in answers] == [jobs_routes, jobs_routes], answers
