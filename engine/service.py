@@ -2,12 +2,16 @@
 
 What the API calls lives here (submit, get, wait, cancel, artifacts, logs,
 health); one job's pipeline is ``JobStory`` (engine/story.py), the threads
-that take jobs and run it are the ``Worker`` (engine/worker.py), start-up
-reconcile and retention are the ``Supervisor`` (engine/supervisor.py).
-``JobService`` builds the three and starts and stops them together.
+that claim jobs and run it are the ``Worker`` (engine/worker.py), start-up
+reconcile, lapsed leases and retention are the ``Supervisor``
+(engine/supervisor.py). ``JobService`` builds the three and starts and stops
+them together (``role = "api"``: no worker).
 
-Concurrency: a submission that would push the queue past ``queue_size`` gets
-QUEUE_FULL (503).
+Everything between engines goes through the store, so any engine sharing it
+answers for any job: a submission is a PENDING row (QUEUE_FULL, 503, once
+``queue_size`` of them wait), a cancel marks the job in the store for the
+engine running it, a long-poll waits on the store's cross-process change
+notifications.
 """
 
 from __future__ import annotations
