@@ -55,6 +55,7 @@ bench: setup ## run the benchmarks (prints ratios against bare operations)
 	@$(PY) bench/query.py
 	@$(PY) bench/engine.py
 	@$(PY) bench/cli.py
+	@$(PY) bench/scale.py
 
 demo: setup ## the whole product end to end on a local chain, then shut down
 	@$(PY) -m demo run

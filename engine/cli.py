@@ -82,17 +82,20 @@ def cli() -> None:
 @config_option
 @click.option("--host", help="override the bind address (settings.host)")
 @click.option("--port", type=int, help="override the port (settings.port)")
+@click.option("--role", type=click.Choice(["api", "worker", "all"]),
+              help="api: HTTP only; worker: claim and run jobs (/health only); all: both (settings.role)")
 @one_line_errors
-def serve(config: Path | None, host: str | None, port: int | None) -> None:
+def serve(config: Path | None, host: str | None, port: int | None, role: str | None) -> None:
     """Run the HTTP API and the job workers until interrupted.
 
     \b
     Example:
       ENGINE_DEPLOYMENT=deployment.json compute-engine serve --port 8000
+      compute-engine serve --role worker --config engine.toml
     """
     import uvicorn
 
-    settings = _settings(config, host=host, port=port)
+    settings = _settings(config, host=host, port=port, role=role)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from engine.api.app import api_config, create_app
     from engine.api.server import server_config

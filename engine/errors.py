@@ -90,6 +90,7 @@ FAILURE_CODES: dict[str, str] = {
     "CANCELLED": "the job owner cancelled the job",
     "DOCKER_UNAVAILABLE": "Docker stopped answering (or restarted) while the job needed it",
     "ENGINE_RESTARTED": "the engine restarted while the job ran and could not resume it",
+    "ENGINE_LOST": "the engine running the job stopped renewing its lease (it died or lost the store)",
     "INTERNAL_ERROR": "an unexpected engine error (see the operator's log)",
 }
 

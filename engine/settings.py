@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     # --- queue -----------------------------------------------------------------
     max_concurrent_jobs: int = Field(2, gt=0, le=64)
     queue_size: int = Field(100, gt=0)
+    lease_s: float = Field(
+        15.0, ge=1.0, le=600.0, description="how long a claimed job is this engine's without a renewal "
+        "(renewed every lease_s/3); past it another engine fails the job ENGINE_LOST")
+    role: Literal["api", "worker", "all"] = Field(
+        "all", description="api: HTTP only, claims no job; worker: claims and runs jobs, serves /health only; all: both")
 
     # --- image fetch -----------------------------------------------------------
     image_max_bytes: int = Field(2 * GiB, gt=0)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +31,7 @@ from engine.service import JobService
 from engine.settings import Settings, SettingsError
 from engine.store import JobStore
 from engine.store_api import JobStore as AnyJobStore
+from engine.story import JobFiles
 
 __all__ = ["build_service", "engine_id", "load_signer", "open_store", "read_only_web3"]
 
@@ -80,10 +80,7 @@ def _locked(data_dir: Path, pid: int | None) -> EngineError:
 
 def engine_id(data_dir: Path) -> str:
     """This engine's stable id, kept in its data dir (labels its containers)."""
-    path = data_dir / "engine-id"
-    if not path.exists():
-        path.write_text(secrets.token_hex(8))
-    return path.read_text().strip()
+    return JobFiles(data_dir).engine_id()
 
 
 def load_signer(settings: Settings) -> Any | None:
@@ -167,15 +164,10 @@ def _unlock_on_stop(service: JobService, data_dir: Path) -> None:
 def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService:
     import functools
 
-    import docker
-
     from engine.archive_check import inspect_stream
     from engine.chain import ChainVerifier, RetryPolicy
     from engine.fetch import ImageCache
-    from engine.images import ImageLoader
     from engine.preflight import Preflight
-    from engine.runner import DockerRunner
-    from engine.scratch import output_fs_ready
     from registry_client.contracts import connect
     from registry_client.errors import RegistryError
     from registry_client.manifest import load_deployment
@@ -186,13 +178,12 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
     except RegistryError as exc:
         raise EngineError(f"cannot use the chain: {exc}", code="CHAIN_UNAVAILABLE") from exc
     read_only_web3(registries.w3)
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
-
     store = open_store(settings)
+    eid = engine_id(data_dir)
+    if settings.role == "api":  # runs no container: needs no Docker
+        loader, runner, probes = None, NoContainers(), {}
+    else:
+        loader, runner, probes = _docker_parts(settings, data_dir, store, eid)
     retry = RetryPolicy(window_s=settings.chain_retry_window_s)
     chain, data = ChainVerifier(registries, retry=retry), DataCatalog(data_dir)
     charger = _charger(settings, registries, signer, retry)
@@ -211,22 +202,50 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
             check_stream=functools.partial(inspect_stream,
                                            max_expanded_bytes=settings.image_max_expanded_bytes),
         ),
-        ImageLoader(
-            client,
-            data_dir / "image-state",
-            max_expanded_bytes=settings.image_max_expanded_bytes,
-            cache_max_bytes=settings.image_cache_max_bytes,
-            busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
-        ),
-        DockerRunner(client, engine_id(data_dir), settings.docker_retry_s),
+        loader,
+        runner,
         data,
-        probes={"chain": registries.block_number, "docker": client.ping,
-                "output_fs": lambda: output_fs_ready(settings.run_output_fs)},
+        probes={"chain": registries.block_number, **probes},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),
         signer=signer,
         charger=charger,
         preflight=Preflight(settings, store, chain, data, charger, clock=time.time),
+        engine_id=eid,
     )
+
+
+class NoContainers:
+    """The runner of an engine with ``role = "api"``: it starts no container, so it has none to stop."""
+
+    def remove_leftovers(self) -> list[str]:
+        return []
+
+    def cancel(self, job_id: str) -> bool:
+        return False  # the engine running the job stops it (engine/worker.py)
+
+
+def _docker_parts(settings: Settings, data_dir: Path, store: Any, eid: str) -> tuple[Any, Any, dict[str, Any]]:
+    """The image loader, the runner and their /health probes, on the Docker host DOCKER_HOST names."""
+    import docker
+
+    from engine.images import ImageLoader
+    from engine.runner import DockerRunner
+    from engine.scratch import output_fs_ready
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
+    loader = ImageLoader(
+        client,
+        data_dir / "image-state",
+        max_expanded_bytes=settings.image_max_expanded_bytes,
+        cache_max_bytes=settings.image_cache_max_bytes,
+        busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
+    )
+    probes = {"docker": client.ping, "output_fs": lambda: output_fs_ready(settings.run_output_fs)}
+    return loader, DockerRunner(client, eid, settings.docker_retry_s), probes
 
 
 def _charger(settings: Settings, registries: Any, signer: Any | None, retry: Any) -> Any | None:

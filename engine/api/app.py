@@ -8,9 +8,10 @@ once from the deployment manifest named by ``settings.deployment``.
 
 Routers: ``/jobs`` (ours, EIP-712), ``/refiners/{id}/schema``, ``/job/{id}`` (Vana's scheme,
 engine/api/routers/vana.py), ``/health``, ``/instructions/{id}/inspect`` (the static image
-audit, public). Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
-depth caps before anything parses a request) and ``install_docs`` (Swagger UI from local
-files; an OpenAPI document whose limits are the runtime's).
+audit, public); with ``role = "worker"`` only ``/health`` (the engine claims and runs jobs,
+the API is elsewhere). Around the routers: ``RequestLimitsMiddleware`` (body, URL, header
+and JSON depth caps before anything parses a request) and ``install_docs`` (Swagger UI from
+local files; an OpenAPI document whose limits are the runtime's).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from engine.api.deps import ApiConfig, EngineDomain
+from engine.api.deps import ApiConfig, EngineDomain, JobApi
 from engine.api.docs import install_docs
 from engine.api.limits import RequestLimits, RequestLimitsMiddleware
 from engine.api.longpoll import WaiterLimit
@@ -77,7 +78,7 @@ def api_config(settings: Any) -> ApiConfig:
 
 def create_app(
     settings: Any,
-    service: Any | None = None,
+    service: JobApi | None = None,
     *,
     domain: EngineDomain | None = None,
     clock: Callable[[], float] = time.time,
@@ -117,9 +118,10 @@ def create_app(
     app.state.compute_jobs = reader_for(service)  # ComputeEngine.jobs, for /job/{id} (Vana's API)
     app.state.auditor = auditor_for(service)  # GET /instructions/{id}/inspect (None with a fake service)
     install_problem_handlers(app)
-    app.include_router(jobs.router)
-    app.include_router(refiners.router)
-    app.include_router(vana.router)
+    if getattr(settings, "role", "all") != "worker":  # a worker serves /health only (liveness)
+        app.include_router(jobs.router)
+        app.include_router(refiners.router)
+        app.include_router(vana.router)
     app.include_router(health.router)
     app.include_router(instructions.router)
     install_docs(app, config)

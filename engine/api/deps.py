@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import Depends, Header, Request
 
 from engine.api.limits import RequestLimits
 from engine.api.longpoll import WaiterLimit
 from engine.auth import verify_read
+
+if TYPE_CHECKING:
+    from engine.artifacts import Artifact
+    from engine.store import Job
+    from registry_client.eip712 import JobRequest
 
 __all__ = [
     "ApiConfig",
@@ -24,6 +30,8 @@ __all__ = [
     "CurrentWallet",
     "Domain",
     "EngineDomain",
+    "JobApi",
+    "JobLookup",
     "Service",
     "Waiters",
 ]
@@ -52,7 +60,30 @@ class ApiConfig:
     params_max_chars: int = 100_000
 
 
-def _service(request: Request) -> Any:
+class JobLookup(Protocol):
+    """The one store read a router makes itself (Vana's numeric job ids are nonces)."""
+
+    def find(self, owner: str, nonce: int) -> Job | None: ...
+
+
+class JobApi(Protocol):
+    """What the HTTP layer calls: engine.service.JobService, or a fake in unit tests."""
+
+    store: JobLookup
+
+    def submit(self, request: JobRequest, signer: str, digest: str | None = None) -> tuple[Job, bool]: ...
+    def get(self, job_id: str, owner: str) -> Job: ...
+    async def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> Job: ...
+    def cancel(self, job_id: str, owner: str) -> Job: ...
+    def artifacts(self, job_id: str, owner: str) -> list[Artifact]: ...
+    def artifact_file(self, job_id: str, owner: str, name: str) -> tuple[Artifact, Path]: ...
+    def logs(self, job_id: str, owner: str) -> bytes: ...
+    def health(self) -> dict[str, Any]: ...
+    def start(self) -> None: ...
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
+def _service(request: Request) -> JobApi:
     return request.app.state.service
 
 
@@ -72,8 +103,8 @@ def _waiters(request: Request) -> WaiterLimit:
     return request.app.state.waiters
 
 
-# The JobService (engine.service); typed loosely so fakes fit in unit tests.
-Service = Annotated[Any, Depends(_service)]
+# The JobService (engine.service), or any fake with the same surface.
+Service = Annotated[JobApi, Depends(_service)]
 Domain = Annotated[EngineDomain, Depends(_domain)]
 Config = Annotated[ApiConfig, Depends(_config)]
 Clock = Annotated[Callable[[], float], Depends(_clock)]

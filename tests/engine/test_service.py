@@ -416,7 +416,7 @@ def test_the_container_is_created_while_the_query_runs_and_started_after_the_rec
         wait_for(lambda: "create" in fakes.container_calls(), timeout=5)
         return real_query(*args, **kw)
 
-    service._run_query = query_that_waits_for_the_create
+    service.story._run_query = query_that_waits_for_the_create
     job = submit_and_process(service)
     assert job.status == st.SUCCEEDED
     order = [c[0] for c in fakes.calls]
@@ -446,7 +446,7 @@ def test_replayed_submit_returns_the_same_job_and_queues_once(service):
     first, created = service.submit(request(), OWNER)
     again, created_again = service.submit(request(), OWNER.lower())
     assert created and not created_again and again.id == first.id
-    assert service._queue.qsize() == 1
+    assert service.store.count_pending() == 1
 
 
 def test_same_nonce_other_request_is_nonce_reused(service):
@@ -660,7 +660,8 @@ def test_a_shared_artifact_dir_lets_another_engine_serve_and_sweep_the_files(mak
 
 @pytest.mark.parametrize(
     ("module", "names"),
-    [("engine.service", {"JobService"}),
+    [("engine.service", {"JobService"}), ("engine.story", {"JobFiles", "JobStory"}),
+     ("engine.worker", {"CANCEL_POLL_S", "Worker"}), ("engine.supervisor", {"Supervisor"}),
      ("engine.wiring", {"build_service", "engine_id", "load_signer", "open_store", "read_only_web3"})],
 )
 def test_public_surface(module, names):
@@ -670,6 +671,19 @@ def test_public_surface(module, names):
     assert set(mod.__all__) == names
     for name in mod.__all__:
         assert hasattr(mod, name)
+
+
+def test_the_service_has_every_method_the_api_protocol_names():
+    """engine/api/deps.py JobApi is what the routers call: JobService offers it, signature for signature."""
+    import inspect
+
+    from engine.api.deps import JobApi
+
+    names = [n for n, v in vars(JobApi).items() if inspect.isfunction(v) and not n.startswith("_")]
+    assert {"submit", "get", "wait_for_change", "cancel", "artifacts", "artifact_file", "logs"} <= set(names)
+    for name in names:
+        wanted = list(inspect.signature(getattr(JobApi, name)).parameters)
+        assert list(inspect.signature(getattr(JobService, name)).parameters) == wanted, name
 
 
 # ---------------------------------------------------------------- attestation
