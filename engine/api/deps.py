@@ -61,17 +61,35 @@ class ApiConfig:
 
 
 class JobLookup(Protocol):
-    """The one store read a router makes itself (Vana's numeric job ids are nonces)."""
+    """The store reads a router makes itself (Vana's numeric job ids are nonces; the owner's job list)."""
 
     def find(self, owner: str, nonce: int) -> Job | None: ...
+    def page_by_owner(self, owner: str, *, status: str | None = None, limit: int = 20,
+                      before: tuple[float, str] | None = None) -> list[Job]: ...
+
+
+class Quoter(Protocol):
+    """engine.preflight.Preflight as POST /jobs/quote uses it."""
+
+    def quote(self, request: JobRequest, signer: str) -> Any: ...
+
+
+class PermissionReader(Protocol):
+    """engine.chain.ChainVerifier as GET /refiners/{id}/schema uses it."""
+
+    def permissions(self, refiner_id: int, owner: str) -> tuple[Any, ...]: ...
 
 
 class JobApi(Protocol):
     """What the HTTP layer calls: engine.service.JobService, or a fake in unit tests."""
 
     store: JobLookup
+    preflight: Quoter | None  # None: this engine cannot quote (QUOTE_UNAVAILABLE)
+    chain: PermissionReader
+    data: Any  # engine.data.DataCatalog: where the refiners' data is
 
-    def submit(self, request: JobRequest, signer: str, digest: str | None = None) -> tuple[Job, bool]: ...
+    def submit(self, request: JobRequest, signer: str, digest: str | None = None, *,
+               preflight: bool = True) -> tuple[Job, bool]: ...
     def get(self, job_id: str, owner: str) -> Job: ...
     async def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> Job: ...
     def cancel(self, job_id: str, owner: str) -> Job: ...
