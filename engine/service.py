@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from engine.fetch import ImageCache, VerifiedArchive
     from engine.images import ImageLoader
     from engine.payment import Charger
+    from engine.query.model import SealedSource
     from engine.runner import DockerRunner
     from registry_client.eip712 import JobRequest
 
@@ -95,7 +96,7 @@ class _JobContext:
     scratch: Path
     record: dict[str, Any] = field(default_factory=dict)  # fields for the next transition
     check: ChainCheck | None = None
-    data_path: Path | None = None
+    data_path: SealedSource | None = None
     archive: VerifiedArchive | None = None
     image_id: str | None = None
     max_timeout_s: float | None = None  # the on-chain compute job's limit, if any
@@ -445,7 +446,7 @@ class JobService:
         ctx.check = self.chain.verify(job.instruction_id, job.refiner_id, job.owner, cancel=ctx.cancel)
         ctx.record.update(block_number=ctx.check.block_number, dlp_id=ctx.check.dlp_id)
         # Before any download: a refiner the engine holds no data for fails here.
-        ctx.data_path = self.data.path(job.refiner_id)
+        ctx.data_path = self.data.source(job.refiner_id)  # sealed: opened in the query's memory
 
     def _fetch(self, ctx: _JobContext) -> None:
         self._advance(ctx, st.FETCHING)

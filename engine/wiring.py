@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.data import DataCatalog
+from engine.data_keys import load_kek
 from engine.errors import EngineError
 from engine.service import JobService
 from engine.settings import Settings
@@ -177,7 +178,7 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
             busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
         ),
         DockerRunner(client, engine_id(data_dir), settings.docker_retry_s),
-        DataCatalog(data_dir),
+        DataCatalog(data_dir, load_kek(settings)),
         probes={"chain": registries.block_number, "docker": client.ping,
                 "output_fs": lambda: output_fs_ready(settings.run_output_fs)},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),

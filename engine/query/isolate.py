@@ -31,7 +31,7 @@ from pathlib import Path
 import engine
 from engine.errors import FAILURE_CODES, QueryFailure, StorageFull
 
-from .model import AccessReport, Permission, QueryLimits
+from .model import AccessReport, Permission, QueryLimits, SealedSource
 from .statement import Params, check_params
 
 __all__ = ["run_query"]
@@ -46,7 +46,7 @@ _ENGINE_ROOT = str(Path(engine.__file__).resolve().parent.parent)
 
 
 def run_query(
-    source_db: Path,
+    source_db: Path | SealedSource,
     sql: str,
     params: Params | None,
     permissions: Sequence[Permission],
@@ -64,7 +64,9 @@ def run_query(
     CANCELLED within ~50 ms of `cancel`, QUERY_OUT_OF_MEMORY past
     `max_memory_bytes`, and the engine's own memory untouched.
     """
-    source_db, output_db = Path(source_db).absolute(), Path(output_db).absolute()
+    if not isinstance(source_db, SealedSource):
+        source_db = Path(source_db).absolute()
+    output_db = Path(output_db).absolute()
     if output_db.exists() or output_db.is_symlink():
         raise FileExistsError(f"output database already exists: {output_db}")
     request = pickle.dumps({
