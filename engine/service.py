@@ -59,6 +59,7 @@ from engine.errors import (
     RunFailure,
 )
 from engine.health import run_probe, run_probes
+from engine.recipients import can_read, check_can_open, recipient_fields, seal_logs
 from engine.settings import Settings
 from engine.storage import disk_check
 from engine.store import Job, JobStore, StaleState
@@ -173,7 +174,8 @@ class JobService:
         return self.data_dir / "logs" / f"{job_id}.log"
 
     # --- API-facing -------------------------------------------------------------
-    def submit(self, request: JobRequest, signer: str, digest: str | None = None) -> tuple[Job, bool]:
+    def submit(self, request: JobRequest, signer: str, digest: str | None = None,
+               signer_key: str | None = None) -> tuple[Job, bool]:
         """Queue a verified request (signer = job owner); replays return the same job.
 
         `digest` is the request's EIP-712 digest (engine.auth returns it); without
@@ -190,6 +192,7 @@ class JobService:
             "params": params,
             "deadline": request.deadline,
             "compute_job_id": request.compute_job_id,
+            **recipient_fields(request, owner, signer_key),  # who the results are sealed to
         }
         with self._submit_lock:
             full = self._queue.qsize() >= self.settings.queue_size
@@ -209,10 +212,10 @@ class JobService:
 
         return job_request_digest(self.domain[0], self.domain[1], request)
 
-    def get(self, job_id: str, owner: str) -> Job:
-        """The job if `owner` owns it; NotFoundError otherwise (strangers included)."""
+    def get(self, job_id: str, owner: str, *, owner_only: bool = False) -> Job:
+        """The job if `owner` owns it (or is its recipient); NotFoundError otherwise (strangers included)."""
         job = self.store.get(job_id)
-        if job is None or job.owner.lower() != owner.lower():
+        if job is None or not (can_read(job, owner) and (not owner_only or job.owner.lower() == owner.lower())):
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
         return job
 
@@ -226,7 +229,7 @@ class JobService:
 
     def cancel(self, job_id: str, owner: str) -> Job:
         """Cancel an unfinished job; cancelling a cancelled job returns it as is."""
-        job = self.get(job_id, owner)
+        job = self.get(job_id, owner, owner_only=True)
         if job.status == st.CANCELLED:
             return job
         try:
@@ -261,6 +264,7 @@ class JobService:
 
     def artifact_file(self, job_id: str, owner: str, name: str) -> tuple[Artifact, Path]:
         """One artifact and its file; NotFoundError for an unknown name."""
+        check_can_open(self.get(job_id, owner), owner)
         for artifact in self.artifacts(job_id, owner):
             if artifact.name == name:
                 root = self._artifact_dir(job_id).resolve()
@@ -277,7 +281,7 @@ class JobService:
             raise RequestError(
                 "the operator does not share container logs", code="LOGS_DISABLED", http_status=403
             )
-        self.get(job_id, owner)
+        check_can_open(self.get(job_id, owner), owner)
         path = self._log_file(job_id)
         return path.read_bytes() if path.is_file() else b""
 
@@ -533,7 +537,7 @@ class JobService:
         if ctx.max_timeout_s is not None:  # the on-chain compute job may only lower the timeout
             spec = dataclasses.replace(spec, limits=self.settings.run_limits(ctx.max_timeout_s))
         result = self.runner.run(spec, cancel=ctx.cancel, created=created)
-        self._keep_logs(ctx.job.id, result.logs)
+        self._keep_logs(ctx.job, result.logs)
         ctx.record["exit_code"] = result.exit_code
         code = classify(result)
         if code == "CANCELLED" or ctx.cancel.is_set():
@@ -551,13 +555,13 @@ class JobService:
             return f"the container exited with code {exit_code}"
         return FAILURE_CODES.get(code, code)
 
-    def _keep_logs(self, job_id: str, logs: bytes) -> None:
-        # Logs are a leak channel: kept for the owner only when the operator says so.
+    def _keep_logs(self, job: Job, logs: bytes) -> None:
+        # Logs are a leak channel: kept only when the operator says so, sealed like the artifacts.
         if not self.settings.share_logs:
             return
-        path = self._log_file(job_id)
+        path = self._log_file(job.id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(logs[: self.settings.run_log_bytes])
+        path.write_bytes(seal_logs(logs[: self.settings.run_log_bytes], job.recipient_key))
 
     def _collect(self, ctx: _JobContext) -> None:
         from engine.artifacts import collect
@@ -566,7 +570,8 @@ class JobService:
         self._advance(ctx, st.COLLECTING)
         dest = self._artifact_dir(ctx.job.id)
         s = self.settings
-        collected = collect(ctx.output_dir, dest, s.output_max_bytes, max_files=s.output_max_files)
+        collected = collect(ctx.output_dir, dest, s.output_max_bytes, max_files=s.output_max_files,
+                            seal_to=ctx.job.recipient_key)  # only ciphertext is stored
         artifacts = collected.artifacts
         self.store.set_artifacts(ctx.job.id, artifacts)
         ctx.record["skipped_outputs"] = collected.skipped_public()  # what was not kept, and why

@@ -126,6 +126,8 @@ _JOBS_SCHEMA = {
     "skipped_outputs": str,
     "compute_job_id": str,  # uint256 as text; "0" = a free job
     "payment": str,
+    "recipient": str,  # the wallet results are sealed to; null: plaintext results (Vana's API)
+    "recipient_key": str,  # its 64-byte secp256k1 public key, 0x hex
 }
 
 
@@ -179,6 +181,8 @@ class Job:
     skipped_outputs: dict | None = None  # {"count", "entries": [{"name", "reason"}]}
     compute_job_id: int = 0  # the signer's on-chain ComputeEngine job paying the price; 0 = free
     payment: dict | None = None  # engine.payment.Charge.record(): what was charged, if anything
+    recipient: str | None = None  # artifacts and logs are sealed to this wallet; None: plaintext
+    recipient_key: str | None = None  # the recipient's public key (0x hex, 64 bytes)
 
     @property
     def finished(self) -> bool:
@@ -225,6 +229,8 @@ def _row_to_job(row: dict[str, Any]) -> Job:
         skipped_outputs=opt_json(row.get("skipped_outputs")),
         compute_job_id=int(row.get("compute_job_id") or 0),
         payment=opt_json(row.get("payment")),
+        recipient=row.get("recipient"),
+        recipient_key=row.get("recipient_key"),
     )
 
 
@@ -298,16 +304,22 @@ class JobStore:
             jobs.create_index(["compute_job_id"])
         else:
             # A jobs.db written before these columns existed: old jobs keep them null.
-            for column in ("attestation", "skipped_outputs", "compute_job_id", "payment"):
+            for column in ("attestation", "skipped_outputs", "compute_job_id", "payment", "recipient",
+                           "recipient_key"):
                 if column not in jobs.columns_dict:
                     jobs.add_column(column, str)
         arts = self._db["artifacts"]
         if not arts.exists():
             arts.create(
-                {"job_id": str, "name": str, "size": int, "sha256": str, "media_type": str},
+                {"job_id": str, "name": str, "size": int, "sha256": str, "media_type": str,
+                 "sealed_size": int, "sealed_sha256": str},
                 pk=("job_id", "name"),
                 foreign_keys=[("job_id", "jobs", "id")],
             )
+        else:
+            for column, kind in (("sealed_size", int), ("sealed_sha256", str)):
+                if column not in arts.columns_dict:
+                    arts.add_column(column, kind)
 
     def close(self) -> None:
         with self._lock:
@@ -371,6 +383,8 @@ class JobStore:
         params: list | dict | None,
         deadline: int,
         compute_job_id: int = 0,
+        recipient: str | None = None,
+        recipient_key: str | None = None,
         now: float | None = None,
     ) -> tuple[Job, bool]:
         """A new PENDING job, or the existing one for (owner, nonce) with the same digest.
@@ -403,6 +417,8 @@ class JobStore:
                     "params": json.dumps(params),
                     "deadline": deadline,
                     "compute_job_id": str(compute_job_id),
+                    "recipient": None if recipient is None else to_checksum_address(recipient),
+                    "recipient_key": recipient_key,
                     "status": PENDING,
                     "created_at": now,
                     "updated_at": now,
@@ -540,6 +556,8 @@ class JobStore:
                         "size": a.size,
                         "sha256": a.sha256,
                         "media_type": a.media_type,
+                        "sealed_size": a.sealed_size,
+                        "sealed_sha256": a.sealed_sha256,
                     }
                     for a in artifacts
                 ),
@@ -551,7 +569,8 @@ class JobStore:
         with self._lock:
             rows = self._db["artifacts"].rows_where("job_id = ?", [job_id], order_by="name")
             return [
-                Artifact(name=r["name"], size=r["size"], sha256=r["sha256"], media_type=r["media_type"])
+                Artifact(name=r["name"], size=r["size"], sha256=r["sha256"], media_type=r["media_type"],
+                         sealed_size=r.get("sealed_size"), sealed_sha256=r.get("sealed_sha256"))
                 for r in rows
             ]
 

@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from registry_client import cli_money as _money
+from registry_client import cli_seal as _seal
 from registry_client.cli_common import (
     ADDRESS,
     ID,
@@ -467,6 +468,8 @@ def main(argv: list[str] | None = None) -> None:
 cli.add_command(_permission_group)
 cli.add_command(_schema_group)
 cli.add_command(_job_group)
+cli.add_command(_seal.data_group)
+wallet_group.add_command(_seal.wallet_public_key)
 for _command in (_money.deposit, _money.withdraw, _money.balance, _money.engine):
     cli.add_command(_command)
 dlp.add_command(_money.dlp_earnings)

@@ -171,12 +171,17 @@ def _parse_params(text: str | None) -> list | dict | None:
               "when your permissions on the refiner are priced; none = a free job.")
 @click.option("--max-timeout", "max_timeout_s", type=MAX_TIMEOUT, default=600, show_default=True,
               help="Seconds the container may run, for an on-chain job opened here (the engine's own cap wins).")
+@click.option("--recipient", metavar="ADDR", help="Seal the results to this wallet instead of yours "
+              "(Parcel's Bob); needs --recipient-key. You then see only names and sizes.")
+@click.option("--recipient-key", "recipient_key", metavar="HEX",
+              help="The recipient's public key (`registry wallet public-key`, run by them).")
 @click.option("--wait", "wait_", is_flag=True, help="Follow the job until it ends, printing each step.")
 @_wait_options
 @engine_options
 @pass_cli
 def submit(obj: CliContext, instruction_id: int, refiner_id: int, query: str, params_text: str | None,
-           nonce: int | None, deadline_s: int, compute_job: int | None, max_timeout_s: int, wait_: bool,
+           nonce: int | None, deadline_s: int, compute_job: int | None, max_timeout_s: int,
+           recipient: str | None, recipient_key: str | None, wait_: bool,
            timeout_s: float, poll_s: float, engine_url: str, keystore: str | None, key_env: str | None) -> None:
     """Sign and submit a job; prints its id. A priced query is charged to an on-chain job of yours.
 
@@ -188,12 +193,15 @@ def submit(obj: CliContext, instruction_id: int, refiner_id: int, query: str, pa
           --query "SELECT locale, count(*) AS n FROM users WHERE age > ? GROUP BY locale" --params '[30]'
     """
     params = _parse_params(params_text)
+    if (recipient is None) != (recipient_key is None):
+        raise InputError("--recipient and --recipient-key go together")
     account = load_wallet(keystore, key_env)
     if compute_job is None:
         compute_job = open_compute_job(obj, account, instruction_id, refiner_id, max_timeout_s)
     with _client(obj, engine_url, keystore, key_env, account) as client:
         created = client.submit(instruction_id, refiner_id, query, params, nonce=nonce,
-                                deadline=int(time.time()) + deadline_s, compute_job_id=compute_job)
+                                deadline=int(time.time()) + deadline_s, compute_job_id=compute_job,
+                                recipient=recipient, recipient_public_key=recipient_key)
         if not wait_:
             obj.output(created, created["id"])
             return
@@ -247,7 +255,7 @@ def artifacts(obj: CliContext, job_id: str, engine_url: str, keystore: str | Non
     """
     with _client(obj, engine_url, keystore, key_env) as client:
         items = client.artifacts(job_id)
-    text = "\n".join(f"{a['name']}\t{a['size']}\t{a['sha256']}\t{a['media_type']}" for a in items)
+    text = "\n".join(f"{a['name']}\t{a['size']}\t{a.get('sha256') or '-'}\t{a['media_type']}" for a in items)
     obj.output({"job_id": job_id, "artifacts": items}, text or "(no artifacts)")
 
 

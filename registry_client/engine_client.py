@@ -15,10 +15,17 @@ An attestation (present when the engine has a signing key) is the engine's
 EIP-712 ``JobResult`` signature over the job, its image, block and artifact
 hashes: ``verify_attestation`` recomputes the digest from the listed artifacts
 and recovers the engine's address (ATTESTATION_INVALID when it does not hold).
+
+Sealed results (registry_client/sealing.py): an artifact listed with a
+``sealed_sha256`` arrives as ciphertext sealed to the job's recipient; the
+download checks the ciphertext's sha256, opens it with this client's wallet
+key (SEAL_WRONG_KEY when it is sealed to another wallet) and checks the
+plaintext's sha256; only the plaintext is kept. Sealed logs are opened alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -32,8 +39,11 @@ from urllib.parse import quote
 import httpx
 from eth_utils import to_checksum_address
 
+from registry_client import sealing
 from registry_client.addresses import parse_address
 from registry_client.eip712 import (
+    ZERO_ADDRESS,
+    ZERO_BYTES32,
     JobRequest,
     JobResult,
     artifacts_digest,
@@ -85,6 +95,29 @@ def _safe_target(out_dir: Path, name: str) -> Path:
     if root != target and root not in target.parents:
         raise EngineApiError(f"refusing artifact name {name!r}: it would leave {out_dir}", code="UNSAFE_ARTIFACT_NAME")
     return target
+
+
+def _check_sha(name: str, got: str, expected: str, header: str | None) -> None:
+    if got != expected or (header and header != expected):
+        raise EngineApiError(f"artifact {name!r} arrived with sha256 {got}, expected {expected}",
+                             code="CHECKSUM_MISMATCH")
+
+
+class _HashingWriter:
+    """A file writer that hashes what it writes (the opened plaintext)."""
+
+    def __init__(self, fh: Any):
+        self.fh, self.hash = fh, hashlib.sha256()
+
+    def write(self, chunk: bytes) -> int:
+        self.hash.update(chunk)
+        return self.fh.write(chunk)
+
+    def hexdigest(self) -> str:
+        return self.hash.hexdigest()
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -177,10 +210,13 @@ class EngineClient:
         nonce: int | None = None,
         deadline: int | None = None,
         compute_job_id: int = 0,
+        recipient: str | None = None,
+        recipient_public_key: str | None = None,
     ) -> dict[str, Any]:
         """Sign and submit a job request; returns the job (the same one on a replay).
 
         `compute_job_id`: the signer's on-chain ComputeEngine job that pays a priced query (0: free).
+        `recipient` / `recipient_public_key`: seal the results to that wallet instead of the signer.
         """
         req = JobRequest.create(
             instruction_id, refiner_id, query, [] if params is None else params,
@@ -188,6 +224,8 @@ class EngineClient:
             int(time.time()) + DEFAULT_DEADLINE_S if deadline is None else deadline,
             compute_job_id,
         )
+        if recipient is not None or recipient_public_key is not None:
+            req = dataclasses.replace(req, recipient=recipient, recipient_public_key=recipient_public_key)
         return self.submit_request(req)
 
     def submit_request(self, req: JobRequest) -> dict[str, Any]:
@@ -242,8 +280,12 @@ class EngineClient:
                 time.sleep(poll_s)
 
     def logs(self, job_id: str) -> str:
+        """The kept logs; sealed ones are opened with this client's wallet (SEAL_* errors)."""
         with self._request("GET", f"/jobs/{job_id}/logs") as resp:
-            return resp.text
+            body = resp.content
+        if body.startswith(sealing.MAGIC):
+            body = sealing.open_bytes(body, private_key=bytes(self.account.key))
+        return body.decode("utf-8", errors="replace")
 
     # ---- artifacts ---------------------------------------------------------
 
@@ -260,7 +302,7 @@ class EngineClient:
         out = Path(out_dir)
         listing = self.artifacts(job_id)
         targets = [(a, _safe_target(out, a["name"])) for a in listing]  # refuse before writing anything
-        paths = [self._download_one(job_id, a["name"], a["sha256"], target) for a, target in targets]
+        paths = [self._download_one(job_id, a, target) for a, target in targets]
         job = self.status(job_id)
         if job.get("attestation"):
             self.verify_attestation(job, listing)
@@ -281,13 +323,18 @@ class EngineClient:
                                  code="ATTESTATION_MISSING")
         try:
             digest = artifacts_digest((a["name"], a["sha256"]) for a in artifacts)
+            recipient = att.get("recipient") or ZERO_ADDRESS
+            sealed = (artifacts_digest((a["name"], a["sealed_sha256"]) for a in artifacts)
+                      if int(recipient, 16) else ZERO_BYTES32)
             result = JobResult(job["id"], job["owner"], int(job["instruction_id"]), int(job["refiner_id"]),
-                               job["image_sha256"], int(job["block_number"]), digest, int(att["finished_at"]))
+                               job["image_sha256"], int(job["block_number"]), digest, int(att["finished_at"]),
+                               recipient, sealed)
             signer = recover_job_result_signer(self.chain_id, self.registry_address, result, att["signature"])
         except (KeyError, TypeError, ValueError, RegistryError) as exc:
             raise EngineApiError(f"job {job.get('id')}: the attestation cannot be checked: {exc}",
                                  code="ATTESTATION_INVALID") from exc
-        if digest != str(att.get("artifacts_digest", "")).lower():
+        if digest != str(att.get("artifacts_digest", "")).lower() or sealed != str(
+                att.get("sealed_digest", ZERO_BYTES32)).lower():
             raise EngineApiError(f"job {job['id']}: the artifacts do not match the attested digest",
                                  code="ATTESTATION_INVALID")
         for claimed in (att.get("signer"), expected_signer):
@@ -296,26 +343,40 @@ class EngineClient:
                                      code="ATTESTATION_INVALID")
         return signer
 
-    def _download_one(self, job_id: str, name: str, sha256: str, target: Path) -> Path:
+    def _download_one(self, job_id: str, artifact: dict[str, Any], target: Path) -> Path:
+        """Stream one artifact, check the sha256 of what arrived; open a sealed one with the wallet."""
+        name, sealed_sha = artifact["name"], artifact.get("sealed_sha256")
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
+        sealed_part = target.with_name(target.name + ".sealed.part")
         digest = hashlib.sha256()
         try:
+            first = sealed_part if sealed_sha else part
             with self._request("GET", f"/jobs/{job_id}/artifacts/{name}", stream=True) as resp, \
-                    open(part, "wb") as fh:
+                    open(first, "wb") as fh:
                 header = resp.headers.get("x-content-sha256")
                 for chunk in resp.iter_bytes(_CHUNK):
                     digest.update(chunk)
                     fh.write(chunk)
-            got = digest.hexdigest()
-            if got != sha256 or (header and header != sha256):
-                raise EngineApiError(f"artifact {name!r} arrived with sha256 {got}, expected {sha256}",
-                                     code="CHECKSUM_MISMATCH")
+            _check_sha(name, digest.hexdigest(), sealed_sha or artifact["sha256"], header)
+            if sealed_sha:
+                self._open_sealed(name, sealed_part, part, artifact["sha256"])
             os.replace(part, target)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
+        finally:
+            sealed_part.unlink(missing_ok=True)
         return target
+
+    def _open_sealed(self, name: str, sealed_part: Path, part: Path, plain_sha: str) -> None:
+        hasher = _HashingWriter(open(part, "wb"))  # noqa: SIM115 - closed below
+        try:
+            with open(sealed_part, "rb") as reader:
+                sealing.open_stream(reader, hasher, private_key=bytes(self.account.key))
+        finally:
+            hasher.close()
+        _check_sha(name, hasher.hexdigest(), plain_sha, None)
 
     def download_zip(self, job_id: str, out_path: Path | str) -> Path:
         """Stream the whole-job zip to out_path."""

@@ -42,6 +42,7 @@ from eth_utils import keccak, to_checksum_address
 from registry_client.errors import SealError, SealTampered, SealTruncated, SealWrongKey
 
 __all__ = [
+    "MAGIC",
     "MODE_KEY",
     "MODE_WALLET",
     "SEGMENT_BYTES",

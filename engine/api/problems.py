@@ -58,6 +58,7 @@ API_ERROR_CODES: dict[str, str] = {
     "STORAGE_FULL": "the engine's disk is full (503); retry after the operator frees space",
     "NOT_FOUND": "no such job (or artifact) for this wallet — also for other wallets' jobs",
     "LOGS_DISABLED": "the operator does not share container logs",
+    "NOT_RECIPIENT": "the job's results are sealed to another wallet (its recipient); the submitter sees names and sizes",
     "METHOD_NOT_ALLOWED": "the route exists but not with this HTTP method",
     "INTERNAL_ERROR": "an unexpected engine error (see the operator's log)",
 }

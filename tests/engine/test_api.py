@@ -373,7 +373,7 @@ def test_job_public_carries_the_attestation(client, service):
     job_id = created_job(client, service)
     assert get(client, f"/jobs/{job_id}").json()["attestation"] is None
     att = {"signer": OWNER.address, "signature": "0x" + "11" * 65, "artifacts_digest": "0x" + "22" * 32,
-           "finished_at": 1_790_000_000}
+           "finished_at": 1_790_000_000, "recipient": OWNER.address, "sealed_digest": "0x" + "33" * 32}
 
     service.jobs[job_id] = dataclasses.replace(service.jobs[job_id], attestation=att)
     assert get(client, f"/jobs/{job_id}").json()["attestation"] == att

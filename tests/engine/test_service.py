@@ -689,7 +689,8 @@ def test_succeeded_job_carries_an_attestation_recoverable_to_the_engine_key(make
 
     assert job.status == st.SUCCEEDED
     assert service.engine_address == engine.address and service.health()["engine_address"] == engine.address
-    assert set(job.attestation) == {"signer", "signature", "artifacts_digest", "finished_at"}
+    assert set(job.attestation) == {"signer", "signature", "artifacts_digest", "finished_at", "recipient",
+                                    "sealed_digest"}
     assert job.attestation["signer"] == engine.address
     assert job.attestation["finished_at"] == int(service.clock())
     assert _verify_attestation(job, artifacts) == engine.address

@@ -206,12 +206,13 @@ def test_job_result_typed_data_shape():
     assert typed["domain"] == eip712.domain(CHAIN, REGISTRY)
     assert [f["name"] for f in typed["types"]["JobResult"]] == [
         "jobId", "owner", "instructionId", "refinerId", "imageSha256", "blockNumber", "artifactsDigest",
-        "finishedAt"]
+        "finishedAt", "recipient", "sealedDigest"]
     assert typed["message"]["imageSha256"] == "0x" + "ef" * 32
 
 
 @pytest.mark.parametrize("change", [{"image_sha256": "ab"}, {"owner": "0x12"}, {"block_number": -1},
-                                    {"job_id": ""}, {"artifacts_digest": "nothex"}])
+                                    {"job_id": ""}, {"artifacts_digest": "nothex"}, {"recipient": "0x12"},
+                                    {"sealed_digest": "nothex"}])
 def test_job_result_validation(change):
     with pytest.raises(InputError):
         _result(**change)
