@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     @field_validator("signing_key_env", "data_kek_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
+        if value is not None and (not _ENV_NAME.match(value) or re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", value)):
             # A key pasted here by mistake must not be echoed back in the error.
             raise ValueError("an *_env setting must be the NAME of an environment variable")
         return value
