@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # env var, never the key itself. Neither set: `data add` refuses (DATA_KEK_MISSING).
     data_kek_file: Path | None = Field(None, description="file (mode 0600) holding the data KEK, 64 hex")
     data_kek_env: str | None = Field(None, description="NAME of the env var holding the data KEK, 64 hex")
+    vana_plaintext_results: bool = Field(
+        False, description="store and serve the results of jobs submitted through Vana's client API "
+        "unsealed (Vana's unmodified client cannot open sealed files); false: sealed to the job's owner")
     charge_prices: bool = Field(
         True, description="charge a priced query to the signer's on-chain compute job (needs the key, "
         "holding QUERY_ENGINE_ROLE); false: priced queries run free (a private engine, tests)")

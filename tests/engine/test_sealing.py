@@ -65,7 +65,7 @@ def test_fixed_randomness_gives_the_pinned_bytes(monkeypatch):
     monkeypatch.setattr(sealing.os, "urandom", lambda n: b"\x07" * n)
     blob = sealing.seal_bytes(b"hello sealed world", key=KEY)
     assert blob[:FIXED].hex() == (
-        "4332445345414c" "01" "01" + sealing.key_id(KEY).hex() + "07" * 8 + "%016x" % 18 + "0000")
+        "4332445345414c" "01" "01" + sealing.key_id(KEY).hex() + "07" * 8 + f"{18:016x}" + "0000")
     # Pinned: a change to the format (nonce, AAD, segment layout) changes this digest.
     assert hashlib.sha256(blob).hexdigest() == PINNED_SHA256
 

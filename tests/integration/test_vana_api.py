@@ -78,7 +78,8 @@ def vana(world, docker_client, job_image, tmp_path_factory) -> Iterator[Vana]:
     deployer = Payments(connect(world.rpc_url, world.deployment, world.accounts.deployer))
     deployer.authorize_engine(world.accounts.stranger.address)  # the engine's wallet (key 4)
     instruction_id = world.publish_image(job_image("vana-ok", SCRIPT))
-    with running_engine(world, tmp_path_factory.mktemp("vana-engine"), charge_prices=True) as engine, \
+    with running_engine(world, tmp_path_factory.mktemp("vana-engine"), charge_prices=True,
+                        vana_plaintext_results=True) as engine, \
             httpx.Client(base_url=engine.url, timeout=30) as http:
         yield Vana(http, world, Payments(world.builder), instruction_id, engine.settings)
 
