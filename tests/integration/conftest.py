@@ -320,7 +320,9 @@ def running_engine(world: World, data_dir: Path, **overrides: Any) -> Iterator[E
         "data_kek_file": kek_file,  # outside the data dir, as an operator keeps it
         **overrides,
     })
-    DataCatalog(data_dir, kek).add(world.refiner_id, world.data_db, replace=True)
+    catalog = DataCatalog(data_dir, kek)
+    if world.refiner_id not in {e.refiner_id for e in catalog.list()}:  # a restarted engine keeps its data
+        catalog.add(world.refiner_id, world.data_db)
     server, thread, url, sock = _serve_in_thread(create_app(settings))
     builder, stranger = world.client(url, "builder"), world.client(url, "stranger")
     try:
