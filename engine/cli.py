@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from engine.data import DataCatalog
 from engine.errors import EngineError
 
 if TYPE_CHECKING:  # pydantic-settings loads when a command runs, not for --help
@@ -137,6 +136,7 @@ def data_add(config: Path | None, refiner_id: int, replace: bool, sealed: bool, 
       compute-engine data add --refiner 1 ./refined.db
       compute-engine data add --refiner 1 --sealed ./refined.sealed --wrapped-key 0x02ab...
     """
+    from engine.data import DataCatalog
     from engine.data_keys import load_kek
 
     settings = _settings(config)
@@ -183,6 +183,7 @@ def data_rotate_key(config: Path | None, new_kek_file: Path) -> None:
     Example:
       compute-engine data rotate-key --new-kek-file /etc/compute-engine/kek-2
     """
+    from engine.data import DataCatalog
     from engine.data_keys import load_kek, read_kek_file
 
     settings = _settings(config)
@@ -202,6 +203,8 @@ def data_list(config: Path | None, as_json: bool) -> None:
     Example:
       compute-engine data list --json
     """
+    from engine.data import DataCatalog
+
     entries = DataCatalog(_settings(config).data_dir).list()
     if as_json:
         click.echo(json.dumps({"refiners": [

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import click
 
-from registry_client import sealing
 from registry_client.cli_common import CliContext, load_wallet, pass_cli, wallet_options
 from registry_client.errors import InputError
 
@@ -32,6 +31,8 @@ def wallet_public_key(obj: CliContext, keystore: str | None, key_env: str | None
     Example:
       registry wallet public-key --key-env BOB_KEY
     """
+    from registry_client import sealing  # imported when run, not for --help
+
     account = load_wallet(keystore, key_env)
     public_key = sealing.public_key_of(bytes(account.key))
     obj.output({"address": account.address, "public_key": public_key}, f"{account.address}\t{public_key}")
@@ -61,6 +62,8 @@ def data_seal(obj: CliContext, file: Path, engine_key: str, out: Path) -> None:
     Example:
       registry data seal refined.db --engine-key 0x04ab... --out refined.sealed
     """
+    from registry_client import sealing  # imported when run, not for --help
+
     if not file.is_file():
         raise InputError(f"{file} is not a file")
     if out.exists():
