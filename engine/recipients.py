@@ -39,9 +39,9 @@ def recipient_fields(request: JobRequest, signer: str, signer_key: str | None) -
     return {"recipient": signer, "recipient_key": signer_key}
 
 
-def can_read(job: Job, wallet: str) -> bool:
-    """The job's owner or its recipient."""
-    return _same(job.owner, wallet) or _same(job.recipient, wallet)
+def can_read(job: Job, wallet: str, *, owner_only: bool = False) -> bool:
+    """The job's owner or (unless `owner_only`: cancel) its recipient."""
+    return _same(job.owner, wallet) or (not owner_only and _same(job.recipient, wallet))
 
 
 def is_recipient(job: Job, wallet: str) -> bool:

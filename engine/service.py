@@ -213,9 +213,9 @@ class JobService:
         return job_request_digest(self.domain[0], self.domain[1], request)
 
     def get(self, job_id: str, owner: str, *, owner_only: bool = False) -> Job:
-        """The job if `owner` owns it (or is its recipient); NotFoundError otherwise (strangers included)."""
+        """The job if `owner` owns it (or receives it); NotFoundError otherwise (strangers too)."""
         job = self.store.get(job_id)
-        if job is None or not (can_read(job, owner) and (not owner_only or job.owner.lower() == owner.lower())):
+        if job is None or not can_read(job, owner, owner_only=owner_only):
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
         return job
 
