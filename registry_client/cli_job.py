@@ -263,12 +263,13 @@ def artifacts(obj: CliContext, job_id: str, engine_url: str, keystore: str | Non
 @JOB_ID
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Directory to write the artifacts into (sub-folders kept).")
-@click.option("--zip", "as_zip", is_flag=True, help="Download one zip of every artifact instead.")
+@click.option("--zip", "as_zip", is_flag=True, help="Download one zip of every artifact instead "
+              "(of sealed jobs: the sealed files as stored, not opened).")
 @engine_options
 @pass_cli
 def download(obj: CliContext, job_id: str, out_dir: Path, as_zip: bool, engine_url: str,
              keystore: str | None, key_env: str | None) -> None:
-    """Download a job's artifacts, each checked against its sha256.
+    """Download a job's artifacts, each checked against its sha256; sealed ones opened with your wallet.
 
     \b
     Example:

@@ -64,7 +64,9 @@ def run_query(
     CANCELLED within ~50 ms of `cancel`, QUERY_OUT_OF_MEMORY past
     `max_memory_bytes`, and the engine's own memory untouched.
     """
-    if not isinstance(source_db, SealedSource):
+    if isinstance(source_db, SealedSource):  # the query process runs in another cwd
+        source_db = SealedSource(Path(source_db.path).absolute(), source_db.key)
+    else:
         source_db = Path(source_db).absolute()
     output_db = Path(output_db).absolute()
     if output_db.exists() or output_db.is_symlink():

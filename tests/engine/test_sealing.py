@@ -293,3 +293,15 @@ def test_a_dlp_owners_sealed_file_is_attached_without_the_engine_seeing_a_plaint
     entry = catalog.add_sealed(1, sealed, wrapped, engine_key)
     assert entry.path.read_bytes() == sealed.read_bytes()
     assert _query(catalog.source(1), tmp_path / "out.db").row_count == 1
+
+
+def test_a_relative_data_dir_is_found_by_the_query_process(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default data_dir is ./engine-data; the zygote runs elsewhere
+    src = tmp_path / "src.db"
+    with sqlite3.connect(src) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER, email TEXT)")
+        conn.execute("INSERT INTO users VALUES (1, 'x')")
+    catalog = DataCatalog("engine-data", make_kek_file(tmp_path / "kek"))
+    catalog.add(1, src)
+    assert not catalog.source(1).path.is_absolute()
+    assert _query(catalog.source(1), tmp_path / "out.db").row_count == 1
