@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from engine.cli import cli
 from engine.data import DataCatalog
+from engine.data_keys import read_kek_file
 from engine.errors import JobFailure, RequestError
 from engine.settings import Settings, SettingsError, load_settings
 from tests.conftest import make_kek_file
@@ -313,6 +314,41 @@ def test_cli_data_add_checks_the_refiner_on_chain(engine_env, registries, accoun
 
     again = runner.invoke(cli, ["data", "add", "--refiner", str(refiner_id), str(src)])
     assert again.exit_code == 1 and "already has data" in again.output
+
+
+@pytest.mark.chain
+def test_cli_a_dlp_owner_seals_data_the_engine_attaches_without_a_plaintext_file(
+        engine_env, registries, accounts, tmp_path, monkeypatch):
+    from registry_client.cli import cli as registry_cli
+    from tests.conftest import ANVIL_KEYS
+
+    reg = registries(accounts.dlp_owner)
+    refiner_id = reg.add_refiner(reg.register_dlp("sealed pool"), "users", "https://schema.example/u.json")
+    src = make_db(tmp_path / "refined.db")
+    monkeypatch.setenv("TEST_ENGINE_KEY", ANVIL_KEYS[4])
+    runner = CliRunner()
+    # The operator tells the DLP owner the engine's public key; the owner seals the file for it.
+    shown = runner.invoke(registry_cli, ["--json", "wallet", "public-key", "--key-env", "TEST_ENGINE_KEY"])
+    assert shown.exit_code == 0, shown.output
+    engine_key = json.loads(shown.output)["public_key"]
+    sealed = runner.invoke(registry_cli, ["--json", "data", "seal", str(src), "--engine-key", engine_key,
+                                          "--out", str(tmp_path / "refined.sealed")])
+    assert sealed.exit_code == 0, sealed.output
+    wrapped = json.loads(sealed.output)["wrapped_key"]
+    assert b"SQLite format 3" not in (tmp_path / "refined.sealed").read_bytes()
+
+    args = ["data", "add", "--refiner", str(refiner_id), "--sealed", str(tmp_path / "refined.sealed")]
+    no_key = runner.invoke(cli, args)
+    assert no_key.exit_code != 0 and "--wrapped-key" in no_key.output
+    no_engine_key = runner.invoke(cli, [*args, "--wrapped-key", wrapped])
+    assert no_engine_key.exit_code == 1 and "signing_key_env" in no_engine_key.output
+    monkeypatch.setenv("ENGINE_SIGNING_KEY_ENV", "TEST_ENGINE_KEY")
+    added = runner.invoke(cli, [*args, "--wrapped-key", wrapped])
+    assert added.exit_code == 0, added.output
+    stored = DataCatalog(engine_env).path(refiner_id)
+    assert stored.read_bytes() == (tmp_path / "refined.sealed").read_bytes()
+    assert _open(DataCatalog(engine_env, read_kek_file(tmp_path / "kek")), refiner_id).execute(
+        "SELECT count(*) FROM users").fetchone() == (2,)
 
 
 @pytest.mark.chain
