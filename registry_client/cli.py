@@ -414,7 +414,7 @@ def instruction_list(obj: CliContext, dlp_id: int | None) -> None:
 
 @cli.group("wallet")
 def wallet_group() -> None:
-    """Create encrypted keystore files.
+    """Create encrypted keystore files; print a wallet's public key (what is sealed to it).
 
     \b
     Example:
