@@ -9,11 +9,12 @@ written to any disk or tmpfs; it dies with the process, which runs one query.
 from __future__ import annotations
 
 import ctypes
+import os
 import sqlite3
 
 from engine.errors import QueryFailure
 from registry_client import sealing
-from registry_client.errors import SealError
+from registry_client.errors import SealError, SealTruncated
 
 from .model import SealedSource
 
@@ -45,7 +46,12 @@ def sealed_length(source: SealedSource) -> int:
     """The plaintext size the header declares (what the query process must make room for)."""
     try:
         with open(source.path, "rb") as reader:
-            return sealing.read_header(reader).length
+            length = sealing.read_header(reader).length
+            # The header is checked only with the first tag: never let a changed length
+            # size the memory limit past what the file could hold.
+            if length > os.fstat(reader.fileno()).st_size:
+                raise SealTruncated("the sealed file is shorter than the length its header declares")
+            return length
     except OSError as exc:
         raise QueryFailure("the refiner's database file is missing", code="DATA_NOT_FOUND") from exc
     except SealError as exc:

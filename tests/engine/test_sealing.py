@@ -250,10 +250,18 @@ def _damage(path, how):
     path.write_bytes(blob[: len(blob) // 2] if how == "truncate" else _flip(blob, len(blob) - 3))
 
 
-@pytest.mark.parametrize("how,code", [("truncate", "SEAL_TRUNCATED"), ("tamper", "SEAL_TAMPERED")])
+def _inflate_length(path):
+    blob = bytearray(path.read_bytes())
+    blob[37:45] = (2**40).to_bytes(8, "big")  # a declared length no file this size could hold
+    path.chmod(0o644)
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize("how,code", [("truncate", "SEAL_TRUNCATED"), ("tamper", "SEAL_TAMPERED"),
+                                      ("length", "SEAL_TRUNCATED")])
 def test_damaged_sealed_data_fails_the_query_with_its_code(sealed_catalog, tmp_path, how, code):
     source = sealed_catalog.source(1)
-    _damage(source.path, how)
+    _inflate_length(source.path) if how == "length" else _damage(source.path, how)
     with pytest.raises(QueryFailure) as info:
         _query(source, tmp_path / "out.db")
     assert info.value.code == code and SECRET not in info.value.message

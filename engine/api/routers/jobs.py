@@ -45,8 +45,8 @@ MAX_WAIT_S = 30.0  # a long-poll holds a socket (no thread); settings bound how 
 JobId = Annotated[str, Path(min_length=1, max_length=128, description="job id")]
 _CHUNK = 1024 * 1024
 _SPOOL_MAX = 16 * 1024 * 1024
-# Untrusted bytes from a builder's container: never let a browser render them as ours.
 SEALED_MEDIA_TYPE = "application/vnd.c2d.sealed"  # registry_client/sealing.py's format
+# Untrusted bytes from a builder's container: never let a browser render them as ours.
 _UNTRUSTED = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
 
 
