@@ -26,6 +26,7 @@ from demo.story import (
     authorize_engine,
     build_job_archive,
     clean_work_dir,
+    demo_kek,
     deploy_contracts,
     grant_permissions,
     publish_and_approve,
@@ -106,6 +107,7 @@ def start_stack(work: Path, say: Callable[[str], None]) -> int:
     port = _free_port()
     env = {**os.environ, "ENGINE_RPC_URL": rpc_url, "ENGINE_DEPLOYMENT": str(manifest),
            "ENGINE_DATA_DIR": str(data_dir), "ENGINE_PORT": str(port), "ENGINE_SHARE_LOGS": "true",
+           "ENGINE_DATA_KEK_FILE": str(demo_kek(work)),
            # The archive is served from 127.0.0.1, which the engine refuses by default.
            "ENGINE_ALLOW_PRIVATE_FETCH": "true",
            # Its key (anvil's public dev key 4) attests results and charges prices.

@@ -18,6 +18,7 @@ import hashlib
 import http.server
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -39,6 +40,7 @@ from registry_client.devchain import ANVIL_DEV_KEYS
 from registry_client.engine_client import EngineClient
 from registry_client.manifest import Deployment, save_deployment
 from registry_client.payments import Payments
+from registry_client.sealing import read_header
 
 __all__ = ["ENGINE_KEY", "ROOT", "Actors", "StoryConfig", "StoryResult", "authorize_engine", "run_story"]
 
@@ -96,6 +98,7 @@ class StoryResult:
     denied_job: dict
     timings: dict[str, float]
     money: dict[str, int] = field(default_factory=dict)  # balances before/after, in wei
+    sealed_to: str | None = None  # the wallet the stored artifacts are sealed to (the builder)
 
 
 # ------------------------------------------------------------------ helpers
@@ -151,6 +154,7 @@ def running_engine(cfg: StoryConfig, manifest: Path, data_dir: Path) -> Iterator
         "ENGINE_RPC_URL": cfg.rpc_url,
         "ENGINE_DEPLOYMENT": str(manifest),
         "ENGINE_DATA_DIR": str(data_dir),
+        "ENGINE_DATA_KEK_FILE": str(demo_kek(data_dir.parent)),  # refiner data sealed at rest
         "ENGINE_PORT": str(port),
         # The engine attests its results; the demo key is anvil's public dev key 4
         # (published with Foundry: never use it for anything real).
@@ -191,6 +195,16 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout_s: f
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the engine did not become healthy within {timeout_s:.0f} s (log: {log_path})")
+
+
+def demo_kek(work_dir: Path) -> Path:
+    """The engine's data key-encryption key: a 0600 file beside (not in) its data dir."""
+    path = work_dir / "engine.kek"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path
 
 
 def _run(cmd: list[str], **kwargs: Any) -> str:
@@ -288,10 +302,25 @@ def claim_earnings(cfg: StoryConfig, owner: Registries, dlp_id: int) -> tuple[in
 
 def attach_data(cfg: StoryConfig, manifest: Path, data_dir: Path, refiner_id: int, db: Path) -> None:
     env = {**os.environ, "ENGINE_RPC_URL": cfg.rpc_url, "ENGINE_DEPLOYMENT": str(manifest),
-           "ENGINE_DATA_DIR": str(data_dir)}
+           "ENGINE_DATA_DIR": str(data_dir), "ENGINE_DATA_KEK_FILE": str(demo_kek(data_dir.parent))}
     exe = Path(sys.executable).with_name("compute-engine")
     _run([str(exe), "data", "add", "--refiner", str(refiner_id), str(db)], env=env)
-    cfg.say(f"engine holds refiner {refiner_id}'s data (read-only from here on)")
+    cfg.say(f"engine holds refiner {refiner_id}'s data, sealed at rest (AES-256-GCM under its KEK)")
+
+
+def download_with_cli(cfg: StoryConfig, manifest: Path, engine_url: str, job_id: str, data_dir: Path,
+                      out_dir: Path) -> tuple[list[Path], str | None]:
+    """`registry job download`: the stored artifacts are sealed to the builder; its wallet opens them."""
+    stored = sorted(p for p in (data_dir / "artifacts" / job_id).rglob("*") if p.is_file())
+    with stored[0].open("rb") as fh:
+        sealed_to = read_header(fh).recipient
+    cfg.say(f"the engine stores {len(stored)} artifacts sealed to {sealed_to} (only ciphertext on its disk)")
+    env = {**os.environ, "REGISTRY_DEPLOYMENT": str(manifest), "REGISTRY_RPC": cfg.rpc_url,
+           "REGISTRY_ENGINE_URL": engine_url, "DEMO_BUILDER_KEY": "0x" + bytes(cfg.actors.builder.key).hex()}
+    exe = Path(sys.executable).with_name("registry")
+    out = _run([str(exe), "--json", "job", "download", job_id, "--out", str(out_dir), "--key-env",
+                "DEMO_BUILDER_KEY"], env=env)
+    return [Path(p) for p in json.loads(out)["files"]], sealed_to
 
 
 def submit_and_follow(cfg: StoryConfig, client: EngineClient, instruction_id: int,
@@ -365,9 +394,9 @@ def run_story(cfg: StoryConfig) -> StoryResult:
             job = submit_and_follow(cfg, client, instruction_id, refiner_id, compute_job)
             timings["job"] = time.monotonic() - t2
             out_dir = cfg.work_dir / "downloads" / job["id"]
-            downloaded = client.download(job["id"], out_dir)
-            cfg.say(f"downloaded {len(downloaded)} artifacts to {out_dir}: "
-                    + ", ".join(p.name for p in downloaded))
+            downloaded, sealed_to = download_with_cli(cfg, manifest, engine_url, job["id"], data_dir, out_dir)
+            cfg.say(f"downloaded {len(downloaded)} artifacts to {out_dir} with `registry job download` "
+                    "(opened with the builder's wallet): " + ", ".join(p.name for p in downloaded))
             money.update(deposit_after_job=payer.balance(), dlp_after_job=payer.dlp_earnings(dlp_id))
             cfg.say(f"the money moved: builder's deposit {money['deposit_before']} -> "
                     f"{money['deposit_after_job']} wei, DLP {dlp_id}'s earnings {money['dlp_before']} -> "
@@ -379,7 +408,7 @@ def run_story(cfg: StoryConfig) -> StoryResult:
     stats = json.loads((out_dir / "stats.json").read_text())
     timings["total"] = time.monotonic() - t0
     return StoryResult(deployment, dlp_id, refiner_id, instruction_id, job, downloaded, stats,
-                       refused, timings, money)
+                       refused, timings, money, sealed_to)
 
 
 def clean_work_dir(work_dir: Path) -> None:

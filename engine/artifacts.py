@@ -55,9 +55,11 @@ class Artifact:
     """One output file: ``name`` is its posix path relative to the output dir."""
 
     name: str
-    size: int
-    sha256: str
+    size: int  # of the plaintext
+    sha256: str  # of the plaintext
     media_type: str
+    sealed_size: int | None = None  # of the stored ciphertext; None: stored as plaintext
+    sealed_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,18 @@ class Collection:
 
 
 def collect(
-    output_dir: Path, dest_dir: Path, max_total_bytes: int, *, max_files: int = 10_000
+    output_dir: Path, dest_dir: Path, max_total_bytes: int, *, max_files: int = 10_000,
+    seal_to: str | None = None,
 ) -> Collection:
-    """Copy every regular file under ``output_dir`` into ``dest_dir``; say what was skipped."""
+    """Copy every regular file under ``output_dir`` into ``dest_dir``; say what was skipped.
+
+    With ``seal_to`` (a wallet's 64-byte public key, 0x hex) each file is sealed to
+    it while it is copied (registry_client/sealing.py): only ciphertext is written.
+    """
     output_dir, dest_dir = Path(output_dir), Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     result = Collection()
-    copier = _Copier(dest_dir, max_total_bytes, max_files)
+    copier = _Copier(dest_dir, max_total_bytes, max_files, seal_to)
     try:
         for rel, src in _walk(output_dir, result):
             copier.copy(rel, src)
@@ -164,8 +171,9 @@ def _safe_repr(name: str) -> str:
 class _Copier:
     """Copies files into the store, counting bytes; can undo what it copied."""
 
-    def __init__(self, dest_dir: Path, max_total_bytes: int, max_files: int):
+    def __init__(self, dest_dir: Path, max_total_bytes: int, max_files: int, seal_to: str | None = None):
         self.dest_dir = dest_dir
+        self.seal_to = seal_to
         self.max_total_bytes = max_total_bytes
         self.max_files = max_files
         self.total = 0
@@ -197,25 +205,47 @@ class _Copier:
                     raise storage_full("collecting the job's output") from exc
                 raise
 
+    def _count(self, n: int) -> None:
+        self.total += n
+        if self.total > self.max_total_bytes:
+            raise RunFailure(
+                f"output is over the size cap of {self.max_total_bytes} bytes",
+                code="OUTPUT_TOO_LARGE",
+            )
+
     def _write(self, rel: str, reader) -> Artifact:
         target = self.dest_dir.joinpath(*rel.split("/"))
         self._mkdirs(target.parent)
+        media_type = mimetypes.guess_type(rel, strict=False)[0] or "application/octet-stream"
+        self.created.append(target)
+        if self.seal_to is not None:
+            return self._seal(rel, reader, target, media_type)
         hasher = hashlib.sha256()
         size = 0
-        self.created.append(target)
         with open(target, "xb") as writer:
             while chunk := reader.read(_CHUNK):
                 size += len(chunk)
-                self.total += len(chunk)
-                if self.total > self.max_total_bytes:
-                    raise RunFailure(
-                        f"output is over the size cap of {self.max_total_bytes} bytes",
-                        code="OUTPUT_TOO_LARGE",
-                    )
+                self._count(len(chunk))
                 hasher.update(chunk)
                 writer.write(chunk)
-        media_type = mimetypes.guess_type(rel, strict=False)[0] or "application/octet-stream"
         return Artifact(name=rel, size=size, sha256=hasher.hexdigest(), media_type=media_type)
+
+    def _seal(self, rel: str, reader, target: Path, media_type: str) -> Artifact:
+        from registry_client import sealing
+        from registry_client.errors import SealError
+
+        assert self.seal_to is not None
+        length = os.fstat(reader.fileno()).st_size
+        try:
+            with open(target, "xb") as writer:
+                # The cap counts what is read, as it is read (a size from stat could lie).
+                sealed = sealing.seal_stream(reader, writer, length, public_key=self.seal_to,
+                                             progress=self._count)
+        except SealError as exc:  # the file changed size while it was read: the job's doing
+            raise RunFailure(f"output file {rel!r} changed while it was collected",
+                             code="OUTPUT_TOO_LARGE") from exc
+        return Artifact(name=rel, size=length, sha256=sealed.plain_sha256, media_type=media_type,
+                        sealed_size=sealed.size, sealed_sha256=sealed.sha256)
 
     def _mkdirs(self, folder: Path) -> None:
         missing = []

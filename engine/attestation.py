@@ -22,11 +22,21 @@ __all__ = ["attest_result"]
 def attest_result(
     signer: Any, domain: tuple[int, str], job: Job, artifacts: Sequence[Artifact], finished_at: int
 ) -> dict[str, Any]:
-    """Sign (job, owner, instruction, refiner, image sha256, block, artifacts digest, finished at)."""
-    from registry_client.eip712 import JobResult, artifacts_digest, sign_job_result
+    """Sign (job, owner, instruction, refiner, image sha256, block, artifacts digest, finished at,
+    recipient, sealed digest): both the plaintext and the stored ciphertext hashes."""
+    from registry_client.eip712 import (
+        ZERO_ADDRESS,
+        ZERO_BYTES32,
+        JobResult,
+        artifacts_digest,
+        sign_job_result,
+    )
 
     assert job.image_sha256 is not None and job.block_number is not None
     digest = artifacts_digest((a.name, a.sha256) for a in artifacts)
+    sealed = job.recipient is not None
+    sealed_digest = artifacts_digest((a.name, a.sealed_sha256 or "") for a in artifacts) if sealed else ZERO_BYTES32
+    recipient = job.recipient if sealed else ZERO_ADDRESS
     result = JobResult(
         job_id=job.id,
         owner=job.owner,
@@ -36,6 +46,8 @@ def attest_result(
         block_number=job.block_number,
         artifacts_digest=digest,
         finished_at=finished_at,
+        recipient=recipient,
+        sealed_digest=sealed_digest,
     )
     chain_id, contract = domain
     return {
@@ -43,4 +55,6 @@ def attest_result(
         "signature": sign_job_result(signer, chain_id, contract, result),
         "artifacts_digest": digest,
         "finished_at": finished_at,
+        "recipient": to_checksum_address(recipient),
+        "sealed_digest": sealed_digest,
     }

@@ -1,4 +1,4 @@
-"""The operator's command line: `compute-engine serve | data add | data list`.
+"""The operator's command line: `compute-engine serve | data add | data list | data rotate-key`.
 
 A thin layer over the library (settings, DataCatalog, the API app): it parses
 arguments and turns library errors into one-line messages with a non-zero
@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from engine.data import DataCatalog
 from engine.errors import EngineError
 from registry_client.cli_output import OneLineError, OneLineErrorsGroup, echo_json, table
 
@@ -128,21 +127,77 @@ def _check_refiner_on_chain(settings: Settings, refiner_id: int) -> int:
 @config_option
 @click.option("--refiner", "refiner_id", type=click.IntRange(min=1), required=True, help="refiner id on chain")
 @click.option("--replace", is_flag=True, help="swap the data of a refiner that already has some")
+@click.option("--sealed", "sealed", is_flag=True,
+              help="FILE was sealed by the DLP owner (`registry data seal`); needs --wrapped-key")
+@click.option("--wrapped-key", "wrapped_key", help="hex of the data key wrapped to the engine's wallet key")
 @click.argument("file", type=click.Path(path_type=Path))
 @one_line_errors
-def data_add(config: Path | None, refiner_id: int, replace: bool, file: Path) -> None:
-    """Attach a SQLite FILE to a refiner after checking the refiner exists on chain.
+def data_add(config: Path | None, refiner_id: int, replace: bool, sealed: bool, wrapped_key: str | None,
+             file: Path) -> None:
+    """Seal a SQLite FILE for a refiner after checking the refiner exists on chain.
+
+    The copy under the data dir is encrypted with a fresh data key wrapped by
+    the KEK (data_kek_file or data_kek_env; without one: DATA_KEK_MISSING).
 
     \b
     Example:
       compute-engine data add --refiner 1 ./refined.db
+      compute-engine data add --refiner 1 --sealed ./refined.sealed --wrapped-key 0x02ab...
     """
+    from engine.data import DataCatalog
+    from engine.data_keys import load_kek
+
     settings = _settings(config)
     if not file.is_file():
         raise OneLineError(f"{file} is not a file", "INVALID_INPUT")
+    if sealed != (wrapped_key is not None):
+        raise OneLineError("--sealed and --wrapped-key go together", "USAGE_ERROR")
+    kek = load_kek(settings, required=True)
     dlp_id = _check_refiner_on_chain(settings, refiner_id)
-    entry = DataCatalog(settings.data_dir).add(refiner_id, file, replace=replace)
-    click.echo(f"refiner {refiner_id} (DLP {dlp_id}): {entry.path} ({entry.size} bytes)")
+    catalog = DataCatalog(settings.data_dir, kek)
+    if sealed:
+        assert wrapped_key is not None
+        entry = catalog.add_sealed(refiner_id, file, _hex(wrapped_key, "--wrapped-key"),
+                                   _engine_key(settings), replace=replace)
+    else:
+        entry = catalog.add(refiner_id, file, replace=replace)
+    click.echo(f"refiner {refiner_id} (DLP {dlp_id}): {entry.path} ({entry.size} bytes, sealed, KEK {entry.kek_id})")
+
+
+def _hex(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text.removeprefix("0x"))
+    except ValueError as exc:
+        raise OneLineError(f"{what} is not hex", "INVALID_INPUT") from exc
+
+
+def _engine_key(settings: Settings) -> bytes:
+    """The engine's wallet key (signing_key_env): what DLP owners wrap their data keys to."""
+    secret = settings.signing_key()
+    if secret is None:
+        raise OneLineError("the engine has no wallet key to unwrap with: set signing_key_env", "CONFIG_INVALID")
+    return _hex(secret.get_secret_value(), "the engine's signing key")
+
+
+@data.command("rotate-key")
+@config_option
+@click.option("--new-kek-file", "new_kek_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="a 0600 file holding the new KEK (64 hex); point data_kek_file at it afterwards")
+@one_line_errors
+def data_rotate_key(config: Path | None, new_kek_file: Path) -> None:
+    """Re-wrap every refiner's data key under a new KEK (the sealed data is not rewritten).
+
+    \b
+    Example:
+      compute-engine data rotate-key --new-kek-file /etc/compute-engine/kek-2
+    """
+    from engine.data import DataCatalog
+    from engine.data_keys import load_kek, read_kek_file
+
+    settings = _settings(config)
+    new_kek = read_kek_file(new_kek_file)
+    rotated = DataCatalog(settings.data_dir, load_kek(settings, required=True)).rotate(new_kek)
+    click.echo(f"re-wrapped {len(rotated)} data key(s) under KEK {new_kek.id}")
 
 
 @data.command("list")
@@ -156,8 +211,10 @@ def data_list(config: Path | None, as_json: bool) -> None:
     Example:
       compute-engine data list --json
     """
+    from engine.data import DataCatalog
+
     entries = DataCatalog(_settings(config).data_dir).list()
-    rows = [{"refiner_id": e.refiner_id, "path": str(e.path), "size": e.size} for e in entries]
+    rows = [{"refiner_id": e.refiner_id, "path": str(e.path), "size": e.size, "kek_id": e.kek_id} for e in entries]
     if as_json:
         echo_json(rows)
         return

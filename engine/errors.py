@@ -16,7 +16,7 @@ Hierarchy::
         ├── FetchFailure        FETCH_FAILED, CHECKSUM_MISMATCH, IMAGE_TOO_LARGE
         ├── ImageFailure        IMAGE_INVALID, IMAGE_TOO_LARGE (what the archive unpacks to)
         ├── QueryFailure        QUERY_INVALID, PERMISSION_DENIED, ROW_LIMIT, QUERY_TIMEOUT, RESULT_TOO_LARGE,
-        │                       QUERY_OUT_OF_MEMORY
+        │                       QUERY_OUT_OF_MEMORY, SEAL_* (sealed refiner data does not open)
         ├── PaymentFailure      INSUFFICIENT_BALANCE, PAYMENT_REQUIRED, COMPUTE_JOB_NOT_FOUND,
         │                       COMPUTE_JOB_NOT_OWNED, COMPUTE_JOB_INVALID, COMPUTE_JOB_USED, PAYMENT_UNAVAILABLE
         ├── RunFailure          TIMEOUT, OUT_OF_MEMORY, EXIT_NONZERO, OUTPUT_TOO_LARGE, CANCELLED,
@@ -63,6 +63,11 @@ FAILURE_CODES: dict[str, str] = {
     "INSTRUCTION_NOT_FOUND": "no compute instruction with that id on chain",
     "REFINER_NOT_FOUND": "no data refiner with that id on chain",
     "DATA_NOT_FOUND": "the engine holds no data for that refiner",
+    "DATA_KEK_MISSING": "the engine has no data key-encryption key (data_kek_file / data_kek_env)",
+    "SEAL_WRONG_KEY": "sealed data is under another key (a refiner's data key under another KEK)",
+    "SEAL_TAMPERED": "sealed data fails its authentication tag: it was changed on disk",
+    "SEAL_TRUNCATED": "sealed data ends before its declared length",
+    "SEAL_INVALID": "a file that should be sealed is not (bad header or format version)",
     "PERMISSION_DENIED": "the query reads a column the job owner holds no permission for",
     "CHAIN_UNAVAILABLE": "the chain could not be reached to verify the job",
     "FETCH_FAILED": "the image archive could not be downloaded",

@@ -103,8 +103,8 @@ class Preflight:
     def _quote(self, request: JobRequest, owner: str, strict: bool) -> Quote:
         # One attempt: an HTTP request must not wait out the chain's retry window (the story does).
         check = self.chain.verify(request.instruction_id, request.refiner_id, owner, once=True)
-        path = self.data.path(request.refiner_id)
-        report = self._report(path, request, check.permissions, owner)
+        source = self.data.source(request.refiner_id)  # sealed: opened in the query process's memory
+        report = self._report(source, request, check.permissions, owner)
         token = self._payment(request, owner, check.dlp_id, report, strict)
         access = {"columns": [list(c) for c in report.columns],
                   "permissions_used": list(report.permissions_used),

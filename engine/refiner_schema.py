@@ -3,7 +3,9 @@
 The names and declared types come from SQLite's schema pragmas
 (``PRAGMA table_list``, ``PRAGMA table_xinfo``) on the engine's read-only copy
 of the refiner's database, never through the builder's query path and never
-a row. Coverage and price are the query step's own rules
+a row. They are read in a query process (engine/query/isolate.py
+``read_schema``), where a sealed database is opened in memory under the
+query's limits. Coverage and price are the query step's own rules
 (engine/query/pricing.py): a column is covered when a query reading only that
 column would pass, and its price is what that query would cost.
 """
@@ -20,23 +22,33 @@ from engine.errors import JobFailure, QueryFailure
 from engine.query.model import Permission
 from engine.query.pricing import active_permissions, price_reads
 
-__all__ = ["MAX_COLUMNS", "MAX_TABLES", "read_schema", "schema_for"]
+__all__ = ["MAX_COLUMNS", "MAX_TABLES", "read_schema", "schema_for", "tables_of"]
 
 MAX_TABLES = 1000  # bounds the answer; a refiner's schema is far smaller
 MAX_COLUMNS = 2000  # SQLite's own default column limit per table
 
 
-def read_schema(db: Path) -> list[tuple[str, list[tuple[str, str]]]]:
-    """[(table, [(column, declared type)])] of the main database, by name.
+def read_schema(db: Path | sqlite3.Connection) -> list[tuple[str, list[tuple[str, str]]]]:
+    """[(table, [(column, declared type)])] of the main database, by name (a file or an open database).
 
     No internal (sqlite_*) tables and no views: a view's reads are priced by the base
     columns behind it, which the tables already list.
     """
+    if isinstance(db, sqlite3.Connection):
+        return tables_of(db)
     uri = f"file:{quote(str(Path(db).resolve()))}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         raise JobFailure("the refiner's database cannot be opened", code="DATA_NOT_FOUND") from exc
+    try:
+        return tables_of(conn)
+    finally:
+        conn.close()
+
+
+def tables_of(conn: sqlite3.Connection) -> list[tuple[str, list[tuple[str, str]]]]:
+    """read_schema on an open connection."""
     try:
         # table_list rows: (schema, name, type, ncol, wr, strict)
         tables = [str(row[1]) for row in conn.execute("PRAGMA main.table_list")
@@ -51,15 +63,15 @@ def read_schema(db: Path) -> list[tuple[str, list[tuple[str, str]]]]:
         return out
     except sqlite3.Error as exc:
         raise JobFailure("the refiner's database schema cannot be read", code="DATA_NOT_FOUND") from exc
-    finally:
-        conn.close()
 
 
-def schema_for(db: Path, refiner_id: int, permissions: Sequence[Permission], grantee: str) -> dict[str, Any]:
-    """GET /refiners/{id}/schema's body: every column with its coverage and price for `grantee`."""
+def schema_for(tables_read: Sequence[tuple[str, Sequence[tuple[str, str]]]], refiner_id: int,
+               permissions: Sequence[Permission], grantee: str) -> dict[str, Any]:
+    """GET /refiners/{id}/schema's body: every column of `tables_read` (read_schema's answer)
+    with its coverage and price for `grantee`."""
     active = active_permissions(permissions, refiner_id=refiner_id, grantee=grantee)
     tables = []
-    for table, columns in read_schema(db):
+    for table, columns in tables_read:
         cols = []
         for column, type_ in columns:
             try:

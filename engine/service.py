@@ -30,6 +30,7 @@ from engine import store as st
 from engine.data import DataCatalog
 from engine.errors import NotFoundError, RequestError
 from engine.health import run_probe, run_probes
+from engine.recipients import can_read, check_can_open, recipient_fields
 from engine.settings import Settings
 from engine.storage import disk_check
 from engine.store import Job, JobStore, StaleState
@@ -108,8 +109,8 @@ class JobService:
         return self.files.log_file(job_id)
 
     # --- API-facing -------------------------------------------------------------
-    def submit(self, request: JobRequest, signer: str, digest: str | None = None, *,
-               preflight: bool = True) -> tuple[Job, bool]:
+    def submit(self, request: JobRequest, signer: str, digest: str | None = None,
+               signer_key: str | None = None, *, preflight: bool = True) -> tuple[Job, bool]:
         """Queue a verified request (signer = job owner); replays return the same job.
 
         `digest` is the request's EIP-712 digest (engine.auth returns it); without
@@ -129,6 +130,7 @@ class JobService:
             "params": params,
             "deadline": request.deadline,
             "compute_job_id": request.compute_job_id,
+            **recipient_fields(request, owner, signer_key),  # who the results are sealed to
         }
         with self._submit_lock:
             # PENDING rows, whichever engine took the submission: the queue every engine shares.
@@ -148,10 +150,10 @@ class JobService:
 
         return job_request_digest(self.domain[0], self.domain[1], request)
 
-    def get(self, job_id: str, owner: str) -> Job:
-        """The job if `owner` owns it; NotFoundError otherwise (strangers included)."""
+    def get(self, job_id: str, owner: str, *, owner_only: bool = False) -> Job:
+        """The job if `owner` owns it (or receives it); NotFoundError otherwise (strangers too)."""
         job = self.store.get(job_id)
-        if job is None or job.owner.lower() != owner.lower():
+        if job is None or not can_read(job, owner, owner_only=owner_only):
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
         return job
 
@@ -169,8 +171,9 @@ class JobService:
         The job is CANCELLED in the store at once and flagged (request_cancel):
         the engine running it, this one or another, sees the flag and stops its
         container (engine/worker.py); here, the local one is stopped at once.
+        Only the owner cancels (a recipient reads).
         """
-        job = self.get(job_id, owner)
+        job = self.get(job_id, owner, owner_only=True)
         if job.status == st.CANCELLED:
             return job
         try:
@@ -204,6 +207,7 @@ class JobService:
 
     def artifact_file(self, job_id: str, owner: str, name: str) -> tuple[Artifact, Path]:
         """One artifact and its file; NotFoundError for an unknown name."""
+        check_can_open(self.get(job_id, owner), owner)
         for artifact in self.artifacts(job_id, owner):
             if artifact.name == name:
                 root = self._artifact_dir(job_id).resolve()
@@ -220,7 +224,7 @@ class JobService:
             raise RequestError(
                 "the operator does not share container logs", code="LOGS_DISABLED", http_status=403
             )
-        self.get(job_id, owner)
+        check_can_open(self.get(job_id, owner), owner)
         path = self._log_file(job_id)
         return path.read_bytes() if path.is_file() else b""
 

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     allow_file_urls: bool = Field(False, description="accept file:// instruction URLs")
     share_logs: bool = Field(False, description="keep container logs for the job owner")
     signing_key_env: str | None = Field(None, description="NAME of the env var holding the key")
+    # The key-encryption key of refiner data (engine/data_keys.py): a 0600 file or a NAME of an
+    # env var, never the key itself. Neither set: `data add` refuses (DATA_KEK_MISSING).
+    data_kek_file: Path | None = Field(None, description="file (mode 0600) holding the data KEK, 64 hex")
+    data_kek_env: str | None = Field(None, description="NAME of the env var holding the data KEK, 64 hex")
+    vana_plaintext_results: bool = Field(
+        False, description="store and serve the results of jobs submitted through Vana's client API "
+        "unsealed (Vana's unmodified client cannot open sealed files); false: sealed to the job's owner")
     charge_prices: bool = Field(
         True, description="charge a priced query to the signer's on-chain compute job (needs the key, "
         "holding QUERY_ENGINE_ROLE); false: priced queries run free (a private engine, tests)")
@@ -165,12 +172,12 @@ class Settings(BaseSettings):
             raise ValueError("run_user must not be root (uid or gid 0); use e.g. 65534:65534")
         return value
 
-    @field_validator("signing_key_env")
+    @field_validator("signing_key_env", "data_kek_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
+        if value is not None and (not _ENV_NAME.match(value) or re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", value)):
             # A key pasted here by mistake must not be echoed back in the error.
-            raise ValueError("signing_key_env must be the NAME of an environment variable")
+            raise ValueError("an *_env setting must be the NAME of an environment variable")
         return value
 
     @field_validator("store_url_env")

@@ -150,6 +150,7 @@ class SqliteJobStore(SqlJobStore):
             jobs.create_index(["compute_job_id"])
             jobs.create_index(["lease_owner"])
             jobs.create_index(["updated_at"])
+            jobs.create_index(["owner", "created_at"])  # the owner's job list
         else:
             # A jobs.db written before these columns existed: old jobs keep them null (or 0).
             for column in ADDED_COLUMNS:
@@ -163,10 +164,15 @@ class SqliteJobStore(SqlJobStore):
         arts = self._db["artifacts"]
         if not arts.exists():
             arts.create(
-                {"job_id": str, "name": str, "size": int, "sha256": str, "media_type": str},
+                {"job_id": str, "name": str, "size": int, "sha256": str, "media_type": str,
+                 "sealed_size": int, "sealed_sha256": str},
                 pk=("job_id", "name"),
                 foreign_keys=[("job_id", "jobs", "id")],
             )
+        else:
+            for column, kind in (("sealed_size", int), ("sealed_sha256", str)):
+                if column not in arts.columns_dict:
+                    arts.add_column(column, kind)
 
     def close(self) -> None:
         self._stop.set()

@@ -54,7 +54,10 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS jobs_lease_owner ON jobs (lease_owner)",
     "CREATE INDEX IF NOT EXISTS jobs_owner_created ON jobs (owner, created_at)",  # the owner's job list
     ("CREATE TABLE IF NOT EXISTS artifacts (job_id TEXT NOT NULL REFERENCES jobs (id), name TEXT NOT NULL, "
-     "size BIGINT NOT NULL, sha256 TEXT NOT NULL, media_type TEXT NOT NULL, PRIMARY KEY (job_id, name))"),
+     "size BIGINT NOT NULL, sha256 TEXT NOT NULL, media_type TEXT NOT NULL, sealed_size BIGINT, "
+     "sealed_sha256 TEXT, PRIMARY KEY (job_id, name))"),
+    "ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS sealed_size BIGINT",
+    "ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS sealed_sha256 TEXT",
 ]
 
 

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from eth_utils import to_checksum_address
+
 from engine.errors import EngineError, RequestError
 
 PENDING = "PENDING"
@@ -84,10 +86,13 @@ JOBS_SCHEMA: dict[str, type] = {
     "lease_expires_at": float,  # unix seconds; past it any engine may reconcile the job
     "cancel_requested": int,  # 1 = the owner asked; the engine running it stops it
     "progress": str,  # JSON {"bytes", "total"} while FETCHING (set_progress, throttled by the caller)
+    "recipient": str,  # the wallet results are sealed to; null: plaintext results (Vana's API)
+    "recipient_key": str,  # its 64-byte secp256k1 public key, 0x hex
 }
 # Columns added after the first release: an older store gains them on open (old rows keep null/0).
 ADDED_COLUMNS = ("attestation", "skipped_outputs", "compute_job_id", "payment",
-                 "lease_owner", "lease_expires_at", "cancel_requested", "progress")
+                 "lease_owner", "lease_expires_at", "cancel_requested", "progress",
+                 "recipient", "recipient_key")
 ZERO_DEFAULTS = ("artifacts_expired", "cancel_requested")
 
 
@@ -145,6 +150,8 @@ class Job:
     lease_expires_at: float | None = None
     cancel_requested: bool = False
     progress: dict | None = None  # the download's {"bytes", "total"} (engine.fetch.FetchProgress)
+    recipient: str | None = None  # artifacts and logs are sealed to this wallet; None: plaintext
+    recipient_key: str | None = None  # the recipient's public key (0x hex, 64 bytes)
 
     @property
     def finished(self) -> bool:
@@ -204,6 +211,8 @@ def row_to_job(row: dict[str, Any]) -> Job:
         lease_expires_at=row.get("lease_expires_at"),
         cancel_requested=bool(row.get("cancel_requested")),
         progress=_opt_json(row.get("progress")),
+        recipient=row.get("recipient"),
+        recipient_key=row.get("recipient_key"),
     )
 
 
@@ -232,6 +241,8 @@ def new_row(job_id: str, owner: str, nonce: int, digest: str, fields: dict[str, 
         "params": json.dumps(fields["params"]),
         "deadline": fields["deadline"],
         "compute_job_id": str(fields.get("compute_job_id", 0)),
+        "recipient": None if fields.get("recipient") is None else to_checksum_address(fields["recipient"]),
+        "recipient_key": fields.get("recipient_key"),
         "status": PENDING,
         "created_at": now,
         "updated_at": now,

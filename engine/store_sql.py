@@ -186,6 +186,7 @@ class SqlJobStore:
     # --- creation ----------------------------------------------------------------
     def create_or_get(self, owner: str, nonce: int, digest: str, *, instruction_id: int, refiner_id: int,
                       query: str, params: list | dict | None, deadline: int, compute_job_id: int = 0,
+                      recipient: str | None = None, recipient_key: str | None = None,
                       now: float | None = None) -> tuple[Job, bool]:
         """A new PENDING job, or the existing one for (owner, nonce) with the same digest.
 
@@ -195,7 +196,8 @@ class SqlJobStore:
         owner = to_checksum_address(owner)
         now = time.time() if now is None else now
         fields = {"instruction_id": instruction_id, "refiner_id": refiner_id, "query": query, "params": params,
-                  "deadline": deadline, "compute_job_id": compute_job_id}
+                  "deadline": deadline, "compute_job_id": compute_job_id,
+                  "recipient": recipient, "recipient_key": recipient_key}
         row = new_row(new_job_id(), owner, nonce, digest, fields, now)
         sql = (f"INSERT INTO jobs ({', '.join(row)}) VALUES ({marks(row)}) "
                "ON CONFLICT (owner, nonce) DO NOTHING RETURNING *")
@@ -387,14 +389,16 @@ class SqlJobStore:
         with self._tx() as run:
             run("DELETE FROM artifacts WHERE job_id = ?", [job_id])
             for a in artifacts:
-                run("INSERT INTO artifacts (job_id, name, size, sha256, media_type) VALUES (?, ?, ?, ?, ?)",
-                    [job_id, a.name, a.size, a.sha256, a.media_type])
+                run("INSERT INTO artifacts (job_id, name, size, sha256, media_type, sealed_size, sealed_sha256) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [job_id, a.name, a.size, a.sha256, a.media_type, a.sealed_size, a.sealed_sha256])
 
     def artifacts(self, job_id: str) -> list[Artifact]:
         from engine.artifacts import Artifact
 
         rows = self._read("SELECT * FROM artifacts WHERE job_id = ? ORDER BY name", [job_id])
-        return [Artifact(name=r["name"], size=r["size"], sha256=r["sha256"], media_type=r["media_type"])
+        return [Artifact(name=r["name"], size=r["size"], sha256=r["sha256"], media_type=r["media_type"],
+                         sealed_size=r.get("sealed_size"), sealed_sha256=r.get("sealed_sha256"))
                 for r in rows]
 
     def mark_artifacts_expired(self, job_id: str) -> Job:

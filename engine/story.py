@@ -47,6 +47,7 @@ from engine.ahead import JobPrep
 from engine.artifact_store import LocalArtifactStore, artifact_store_for
 from engine.errors import FAILURE_CODES, ChainCheckFailure, JobFailure, RunFailure
 from engine.fetch import FetchProgress
+from engine.recipients import seal_logs
 from engine.settings import Settings
 from engine.store import Job, JobStore, StaleState
 
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from engine.fetch import ImageCache, VerifiedArchive
     from engine.images import ImageLoader
     from engine.payment import Charger
+    from engine.query.model import SealedSource
     from engine.runner import DockerRunner
 
 __all__ = ["JobFiles", "JobStory"]
@@ -118,7 +120,7 @@ class _JobContext:
     scratch: Path
     record: dict[str, Any] = field(default_factory=dict)  # fields for the next transition
     check: ChainCheck | None = None
-    data_path: Path | None = None
+    data_path: SealedSource | None = None
     archive: VerifiedArchive | None = None
     image_id: str | None = None
     max_timeout_s: float | None = None  # the on-chain compute job's limit, if any
@@ -258,7 +260,7 @@ class JobStory:
         ctx.check = self.chain.verify(job.instruction_id, job.refiner_id, job.owner, cancel=ctx.cancel)
         ctx.record.update(block_number=ctx.check.block_number, dlp_id=ctx.check.dlp_id)
         # Before any download: a refiner the engine holds no data for fails here.
-        ctx.data_path = self.data.path(job.refiner_id)
+        ctx.data_path = self.data.source(job.refiner_id)  # sealed: opened in the query's memory
 
     def _fetch(self, ctx: _JobContext) -> None:
         self._advance(ctx, st.FETCHING)
@@ -346,7 +348,7 @@ class JobStory:
         if ctx.max_timeout_s is not None:  # the on-chain compute job may only lower the timeout
             spec = dataclasses.replace(spec, limits=self.settings.run_limits(ctx.max_timeout_s))
         result = self.runner.run(spec, cancel=ctx.cancel, created=created)
-        self._keep_logs(ctx.job.id, result.logs)
+        self._keep_logs(ctx.job, result.logs)
         ctx.record["exit_code"] = result.exit_code
         code = classify(result)
         if code == "CANCELLED" or ctx.cancel.is_set():
@@ -364,13 +366,13 @@ class JobStory:
             return f"the container exited with code {exit_code}"
         return FAILURE_CODES.get(code, code)
 
-    def _keep_logs(self, job_id: str, logs: bytes) -> None:
-        # Logs are a leak channel: kept for the owner only when the operator says so.
+    def _keep_logs(self, job: Job, logs: bytes) -> None:
+        # Logs are a leak channel: kept only when the operator says so, sealed like the artifacts.
         if not self.settings.share_logs:
             return
-        path = self._log_file(job_id)
+        path = self._log_file(job.id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(logs[: self.settings.run_log_bytes])
+        path.write_bytes(seal_logs(logs[: self.settings.run_log_bytes], job.recipient_key))
 
     def _collect(self, ctx: _JobContext) -> None:
         from engine.artifacts import collect
@@ -379,7 +381,8 @@ class JobStory:
         self._advance(ctx, st.COLLECTING)
         dest = self._artifact_dir(ctx.job.id)
         s = self.settings
-        collected = collect(ctx.output_dir, dest, s.output_max_bytes, max_files=s.output_max_files)
+        collected = collect(ctx.output_dir, dest, s.output_max_bytes, max_files=s.output_max_files,
+                            seal_to=ctx.job.recipient_key)  # only ciphertext is stored
         artifacts = collected.artifacts
         self.store.set_artifacts(ctx.job.id, artifacts)
         ctx.record["skipped_outputs"] = collected.skipped_public()  # what was not kept, and why

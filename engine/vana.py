@@ -36,6 +36,7 @@ __all__ = [
     "read_compute_job",
     "reader_for",
     "recover_personal",
+    "recover_personal_key",
     "vana_digest",
     "vana_nonce",
     "vana_status",
@@ -68,6 +69,17 @@ def recover_personal(text: str, signature: str | None, what: str) -> str:
         return to_checksum_address(Account.recover_message(encode_defunct(text=text), signature=signature))
     except Exception as exc:  # eth_account raises several types for malformed bytes
         raise AuthError(f"{what} is not a valid signature", code="BAD_SIGNATURE") from exc
+
+
+def recover_personal_key(text: str, signature: str) -> str:
+    """The 64-byte public key (0x hex) behind a ``personal_sign`` that `recover_personal` accepted."""
+    from eth_account._utils.signing import to_standard_signature_bytes
+    from eth_account.messages import _hash_eip191_message
+    from eth_keys import keys
+
+    raw = to_standard_signature_bytes(bytes.fromhex(signature.removeprefix("0x")))
+    digest = _hash_eip191_message(encode_defunct(text=text))
+    return "0x" + keys.Signature(raw).recover_public_key_from_msg_hash(digest).to_bytes().hex()
 
 
 def vana_nonce(compute_job_id: int) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.data import DataCatalog
+from engine.data_keys import load_kek
 from engine.errors import EngineError
 from engine.service import JobService
 from engine.settings import Settings, SettingsError
@@ -185,7 +186,7 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
     else:
         loader, runner, probes = _docker_parts(settings, data_dir, store, eid)
     retry = RetryPolicy(window_s=settings.chain_retry_window_s)
-    chain, data = ChainVerifier(registries, retry=retry), DataCatalog(data_dir)
+    chain, data = ChainVerifier(registries, retry=retry), DataCatalog(data_dir, load_kek(settings))
     charger = _charger(settings, registries, signer, retry)
     return JobService(
         settings,

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from registry_client import cli_money as _money
+from registry_client import cli_seal as _seal
 from registry_client.cli_audit import instruction_inspect as _instruction_inspect
 from registry_client.cli_common import (
     ADDRESS,
@@ -419,7 +420,7 @@ def instruction_list(obj: CliContext, dlp_id: int | None) -> None:
 
 @cli.group("wallet")
 def wallet_group() -> None:
-    """Create encrypted keystore files.
+    """Create encrypted keystore files; print a wallet's public key (what is sealed to it).
 
     \b
     Example:
@@ -464,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
 cli.add_command(_permission_group)
 cli.add_command(_schema_group)
 cli.add_command(_job_group)
+cli.add_command(_seal.data_group)
+wallet_group.add_command(_seal.wallet_public_key)
 for _command in (_money.deposit, _money.withdraw, _money.balance, _money.engine):
     cli.add_command(_command)
 dlp.add_command(_money.dlp_earnings)

@@ -266,6 +266,10 @@ def quote(obj: CliContext, instruction_id: int, refiner_id: int, query: str, par
 
 @job.command("submit")
 @_request_options
+@click.option("--recipient", metavar="ADDR", help="Seal the results to this wallet instead of yours "
+              "(Parcel's Bob); needs --recipient-key. You then see only names and sizes.")
+@click.option("--recipient-key", "recipient_key", metavar="HEX",
+              help="The recipient's public key (`registry wallet public-key`, run by them).")
 @click.option("--dry-run", "dry_run", is_flag=True,
               help="Only quote it (as `registry job quote`): price and access report, or the refusal.")
 @click.option("--wait", "wait_", is_flag=True, help="Follow the job until it ends, printing each step.")
@@ -273,7 +277,8 @@ def quote(obj: CliContext, instruction_id: int, refiner_id: int, query: str, par
 @engine_options
 @pass_cli
 def submit(obj: CliContext, instruction_id: int, refiner_id: int, query: str, params_text: str | None,
-           nonce: int | None, deadline_s: int, compute_job: int | None, max_timeout_s: int, dry_run: bool,
+           nonce: int | None, deadline_s: int, compute_job: int | None, max_timeout_s: int,
+           recipient: str | None, recipient_key: str | None, dry_run: bool,
            wait_: bool, timeout_s: float, poll_s: float, engine_url: str, keystore: str | None,
            key_env: str | None) -> None:
     """Sign and submit a job; prints its id. A priced query is charged to an on-chain job of yours.
@@ -287,6 +292,8 @@ def submit(obj: CliContext, instruction_id: int, refiner_id: int, query: str, pa
           --query "SELECT locale, count(*) AS n FROM users WHERE age > ? GROUP BY locale" --params '[30]'
     """
     params = _parse_params(params_text)
+    if (recipient is None) != (recipient_key is None):
+        raise InputError("--recipient and --recipient-key go together")
     account = load_wallet(keystore, key_env)
     if dry_run:
         with _client(obj, engine_url, keystore, key_env, account) as client:
@@ -296,7 +303,8 @@ def submit(obj: CliContext, instruction_id: int, refiner_id: int, query: str, pa
         compute_job = open_compute_job(obj, account, instruction_id, refiner_id, max_timeout_s)
     with _client(obj, engine_url, keystore, key_env, account) as client:
         created = client.submit(instruction_id, refiner_id, query, params, nonce=nonce,
-                                deadline=int(time.time()) + deadline_s, compute_job_id=compute_job)
+                                deadline=int(time.time()) + deadline_s, compute_job_id=compute_job,
+                                recipient=recipient, recipient_public_key=recipient_key)
         if not wait_:
             obj.output(created, created["id"])
             return
@@ -351,8 +359,10 @@ def artifacts(obj: CliContext, job_id: str, engine_url: str, keystore: str | Non
     with _client(obj, engine_url, keystore, key_env) as client:
         listing = client.artifact_listing(job_id)
     expires = listing.get("expires_at")
+    # sha256 is hidden (null) from a submitter whose job's results are sealed to another wallet.
     items = [{**a, "expires_at": expires} for a in listing.get("artifacts", [])]
-    text = table(items, [("name", "NAME"), ("size", "SIZE"), ("sha256", "SHA256"), ("media_type", "TYPE")],
+    text = table([{**a, "sha256": a.get("sha256") or "-"} for a in items],
+                 [("name", "NAME"), ("size", "SIZE"), ("sha256", "SHA256"), ("media_type", "TYPE")],
                  "(no artifacts)")
     if items and expires is not None:
         text += f"\nkept until {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(float(expires)))}"
@@ -363,16 +373,18 @@ def artifacts(obj: CliContext, job_id: str, engine_url: str, keystore: str | Non
 @JOB_ID
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Directory to write the artifacts into (sub-folders kept).")
-@click.option("--zip", "as_zip", is_flag=True, help="Download one zip of every artifact instead.")
+@click.option("--zip", "as_zip", is_flag=True, help="Download one zip of every artifact instead "
+              "(of sealed jobs: the sealed files as stored, not opened).")
 @click.option("--force", is_flag=True, help="Replace files that already exist (refused otherwise).")
 @engine_options
 @pass_cli
 def download(obj: CliContext, job_id: str, out_dir: Path, as_zip: bool, force: bool, engine_url: str,
              keystore: str | None, key_env: str | None) -> None:
-    """Download a job's artifacts, each checked against its sha256; prints their absolute paths.
+    """Download a job's artifacts, each checked against its sha256; sealed ones opened with your wallet.
 
-    An existing file is never replaced without --force. An artifact name that would
-    leave --out (absolute, `..`, NUL) is refused on its own; the others download.
+    Prints their absolute paths. An existing file is never replaced without --force. An
+    artifact name that would leave --out (absolute, `..`, NUL) is refused on its own;
+    the others download.
 
     \b
     Example:

@@ -11,13 +11,23 @@ where ``verifyingContract`` is the ComputeInstructionRegistry proxy.
   ``params`` is JSON text (canonical form: ``canonical_params``); ``deadline``
   is unix seconds; ``computeJobId`` is the signer's on-chain ComputeEngine job
   that pays the query's price (0: a free job, nothing can be charged).
+- ``JobRequestTo`` — the same fields plus ``address recipient; bytes
+  recipientPublicKey``: results sealed to another wallet than the signer
+  (Parcel's Bob). Its 64-byte secp256k1 public key must hash to the address.
+  A request without a recipient is signed as a plain ``JobRequest``, so old
+  clients and signatures keep working; its results are sealed to the signer,
+  whose key the engine recovers from the signature (``recover_job_signer_key``).
 - ``EngineRead {string method; string path; uint256 timestamp}`` — proves the
   wallet behind a read or cancel; sent as the ``X-Wallet-*`` headers.
 - ``JobResult {string jobId; address owner; uint256 instructionId; uint256
   refinerId; bytes32 imageSha256; uint256 blockNumber; bytes32
-  artifactsDigest; uint256 finishedAt}`` — the engine's attestation of a
-  SUCCEEDED job, signed with the engine's own key (``artifacts_digest``
-  explains the digest; ``finishedAt`` is unix seconds).
+  artifactsDigest; uint256 finishedAt; address recipient; bytes32
+  sealedDigest}`` — the engine's attestation of a SUCCEEDED job, signed with
+  the engine's own key (``artifacts_digest`` explains the digests:
+  ``artifactsDigest`` over the plaintext sha256s, ``sealedDigest`` over the
+  stored ciphertexts' sha256s, zero when the results are not sealed;
+  ``recipient`` the wallet they are sealed to, zero when not sealed;
+  ``finishedAt`` is unix seconds).
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ __all__ = [
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
     "UINT256_MAX",
+    "ZERO_ADDRESS",
+    "ZERO_BYTES32",
     "JobRequest",
     "JobResult",
     "artifacts_digest",
@@ -55,6 +67,7 @@ __all__ = [
     "read_typed_data",
     "recover_job_result_signer",
     "recover_job_signer",
+    "recover_job_signer_key",
     "recover_read_signer",
     "sign_job_request",
     "sign_job_result",
@@ -86,6 +99,13 @@ _JOB_REQUEST_TYPE = [
 ]
 # Optional in a submit body (0 when absent), always part of what is signed.
 _OPTIONAL_REQUEST_FIELDS = {"computeJobId": 0}
+_JOB_REQUEST_TO_TYPE = [
+    *_JOB_REQUEST_TYPE,
+    {"name": "recipient", "type": "address"},
+    {"name": "recipientPublicKey", "type": "bytes"},
+]
+ZERO_ADDRESS = "0x" + "00" * 20
+ZERO_BYTES32 = "0x" + "00" * 32
 _JOB_RESULT_TYPE = [
     {"name": "jobId", "type": "string"},
     {"name": "owner", "type": "address"},
@@ -95,6 +115,8 @@ _JOB_RESULT_TYPE = [
     {"name": "blockNumber", "type": "uint256"},
     {"name": "artifactsDigest", "type": "bytes32"},
     {"name": "finishedAt", "type": "uint256"},
+    {"name": "recipient", "type": "address"},
+    {"name": "sealedDigest", "type": "bytes32"},
 ]
 _ENGINE_READ_TYPE = [
     {"name": "method", "type": "string"},
@@ -141,10 +163,16 @@ class JobRequest:
     nonce: int
     deadline: int
     compute_job_id: int = 0  # the on-chain ComputeEngine job paying the price; 0 = free
+    recipient: str | None = None  # results sealed to this wallet instead of the signer
+    recipient_public_key: str | None = None  # its 64-byte secp256k1 key, 0x hex
 
     def __post_init__(self) -> None:
         for name in ("instruction_id", "refiner_id", "nonce", "deadline", "compute_job_id"):
             _uint(getattr(self, name), name)
+        if (self.recipient is None) != (self.recipient_public_key is None):
+            raise InputError("recipient and recipientPublicKey go together")
+        if self.recipient is not None:
+            _check_recipient(self.recipient, self.recipient_public_key)
         if not isinstance(self.query, str) or not self.query.strip():
             raise InputError("query must be a non-empty SQL string")
         if not isinstance(self.params_json, str):
@@ -169,9 +197,13 @@ class JobRequest:
     def params(self) -> list | dict | None:
         return parse_params(self.params_json)
 
+    @property
+    def primary_type(self) -> str:
+        return "JobRequest" if self.recipient is None else "JobRequestTo"
+
     def to_message(self) -> dict[str, Any]:
         """The EIP-712 message (also the `request` object of the submit body)."""
-        return {
+        message = {
             "instructionId": self.instruction_id,
             "refinerId": self.refiner_id,
             "query": self.query,
@@ -180,6 +212,10 @@ class JobRequest:
             "deadline": self.deadline,
             "computeJobId": self.compute_job_id,
         }
+        if self.recipient is not None:
+            message["recipient"] = to_checksum_address(self.recipient)
+            message["recipientPublicKey"] = self.recipient_public_key
+        return message
 
     @classmethod
     def from_message(cls, message: Any) -> JobRequest:
@@ -198,7 +234,20 @@ class JobRequest:
             nonce=message["nonce"],
             deadline=message["deadline"],
             compute_job_id=message["computeJobId"],
+            recipient=message.get("recipient"),
+            recipient_public_key=message.get("recipientPublicKey"),
         )
+
+
+def _check_recipient(recipient: Any, public_key: Any) -> None:
+    """The recipient is an address and its public key (64 bytes, 0x hex) hashes to it."""
+    if not isinstance(recipient, str) or not is_address(recipient):
+        raise InputError(f"recipient is not an address: {recipient!r}"[:120])
+    text = public_key.removeprefix("0x") if isinstance(public_key, str) else ""
+    if len(text) != 128 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise InputError("recipientPublicKey must be the 64-byte public key (x | y) as 0x hex")
+    if to_checksum_address(keccak(bytes.fromhex(text))[-20:]) != to_checksum_address(recipient):
+        raise InputError(f"recipientPublicKey is not the public key of {to_checksum_address(recipient)}")
 
 
 def _bytes32(value: Any, name: str) -> str:
@@ -236,10 +285,15 @@ class JobResult:
     block_number: int
     artifacts_digest: str
     finished_at: int
+    recipient: str = ZERO_ADDRESS  # the wallet the artifacts are sealed to; zero: not sealed
+    sealed_digest: str = ZERO_BYTES32  # `artifacts_digest` over the ciphertexts; zero: not sealed
 
     def __post_init__(self) -> None:
         for name in ("instruction_id", "refiner_id", "block_number", "finished_at"):
             _uint(getattr(self, name), name)
+        if not isinstance(self.recipient, str) or not is_address(self.recipient):
+            raise InputError(f"recipient is not an address: {self.recipient!r}")
+        _bytes32(self.sealed_digest, "sealedDigest")
         if not isinstance(self.job_id, str) or not self.job_id:
             raise InputError("jobId must be a non-empty string")
         if not isinstance(self.owner, str) or not is_address(self.owner):
@@ -257,6 +311,8 @@ class JobResult:
             "blockNumber": self.block_number,
             "artifactsDigest": _bytes32(self.artifacts_digest, "artifactsDigest"),
             "finishedAt": self.finished_at,
+            "recipient": to_checksum_address(self.recipient),
+            "sealedDigest": _bytes32(self.sealed_digest, "sealedDigest"),
         }
 
 
@@ -284,7 +340,8 @@ def _full(chain_id: int, contract: str, primary: str, fields: list, message: dic
 
 def job_request_typed_data(chain_id: int, contract: str, req: JobRequest) -> dict[str, Any]:
     """The full typed-data document (what a wallet's eth_signTypedData_v4 takes)."""
-    return _full(chain_id, contract, "JobRequest", _JOB_REQUEST_TYPE, req.to_message())
+    fields = _JOB_REQUEST_TYPE if req.recipient is None else _JOB_REQUEST_TO_TYPE
+    return _full(chain_id, contract, req.primary_type, fields, req.to_message())
 
 
 def read_typed_data(chain_id: int, contract: str, method: str, path: str, timestamp: int) -> dict[str, Any]:
@@ -322,6 +379,23 @@ def sign_job_request(account: Any, chain_id: int, contract: str, req: JobRequest
 def recover_job_signer(chain_id: int, contract: str, req: JobRequest, signature: str) -> str:
     """The checksum address that signed `req` for this domain (InputError if malformed)."""
     return _recover(job_request_typed_data(chain_id, contract, req), signature)
+
+
+def recover_job_signer_key(chain_id: int, contract: str, req: JobRequest, signature: str) -> str:
+    """The 64-byte public key (0x hex) that signed `req`: what the signer's results are sealed to."""
+    from eth_keys import keys
+
+    msg = _signable(job_request_typed_data(chain_id, contract, req))
+    digest = keccak(b"\x19" + msg.version + msg.header + msg.body)
+    try:
+        raw = bytearray(bytes.fromhex(signature.removeprefix("0x")))
+        if len(raw) != 65:
+            raise ValueError("not 65 bytes")
+        if raw[64] >= 27:
+            raw[64] -= 27
+        return "0x" + keys.Signature(bytes(raw)).recover_public_key_from_msg_hash(digest).to_bytes().hex()
+    except Exception as exc:
+        raise InputError("signature cannot be recovered to a public key") from exc
 
 
 def job_request_digest(chain_id: int, contract: str, req: JobRequest) -> str:

@@ -15,13 +15,22 @@ An attestation (present when the engine has a signing key) is the engine's
 EIP-712 ``JobResult`` signature over the job, its image, block and artifact
 hashes: ``verify_attestation`` recomputes the digest from the listed artifacts
 and recovers the engine's address (ATTESTATION_INVALID when it does not hold).
+
+Sealed results (registry_client/sealing.py): an artifact listed with a
+``sealed_sha256`` arrives as ciphertext sealed to the job's recipient; the
+download checks the ciphertext's sha256, opens it with this client's wallet
+key (SEAL_WRONG_KEY when it is sealed to another wallet) and checks the
+plaintext's sha256; only the plaintext is kept. Sealed logs are opened alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
+import os
 import secrets
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,9 +41,12 @@ from urllib.parse import quote
 import httpx
 from eth_utils import to_checksum_address
 
+from registry_client import sealing
 from registry_client.addresses import parse_address
 from registry_client.artifact_files import Refused, plan, write_atomically
 from registry_client.eip712 import (
+    ZERO_ADDRESS,
+    ZERO_BYTES32,
     JobRequest,
     JobResult,
     artifacts_digest,
@@ -99,6 +111,29 @@ def _retry_after(resp: httpx.Response) -> float:
         seconds = 1.0
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
+
+
+def _check_sha(name: str, got: str, expected: str, header: str | None) -> None:
+    if got != expected or (header and header != expected):
+        raise EngineApiError(f"artifact {name!r} arrived with sha256 {got}, expected {expected}",
+                             code="CHECKSUM_MISMATCH")
+
+
+class _HashingWriter:
+    """A file writer that hashes what it writes (the opened plaintext)."""
+
+    def __init__(self, fh: Any):
+        self.fh, self.hash = fh, hashlib.sha256()
+
+    def write(self, chunk: bytes) -> int:
+        self.hash.update(chunk)
+        return self.fh.write(chunk)
+
+    def hexdigest(self) -> str:
+        return self.hash.hexdigest()
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -222,12 +257,17 @@ class EngineClient:
         nonce: int | None = None,
         deadline: int | None = None,
         compute_job_id: int = 0,
+        recipient: str | None = None,
+        recipient_public_key: str | None = None,
     ) -> dict[str, Any]:
         """Sign and submit a job request; returns the job (the same one on a replay).
 
         `compute_job_id`: the signer's on-chain ComputeEngine job that pays a priced query (0: free).
+        `recipient` / `recipient_public_key`: seal the results to that wallet instead of the signer.
         """
         req = self.request(instruction_id, refiner_id, query, params, nonce, deadline, compute_job_id)
+        if recipient is not None or recipient_public_key is not None:
+            req = dataclasses.replace(req, recipient=recipient, recipient_public_key=recipient_public_key)
         return self.submit_request(req)
 
     def request(self, instruction_id: int, refiner_id: int, query: str, params: list | dict | None = None,
@@ -311,8 +351,12 @@ class EngineClient:
                 time.sleep(poll_s)
 
     def logs(self, job_id: str) -> str:
+        """The kept logs; sealed ones are opened with this client's wallet (SEAL_* errors)."""
         with self._request("GET", f"/jobs/{job_id}/logs") as resp:
-            return resp.text
+            body = resp.content
+        if body.startswith(sealing.MAGIC):
+            body = sealing.open_bytes(body, private_key=bytes(self.account.key))
+        return body.decode("utf-8", errors="replace")
 
     # ---- artifacts ---------------------------------------------------------
 
@@ -344,10 +388,11 @@ class EngineClient:
         targets, refused = plan(out, [a["name"] for a in listing], force)  # FILE_EXISTS before any write
         if strict and refused:
             raise EngineApiError(refused[0].reason, code=refused[0].code)
-        sha = {a["name"]: a["sha256"] for a in listing}
+        by_name = {a["name"]: a for a in listing}
         wanted = {name for name, _ in targets}
-        counter = _Counter(progress, sum(int(a.get("size") or 0) for a in listing if a["name"] in wanted))
-        paths = [self._download_one(job_id, name, sha[name], target, force, counter) for name, target in targets]
+        counter = _Counter(progress, sum(int(a.get("sealed_size") or a.get("size") or 0)
+                                         for a in listing if a["name"] in wanted))
+        paths = [self._download_one(job_id, by_name[name], target, force, counter) for name, target in targets]
         job = self.status(job_id)
         if job.get("attestation"):
             self.verify_attestation(job, listing)
@@ -368,13 +413,18 @@ class EngineClient:
                                  code="ATTESTATION_MISSING")
         try:
             digest = artifacts_digest((a["name"], a["sha256"]) for a in artifacts)
+            recipient = att.get("recipient") or ZERO_ADDRESS
+            sealed = (artifacts_digest((a["name"], a["sealed_sha256"]) for a in artifacts)
+                      if int(recipient, 16) else ZERO_BYTES32)
             result = JobResult(job["id"], job["owner"], int(job["instruction_id"]), int(job["refiner_id"]),
-                               job["image_sha256"], int(job["block_number"]), digest, int(att["finished_at"]))
+                               job["image_sha256"], int(job["block_number"]), digest, int(att["finished_at"]),
+                               recipient, sealed)
             signer = recover_job_result_signer(self.chain_id, self.registry_address, result, att["signature"])
         except (KeyError, TypeError, ValueError, RegistryError) as exc:
             raise EngineApiError(f"job {job.get('id')}: the attestation cannot be checked: {exc}",
                                  code="ATTESTATION_INVALID") from exc
-        if digest != str(att.get("artifacts_digest", "")).lower():
+        if digest != str(att.get("artifacts_digest", "")).lower() or sealed != str(
+                att.get("sealed_digest", ZERO_BYTES32)).lower():
             raise EngineApiError(f"job {job['id']}: the artifacts do not match the attested digest",
                                  code="ATTESTATION_INVALID")
         for claimed in (att.get("signer"), expected_signer):
@@ -383,28 +433,52 @@ class EngineClient:
                                      code="ATTESTATION_INVALID")
         return signer
 
-    def _download_one(self, job_id: str, name: str, sha256: str, target: Path, force: bool,
+    def _download_one(self, job_id: str, artifact: dict[str, Any], target: Path, force: bool,
                       counter: _Counter | None = None) -> Path:
+        """Stream one artifact, check the sha256 of what arrived; open a sealed one with the wallet.
+
+        Plaintext never lands under its own name before its sha256 matched
+        (write_atomically); a sealed artifact's ciphertext waits in a short
+        temporary file beside it and is removed either way.
+        """
+        name, sealed_sha = artifact["name"], artifact.get("sealed_sha256")
+        if not sealed_sha:
+            with write_atomically(target, force) as (fh, commit):
+                self._fetch_artifact(job_id, name, fh, artifact["sha256"], counter)
+                commit()
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, sealed_name = tempfile.mkstemp(prefix=".dl-", suffix=".sealed", dir=target.parent)
+        sealed_part = Path(sealed_name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                self._fetch_artifact(job_id, name, fh, sealed_sha, counter)
+            with write_atomically(target, force) as (fh, commit):
+                hasher = _HashingWriter(fh)
+                with open(sealed_part, "rb") as reader:
+                    sealing.open_stream(reader, hasher, private_key=bytes(self.account.key))
+                _check_sha(name, hasher.hexdigest(), artifact["sha256"], None)
+                commit()
+        finally:
+            sealed_part.unlink(missing_ok=True)
+        return target
+
+    def _fetch_artifact(self, job_id: str, name: str, fh: Any, expected_sha: str, counter: _Counter | None) -> None:
         digest = hashlib.sha256()
-        with self._request("GET", f"/jobs/{job_id}/artifacts/{name}", stream=True) as resp, \
-                write_atomically(target, force) as (fh, commit):
+        with self._request("GET", f"/jobs/{job_id}/artifacts/{name}", stream=True) as resp:
             header = resp.headers.get("x-content-sha256")
             for chunk in resp.iter_bytes(_CHUNK):
                 digest.update(chunk)
                 fh.write(chunk)
                 if counter is not None:
                     counter.add(len(chunk))
-            got = digest.hexdigest()
-            if got != sha256 or (header and header != sha256):
-                raise EngineApiError(f"artifact {name!r} arrived with sha256 {got}, expected {sha256}",
-                                     code="CHECKSUM_MISMATCH")
-            commit()
-        return target
+        _check_sha(name, digest.hexdigest(), expected_sha, header)
 
     def download_zip(self, job_id: str, out_path: Path | str, *, force: bool = False,
                      progress: Progress | None = None) -> Path:
         """Stream the whole-job zip to out_path (absolute path returned; FILE_EXISTS without `force`).
 
+        Of a sealed job, the zip holds the sealed files as stored (not opened).
         `progress(bytes_so_far, Content-Length)` runs after every chunk.
         """
         target = Path(out_path).resolve()

@@ -11,6 +11,10 @@ Hierarchy::
     ├── TransactionFailed            TX_FAILED           a sent transaction reverted or was not mined
     ├── EngineApiError               ENGINE_ERROR        the engine API refused (its problem code), CLIENT_CODES
     │   └── EngineUnreachable        ENGINE_UNREACHABLE  nothing answers at the engine URL
+    ├── SealError                    SEAL_INVALID        not a sealed file, or an unknown format version
+    │   ├── SealTruncated            SEAL_TRUNCATED      the sealed file ends early
+    │   ├── SealTampered             SEAL_TAMPERED       an authentication tag does not match
+    │   └── SealWrongKey             SEAL_WRONG_KEY      sealed to another key or wallet
     └── ContractRevert               CONTRACT_REVERT     a contract refused: decoded custom error
         ├── NotDlpOwner              NOT_DLP_OWNER
         ├── NotRefinerOwner          NOT_REFINER_OWNER   permissions are managed by the refiner's owner
@@ -60,6 +64,10 @@ __all__ = [
     "RegistryPaused",
     "RpcUnavailable",
     "SchemaNotFound",
+    "SealError",
+    "SealTampered",
+    "SealTruncated",
+    "SealWrongKey",
     "TransactionFailed",
     "Unauthorized",
     "WalletError",
@@ -105,6 +113,30 @@ class InputError(RegistryError):
 
 class TransactionFailed(RegistryError):
     code = "TX_FAILED"
+
+
+class SealError(RegistryError):
+    """Not a sealed file (bad magic), an unknown format version, or a bad key or length."""
+
+    code = "SEAL_INVALID"
+
+
+class SealTruncated(SealError):
+    """The sealed data ends before its declared length: a cut file or download."""
+
+    code = "SEAL_TRUNCATED"
+
+
+class SealTampered(SealError):
+    """An AES-GCM tag does not match: the sealed bytes were changed (or reordered)."""
+
+    code = "SEAL_TAMPERED"
+
+
+class SealWrongKey(SealError):
+    """The data is sealed to another key or wallet than the one given."""
+
+    code = "SEAL_WRONG_KEY"
 
 
 class ContractRevert(RegistryError):
@@ -163,7 +195,8 @@ ERROR_CODES: dict[str, str] = {
     cls.code: (cls.__doc__ or cls.__name__).strip().splitlines()[0]
     for cls in (
         RegistryError, RpcUnavailable, WrongChain, ManifestError, WalletError, InputError,
-        TransactionFailed, ContractRevert, NotDlpOwner, NotRefinerOwner, DlpNotFound, RefinerNotFound,
+        TransactionFailed, SealError, SealTruncated, SealTampered, SealWrongKey, ContractRevert,
+        NotDlpOwner, NotRefinerOwner, DlpNotFound, RefinerNotFound,
         ComputeInstructionNotFound, PermissionNotFound, SchemaNotFound, InvalidArgument, RegistryPaused,
         Unauthorized,
     )

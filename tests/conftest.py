@@ -22,6 +22,17 @@ ANVIL_KEYS = list(ANVIL_DEV_KEYS)
 Anvil = DevChain
 
 
+def make_kek_file(path: Path):
+    """A fresh data KEK in a 0600 file at `path` (outside any data dir); returns the Kek."""
+    import secrets
+
+    from engine.data_keys import read_kek_file
+
+    path.write_text(secrets.token_hex(32))
+    path.chmod(0o600)
+    return read_kek_file(path)
+
+
 @pytest.fixture(scope="session")
 def anvil() -> Iterator[Anvil]:
     try:

@@ -73,6 +73,7 @@ def api_config(settings: Any) -> ApiConfig:
         max_waiters_per_owner=pick("api_max_waiters_per_owner", defaults.max_waiters_per_owner),
         query_max_chars=pick("query_max_chars", defaults.query_max_chars),
         params_max_chars=pick("params_max_chars", defaults.params_max_chars),
+        vana_plaintext_results=pick("vana_plaintext_results", defaults.vana_plaintext_results),
     )
 
 

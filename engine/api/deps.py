@@ -58,6 +58,7 @@ class ApiConfig:
     max_waiters_per_owner: int = 16
     query_max_chars: int = 100_000
     params_max_chars: int = 100_000
+    vana_plaintext_results: bool = False  # Vana-API jobs' results stored and served unsealed
 
 
 class JobLookup(Protocol):

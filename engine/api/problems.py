@@ -73,6 +73,7 @@ API_ERROR_CODES: dict[str, str] = {
     "IMAGE_INVALID": "/instructions/{id}/inspect: the archive is not one `docker save` image the engine would load (422)",
     "AUDIT_BUSY": "/instructions/{id}/inspect: the engine is running (or queueing) as many audits as it allows (503); retry",
     "AUDIT_UNAVAILABLE": "/instructions/{id}/inspect: this engine was built without the auditor (503)",
+    "NOT_RECIPIENT": "the job's results are sealed to another wallet (its recipient); the submitter sees names and sizes",
     "METHOD_NOT_ALLOWED": "the route exists but not with this HTTP method",
     "INTERNAL_ERROR": "an unexpected engine error (see the operator's log)",
 }

@@ -69,6 +69,10 @@ class JobRequestBody(BaseModel):
     deadline: Uint256 = Field(description="unix seconds")
     computeJobId: Uint256 = Field(0, description="the signer's on-chain ComputeEngine job that pays the "
                                   "query's price (`registry job submit` creates it); 0 = a free job")
+    recipient: str | None = Field(default=None, pattern=_ADDRESS, description="seal the results to this "
+                                  "wallet instead of the signer (signed as a `JobRequestTo`)")
+    recipientPublicKey: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{128}$",
+                                           description="the recipient's 64-byte secp256k1 public key")
 
 
 class JobCreate(BaseModel):
@@ -100,6 +104,9 @@ class AttestationPublic(BaseModel):
     signature: str = Field(description="65-byte EIP-712 signature, 0x hex")
     artifacts_digest: str = Field(description="sha256 over the sorted `name\\tsha256\\n` lines, 0x hex")
     finished_at: int = Field(description="unix seconds, as signed (`finishedAt`)")
+    recipient: str = Field("0x" + "00" * 20, description="the wallet the results are sealed to; zero: not sealed")
+    sealed_digest: str = Field("0x" + "00" * 32, description="`artifacts_digest` over the stored ciphertexts' "
+                               "sha256s (`sealedDigest`); zero: not sealed")
 
 
 def _price_str(value: Any) -> str | None:
@@ -187,6 +194,8 @@ class JobPublic(BaseModel):
 
     id: str
     owner: str
+    recipient: str | None = Field(default=None, description="the wallet the artifacts and logs are sealed "
+                                  "to (the owner unless the request named another); null: plaintext results")
     status: str
     steps: list[StepPublic]
     instruction_id: int
@@ -226,6 +235,7 @@ class JobPublic(BaseModel):
         return cls(
             id=job.id,
             owner=job.owner,
+            recipient=getattr(job, "recipient", None),
             status=job.status,
             steps=[StepPublic(status=s.status, at=s.at) for s in job.steps],
             instruction_id=job.instruction_id,
@@ -253,8 +263,11 @@ class JobPublic(BaseModel):
 
 class ArtifactPublic(BaseModel):
     name: str = Field(description="posix path relative to the job's /mnt/output")
-    size: int
-    sha256: str
+    size: int = Field(description="of the plaintext")
+    sha256: str | None = Field(description="of the plaintext; null for a submitter who is not the recipient")
+    sealed_size: int | None = Field(default=None, description="of the stored (downloaded) ciphertext; "
+                                    "null: stored as plaintext")
+    sealed_sha256: str | None = Field(default=None, description="of the stored ciphertext (X-Content-SHA256)")
     media_type: str = Field(description="guessed from the name's extension (Python `mimetypes`), "
                             "`application/octet-stream` when unknown; the download's Content-Type")
     url: str = Field(description="download path (signed read)")

@@ -41,7 +41,8 @@ from typing import Any
 from engine.errors import JobFailure
 
 from .execute import analyse_query, execute_query
-from .model import Permission, QueryLimits
+from .model import Permission, QueryLimits, SealedSource
+from .sealed import open_sealed, sealed_length
 from .statement import check_statement
 
 __all__ = ["bound_memory", "main"]
@@ -71,12 +72,17 @@ def _sqlite_library() -> ctypes.CDLL | None:
     return _sqlite_lib
 
 
-def bound_memory(limit_bytes: int) -> None:
-    """SQLite's hard heap limit (clean SQLITE_NOMEM) plus an address-space backstop."""
+def bound_memory(limit_bytes: int, data_bytes: int = 0) -> None:
+    """SQLite's hard heap limit (clean SQLITE_NOMEM) plus an address-space backstop.
+
+    `data_bytes`: a sealed database about to be opened in memory. SQLite's copy of
+    it counts on its heap and, while it is decrypted, a second copy in Python's:
+    the query keeps `limit_bytes` of its own on top.
+    """
     lib = _sqlite_library()
     if lib is not None:
-        lib.sqlite3_hard_heap_limit64(limit_bytes)
-    ceiling = _address_space_bytes() + limit_bytes + _PYTHON_SLACK_BYTES
+        lib.sqlite3_hard_heap_limit64(limit_bytes + data_bytes)
+    ceiling = _address_space_bytes() + limit_bytes + 2 * data_bytes + _PYTHON_SLACK_BYTES
     resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
 
 
@@ -90,6 +96,10 @@ def _address_space_bytes() -> int:
 
 def _answer(request: dict[str, Any]) -> dict[str, Any]:
     try:
+        if request.get("schema"):  # names and declared types only, never a row
+            from engine.refiner_schema import read_schema
+
+            return {"schema": [[t, [list(c) for c in cols]] for t, cols in read_schema(request["source_db"])]}
         if request.get("analyse"):  # the quote: compile and price, never run
             report = analyse_query(
                 request["source_db"], request["sql"], request["params"], request["permissions"],
@@ -114,6 +124,22 @@ def _answer(request: dict[str, Any]) -> dict[str, Any]:
                        "price": str(report.price), "row_count": report.row_count}}
 
 
+def _open_and_answer(request: dict[str, Any]) -> dict[str, Any]:
+    """Bound memory, open a sealed source in it (never on disk), answer."""
+    source = request["source_db"]
+    try:
+        if isinstance(source, SealedSource):
+            bound_memory(request["limits"].max_memory_bytes, sealed_length(source))
+            request["source_db"] = open_sealed(source)
+        else:
+            bound_memory(request["limits"].max_memory_bytes)
+    except JobFailure as exc:
+        return {"code": exc.code, "message": exc.message}
+    except MemoryError:
+        return {"code": "QUERY_OUT_OF_MEMORY", "message": "the refiner's database does not fit in query memory"}
+    return _answer(request)
+
+
 def _die_with_parent() -> None:
     try:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -127,8 +153,7 @@ def _run_one(conn: socket.socket) -> None:
     while chunk := conn.recv(1 << 16):
         chunks.append(chunk)
     request = pickle.loads(b"".join(chunks))  # from the engine that started us, nobody else
-    bound_memory(request["limits"].max_memory_bytes)
-    conn.sendall(json.dumps(_answer(request)).encode())
+    conn.sendall(json.dumps(_open_and_answer(request)).encode())
     conn.close()
 
 

@@ -33,7 +33,7 @@ from engine.storage import is_disk_full, is_full, storage_full
 
 from .authorizer import QueryAuthorizer
 from .bytecode import Schema, bytecode_reads, load_schema
-from .model import AccessReport, Permission, QueryLimits
+from .model import AccessReport, Permission, QueryLimits, SealedSource
 from .pricing import active_permissions, price_reads
 from .results import finalise_results
 from .statement import Params, check_params, check_statement
@@ -49,7 +49,7 @@ _DEFAULT_LIMITS = QueryLimits()
 
 
 def execute_query(
-    source_db: Path,
+    source_db: Path | SealedSource | sqlite3.Connection,
     sql: str,
     params: Params | None,
     permissions: Sequence[Permission],
@@ -69,11 +69,12 @@ def execute_query(
     RESULT_TOO_LARGE, QUERY_OUT_OF_MEMORY (SQLite's heap limit, when set),
     DATA_NOT_FOUND (no source file) or CANCELLED; StorageFull when the
     output's disk is full; FileExistsError if `output_db` exists. The source
-    is never written.
+    is never written. A `SealedSource` is opened in memory (sealed.py); a
+    connection is such an opened source (the query process opens it first).
     """
     body = check_statement(sql)
     bound = check_params(params)
-    source_db, output_db = Path(source_db), Path(output_db)
+    output_db = Path(output_db)
     if output_db.exists() or output_db.is_symlink():
         raise FileExistsError(f"output database already exists: {output_db}")
     conn = _open_source(source_db, limits)
@@ -89,7 +90,7 @@ def execute_query(
 
 
 def analyse_query(
-    source_db: Path,
+    source_db: Path | SealedSource | sqlite3.Connection,
     sql: str,
     params: Params | None,
     permissions: Sequence[Permission],
@@ -107,7 +108,7 @@ def analyse_query(
     """
     body = check_statement(sql)
     bound = check_params(params)
-    conn = _open_source(Path(source_db), limits)
+    conn = _open_source(source_db, limits)
     try:
         schema = load_schema(conn)
         reads = _analyse(conn, f"EXPLAIN {body}", bound, schema, QueryAuthorizer())
@@ -118,7 +119,14 @@ def analyse_query(
     return AccessReport(tuple(sorted(reads)), used, price, 0)
 
 
-def _open_source(source_db: Path, limits: QueryLimits) -> sqlite3.Connection:
+def _open_source(source_db: Path | SealedSource | sqlite3.Connection, limits: QueryLimits) -> sqlite3.Connection:
+    if isinstance(source_db, SealedSource):
+        from .sealed import open_sealed
+
+        source_db = open_sealed(source_db)
+    if isinstance(source_db, sqlite3.Connection):
+        return _bound(source_db, limits)
+    source_db = Path(source_db)
     if not source_db.is_file():
         raise QueryFailure("the refiner's database file is missing", code="DATA_NOT_FOUND")
     # mode=ro: SQLite itself refuses any write to the source, whatever else happens.
@@ -129,6 +137,10 @@ def _open_source(source_db: Path, limits: QueryLimits) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise QueryFailure(f"the refiner's database cannot be opened ({exc})",
                            code="DATA_NOT_FOUND") from exc
+    return _bound(conn, limits)
+
+
+def _bound(conn: sqlite3.Connection, limits: QueryLimits) -> sqlite3.Connection:
     # SQLite's own bound on any one string or blob (printf, replace, ||, group_concat...).
     current = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH,

@@ -31,10 +31,10 @@ from pathlib import Path
 import engine
 from engine.errors import FAILURE_CODES, QueryFailure, StorageFull
 
-from .model import AccessReport, Permission, QueryLimits
+from .model import AccessReport, Permission, QueryLimits, SealedSource
 from .statement import Params, check_params
 
-__all__ = ["analyse_query", "run_query"]
+__all__ = ["analyse_query", "read_schema", "run_query"]
 
 _GRACE_S = 0.5  # after the deadline, for the child to report QUERY_TIMEOUT itself
 _POLL_S = 0.05  # how often cancel is looked at
@@ -46,7 +46,7 @@ _ENGINE_ROOT = str(Path(engine.__file__).resolve().parent.parent)
 
 
 def run_query(
-    source_db: Path,
+    source_db: Path | SealedSource,
     sql: str,
     params: Params | None,
     permissions: Sequence[Permission],
@@ -64,7 +64,8 @@ def run_query(
     CANCELLED within ~50 ms of `cancel`, QUERY_OUT_OF_MEMORY past
     `max_memory_bytes`, and the engine's own memory untouched.
     """
-    source_db, output_db = Path(source_db).absolute(), Path(output_db).absolute()
+    source_db = _absolute(source_db)
+    output_db = Path(output_db).absolute()
     if output_db.exists() or output_db.is_symlink():
         raise FileExistsError(f"output database already exists: {output_db}")
     request = pickle.dumps({
@@ -86,7 +87,7 @@ def run_query(
 
 
 def analyse_query(
-    source_db: Path,
+    source_db: Path | SealedSource,
     sql: str,
     params: Params | None,
     permissions: Sequence[Permission],
@@ -101,7 +102,7 @@ def analyse_query(
     runs where time and memory are capped, never in the engine's process.
     """
     request = pickle.dumps({
-        "source_db": Path(source_db).absolute(), "sql": sql, "params": check_params(params),
+        "source_db": _absolute(source_db), "sql": sql, "params": check_params(params),
         "permissions": list(permissions), "output_db": None, "limits": limits,
         "refiner_id": refiner_id, "grantee": grantee, "analyse": True,
     })
@@ -111,6 +112,28 @@ def analyse_query(
     finally:
         conn.close()
     return _decode(answer)
+
+
+def read_schema(source_db: Path | SealedSource,
+                limits: QueryLimits = _DEFAULT_LIMITS) -> list[tuple[str, list[tuple[str, str]]]]:
+    """engine.refiner_schema.read_schema in a query process (a sealed database opens there, in memory)."""
+    request = pickle.dumps({"source_db": _absolute(source_db), "limits": limits, "schema": True})
+    pid, conn = _ZYGOTE.fork()
+    try:
+        answer = _exchange(pid, conn, request, time.monotonic() + limits.timeout_s, None)
+    finally:
+        conn.close()
+    if answer is not None and isinstance(answer.get("schema"), list):
+        return [(str(t), [(str(c), str(k)) for c, k in cols]) for t, cols in answer["schema"]]
+    _decode(answer)  # raises the query process's failure
+    raise QueryFailure("the query process gave no schema", code="INTERNAL_ERROR")
+
+
+def _absolute(source_db: Path | SealedSource) -> Path | SealedSource:
+    """The source as the query process must see it: it runs in another cwd."""
+    if isinstance(source_db, SealedSource):
+        return SealedSource(Path(source_db.path).absolute(), source_db.key)
+    return Path(source_db).absolute()
 
 
 class _Stopped(Exception):

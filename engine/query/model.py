@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["ANYONE_ADDRESSES", "AccessReport", "Permission", "QueryLimits"]
+__all__ = ["ANYONE_ADDRESSES", "AccessReport", "Permission", "QueryLimits", "SealedSource"]
 
 MIB = 1024 * 1024
 
@@ -66,3 +67,18 @@ class AccessReport:
     permissions_used: tuple[int, ...]
     price: int
     row_count: int
+
+
+@dataclass(frozen=True, repr=False)
+class SealedSource:
+    """A refiner database sealed at rest (registry_client/sealing.py) and its data key.
+
+    The query process opens it into its own memory (`sqlite3.Connection.deserialize`),
+    never onto a disk; the key travels only over the engine's socket to that process.
+    """
+
+    path: Path
+    key: bytes
+
+    def __repr__(self) -> str:
+        return f"SealedSource({self.path})"

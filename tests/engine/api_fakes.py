@@ -48,16 +48,19 @@ class FakeService:
     jobs: dict[str, Job] = field(default_factory=dict)
     files: dict[str, dict[str, tuple[Artifact, Path]]] = field(default_factory=dict)
     submitted: list[tuple[Any, str]] = field(default_factory=list)
+    signer_keys: list[str | None] = field(default_factory=list)
     waits: list[tuple[str, str, float]] = field(default_factory=list)  # long-poll calls
     health_report: dict = field(default_factory=lambda: {"chain": True, "docker": True, "store": True})
     boom: bool = False  # make get() raise an unexpected error
     deadline_max_s: float = 24 * 3600.0  # the real service's Settings.deadline_max_s
 
-    def submit(self, request: Any, signer: str, digest: str | None = None, *, preflight: bool = True) -> tuple[Job, bool]:
+    def submit(self, request: Any, signer: str, digest: str | None = None,
+               signer_key: str | None = None, *, preflight: bool = True) -> tuple[Job, bool]:
         from registry_client.eip712 import job_request_digest
 
         check_deadline(request.deadline, time.time(), self.deadline_max_s)  # the service's one rule
         self.submitted.append((request, signer))
+        self.signer_keys.append(signer_key)
         assert digest == job_request_digest(CHAIN_ID, REGISTRY, request)
         for job in self.jobs.values():
             if job.owner == signer and job.nonce == request.nonce:

@@ -81,6 +81,45 @@ def test_submit_201_then_replay_200_same_job(client, service):
     assert signer == OWNER.address and req.params == [0] and req.nonce == 7
 
 
+def test_submit_hands_the_service_the_signers_recovered_public_key(client, service):
+    from registry_client.sealing import public_key_of
+
+    assert client.post("/jobs", json=submit_body()).status_code == 201
+    assert service.signer_keys == [public_key_of(bytes(OWNER.key))]  # what the results are sealed to
+
+
+def _to_body(recipient, public_key):
+    from dataclasses import replace
+
+    req = JobRequest.create(1, 2, "SELECT locale FROM users", [], 9, int(time.time()) + 600)
+    req = replace(req, recipient=recipient, recipient_public_key=public_key)
+    return {"request": req.to_message(), "signer": OWNER.address,
+            "signature": sign_job_request(OWNER, CHAIN_ID, REGISTRY, req)}  # a JobRequestTo
+
+
+def test_submit_a_job_request_to_another_wallet(client, service):
+    from registry_client.sealing import public_key_of
+
+    bob_key = public_key_of(bytes(STRANGER.key))
+    body = _to_body(STRANGER.address, bob_key)
+    assert body["request"]["recipient"] == STRANGER.address
+    assert client.post("/jobs", json=body).status_code == 201
+    req, signer = service.submitted[0]
+    assert (signer, req.recipient, req.recipient_public_key) == (OWNER.address, STRANGER.address, bob_key)
+
+
+def test_submit_refuses_a_recipient_key_of_another_wallet(client, service):
+    from registry_client.sealing import public_key_of
+
+    body = _to_body(STRANGER.address, public_key_of(bytes(STRANGER.key)))
+    body["request"]["recipientPublicKey"] = public_key_of(bytes(OWNER.key))  # not the recipient's
+    problem = assert_problem(client.post("/jobs", json=body), 400, "INVALID_REQUEST")
+    assert "recipientPublicKey" in problem["detail"]
+    del body["request"]["recipientPublicKey"]
+    assert_problem(client.post("/jobs", json=body), 400, "INVALID_REQUEST")
+    assert service.submitted == []
+
+
 def test_submit_signer_from_header(client, service):
     body = submit_body()
     del body["signer"]
@@ -375,7 +414,7 @@ def test_job_public_carries_the_attestation(client, service):
     job_id = created_job(client, service)
     assert get(client, f"/jobs/{job_id}").json()["attestation"] is None
     att = {"signer": OWNER.address, "signature": "0x" + "11" * 65, "artifacts_digest": "0x" + "22" * 32,
-           "finished_at": 1_790_000_000}
+           "finished_at": 1_790_000_000, "recipient": OWNER.address, "sealed_digest": "0x" + "33" * 32}
 
     service.jobs[job_id] = dataclasses.replace(service.jobs[job_id], attestation=att)
     assert get(client, f"/jobs/{job_id}").json()["attestation"] == att

@@ -210,3 +210,41 @@ def test_container_output_end_to_end(docker_client, make_image, tmp_path: Path) 
 
     assert [a.name for a in got] == ["sub/result.txt"]
     assert not (tmp_path / "store" / "passwd").exists()
+
+
+# ---------------------------------------------------------------- sealed while collected
+
+_BOB_KEY = bytes(range(1, 33))
+
+
+def _bob_public() -> str:
+    from registry_client.sealing import public_key_of
+
+    return public_key_of(_BOB_KEY)
+
+
+def test_sealed_collect_writes_only_ciphertext_with_both_hashes(out: Path, tmp_path: Path) -> None:
+    from registry_client.sealing import open_bytes
+
+    (out / "sub").mkdir()
+    (out / "sub" / "r.csv").write_bytes(b"secret,row\n" * 10_000)
+    (out / "empty.txt").write_bytes(b"")
+    dest = tmp_path / "store"
+    found = collect(out, dest, 10**7, seal_to=_bob_public()).artifacts
+    for artifact in found:
+        stored = dest.joinpath(*artifact.name.split("/")).read_bytes()
+        plain = (out / artifact.name).read_bytes()
+        assert b"secret" not in stored and stored.startswith(b"C2DSEAL")
+        assert (artifact.size, artifact.sha256) == (len(plain), _sha(plain))
+        assert (artifact.sealed_size, artifact.sealed_sha256) == (len(stored), _sha(stored))
+        assert open_bytes(stored, private_key=_BOB_KEY) == plain
+
+
+def test_sealed_collect_keeps_the_cap_while_reading(out: Path, tmp_path: Path) -> None:
+    (out / "one.bin").write_bytes(b"x" * 600)
+    (out / "two.bin").write_bytes(b"y" * 600)
+    dest = tmp_path / "store"
+    with pytest.raises(RunFailure) as err:
+        collect(out, dest, max_total_bytes=1000, seal_to=_bob_public())
+    assert err.value.code == "OUTPUT_TOO_LARGE"
+    assert list(dest.iterdir()) == []

@@ -18,6 +18,7 @@ import pytest
 
 from engine import store as st
 from engine.data import DataCatalog
+from engine.data_keys import load_kek
 from engine.errors import (
     AuthError,
     ChainCheckFailure,
@@ -34,6 +35,7 @@ from engine.service import JobService
 from engine.settings import load_settings
 from engine.store import JobStore
 from registry_client.eip712 import JobRequest
+from tests.conftest import make_kek_file
 
 OWNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 STRANGER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
@@ -204,7 +206,7 @@ def data_dir(tmp_path) -> Path:
     conn.execute("INSERT INTO users VALUES (?)", (SECRET,))
     conn.commit()
     conn.close()
-    DataCatalog(d).add(2, src)
+    DataCatalog(d, make_kek_file(tmp_path / "kek")).add(2, src)
     return d
 
 
@@ -218,7 +220,7 @@ def make_service(data_dir, fakes):
     made: list[JobService] = []
 
     def make(*, signer=None, domain=None, **overrides) -> JobService:
-        settings = load_settings(data_dir=data_dir, **overrides)
+        settings = load_settings(data_dir=data_dir, data_kek_file=data_dir.parent / "kek", **overrides)
         service = JobService(
             settings,
             JobStore(data_dir / "jobs.db"),
@@ -226,7 +228,7 @@ def make_service(data_dir, fakes):
             fakes,
             fakes,
             fakes,
-            DataCatalog(data_dir),
+            DataCatalog(data_dir, load_kek(settings)),
             clock=Clock(),
             query_runner=fakes.run_query,
             domain=domain,
@@ -297,7 +299,8 @@ def test_happy_path_runs_the_story_in_order_and_records_every_field(service, fak
 def test_query_gets_the_refiners_data_its_permissions_and_a_per_job_scratch(service, fakes, data_dir):
     job = submit_and_process(service, params={"n": 1})
     args = fakes.query_args
-    assert args["source"] == data_dir / "refiners" / "2.db"
+    # The sealed file and its unwrapped data key: the query process opens it in memory.
+    assert args["source"].path == DataCatalog(data_dir).path(2) and len(args["source"].key) == 32
     assert args["params"] == {"n": 1}
     assert [p.id for p in args["permissions"]] == [1]  # only this refiner's permissions
     assert (args["refiner_id"], args["grantee"]) == (2, OWNER)
@@ -714,7 +717,8 @@ def test_succeeded_job_carries_an_attestation_recoverable_to_the_engine_key(make
 
     assert job.status == st.SUCCEEDED
     assert service.engine_address == engine.address and service.health()["engine_address"] == engine.address
-    assert set(job.attestation) == {"signer", "signature", "artifacts_digest", "finished_at"}
+    assert set(job.attestation) == {"signer", "signature", "artifacts_digest", "finished_at", "recipient",
+                                    "sealed_digest"}
     assert job.attestation["signer"] == engine.address
     assert job.attestation["finished_at"] == int(service.clock())
     assert _verify_attestation(job, artifacts) == engine.address

@@ -14,8 +14,10 @@ from click.testing import CliRunner
 
 from engine.cli import cli
 from engine.data import DataCatalog
+from engine.data_keys import read_kek_file
 from engine.errors import JobFailure, RequestError
 from engine.settings import Settings, SettingsError, load_settings
+from tests.conftest import make_kek_file
 
 
 @pytest.fixture(autouse=True)
@@ -181,13 +183,20 @@ def make_db(path: Path, rows: int = 2) -> Path:
     return path
 
 
-def test_catalog_copies_read_only_and_serves_paths(tmp_path):
+def _open(catalog: DataCatalog, refiner_id: int) -> sqlite3.Connection:
+    from engine.query.sealed import open_sealed
+
+    return open_sealed(catalog.source(refiner_id))
+
+
+def test_catalog_seals_read_only_and_serves_sources(tmp_path):
     src = make_db(tmp_path / "src.db")
-    catalog = DataCatalog(tmp_path / "data")
+    catalog = DataCatalog(tmp_path / "data", make_kek_file(tmp_path / "kek"))
     entry = catalog.add(3, src)
-    assert entry.path == tmp_path / "data" / "refiners" / "3.db"
+    assert entry.path.parent == tmp_path / "data" / "refiners" and entry.path.suffix == ".sealed"
     assert entry.path.stat().st_mode & 0o222 == 0
-    conn = sqlite3.connect(entry.path)
+    assert entry.path.read_bytes().startswith(b"C2DSEAL")
+    conn = _open(catalog, 3)
     assert conn.execute("SELECT count(*) FROM users").fetchone() == (2,)
     conn.close()
     assert catalog.path(3) == entry.path
@@ -201,16 +210,18 @@ def test_catalog_copies_committed_wal_content(tmp_path):
     writer.execute("CREATE TABLE t (x)")
     writer.execute("INSERT INTO t VALUES (42)")
     writer.commit()  # still in the -wal file while `writer` stays open
-    entry = DataCatalog(tmp_path / "data").add(1, src)
+    catalog = DataCatalog(tmp_path / "data", make_kek_file(tmp_path / "kek"))
+    catalog.add(1, src)
     writer.close()
-    conn = sqlite3.connect(entry.path)
+    conn = _open(catalog, 1)
     assert conn.execute("SELECT x FROM t").fetchone() == (42,)
     conn.close()
 
 
 def test_catalog_refuses_bad_files_and_keeps_existing_data(tmp_path):
-    catalog = DataCatalog(tmp_path / "data")
+    catalog = DataCatalog(tmp_path / "data", make_kek_file(tmp_path / "kek"))
     catalog.add(1, make_db(tmp_path / "a.db", rows=1))
+    first = catalog.path(1)
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not sqlite at all" * 100)
     for bad, code in [(junk, "DATA_INVALID"), (tmp_path / "missing.db", "DATA_INVALID")]:
@@ -222,9 +233,18 @@ def test_catalog_refuses_bad_files_and_keeps_existing_data(tmp_path):
     assert info.value.code == "DATA_EXISTS"
     assert [e.refiner_id for e in catalog.list()] == [1]
     catalog.add(1, tmp_path / "b.db", replace=True)
-    conn = sqlite3.connect(catalog.path(1))
+    conn = _open(catalog, 1)
     assert conn.execute("SELECT count(*) FROM users").fetchone() == (5,)
     conn.close()
+    assert not first.exists()  # the replaced sealed file is gone
+    assert sorted(p.name for p in (tmp_path / "data" / "refiners").iterdir()) == sorted(["1.key", catalog.path(1).name])
+
+
+def test_catalog_without_a_kek_refuses_to_add(tmp_path):
+    with pytest.raises(RequestError) as info:
+        DataCatalog(tmp_path / "data").add(1, make_db(tmp_path / "a.db"))
+    assert info.value.code == "DATA_KEK_MISSING"
+    assert not (tmp_path / "data" / "refiners").exists()
 
 
 def test_catalog_path_for_unknown_refiner_is_data_not_found(tmp_path):
@@ -255,7 +275,7 @@ def test_cli_data_list_empty_and_json(tmp_path, monkeypatch):
     monkeypatch.setenv("ENGINE_DATA_DIR", str(tmp_path))
     runner = CliRunner()
     assert "no refiner data" in runner.invoke(cli, ["data", "list"]).output
-    DataCatalog(tmp_path).add(4, make_db(tmp_path / "x.db"))
+    DataCatalog(tmp_path, make_kek_file(tmp_path.parent / f"{tmp_path.name}.kek")).add(4, make_db(tmp_path / "x.db"))
     out = json.loads(runner.invoke(cli, ["data", "list", "--json"]).output)
     assert [r["refiner_id"] for r in out] == [4]
 
@@ -268,6 +288,8 @@ def engine_env(tmp_path, monkeypatch, anvil, deployment):
     monkeypatch.setenv("ENGINE_RPC_URL", anvil.url)
     monkeypatch.setenv("ENGINE_DEPLOYMENT", str(manifest))
     monkeypatch.setenv("ENGINE_DATA_DIR", str(tmp_path / "data"))
+    make_kek_file(tmp_path / "kek")
+    monkeypatch.setenv("ENGINE_DATA_KEK_FILE", str(tmp_path / "kek"))
     return tmp_path / "data"
 
 
@@ -283,14 +305,50 @@ def test_cli_data_add_checks_the_refiner_on_chain(engine_env, registries, accoun
     assert result.exit_code == 0, result.output
     assert f"refiner {refiner_id} (DLP {dlp_id})" in result.output
     assert DataCatalog(engine_env).path(refiner_id).is_file()
+    assert "KEK" in result.output
 
     unknown = runner.invoke(cli, ["data", "add", "--refiner", "999", str(src)])
     assert unknown.exit_code == 1 and "Traceback" not in unknown.output
     assert "999" in unknown.output
-    assert not (engine_env / "refiners" / "999.db").exists()
+    assert not (engine_env / "refiners" / "999.key").exists()
 
     again = runner.invoke(cli, ["data", "add", "--refiner", str(refiner_id), str(src)])
     assert again.exit_code == 1 and "already has data" in again.output
+
+
+@pytest.mark.chain
+def test_cli_a_dlp_owner_seals_data_the_engine_attaches_without_a_plaintext_file(
+        engine_env, registries, accounts, tmp_path, monkeypatch):
+    from registry_client.cli import cli as registry_cli
+    from tests.conftest import ANVIL_KEYS
+
+    reg = registries(accounts.dlp_owner)
+    refiner_id = reg.add_refiner(reg.register_dlp("sealed pool"), "users", "https://schema.example/u.json")
+    src = make_db(tmp_path / "refined.db")
+    monkeypatch.setenv("TEST_ENGINE_KEY", ANVIL_KEYS[4])
+    runner = CliRunner()
+    # The operator tells the DLP owner the engine's public key; the owner seals the file for it.
+    shown = runner.invoke(registry_cli, ["--json", "wallet", "public-key", "--key-env", "TEST_ENGINE_KEY"])
+    assert shown.exit_code == 0, shown.output
+    engine_key = json.loads(shown.output)["public_key"]
+    sealed = runner.invoke(registry_cli, ["--json", "data", "seal", str(src), "--engine-key", engine_key,
+                                          "--out", str(tmp_path / "refined.sealed")])
+    assert sealed.exit_code == 0, sealed.output
+    wrapped = json.loads(sealed.output)["wrapped_key"]
+    assert b"SQLite format 3" not in (tmp_path / "refined.sealed").read_bytes()
+
+    args = ["data", "add", "--refiner", str(refiner_id), "--sealed", str(tmp_path / "refined.sealed")]
+    no_key = runner.invoke(cli, args)
+    assert no_key.exit_code != 0 and "--wrapped-key" in no_key.output
+    no_engine_key = runner.invoke(cli, [*args, "--wrapped-key", wrapped])
+    assert no_engine_key.exit_code == 1 and "signing_key_env" in no_engine_key.output
+    monkeypatch.setenv("ENGINE_SIGNING_KEY_ENV", "TEST_ENGINE_KEY")
+    added = runner.invoke(cli, [*args, "--wrapped-key", wrapped])
+    assert added.exit_code == 0, added.output
+    stored = DataCatalog(engine_env).path(refiner_id)
+    assert stored.read_bytes() == (tmp_path / "refined.sealed").read_bytes()
+    assert _open(DataCatalog(engine_env, read_kek_file(tmp_path / "kek")), refiner_id).execute(
+        "SELECT count(*) FROM users").fetchone() == (2,)
 
 
 @pytest.mark.chain

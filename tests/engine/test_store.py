@@ -552,3 +552,27 @@ def test_set_progress_is_kept_without_a_transition(store):
     store.set_progress(job.id, {"bytes": 10, "total": 100})
     again = store.get(job.id)
     assert again.progress == {"bytes": 10, "total": 100} and again.steps == job.steps
+def test_recipient_and_sealed_artifact_fields_round_trip(store, open_store):
+    key = "0x" + "ab" * 64
+    job, _ = create(store, recipient=OTHER.lower(), recipient_key=key)
+    plain, _ = create(store, nonce=2)
+    sealed = Artifact("out.csv", 3, "ab" * 32, "text/csv", sealed_size=150, sealed_sha256="cd" * 32)
+    store.set_artifacts(job.id, [sealed])
+    again = open_store()  # what a restarted engine reads back
+    assert (again.get(job.id).recipient, again.get(job.id).recipient_key) == (OTHER, key)
+    assert (again.get(plain.id).recipient, again.get(plain.id).recipient_key) == (None, None)
+    assert again.artifacts(job.id) == [sealed]
+
+
+def test_a_store_from_before_sealing_gains_the_columns(tmp_path):
+    import sqlite3
+
+    JobStore(tmp_path / "jobs.db").close()
+    with sqlite3.connect(tmp_path / "jobs.db") as conn:  # as written before sealing existed
+        conn.execute("ALTER TABLE jobs DROP COLUMN recipient")
+        conn.execute("ALTER TABLE artifacts DROP COLUMN sealed_sha256")
+    store = JobStore(tmp_path / "jobs.db")
+    job, _ = create(store, recipient=OTHER, recipient_key="0x" + "ab" * 64)
+    store.set_artifacts(job.id, [Artifact("x", 1, "00" * 32, "text/plain", 90, "11" * 32)])
+    assert store.get(job.id).recipient == OTHER and store.artifacts(job.id)[0].sealed_sha256 == "11" * 32
+    store.close()

@@ -151,3 +151,28 @@ def test_openapi_states_the_runtime_query_limit_for_vana_bodies() -> None:
     schema = _client(None).get("/openapi.json").json()
     query = schema["components"]["schemas"]["VanaInputBody"]["properties"]["query"]
     assert query["maxLength"] == 100_000  # ApiConfig.query_max_chars, as for /jobs
+
+
+@pytest.mark.parametrize("plaintext", [False, True])
+def test_vana_jobs_are_sealed_to_the_owners_recovered_key_unless_the_operator_says_plaintext(plaintext) -> None:
+    from dataclasses import dataclass
+
+    from engine.vana import recover_personal_key
+    from registry_client.sealing import public_key_of
+
+    @dataclass
+    class Settings:
+        auth_window_s: float = 60.0
+        deadline_max_s: float = 24 * 3600.0
+        vana_plaintext_results: bool = plaintext
+
+    service = FakeService(artifact_dir=Path(tempfile.mkdtemp(prefix="vana-unit-")))
+    app = make_app(service, settings=Settings())
+    app.state.compute_jobs = lambda job_id: on_chain(job_id)
+    # The fake service checks /jobs digests (not Vana's) after recording the call: only the
+    # key the route hands it matters here.
+    TestClient(app, raise_server_exceptions=False).post(
+        "/job/7", json=_body(), headers={"x-job-id-signature": sign(OWNER, "7")})
+    owner_key = public_key_of(bytes(OWNER.key))
+    assert recover_personal_key("7", sign(OWNER, "7")) == owner_key
+    assert service.signer_keys == [None if plaintext else owner_key]

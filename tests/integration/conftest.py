@@ -40,7 +40,7 @@ from engine.layouts import LAYOUT_LABEL
 from registry_client.contracts import Registries, connect
 from registry_client.engine_client import EngineClient
 from registry_client.manifest import save_deployment
-from tests.conftest import ANVIL_KEYS
+from tests.conftest import ANVIL_KEYS, make_kek_file
 from tests.images import BUSYBOX_TAG, build_image, busybox_image, export_archive, remove_images
 
 MiB = 1024 * 1024
@@ -297,12 +297,15 @@ def running_engine(world: World, data_dir: Path, **overrides: Any) -> Iterator[E
     """The real engine (real service, chain, Docker, SQLite store) in this process."""
     from engine.api.app import create_app
     from engine.data import DataCatalog
+    from engine.data_keys import read_kek_file
     from engine.settings import Settings
 
     # The engine attests results (and charges prices) with anvil dev key 4 (public; tests
     # only, the stranger's), read from the env var the setting names, as an operator would.
     previous_key = os.environ.get(ENGINE_KEY_ENV)
     os.environ[ENGINE_KEY_ENV] = ANVIL_KEYS[4]
+    kek_file = Path(overrides.get("data_kek_file") or data_dir.parent / f"{data_dir.name}.kek")
+    kek = read_kek_file(kek_file) if kek_file.exists() else make_kek_file(kek_file)
     settings = Settings(**{
         "rpc_url": world.rpc_url,
         "signing_key_env": ENGINE_KEY_ENV,
@@ -314,9 +317,12 @@ def running_engine(world: World, data_dir: Path, **overrides: Any) -> Iterator[E
         "max_concurrent_jobs": 2,
         "fetch_timeout_s": 30.0,
         "allow_private_fetch": True,  # the test archive server is on 127.0.0.1
+        "data_kek_file": kek_file,  # outside the data dir, as an operator keeps it
         **overrides,
     })
-    DataCatalog(data_dir).add(world.refiner_id, world.data_db)
+    catalog = DataCatalog(data_dir, kek)
+    if world.refiner_id not in {e.refiner_id for e in catalog.list()}:  # a restarted engine keeps its data
+        catalog.add(world.refiner_id, world.data_db)
     server, thread, url, sock = _serve_in_thread(create_app(settings))
     builder, stranger = world.client(url, "builder"), world.client(url, "stranger")
     try:

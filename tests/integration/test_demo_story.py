@@ -73,6 +73,19 @@ def test_a_query_reading_an_ungranted_column_is_refused(story):
     assert "@example.org" not in result.denied_job["failure"]["message"]
 
 
+def test_results_are_sealed_to_the_builder_and_opened_by_the_cli(story):
+    result, lines = story
+    builder = result.job["owner"]
+    assert result.sealed_to == builder == result.job["recipient"]
+    stored = next(iter(result.downloaded)).parents[2] / "engine-data" / "artifacts" / result.job["id"]
+    for path in result.downloaded:  # plaintext for the builder, ciphertext on the engine's disk
+        assert (stored / path.name).read_bytes().startswith(b"C2DSEAL")
+        assert (stored / path.name).read_bytes() != path.read_bytes()
+    assert result.stats["row_count"] > 0
+    assert any("sealed to " + builder in line for line in lines)
+    assert any("`registry job download`" in line for line in lines)
+
+
 def test_downloaded_files_match_their_listed_sha256(story):
     result, _ = story
     for path in result.downloaded:

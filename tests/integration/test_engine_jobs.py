@@ -18,6 +18,7 @@ from eth_account import Account
 
 from registry_client.eip712 import JobRequest, read_headers, sign_job_request
 from registry_client.errors import EngineApiError
+from registry_client.sealing import open_bytes
 from tests.conftest import ANVIL_KEYS
 from tests.images import export_archive
 from tests.integration.conftest import (
@@ -132,11 +133,14 @@ def test_full_story_submit_wait_list_download_zip(engine, world, job_image, tmp_
         name = path.relative_to(tmp_path / "out").as_posix()
         assert sha256_bytes(path.read_bytes()) == by_name[name]["sha256"]
 
+    # The zip holds the stored files: sealed to the builder, opened with their wallet key.
     zipped = engine.builder.download_zip(job["id"], tmp_path / "all.zip")
     with zipfile.ZipFile(zipped) as zf:
         assert sorted(zf.namelist()) == sorted(by_name)
         for name in by_name:
-            assert sha256_bytes(zf.read(name)) == by_name[name]["sha256"]
+            assert sha256_bytes(zf.read(name)) == by_name[name]["sealed_sha256"]
+            plain = open_bytes(zf.read(name), private_key=bytes(world.accounts.builder.key))
+            assert sha256_bytes(plain) == by_name[name]["sha256"]
 
     # The engine attested the result with its key (anvil dev key 4 in this fixture).
     engine_address = Account.from_key(ANVIL_KEYS[4]).address

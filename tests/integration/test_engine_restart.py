@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import make_kek_file
 from tests.integration.conftest import (
     SIMPLE_QUERY,
     container_of,
@@ -35,6 +36,14 @@ QUICK_SCRIPT = 'echo "restart-proof $COMPUTE_JOB_ID" > /mnt/output/kept.txt\n'
 LONG_SCRIPT = "sleep 30\n"
 
 
+def _kek(data_dir: Path) -> Path:
+    """A data KEK beside (not in) the data dir, made once."""
+    path = data_dir.parent / f"{data_dir.name}.kek"
+    if not path.exists():
+        make_kek_file(path)
+    return path
+
+
 def _env(world, data_dir: Path, port: int) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
     return {
@@ -42,6 +51,7 @@ def _env(world, data_dir: Path, port: int) -> dict[str, str]:
         "ENGINE_RPC_URL": world.rpc_url,
         "ENGINE_DEPLOYMENT": str(world.manifest),
         "ENGINE_DATA_DIR": str(data_dir),
+        "ENGINE_DATA_KEK_FILE": str(_kek(data_dir)),
         "ENGINE_PORT": str(port),
         "ENGINE_RUN_TIMEOUT_S": "60",
         "ENGINE_RUN_MEMORY_BYTES": str(32 * 1024 * 1024),

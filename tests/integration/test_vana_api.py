@@ -78,7 +78,8 @@ def vana(world, docker_client, job_image, tmp_path_factory) -> Iterator[Vana]:
     deployer = Payments(connect(world.rpc_url, world.deployment, world.accounts.deployer))
     deployer.authorize_engine(world.accounts.stranger.address)  # the engine's wallet (key 4)
     instruction_id = world.publish_image(job_image("vana-ok", SCRIPT))
-    with running_engine(world, tmp_path_factory.mktemp("vana-engine"), charge_prices=True) as engine, \
+    with running_engine(world, tmp_path_factory.mktemp("vana-engine"), charge_prices=True,
+                        vana_plaintext_results=True) as engine, \
             httpx.Client(base_url=engine.url, timeout=30) as http:
         yield Vana(http, world, Payments(world.builder), instruction_id, engine.settings)
 
@@ -208,3 +209,26 @@ def test_a_job_shaped_like_vanas_template_runs_through_vanas_api(vana: Vana, lab
     stats = json.loads(vana.get(artifact["url"], job_id).content)
     assert stats == {"rows": _rows(vana.world), "columns": ["duration_s", "kind"]}
     assert vana.builder.paid(job_id, vana.world.dlp_id) == PRICE
+
+
+def test_by_default_a_vana_runs_results_are_sealed_to_its_owner(world, job_image, tmp_path_factory) -> None:
+    # Default settings (no vana_plaintext_results): the API is Vana's byte for byte, the
+    # file is sealed to the owner's key recovered from x-job-id-signature.
+    from registry_client.sealing import open_bytes
+
+    deployer = Payments(connect(world.rpc_url, world.deployment, world.accounts.deployer))
+    deployer.authorize_engine(world.accounts.stranger.address)
+    instruction_id = world.publish_image(job_image("vana-ok", SCRIPT))
+    with running_engine(world, tmp_path_factory.mktemp("vana-sealed"), charge_prices=True) as engine, \
+            httpx.Client(base_url=engine.url, timeout=30) as http:
+        vana = Vana(http, world, Payments(world.builder), instruction_id, engine.settings)
+        job_id = vana.on_chain_job()
+        assert vana.post(job_id, vana.body()).status_code == 201
+        final = vana.poll(job_id)
+        assert final["status"] == "success", final
+        [artifact] = final["artifacts"]
+        download = vana.get(artifact["url"], job_id)
+        assert download.status_code == 200 and download.content.startswith(b"C2DSEAL")
+        assert download.headers["content-type"] == "application/vnd.c2d.sealed"
+        plain = open_bytes(download.content, private_key=bytes(world.accounts.builder.key))
+        assert json.loads(plain) == {"ok": 1}

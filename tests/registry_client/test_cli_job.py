@@ -53,6 +53,25 @@ def test_submit_prints_id(run, service):
     assert service.jobs[job_id].params == [30]
 
 
+def test_submit_to_another_wallet_signs_a_job_request_to(run, service):
+    from registry_client.sealing import public_key_of
+
+    key = public_key_of(bytes(STRANGER.key))
+    result = submit(run, "--recipient", STRANGER.address, "--recipient-key", key)
+    assert result.exit_code == 0, result.output
+    req, signer = service.submitted[-1]
+    assert (signer, req.recipient, req.recipient_public_key) == (OWNER.address, STRANGER.address, key)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--recipient", "0x" + "12" * 20), "--recipient and --recipient-key go together"),
+    (("--recipient", "0x" + "12" * 20, "--recipient-key", "0x" + "ab" * 64), "is not the public key of"),
+])
+def test_submit_bad_recipient_one_line(run, args, message):
+    result = submit(run, *args)
+    assert result.exit_code == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_submit_wait_shows_each_step(run, service):
     service.auto_advance = True
     result = submit(run, "--wait", "--poll", "0.05")

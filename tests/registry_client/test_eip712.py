@@ -206,12 +206,13 @@ def test_job_result_typed_data_shape():
     assert typed["domain"] == eip712.domain(CHAIN, REGISTRY)
     assert [f["name"] for f in typed["types"]["JobResult"]] == [
         "jobId", "owner", "instructionId", "refinerId", "imageSha256", "blockNumber", "artifactsDigest",
-        "finishedAt"]
+        "finishedAt", "recipient", "sealedDigest"]
     assert typed["message"]["imageSha256"] == "0x" + "ef" * 32
 
 
 @pytest.mark.parametrize("change", [{"image_sha256": "ab"}, {"owner": "0x12"}, {"block_number": -1},
-                                    {"job_id": ""}, {"artifacts_digest": "nothex"}])
+                                    {"job_id": ""}, {"artifacts_digest": "nothex"}, {"recipient": "0x12"},
+                                    {"sealed_digest": "nothex"}])
 def test_job_result_validation(change):
     with pytest.raises(InputError):
         _result(**change)
@@ -229,3 +230,60 @@ def test_job_result_cast_cross_check(tmp_path):
         capture_output=True, text=True, check=True, timeout=60,
     ).stdout.strip()
     assert out == eip712.sign_job_result(ENGINE, CHAIN, REGISTRY, _result())
+
+
+# ---------------------------------------------------------------- JobRequestTo (results for another wallet)
+
+
+def _bob_key() -> str:
+    from registry_client.sealing import public_key_of
+
+    return public_key_of(bytes(BOB.key))
+
+
+def test_a_request_to_another_wallet_is_a_second_struct_and_a_plain_one_is_unchanged():
+    from dataclasses import replace
+
+    to_bob = replace(REQ, recipient=BOB.address, recipient_public_key=_bob_key())
+    typed = eip712.job_request_typed_data(CHAIN, REGISTRY, to_bob)
+    assert typed["primaryType"] == "JobRequestTo"
+    assert [f["name"] for f in typed["types"]["JobRequestTo"]][-2:] == ["recipient", "recipientPublicKey"]
+    assert eip712.job_request_digest(CHAIN, REGISTRY, REQ) == KNOWN_DIGEST  # old clients: same digest
+    assert eip712.job_request_digest(CHAIN, REGISTRY, to_bob) != KNOWN_DIGEST
+    assert JobRequest.from_message(to_bob.to_message()) == to_bob
+    assert "recipient" not in REQ.to_message()
+    signature = sign_job_request(ALICE, CHAIN, REGISTRY, to_bob)
+    assert recover_job_signer(CHAIN, REGISTRY, to_bob, signature) == ALICE.address
+
+
+def test_the_signers_public_key_is_recovered_from_the_signature():
+    from registry_client.sealing import address_of_public_key, public_key_of
+
+    key = eip712.recover_job_signer_key(CHAIN, REGISTRY, REQ, KNOWN_SIGNATURE)
+    assert key == public_key_of(bytes(ALICE.key)) and address_of_public_key(key) == ALICE.address
+    with pytest.raises(InputError):
+        eip712.recover_job_signer_key(CHAIN, REGISTRY, REQ, "0x1234")
+
+
+@pytest.mark.parametrize("recipient,key", [
+    (None, "0x" + "00" * 64),                       # a key without a recipient
+    ("0x" + "12" * 20, None),                       # a recipient without a key
+    ("0x12", "0x" + "00" * 64),                     # not an address
+    ("0x" + "12" * 20, "0x1234"),                   # not 64 bytes
+    (ALICE.address, "bob"),                         # not hex
+    (ALICE.address, "BOB_KEY"),                     # placeholder
+    (ALICE.address, None),
+])
+def test_bad_recipients_are_refused(recipient, key):
+    from dataclasses import replace
+
+    with pytest.raises(InputError):
+        replace(REQ, recipient=recipient, recipient_public_key=key)
+
+
+def test_a_recipient_key_of_another_wallet_is_refused():
+    from dataclasses import replace
+
+    with pytest.raises(InputError) as info:
+        replace(REQ, recipient=ALICE.address, recipient_public_key=_bob_key())
+    assert ALICE.address in info.value.message

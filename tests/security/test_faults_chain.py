@@ -254,6 +254,7 @@ def test_jobs_queued_during_an_outage_all_succeed(
     from engine.settings import Settings
     from registry_client.engine_client import EngineClient
     from registry_client.manifest import save_deployment
+    from tests.conftest import make_kek_file
     from tests.integration.conftest import SIMPLE_QUERY, _serve_in_thread
 
     node, deployment = setup.node, setup.deployment
@@ -266,8 +267,9 @@ def test_jobs_queued_during_an_outage_all_succeed(
     owner.update_instruction(instruction_id, dlp_id, True)
 
     data_dir = tmp_path / "engine-data"
-    DataCatalog(data_dir).add(setup.refiner_id, make_sample_db(tmp_path / "d.db", users=20, activities=50))
-    settings = Settings(rpc_url=node.url, deployment=save_deployment(deployment, tmp_path / "dep.json"),
+    kek = make_kek_file(tmp_path / "kek")
+    DataCatalog(data_dir, kek).add(setup.refiner_id, make_sample_db(tmp_path / "d.db", users=20, activities=50))
+    settings = Settings(rpc_url=node.url, data_kek_file=tmp_path / "kek", deployment=save_deployment(deployment, tmp_path / "dep.json"),
                         data_dir=data_dir, run_timeout_s=20, run_memory_bytes=32 * 1024 * 1024,
                         chain_retry_window_s=30, max_concurrent_jobs=2,
                         allow_private_fetch=True)  # the archive server is on 127.0.0.1

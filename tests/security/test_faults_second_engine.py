@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import make_kek_file
 from tests.integration.conftest import (  # noqa: F401 - fixtures used by this module
     SIMPLE_QUERY,
     archive_server,
@@ -33,10 +34,19 @@ pytestmark = [pytest.mark.docker, pytest.mark.chain]
 EXE = Path(sys.executable).with_name("compute-engine")
 
 
+def _kek(data_dir: Path) -> Path:
+    """A data KEK beside (not in) the data dir, made once."""
+    path = data_dir.parent / f"{data_dir.name}.kek"
+    if not path.exists():
+        make_kek_file(path)
+    return path
+
+
 def _env(world, data_dir: Path, port: int) -> dict[str, str]:  # noqa: F811
     base = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
     return {**base, "ENGINE_RPC_URL": world.rpc_url, "ENGINE_DEPLOYMENT": str(world.manifest),
             "ENGINE_DATA_DIR": str(data_dir), "ENGINE_PORT": str(port), "ENGINE_RUN_TIMEOUT_S": "60",
+            "ENGINE_DATA_KEK_FILE": str(_kek(data_dir)),
             "ENGINE_RUN_MEMORY_BYTES": str(32 * 1024 * 1024),
             "ENGINE_ALLOW_PRIVATE_FETCH": "true",  # the archive server is on 127.0.0.1
             "ENGINE_CHARGE_PRICES": "false"}  # the world's priced query runs free: this is about the lock

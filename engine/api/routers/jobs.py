@@ -40,7 +40,10 @@ from engine.api.schemas import (
 )
 from engine.auth import verify_job_submission
 from engine.errors import JobFailure, RequestError
+from engine.recipients import is_recipient
 from engine.store import STATUSES
+from registry_client.eip712 import recover_job_signer_key
+from registry_client.sealing import MAGIC
 
 __all__ = ["router"]
 
@@ -53,6 +56,7 @@ MAX_WAIT_S = 30.0  # a long-poll holds a socket (no thread); settings bound how 
 JobId = Annotated[str, Path(min_length=1, max_length=128, description="job id")]
 _CHUNK = 1024 * 1024
 _SPOOL_MAX = 16 * 1024 * 1024
+SEALED_MEDIA_TYPE = "application/vnd.c2d.sealed"  # registry_client/sealing.py's format
 # Untrusted bytes from a builder's container: never let a browser render them as ours.
 _UNTRUSTED = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
 
@@ -79,7 +83,8 @@ def submit_job(
     (422 with the code the job would have failed with; the nonce stays unused).
     """
     req, signer, digest = _verified(body, domain, config, x_wallet_address)
-    job, created = service.submit(req, signer, digest)
+    signer_key = recover_job_signer_key(domain.chain_id, domain.registry, req, body.signature)
+    job, created = service.submit(req, signer, digest, signer_key)  # results sealed to the recipient
     if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/jobs/{job.id}"
@@ -201,8 +206,10 @@ def _artifact_url(job_id: str, name: str) -> str:
             responses={**_READ_ERRORS, 410: _PROBLEM})
 def list_artifacts(job_id: JobId, wallet: CurrentWallet, service: Service) -> ArtifactList:
     job = service.get(job_id, wallet)
+    opens = is_recipient(job, wallet)  # a submitter of someone else's job: names and sizes only
     items = [
-        ArtifactPublic(name=a.name, size=a.size, sha256=a.sha256, media_type=a.media_type,
+        ArtifactPublic(name=a.name, size=a.size, sha256=a.sha256 if opens else None, media_type=a.media_type,
+                       sealed_size=a.sealed_size, sealed_sha256=a.sealed_sha256 if opens else None,
                        url=_artifact_url(job.id, a.name))
         for a in service.artifacts(job_id, wallet)
     ]
@@ -274,9 +281,12 @@ def download_artifact(job_id: JobId, name: str, wallet: CurrentWallet, service: 
     artifact, path = service.artifact_file(job_id, wallet, name)
     headers = {
         "Content-Disposition": _disposition(artifact.name),
-        "X-Content-SHA256": artifact.sha256,
+        "X-Content-SHA256": artifact.sealed_sha256 or artifact.sha256,  # of the bytes sent
         **_UNTRUSTED,
     }
+    if artifact.sealed_sha256 is not None:  # ciphertext: the client opens it with the recipient's wallet
+        headers["X-Plaintext-SHA256"] = artifact.sha256
+        return FileResponse(path, media_type=SEALED_MEDIA_TYPE, headers=headers)
     return FileResponse(path, media_type=artifact.media_type or "application/octet-stream", headers=headers)
 
 
@@ -288,4 +298,6 @@ def download_artifact(job_id: JobId, name: str, wallet: CurrentWallet, service: 
 )
 def get_logs(job_id: JobId, wallet: CurrentWallet, service: Service) -> Response:
     logs = service.logs(job_id, wallet)
-    return Response(logs, media_type="text/plain; charset=utf-8", headers=dict(_UNTRUSTED))
+    sealed = logs.startswith(MAGIC)  # kept logs are sealed to the recipient on sealed jobs
+    return Response(logs, media_type=SEALED_MEDIA_TYPE if sealed else "text/plain; charset=utf-8",
+                    headers=dict(_UNTRUSTED))

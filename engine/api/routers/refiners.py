@@ -16,6 +16,7 @@ from engine.api.deps import CurrentWallet, Service
 from engine.api.problems import PROBLEM_JSON
 from engine.api.schemas import Problem, SchemaPublic
 from engine.errors import JobFailure, RequestError
+from engine.query.isolate import read_schema
 from engine.refiner_schema import schema_for
 from engine.submission import MAX_SQL_ID
 
@@ -35,12 +36,12 @@ def refiner_schema(refiner_id: RefinerId, wallet: CurrentWallet, service: Servic
     if chain is None or not hasattr(chain, "permissions"):
         raise RequestError("this engine cannot read permissions", code="SCHEMA_UNAVAILABLE", http_status=503)
     try:
-        path = service.data.path(refiner_id)
+        tables = read_schema(service.data.source(refiner_id))  # in a query process: never a row
         permissions = chain.permissions(refiner_id, wallet)
     except JobFailure as exc:
         _status(exc)
         raise
-    return SchemaPublic(**schema_for(path, refiner_id, permissions, wallet))
+    return SchemaPublic(**schema_for(tables, refiner_id, permissions, wallet))
 
 
 def _status(exc: JobFailure) -> Any:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.api.deps import Clock, Config, Domain, Service
 from engine.api.problems import PROBLEM_JSON
-from engine.api.routers.jobs import _UNTRUSTED, _disposition
+from engine.api.routers.jobs import _UNTRUSTED, SEALED_MEDIA_TYPE, _disposition
 from engine.api.schemas import Problem
 from engine.errors import NotFoundError, RequestError
 from engine.store import SUCCEEDED, Job
@@ -29,6 +29,7 @@ from engine.vana import (
     build_request,
     read_compute_job,
     recover_personal,
+    recover_personal_key,
     vana_digest,
     vana_nonce,
     vana_status,
@@ -131,8 +132,11 @@ def submit_vana_job(
                         VanaInput(payload.query, payload.query_signature, payload.refiner_id, payload.params),
                         deadline)
     try:
+        # Sealed to the caller's key (from x-job-id-signature) unless the operator serves Vana's
+        # unmodified client plaintext (settings.vana_plaintext_results; docs/SECURITY.md).
         # No preflight: on Vana's API a refused query is a run that reads `query_failed`.
-        job, created = service.submit(req, caller, vana_digest(domain.chain_id, compute_job.id, req),
+        key = None if config.vana_plaintext_results else recover_personal_key(job_id, str(x_job_id_signature))
+        job, created = service.submit(req, caller, vana_digest(domain.chain_id, compute_job.id, req), key,
                                       preflight=False)
     except RequestError as exc:
         if exc.code != "NONCE_REUSED":
@@ -164,6 +168,7 @@ def download_vana_artifact(job_id: OnChainJobId, name: str, service: Service,
                            x_job_id_signature: JobIdSignature = None) -> FileResponse:
     job = _own_run(service, job_id, x_job_id_signature)
     artifact, path = service.artifact_file(job.id, job.owner, name)
-    headers = {"Content-Disposition": _disposition(artifact.name), "X-Content-SHA256": artifact.sha256,
-               **_UNTRUSTED}
-    return FileResponse(path, media_type=artifact.media_type or "application/octet-stream", headers=headers)
+    headers = {"Content-Disposition": _disposition(artifact.name),
+               "X-Content-SHA256": artifact.sealed_sha256 or artifact.sha256, **_UNTRUSTED}
+    media = SEALED_MEDIA_TYPE if artifact.sealed_sha256 else artifact.media_type or "application/octet-stream"
+    return FileResponse(path, media_type=media, headers=headers)
