@@ -104,6 +104,7 @@ FAILURE_CODES: dict[str, str] = {
 ENGINE_CODES: dict[str, str] = {
     "CONFIG_INVALID": "the settings, the deployment manifest or the signing key are unreadable or unsafe",
     "DATA_DIR_LOCKED": "another engine holds the data dir's lock (one engine per data dir)",
+    "DATA_KEK_INVALID": "the KEK file or variable is unreadable, not 64 hex, or the file is readable by others",
     "DATA_INVALID": "`data add`: the file is missing, not a healthy SQLite database, or holds no tables",
     "DATA_EXISTS": "`data add`: the refiner already has data (pass --replace to swap it)",
     "BAD_REQUEST": "a request error without a more specific code (RequestError's default)",

@@ -13,7 +13,7 @@ from eth_account import Account
 from fastapi.testclient import TestClient
 
 from registry_client.eip712 import JobRequest, read_headers, sign_job_request
-from tests.conftest import ANVIL_KEYS
+from tests.conftest import ANVIL_KEYS, make_kek_file
 from tests.engine.api_fakes import CHAIN_ID, REGISTRY, FakeService, make_app
 
 OWNER = Account.from_key(ANVIL_KEYS[0])
@@ -474,8 +474,8 @@ def test_refiner_schema_answers_coverage_or_a_404_code(client, service, tmp_path
     with sqlite3.connect(src) as conn:
         conn.execute("CREATE TABLE users (id INTEGER, email TEXT)")
     conn.close()
-    data = DataCatalog(tmp_path / "data")
-    data.add(2, src)
+    data = DataCatalog(tmp_path / "data", make_kek_file(tmp_path / "kek"))
+    data.add(2, src)  # sealed: the schema is read in a query process
 
     class Chain:
         error = None

@@ -14,14 +14,17 @@ from dataclasses import dataclass
 import pytest
 
 from engine.data import DataCatalog
+from engine.data_keys import read_kek_file
 from engine.errors import ChainCheckFailure, JobFailure, RequestError
 from engine.payment import Charger
 from engine.preflight import Preflight
+from engine.query.isolate import read_schema
 from engine.query.model import Permission
-from engine.refiner_schema import read_schema, schema_for
+from engine.refiner_schema import schema_for
 from engine.settings import load_settings
 from engine.store import JobStore
 from registry_client.eip712 import JobRequest
+from tests.conftest import make_kek_file
 
 OWNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 OTHER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
@@ -61,7 +64,7 @@ def data_dir(tmp_path):
         conn.execute("CREATE VIEW v AS SELECT id FROM users")
         conn.execute("INSERT INTO users VALUES (1, 'en', 'alice@example.com')")
     conn.close()
-    DataCatalog(tmp_path / "data").add(REFINER, src)
+    DataCatalog(tmp_path / "data", make_kek_file(tmp_path / "kek")).add(REFINER, src)  # sealed at rest
     return tmp_path / "data"
 
 
@@ -72,8 +75,12 @@ def chain():
 
 def make(data_dir, chain, charger=None) -> Preflight:
     settings = load_settings(data_dir=data_dir)
-    return Preflight(settings, JobStore(data_dir / "jobs.db"), chain, DataCatalog(data_dir), charger,
+    return Preflight(settings, JobStore(data_dir / "jobs.db"), chain, _catalog(data_dir), charger,
                      clock=time.time)
+
+
+def _catalog(data_dir) -> DataCatalog:
+    return DataCatalog(data_dir, read_kek_file(data_dir.parent / "kek"))
 
 
 def req(query="SELECT locale FROM users", params=None, compute_job_id=0, refiner=REFINER) -> JobRequest:
@@ -144,8 +151,9 @@ def test_submit_check_lets_a_chain_outage_queue(data_dir, chain) -> None:
 
 
 def test_schema_lists_tables_columns_types_and_coverage(data_dir) -> None:
-    db = DataCatalog(data_dir).path(REFINER)
-    assert read_schema(db) == [("users", [("id", "INTEGER"), ("locale", "TEXT"), ("email", "TEXT")])]
+    # Read in a query process, where the sealed database opens in memory (never a plaintext file).
+    db = read_schema(_catalog(data_dir).source(REFINER))
+    assert db == [("users", [("id", "INTEGER"), ("locale", "TEXT"), ("email", "TEXT")])]
     perms = FakeChain().permissions
     assert schema_for(db, REFINER, perms, OWNER) == {"refiner_id": REFINER, "tables": [{"name": "users", "columns": [
         {"name": "id", "type": "INTEGER", "covered": True, "price_wei": "0"},

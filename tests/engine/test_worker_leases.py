@@ -6,12 +6,14 @@ two services on it act as two engines (each its own data dir and engine id).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
 
 from engine import store as st
 from engine.data import DataCatalog
+from engine.data_keys import read_kek_file
 from engine.service import JobService
 from engine.settings import load_settings
 from engine.store import JobStore
@@ -30,11 +32,16 @@ def peer(tmp_path, data_dir):
 
     def make(**overrides) -> tuple[JobService, Fakes]:
         own = tmp_path / f"peer-{len(made)}"
-        DataCatalog(own).add(2, data_dir / "refiners" / "2.db")
+        kek = read_kek_file(tmp_path / "kek")  # the unit fixture's KEK: the peer holds the same data
+        src = tmp_path / f"peer-{len(made)}.db"
+        with sqlite3.connect(src) as conn:
+            conn.execute("CREATE TABLE users (email TEXT)")
+        conn.close()
+        DataCatalog(own, kek).add(2, src)
         peer_fakes = Fakes(tmp_path)
-        settings = load_settings(data_dir=own, **overrides)
+        settings = load_settings(data_dir=own, data_kek_file=tmp_path / "kek", **overrides)
         service = JobService(settings, JobStore(data_dir / "jobs.db"), peer_fakes, peer_fakes, peer_fakes,
-                             peer_fakes, DataCatalog(own), clock=Clock(), query_runner=peer_fakes.run_query)
+                             peer_fakes, DataCatalog(own, kek), clock=Clock(), query_runner=peer_fakes.run_query)
         made.append(service)
         return service, peer_fakes
 

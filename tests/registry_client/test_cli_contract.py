@@ -204,8 +204,10 @@ def test_engine_cli_data_list_is_a_table(tmp_path, monkeypatch):
     from engine.data import DataCatalog
     from tests.engine.test_settings import make_db
 
+    from tests.conftest import make_kek_file
+
     monkeypatch.setenv("ENGINE_DATA_DIR", str(tmp_path / "data"))
-    DataCatalog(tmp_path / "data").add(4, make_db(tmp_path / "x.db"))
+    DataCatalog(tmp_path / "data", make_kek_file(tmp_path / "kek")).add(4, make_db(tmp_path / "x.db"))
     lines = CliRunner().invoke(engine_cli, ["data", "list"]).stdout.splitlines()
     assert lines[0].split() == ["REFINER", "SIZE", "PATH"] and lines[2].split()[0] == "4"
 
