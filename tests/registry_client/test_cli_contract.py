@@ -202,9 +202,8 @@ def test_errors_through_the_real_entry_points(tmp_path, deployment):
 def test_engine_cli_data_list_is_a_table(tmp_path, monkeypatch):
     from engine.cli import cli as engine_cli
     from engine.data import DataCatalog
-    from tests.engine.test_settings import make_db
-
     from tests.conftest import make_kek_file
+    from tests.engine.test_settings import make_db
 
     monkeypatch.setenv("ENGINE_DATA_DIR", str(tmp_path / "data"))
     DataCatalog(tmp_path / "data", make_kek_file(tmp_path / "kek")).add(4, make_db(tmp_path / "x.db"))
