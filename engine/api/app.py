@@ -7,7 +7,7 @@ itself. The EIP-712 domain (chain id + ComputeInstructionRegistry proxy) is read
 once from the deployment manifest named by ``settings.deployment``.
 
 Routers: ``/jobs`` (ours, EIP-712), ``/job/{id}`` (Vana's scheme, engine/api/routers/vana.py),
-``/health``. Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
+``/health``, ``/session`` (EIP-4361 sign-in) and ``/console`` (the browser console). Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
 depth caps before anything parses a request) and ``install_docs`` (Swagger UI
 from local files; an OpenAPI document whose limits are the runtime's).
 """
@@ -26,9 +26,10 @@ from engine.api.docs import install_docs
 from engine.api.limits import RequestLimits, RequestLimitsMiddleware
 from engine.api.longpoll import WaiterLimit
 from engine.api.problems import install_problem_handlers
-from engine.api.routers import health, jobs, vana
+from engine.api.routers import console, health, jobs, session, vana
 from engine.auth import DEFAULT_MAX_DEADLINE_S
 from engine.errors import EngineError
+from engine.sessions import NonceBook, SessionKeys, load_key
 from engine.vana import reader_for
 
 __all__ = ["api_config", "create_app", "engine_domain"]
@@ -49,6 +50,36 @@ def engine_domain(settings: Any) -> EngineDomain:
     except RegistryError as exc:
         raise EngineError(str(exc), code="CONFIG_INVALID") from exc
     return EngineDomain(manifest.chain_id, manifest.address("compute_instruction_registry"))
+
+
+def _deployment(settings: Any) -> Any | None:
+    from registry_client.errors import RegistryError
+    from registry_client.manifest import Deployment, load_deployment
+
+    value = getattr(settings, "deployment", None)
+    if value is None or isinstance(value, Deployment):
+        return value
+    try:
+        return load_deployment(value)
+    except RegistryError:
+        return None  # engine_domain already refused an unreadable manifest, unless a domain was given
+
+
+def session_keys(settings: Any, domain: EngineDomain) -> SessionKeys:
+    """Sessions bound to this engine's domain, keyed by the key file (or a per-process key without a data dir)."""
+    import secrets
+    from pathlib import Path
+
+    key_file = getattr(settings, "session_key_file", None)
+    data_dir = getattr(settings, "data_dir", None)
+    if key_file is None and data_dir is not None:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        key_file = Path(data_dir) / "session.key"
+    key = load_key(Path(key_file)) if key_file is not None else secrets.token_bytes(32)
+    nonces = NonceBook(float(getattr(settings, "session_nonce_ttl_s", 300.0)),
+                       int(getattr(settings, "session_max_nonces", 10_000)))
+    return SessionKeys(key, domain.chain_id, domain.registry,
+                       max_lifetime_s=int(getattr(settings, "session_max_s", 3600)), nonces=nonces)
 
 
 def api_config(settings: Any) -> ApiConfig:
@@ -113,11 +144,16 @@ def create_app(
     app.state.api_config = config
     app.state.clock = clock
     app.state.waiters = WaiterLimit(config.max_waiters_per_owner)
+    app.state.deployment = _deployment(settings)
+    app.state.sessions = session_keys(settings, app.state.domain)
+    app.state.session_domain = getattr(settings, "session_domain", None)
     app.state.compute_jobs = reader_for(service)  # ComputeEngine.jobs, for /job/{id} (Vana's API)
     install_problem_handlers(app)
     app.include_router(jobs.router)
     app.include_router(vana.router)
     app.include_router(health.router)
+    app.include_router(session.router)
+    app.include_router(console.router)
     install_docs(app, config)
     # Outermost of the app's own layers: nothing parses a request before its limits hold.
     app.add_middleware(RequestLimitsMiddleware, limits=config.limits)

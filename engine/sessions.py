@@ -1,0 +1,328 @@
+"""Sign in once: EIP-4361 (Sign-In with Ethereum) messages in, short-lived session tokens out.
+
+Pure except for the key file: the caller passes ``now`` and the engine's
+domain. Three pieces:
+
+- ``parse_siwe`` / ``build_siwe``: the standard EIP-4361 text, parsed here
+  (the ``siwe`` package pins web3 < 8);
+- ``NonceBook``: nonces the engine issued (``GET /session/nonce``), each usable
+  once until it expires, at most ``max_nonces`` outstanding (per process);
+- ``SessionKeys``: ``verify_sign_in`` checks a signed message against the
+  engine's host, chain and clock and issues a token; ``verify_token`` turns a
+  token back into the wallet. A token is stateless:
+  ``cs1.<address>.<chain id>.<expires>.<hmac>`` where the HMAC-SHA256 (key from
+  a 0600 file) covers address, chain id, registry and expiry, so every engine
+  sharing the key file accepts it and none needs a session table.
+
+Errors are ``AuthError`` (401) with stable codes (``SIWE_*`` for the sign-in,
+``SESSION_*`` for a token) or ``RequestError`` 503 ``SESSION_NONCES_FULL``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils import to_checksum_address
+
+from engine.errors import AuthError, EngineError, RequestError
+
+__all__ = [
+    "TOKEN_PREFIX",
+    "NonceBook",
+    "Session",
+    "SessionKeys",
+    "SiweMessage",
+    "build_siwe",
+    "load_key",
+    "parse_siwe",
+]
+
+TOKEN_PREFIX = "cs1"
+MAX_MESSAGE_CHARS = 4096  # a SIWE message is a few hundred characters
+CLOCK_SKEW_S = 60  # a wallet's clock may run this far ahead of the engine's
+_HEADER = " wants you to sign in with your Ethereum account:"
+_FIELDS = ("URI", "Version", "Chain ID", "Nonce", "Issued At", "Expiration Time", "Not Before", "Request ID")
+_NONCE = re.compile(r"^[A-Za-z0-9]{8,64}$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+@dataclass(frozen=True)
+class SiweMessage:
+    """The fields of one EIP-4361 message (times as unix seconds)."""
+
+    domain: str
+    address: str
+    statement: str | None
+    uri: str
+    version: str
+    chain_id: int
+    nonce: str
+    issued_at: int
+    expiration_time: int | None = None
+    not_before: int | None = None
+    request_id: str | None = None
+    resources: tuple[str, ...] = ()
+
+
+def _bad(message: str) -> AuthError:
+    return AuthError(f"sign-in message: {message}", code="SIWE_INVALID")
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _unix(text: str, name: str) -> int:
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise _bad(f"{name} is not an RFC 3339 time") from exc
+    if stamp.tzinfo is None:
+        raise _bad(f"{name} has no time zone")
+    return int(stamp.timestamp())
+
+
+def build_siwe(msg: SiweMessage) -> str:
+    """The EIP-4361 text of `msg` (what the wallet shows and personal_signs)."""
+    lines = [f"{msg.domain}{_HEADER}", msg.address, ""]
+    if msg.statement:
+        lines += [msg.statement, ""]
+    else:
+        lines.append("")
+    lines += [f"URI: {msg.uri}", f"Version: {msg.version}", f"Chain ID: {msg.chain_id}",
+              f"Nonce: {msg.nonce}", f"Issued At: {_iso(msg.issued_at)}"]
+    if msg.expiration_time is not None:
+        lines.append(f"Expiration Time: {_iso(msg.expiration_time)}")
+    if msg.not_before is not None:
+        lines.append(f"Not Before: {_iso(msg.not_before)}")
+    if msg.request_id is not None:
+        lines.append(f"Request ID: {msg.request_id}")
+    if msg.resources:
+        lines += ["Resources:", *(f"- {r}" for r in msg.resources)]
+    return "\n".join(lines)
+
+
+def _head(lines: list[str]) -> tuple[str, str, list[str]]:
+    if len(lines) < 4 or not lines[0].endswith(_HEADER):
+        raise _bad(f"the first line must end with {_HEADER.strip()!r}")
+    domain = lines[0][: -len(_HEADER)]
+    if not domain or " " in domain:
+        raise _bad("the domain is missing")
+    if not _ADDRESS.match(lines[1]):
+        raise _bad("the second line must be a 0x address")
+    if lines[2] != "":
+        raise _bad("a blank line must follow the address")
+    return domain, lines[1], lines[3:]
+
+
+def _statement(rest: list[str]) -> tuple[str | None, list[str]]:
+    if rest and rest[0] == "":
+        return None, rest[1:]
+    if len(rest) < 2 or rest[1] != "" or rest[0].startswith("URI: "):
+        raise _bad("the statement must be one line followed by a blank line")
+    return rest[0], rest[2:]
+
+
+def _fields(rest: list[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    values: dict[str, str] = {}
+    order = iter(_FIELDS)
+    index = 0
+    for index, line in enumerate(rest):
+        if line == "Resources:":
+            break
+        name, sep, value = line.partition(": ")
+        if not sep or name not in _FIELDS:
+            raise _bad(f"unexpected line {line[:40]!r}")
+        if name not in order:  # consumes the iterator up to `name`: fields in the standard's order
+            raise _bad(f"field {name!r} is repeated or out of order")
+        values[name] = value
+    else:
+        return values, ()
+    resources = rest[index + 1:]
+    if not all(r.startswith("- ") for r in resources):
+        raise _bad("every resource line must start with '- '")
+    return values, tuple(r[2:] for r in resources)
+
+
+def parse_siwe(text: str) -> SiweMessage:
+    """Parse an EIP-4361 message; AuthError(SIWE_INVALID) names what is wrong."""
+    if not isinstance(text, str) or not text:
+        raise _bad("the message is empty")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise _bad(f"the message is over {MAX_MESSAGE_CHARS} characters")
+    domain, address, rest = _head(text.split("\n"))
+    statement, rest = _statement(rest)
+    values, resources = _fields(rest)
+    for required in ("URI", "Version", "Chain ID", "Nonce", "Issued At"):
+        if required not in values:
+            raise _bad(f"the field {required!r} is missing")
+    if not values["Chain ID"].isdigit():
+        raise _bad("Chain ID must be a decimal number")
+    if not _NONCE.match(values["Nonce"]):
+        raise _bad("Nonce must be 8 to 64 letters or digits")
+    return SiweMessage(
+        domain=domain, address=address, statement=statement, uri=values["URI"],
+        version=values["Version"], chain_id=int(values["Chain ID"]), nonce=values["Nonce"],
+        issued_at=_unix(values["Issued At"], "Issued At"),
+        expiration_time=_unix(values["Expiration Time"], "Expiration Time") if "Expiration Time" in values else None,
+        not_before=_unix(values["Not Before"], "Not Before") if "Not Before" in values else None,
+        request_id=values.get("Request ID"), resources=resources,
+    )
+
+
+class NonceBook:
+    """Nonces this engine issued: each valid once, for `ttl_s`, at most `max_nonces` outstanding."""
+
+    def __init__(self, ttl_s: float = 300.0, max_nonces: int = 10_000):
+        self.ttl_s = ttl_s
+        self.max_nonces = max_nonces
+        self._issued: OrderedDict[str, float] = OrderedDict()  # nonce -> expires at, oldest first
+        self._lock = threading.Lock()
+
+    def _drop_expired(self, now: float) -> None:
+        while self._issued:
+            nonce, expires = next(iter(self._issued.items()))
+            if expires > now:
+                return
+            del self._issued[nonce]
+
+    def issue(self, now: float) -> str:
+        with self._lock:
+            self._drop_expired(now)
+            if len(self._issued) >= self.max_nonces:
+                raise RequestError(f"the engine holds {self.max_nonces} unused sign-in nonces; retry shortly",
+                                   code="SESSION_NONCES_FULL", http_status=503)
+            nonce = secrets.token_hex(16)
+            self._issued[nonce] = now + self.ttl_s
+            return nonce
+
+    def use(self, nonce: str, now: float) -> None:
+        """Consume `nonce`; AuthError(SIWE_NONCE_UNKNOWN) if never issued, expired or already used."""
+        with self._lock:
+            expires = self._issued.pop(nonce, None)
+        if expires is None or expires <= now:
+            raise AuthError("the sign-in nonce is unknown, expired or already used: ask GET /session/nonce "
+                            "for a new one", code="SIWE_NONCE_UNKNOWN")
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str
+    address: str
+    expires_at: int
+
+
+def load_key(path: Path) -> bytes:
+    """The session key in `path`, created (32 random bytes, mode 0600) at first use."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+    try:
+        text = path.read_text().strip()
+        key = bytes.fromhex(text)
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"the session key file {path} is unreadable or not hex", code="CONFIG_INVALID") from exc
+    if len(key) < 16:
+        raise EngineError(f"the session key file {path} holds under 16 bytes", code="CONFIG_INVALID")
+    return key
+
+
+class SessionKeys:
+    """Signs in wallets for one engine (chain id + registry) and checks their tokens."""
+
+    def __init__(self, key: bytes, chain_id: int, registry: str, *, max_lifetime_s: int = 3600,
+                 nonces: NonceBook | None = None):
+        self._key = key
+        self.chain_id = chain_id
+        self.registry = to_checksum_address(registry)
+        self.max_lifetime_s = max_lifetime_s
+        self.nonces = nonces or NonceBook()
+
+    def _mac(self, address: str, chain_id: int, expires: int) -> str:
+        text = f"{TOKEN_PREFIX}|{address}|{chain_id}|{self.registry}|{expires}".encode()
+        return hmac.new(self._key, text, hashlib.sha256).hexdigest()
+
+    def issue(self, address: str, expires: int) -> Session:
+        address = to_checksum_address(address)
+        token = f"{TOKEN_PREFIX}.{address}.{self.chain_id}.{expires}.{self._mac(address, self.chain_id, expires)}"
+        return Session(token, address, expires)
+
+    def verify_token(self, token: str, now: float) -> str:
+        """The wallet a token was issued to; AuthError SESSION_INVALID / SESSION_WRONG_CHAIN / SESSION_EXPIRED."""
+        parts = token.split(".") if isinstance(token, str) and len(token) < 256 else []
+        if len(parts) != 5 or parts[0] != TOKEN_PREFIX or not (parts[2].isdigit() and parts[3].isdigit()):
+            raise AuthError("the session token is malformed; sign in again", code="SESSION_INVALID")
+        _, address, chain, expires, mac = parts
+        if int(chain) != self.chain_id:
+            raise AuthError(f"the session token is for chain {int(chain)}, this engine serves chain "
+                            f"{self.chain_id}; sign in here", code="SESSION_WRONG_CHAIN")
+        if not _ADDRESS.match(address) or not hmac.compare_digest(mac, self._mac(address, int(chain), int(expires))):
+            raise AuthError("the session token was not issued by this engine (or was altered); sign in again",
+                            code="SESSION_INVALID")
+        if int(expires) <= now:
+            raise AuthError(f"the session expired at {_iso(int(expires))}; sign in again", code="SESSION_EXPIRED")
+        return address
+
+    def verify_sign_in(self, text: str, signature: str, host: str, now: float) -> Session:
+        """Check a signed EIP-4361 message for this engine (`host` as the browser reached it)."""
+        msg = parse_siwe(text)
+        self._check_scope(msg, host)
+        expires = self._check_times(msg, now)
+        signer = _recover(text, signature)
+        if signer != to_checksum_address(msg.address):
+            raise AuthError("the signature is not the message's address's", code="SIWE_BAD_SIGNATURE")
+        if msg.address != signer:
+            raise _bad("the address must be EIP-55 checksummed")
+        self.nonces.use(msg.nonce, now)  # last: a bad message does not burn the nonce
+        return self.issue(signer, expires)
+
+    def _check_scope(self, msg: SiweMessage, host: str) -> None:
+        if msg.domain.lower() != host.lower():
+            raise AuthError(f"the message is for {msg.domain[:80]!r}, this engine is {host[:80]!r}",
+                            code="SIWE_WRONG_DOMAIN")
+        scheme, sep, rest = msg.uri.partition("://")
+        if not sep or scheme not in ("http", "https") or rest.split("/", 1)[0].lower() != host.lower():
+            raise AuthError(f"the message's URI must be on {host[:80]!r}", code="SIWE_WRONG_DOMAIN")
+        if msg.chain_id != self.chain_id:
+            raise AuthError(f"the message is for chain {msg.chain_id}, this engine serves chain {self.chain_id}",
+                            code="SIWE_WRONG_DOMAIN")
+        if msg.version != "1":
+            raise _bad(f"Version must be 1, got {msg.version[:8]!r}")
+
+    def _check_times(self, msg: SiweMessage, now: float) -> int:
+        if msg.expiration_time is None:
+            raise _bad("an Expiration Time is required")
+        if msg.issued_at > now + CLOCK_SKEW_S:
+            raise _bad("Issued At is in the future")
+        if msg.expiration_time <= now:
+            raise AuthError("the sign-in message has expired; sign a new one", code="SIWE_EXPIRED")
+        if msg.not_before is not None and msg.not_before > now + CLOCK_SKEW_S:
+            raise AuthError("the sign-in message is not valid yet (Not Before)", code="SIWE_EXPIRED")
+        if msg.expiration_time - msg.issued_at > self.max_lifetime_s or msg.expiration_time > now + self.max_lifetime_s:
+            raise _bad(f"the session would last over {self.max_lifetime_s} s; ask for a shorter Expiration Time")
+        return msg.expiration_time
+
+
+def _recover(text: str, signature: str) -> str:
+    try:
+        raw = bytes.fromhex(signature.removeprefix("0x"))
+        if len(raw) != 65:
+            raise ValueError("length")
+        return to_checksum_address(Account.recover_message(encode_defunct(text=text), signature=raw))
+    except Exception as exc:
+        raise AuthError("the signature is not a 65-byte personal_sign signature", code="SIWE_BAD_SIGNATURE") from exc
