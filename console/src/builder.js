@@ -6,6 +6,7 @@ import { act, card, formatWei, h, say, table } from "./ui.js";
 const FINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
 const WAIT_S = 20;
 const known = new Map(); // job id -> last JobPublic seen in this page
+let onFinal = () => {}; // refreshes the balance when a (possibly paid) job ends
 
 async function instructionsCard(chain) {
   const [mine, dlps] = await Promise.all([chain.instructions(), chain.allDlps()]);
@@ -128,11 +129,12 @@ function jobRow(job) {
   const detail = h("td", { class: "job-detail" });
   if (job.status === "SUCCEEDED") act(null, async () => detail.replaceChildren(await artifactList(job)));
   if (job.failure) detail.replaceChildren(`${job.failure.code}: ${job.failure.message}`);
+  const paid = job.payment?.charged ? `${job.payment.amount} wei (on-chain job ${job.payment.compute_job_id})` : "—";
   const cancel = !FINAL.has(job.status) ? h("button", { type: "button", "data-action": "cancel" }, "Cancel") : null;
   cancel?.addEventListener("click", () => act(cancel, async () => watchUpdate(await jobs.cancel(job.id))));
   return h("tr", { "data-job": job.id }, h("td", { class: "mono" }, job.id), h("td", {}, String(job.refiner_id)),
     h("td", {}, h("span", { class: `pill ${job.status === "SUCCEEDED" ? "ok" : job.status === "FAILED" ? "bad" : "warn"}`,
-      "data-status": job.status }, job.status)), h("td", {}, cancel), detail);
+      "data-status": job.status }, job.status)), h("td", { "data-paid": paid }, paid), h("td", {}, cancel), detail);
 }
 
 function watchUpdate(job) {
@@ -155,6 +157,7 @@ async function watch(job) {
     }
     watchUpdate(current);
   }
+  if (FINAL.has(current.status)) onFinal();
 }
 
 async function jobsCard() {
@@ -163,13 +166,18 @@ async function jobsCard() {
     "This engine does not list jobs yet (GET /jobs is not served): showing the jobs submitted from this page.");
   if (listed.ok) for (const job of listed.value.jobs) known.set(job.id, job);
   const rows = [...known.values()].map(jobRow);
-  return card("My jobs", { id: "my-jobs" }, note, table(["id", "refiner", "status", "", "result"], rows));
+  return card("My jobs", { id: "my-jobs" }, note, table(["id", "refiner", "status", "paid", "", "result"], rows));
 }
 
 export async function renderBuilder(root, chain, config) {
   const rerender = () => renderBuilder(root, chain, config);
   root.replaceChildren(h("p", { class: "muted" }, "Reading your instructions and balance…"));
   const [instructions, balance, jobList] = await Promise.all([instructionsCard(chain), chain.balance(), jobsCard()]);
+  onFinal = () => act(null, async () => {
+    const now = await chain.balance();
+    const el = document.querySelector("#money [data-balance]");
+    if (el) { el.dataset.balance = String(now); el.textContent = formatWei(now); }
+  });
   root.replaceChildren(h("div", { id: "builder" }, instructions, moneyCard(chain, balance, rerender),
     runCard(chain, config, (job) => watch(job)), jobList));
   for (const job of known.values()) if (!FINAL.has(job.status)) watch(job);

@@ -149,11 +149,13 @@ def test_builder_deposits_submits_watches_and_downloads(open_console, world, job
     text = Path(download.value.path()).read_text()
     assert text.startswith("ok ") and int(text.split()[1]) > 0  # it ran for the on-chain job it paid with
     assert builder.balance() == balance + 5000 - PRICE
+    page.wait_for_selector(f"[data-balance='{balance + 5000 - PRICE}']")  # refreshed when the job ended
+    assert page.locator("#my-jobs [data-paid]").first.get_attribute("data-paid").startswith(f"{PRICE} wei")
     assert not console.errors
 
 
 def test_owner_audits_approves_grants_and_claims(open_console, world, job_image):
-    image = job_image("console-pending", OK_SCRIPT)
+    image = job_image("console-pending", 'echo pending > /mnt/output/result.txt\n')
     pending = world.publish(image.sha256, image.url, approve=False)
     owner = Payments(world.owner)
     console = open_console("dlp_owner")
@@ -170,6 +172,11 @@ def test_owner_audits_approves_grants_and_claims(open_console, world, job_image)
     page.wait_for_selector(f"{row} [data-status=approved]")
     assert world.owner.is_approved(pending, world.dlp_id)
     assert "approved" in console.message()
+    page.click(f"{row} [data-action=revoke]")
+    page.wait_for_selector(f"{row} [data-status=pending]")
+    assert not world.owner.is_approved(pending, world.dlp_id)
+    page.click(f"{row} [data-action=approve]")
+    page.wait_for_selector(f"{row} [data-status=approved]")
 
     grantee = world.accounts.grantee.address
     form = f"form[data-form=grant][data-refiner='{world.refiner_id}']"
@@ -182,8 +189,11 @@ def test_owner_audits_approves_grants_and_claims(open_console, world, job_image)
     granted = [p for p in world.owner.get_permissions(world.refiner_id, grantee)
                if (p.table, p.column, p.price, p.approved) == ("users", "locale", 7, True)]
     assert granted, "the permission is not on chain"
-    permission = page.locator(f"[data-refiner='{world.refiner_id}'] tr[data-permission]").last
+    permission = page.locator(f"[data-refiner='{world.refiner_id}'] tr[data-permission='{granted[0].id}']")
     assert "users" in permission.inner_text() and "7 wei" in permission.inner_text()
+    permission.locator("[data-action=revoke-permission]").click()
+    page.wait_for_selector(f"tr[data-permission='{granted[0].id}'] [data-action=restore-permission]")
+    assert not world.owner.permission(granted[0].id).approved
 
     # Earnings and activity come from the chain: the builder's paid job above (if it ran first) shows here.
     earnings = owner.dlp_earnings(world.dlp_id)
