@@ -1,6 +1,6 @@
 // One instruction's static audit (GET /instructions/{id}/inspect): what the image runs, before approval.
 import { audit } from "./engine.js";
-import { h, table } from "./ui.js";
+import { describeError, h, table } from "./ui.js";
 
 const list = (items) => (items?.length ? items.join(", ") : "none");
 
@@ -17,7 +17,14 @@ function imagePart(image) {
 
 export async function renderAudit(instructionId, into) {
   into.replaceChildren(h("p", { class: "muted" }, "Reading the image archive…"));
-  const result = await audit(instructionId);
+  let result;
+  try {
+    result = await audit(instructionId);
+  } catch (err) {
+    // A refusal (hash mismatch, fetch failed, too large…) is itself what the owner must see.
+    into.replaceChildren(h("p", { class: "audit-failed pill bad" }, `Audit failed: ${describeError(err)}`));
+    throw err;
+  }
   if (!result.ok) {
     into.replaceChildren(h("p", { class: "audit-missing" },
       "This engine does not offer the image audit yet (GET /instructions/{id}/inspect answered 404). "

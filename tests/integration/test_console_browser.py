@@ -171,7 +171,9 @@ def test_owner_audits_approves_grants_and_claims(open_console, world, job_image)
 
     page.click(f"{row} [data-action=audit]")
     # The audit endpoint may not be on this engine yet: the page says so instead of failing.
-    page.wait_for_selector(f"[data-instruction='{pending}'].audit, .audit-missing")
+    report = page.wait_for_selector(f".audit[data-instruction='{pending}'], .audit-missing")
+    if "audit" in (report.get_attribute("class") or "").split():
+        assert "/job.sh" in report.inner_text() and image.sha256 in report.inner_text()
     console.shot("owner-audit")
     page.click(f"{row} [data-action=approve]")
     page.wait_for_selector(f"{row} [data-status=approved]")
