@@ -36,7 +36,8 @@ export async function renderAudit(instructionId, into) {
   const files = a.files || {};
   const sources = (a.sources || []).map((s) => h("details", {}, h("summary", {}, `${s.path} (${s.size} bytes)`),
     h("pre", {}, s.text + (s.truncated ? "\n…(truncated)" : ""))));
-  const packages = Object.entries(a.packages || {}).map(([kind, pkgs]) => `${kind}: ${pkgs.length}`).join(", ");
+  const packages = Object.entries(a.packages || {}).filter(([, pkgs]) => Array.isArray(pkgs))
+    .map(([kind, pkgs]) => `${kind}: ${pkgs.length}`).join(", ");
   into.replaceChildren(h("div", { class: "audit", "data-instruction": String(instructionId) },
     h("h3", {}, `Audit of instruction ${instructionId}`),
     h("p", { class: "mono" }, `sha256 ${a.sha256} · ${a.archive_bytes} bytes · ${(a.layers || []).length} layers`),

@@ -56,6 +56,7 @@ function runCard(chain, config, onSubmitted) {
   const query = h("textarea", { name: "query", placeholder: "SELECT … FROM …" });
   const params = h("input", { name: "params", value: "[]", size: 20 });
   const pay = h("input", { type: "checkbox", name: "pay", checked: true });
+  const schemaOut = h("div", { id: "schema-out" });
   const out = h("div", { id: "run-out" });
   let signed = null; // the one signed body, quoted then submitted unchanged
   const buttons = {
@@ -68,7 +69,7 @@ function runCard(chain, config, onSubmitted) {
     input.addEventListener("input", () => { signed = null; buttons.quote.disabled = buttons.submit.disabled = true; });
   }
   buttons.schema.addEventListener("click", () => act(buttons.schema, async () => {
-    out.replaceChildren(schemaView(await schema(BigInt(refiner.value))));
+    schemaOut.replaceChildren(schemaView(await schema(BigInt(refiner.value))));
   }));
   buttons.sign.addEventListener("click", () => act(buttons.sign, async () => {
     let computeJobId = 0;
@@ -104,7 +105,7 @@ function runCard(chain, config, onSubmitted) {
     h("div", { class: "row" }, h("label", {}, "instruction", instruction), h("label", {}, "refiner", refiner),
       h("label", {}, "params (JSON)", params), h("label", {}, "pay with an on-chain job", pay)),
     h("label", {}, "query", query),
-    h("div", { class: "row" }, buttons.schema, buttons.sign, buttons.quote, buttons.submit), out);
+    h("div", { class: "row" }, buttons.schema, buttons.sign, buttons.quote, buttons.submit), out, schemaOut);
 }
 
 function downloadBlob(blob, name) {

@@ -135,13 +135,16 @@ def test_builder_deposits_submits_watches_and_downloads(open_console, world, job
     page.fill("#run input[name=refiner]", str(world.refiner_id))
     page.fill("#run textarea[name=query]", SIMPLE_QUERY)
     page.click("[data-action=schema]")
-    page.wait_for_selector("[data-schema]")
+    schema = page.wait_for_selector("[data-schema]")
+    if schema.get_attribute("data-schema") == "ok":  # the engine serves refiner schemas (GET /refiners/{id}/schema)
+        assert "activities" in schema.inner_text() and "covered" in schema.inner_text()
     signatures = console.wallet.calls.count("eth_signTypedData_v4")
     page.click("[data-action=sign]")  # one on-chain job (transaction), then ONE typed-data signature
     page.wait_for_selector("[data-action=submit]:not([disabled])")
     assert console.wallet.calls.count("eth_signTypedData_v4") == signatures + 1
     page.click("[data-action=quote]")
-    page.wait_for_selector("[data-quote]")
+    quoted = page.wait_for_selector("[data-quote]").get_attribute("data-quote")
+    assert quoted in (str(PRICE), "missing")  # the price, where the engine quotes (POST /jobs/quote)
     page.click("[data-action=submit]")  # the engine accepts the browser's signature: 201
     page.wait_for_selector("#my-jobs [data-status=SUCCEEDED]", timeout=TIMEOUT_MS)
     # Watched by long-poll with the session token: no signature per status read.
