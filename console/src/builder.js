@@ -1,6 +1,6 @@
 // The builder's desk: my instructions and approvals, deposit and balance, schema/quote/submit, my jobs live.
 import { jobs, quote, schema } from "./engine.js";
-import { signTypedData } from "./wallet.js";
+import { messageFor, signTypedData } from "./wallet.js";
 import { act, card, formatWei, h, say, table } from "./ui.js";
 
 const FINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
@@ -78,11 +78,12 @@ function runCard(chain, config, onSubmitted) {
       const receipt = await chain.write("compute", "submitJob", [600n, false, BigInt(instruction.value)]);
       computeJobId = Number(chain.eventArg("compute", receipt, "JobRegistered", "jobId"));
     }
-    const message = {
+    // Field names and types come from the engine (config.json), so a newer JobRequest still signs.
+    const message = messageFor(config.job_request, {
       instructionId: Number(instruction.value), refinerId: Number(refiner.value), query: query.value,
       params: JSON.stringify(JSON.parse(params.value || "null")), nonce: Math.floor(Math.random() * 2 ** 48),
       deadline: Math.floor(Date.now() / 1000) + 3600, computeJobId,
-    };
+    });
     const signature = await signTypedData(window.ethereum, chain.account, config.job_request, message);
     signed = { request: message, signature, signer: chain.account };
     buttons.quote.disabled = buttons.submit.disabled = false;

@@ -12,6 +12,12 @@ export class ProblemError extends Error {
 }
 
 let token = null;
+let sessionEnded = () => {};
+
+// Called when the engine refuses the token (expired, another key…): the page asks to sign in again.
+export function onSessionEnded(fn) {
+  sessionEnded = fn;
+}
 
 export function signedIn() {
   return token !== null;
@@ -43,7 +49,10 @@ export async function api(path, { method = "GET", body, auth = true, raw = false
     } catch {
       problem = { code: `HTTP_${resp.status}`, detail: resp.statusText };
     }
-    if (resp.status === 401 && /^SESSION_/.test(problem.code || "")) signOut();
+    if (resp.status === 401 && /^SESSION_/.test(problem.code || "")) {
+      signOut();
+      sessionEnded(problem);
+    }
     throw new ProblemError(resp.status, { code: problem.code || `HTTP_${resp.status}`, detail: problem.detail || "" });
   }
   return raw ? resp : resp.json();

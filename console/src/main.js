@@ -1,6 +1,6 @@
 // Boot: config from the engine, then the wallet (present? right chain? account?), sign-in, the two desks.
 import { connectChain } from "./chain.js";
-import { api, restoreSession, signIn, signOut, signedIn } from "./engine.js";
+import { api, onSessionEnded, restoreSession, signIn, signOut, signedIn } from "./engine.js";
 import { renderBuilder } from "./builder.js";
 import { renderOwner } from "./owner.js";
 import { act, clearMessages, fail, h, say, short } from "./ui.js";
@@ -93,6 +93,11 @@ async function boot() {
     fail(err);
     return;
   }
+  onSessionEnded((problem) => {
+    askSignIn();
+    document.getElementById("tabs").hidden = true;
+    say("error", `Your session ended: ${problem.detail} (${problem.code}). Sign in again.`, "session-ended");
+  });
   const eth = provider();
   eth?.on?.("chainChanged", () => start());
   eth?.on?.("accountsChanged", () => { signOut(); start(); });

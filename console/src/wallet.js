@@ -29,3 +29,18 @@ export async function signTypedData(eth, address, shape, message) {
   const doc = { types: shape.types, primaryType: shape.primaryType, domain: shape.domain, message };
   return eth.request({ method: "eth_signTypedData_v4", params: [address, JSON.stringify(doc)] });
 }
+
+const ZERO = { address: "0x0000000000000000000000000000000000000000", bool: false, string: "", bytes: "0x" };
+
+// The message for a primary type as the engine's config states it: known fields from `values`,
+// any field the console does not know (a newer engine's) as its type's zero value.
+export function messageFor(shape, values) {
+  const message = {};
+  for (const { name, type } of shape.types[shape.primaryType]) {
+    if (name in values) message[name] = values[name];
+    else if (/^u?int\d*$/.test(type)) message[name] = 0;
+    else if (/^bytes\d+$/.test(type)) message[name] = "0x" + "00".repeat(Number(type.slice(5)));
+    else message[name] = ZERO[type] ?? null;
+  }
+  return message;
+}
