@@ -225,13 +225,19 @@ class Session:
 
 def load_key(path: Path) -> bytes:
     """The session key in `path`, created (32 random bytes, mode 0600) at first use."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
+    if not path.exists():
+        # Written whole under a temporary name, then linked: an engine starting at the same
+        # moment sees either no file or the complete key, and only one key ever wins.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     try:
         text = path.read_text().strip()
         key = bytes.fromhex(text)
