@@ -239,6 +239,9 @@ def load_key(path: Path) -> bytes:
         finally:
             tmp.unlink()
     try:
+        if path.stat().st_mode & 0o077:
+            raise EngineError(f"the session key file {path} is readable by others: chmod 600 it",
+                              code="CONFIG_INVALID")
         text = path.read_text().strip()
         key = bytes.fromhex(text)
     except (OSError, ValueError) as exc:

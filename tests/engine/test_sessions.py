@@ -10,7 +10,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from engine.errors import AuthError, RequestError
+from engine.errors import AuthError, EngineError, RequestError
 from engine.sessions import NonceBook, SessionKeys, SiweMessage, build_siwe, load_key, parse_siwe
 from tests.conftest import ANVIL_KEYS
 
@@ -165,3 +165,17 @@ def test_key_file_is_created_0600_once(tmp_path):
     key = load_key(path)
     assert len(key) == 32 and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert load_key(path) == key
+
+
+@pytest.mark.parametrize(("text", "mode"), [
+    ("zz-not-hex", 0o600),  # not hex
+    ("ab" * 4, 0o600),  # under 16 bytes
+    ("ab" * 32, 0o644),  # readable by others
+])
+def test_a_bad_key_file_is_refused(tmp_path, text, mode):
+    path = tmp_path / "session.key"
+    path.write_text(text)
+    path.chmod(mode)
+    with pytest.raises(EngineError) as info:
+        load_key(path)
+    assert info.value.code == "CONFIG_INVALID"
