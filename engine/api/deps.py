@@ -90,10 +90,10 @@ def _current_wallet(
     x_wallet_signature: Annotated[str | None, Header(description="EIP-712 EngineRead signature")] = None,
     authorization: Annotated[str | None, Header(description="`Bearer <token>` from POST /session")] = None,
 ) -> str:
-    if authorization is not None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthError("Authorization must be `Bearer <token>` (a token from POST /session)",
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer":  # another scheme (a proxy's Basic auth) leaves the signed read to decide
+        if not token.strip():
+            raise AuthError("`Authorization: Bearer` carries no token (a token from POST /session)",
                             code="SESSION_INVALID")
         return request.app.state.sessions.verify_token(token.strip(), clock())
     # The signed path is the decoded request path, as the client signed it.

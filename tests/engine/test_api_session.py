@@ -70,7 +70,9 @@ def test_bad_tokens_are_401_with_codes(client, service):
     job_id = created_job(client, service)
     token = sign_in(client)["token"]
     assert_problem(client.get(f"/jobs/{job_id}", headers=bearer(token[:-2] + "00")), 401, "SESSION_INVALID")
-    assert_problem(client.get(f"/jobs/{job_id}", headers={"Authorization": "Basic abc"}), 401, "SESSION_INVALID")
+    assert_problem(client.get(f"/jobs/{job_id}", headers={"Authorization": "Bearer "}), 401, "SESSION_INVALID")
+    # Another scheme is not a session: the request still needs its signature.
+    assert_problem(client.get(f"/jobs/{job_id}", headers={"Authorization": "Basic abc"}), 401, "AUTH_REQUIRED")
     wrong_chain = token.replace(f".{CHAIN_ID}.", ".1.")
     assert_problem(client.get(f"/jobs/{job_id}", headers=bearer(wrong_chain)), 401, "SESSION_WRONG_CHAIN")
 
