@@ -56,7 +56,13 @@ async function checkChain() {
   if (current === state.config.chain_id) return true;
   const button = h("button", { type: "button", class: "primary", id: "switch-chain" }, `Switch to chain ${state.config.chain_id}`);
   button.addEventListener("click", () => act(button, async () => {
-    await switchChain(state.eth, state.config.chain_id);
+    try {
+      await switchChain(state.eth, state.config.chain_id);
+    } catch (err) {
+      if (err?.code !== 4902) throw err;
+      throw new Error(`Your wallet does not know chain ${state.config.chain_id} (EIP-3326 error 4902): `
+        + "add this network in the wallet, then switch again.");
+    }
     await start();
   }));
   say("error", `Wrong chain: the wallet is on chain ${current}, this engine serves chain ${state.config.chain_id}.`, "wrong-chain");

@@ -236,6 +236,14 @@ def test_wrong_chain_offers_the_switch(open_console, world):
     assert "wallet_switchEthereumChain" in console.wallet.calls
 
 
+def test_a_refused_chain_switch_is_explained(open_console):
+    console = open_console("builder", chain_id=1, reject=("wallet_switchEthereumChain",))
+    console.page.click("#switch-chain")
+    console.page.wait_for_selector("#messages .msg.error >> text=rejected")
+    assert "4001" in console.message() and console.wallet.chain_id == 1
+    assert console.page.locator("#connect").count() == 0
+
+
 def test_rejected_signature_is_explained(open_console):
     console = open_console("builder", reject=("personal_sign",))
     console.page.click("#connect")
