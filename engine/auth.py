@@ -1,18 +1,19 @@
 """Who is asking: verify signed job submissions and signed reads (pure functions).
 
-No clock, no I/O: the caller passes ``now`` (unix seconds) and the engine's
-domain (chain id + ComputeInstructionRegistry address), so every rule here is
-unit-testable. Errors are ``AuthError`` (401) or ``RequestError`` (400) with
+No clock, no I/O: the caller passes the engine's domain (chain id +
+ComputeInstructionRegistry address) and, for reads, ``now`` (unix seconds), so
+every rule here is unit-testable. Errors are ``AuthError`` (401) or ``RequestError`` (400) with
 stable codes:
 
 - ``INVALID_REQUEST``   the submit body is malformed (names the field)
 - ``BAD_SIGNATURE``     malformed signature, or it recovers to another wallet
                         than the one the client claims
 - ``WRONG_DOMAIN``      the body states a chain id / registry other than the engine's
-- ``DEADLINE_EXPIRED``  the request's deadline has passed
-- ``DEADLINE_TOO_FAR``  the deadline is further ahead than the engine accepts
 - ``AUTH_REQUIRED``     a read without the X-Wallet-* headers
 - ``STALE_TIMESTAMP``   a read signed outside the accepted clock window
+
+The request's deadline is not checked here: that rule is
+``engine.submission.check_deadline``, applied by the service to every submit.
 
 A signature made for another domain recovers to some unrelated address, so a
 wrong chain or registry is only detectable when the client also states who it
@@ -40,11 +41,7 @@ from registry_client.eip712 import (
 )
 from registry_client.errors import InputError
 
-__all__ = ["DEFAULT_MAX_DEADLINE_S", "verify_job_submission", "verify_read"]
-
-# A request valid for longer than this is refused: a leaked signed request
-# should not stay replayable for weeks.
-DEFAULT_MAX_DEADLINE_S = 24 * 3600
+__all__ = ["verify_job_submission", "verify_read"]
 
 
 def _checksum(value: Any, what: str, code: str) -> str:
@@ -71,22 +68,10 @@ def _check_domain(body: Mapping[str, Any], chain_id: int, contract: str) -> None
             )
 
 
-def _check_deadline(req: JobRequest, now: float, max_deadline_s: int) -> None:
-    if req.deadline <= now:
-        raise AuthError(f"the request's deadline {req.deadline} has passed (now {int(now)})", code="DEADLINE_EXPIRED")
-    if req.deadline > now + max_deadline_s:
-        raise RequestError(
-            f"the request's deadline {req.deadline} is more than {max_deadline_s} s ahead; sign a nearer one",
-            code="DEADLINE_TOO_FAR",
-        )
-
-
 def verify_job_submission(
     body: Mapping[str, Any],
     chain_id: int,
     contract: str,
-    now: float,
-    max_deadline_s: int = DEFAULT_MAX_DEADLINE_S,
     *,
     claimed_signer: str | None = None,
 ) -> tuple[JobRequest, str, str]:
@@ -119,7 +104,6 @@ def verify_job_submission(
                 f"and registry {to_checksum_address(contract)}",
                 code="BAD_SIGNATURE",
             )
-    _check_deadline(req, now, max_deadline_s)
     return req, signer, job_request_digest(chain_id, contract, req)
 
 

@@ -197,6 +197,20 @@ class ChainVerifier:
         active = tuple(_to_permission(r) for r in records if r.approved and r.refiner_id == refiner_id)
         return ChainCheck(block, refiner.dlp_id, instruction.hash.lower(), instruction.url, active)
 
+    def instruction(self, instruction_id: int) -> tuple[str, str]:
+        """The instruction's (sha256 hex, archive URL) at the latest block (for the static audit).
+
+        Raises ChainCheckFailure INSTRUCTION_NOT_FOUND or CHAIN_UNAVAILABLE.
+        """
+        try:
+            found = self._with_retry(lambda: self.registries.instruction(instruction_id), None)
+        except ComputeInstructionNotFound as exc:
+            raise ChainCheckFailure(f"no compute instruction with id {instruction_id} on chain",
+                                    code="INSTRUCTION_NOT_FOUND") from exc
+        except RegistryError as exc:
+            raise self._unavailable("read the instruction on chain", exc) from exc
+        return found.hash.lower(), found.url
+
     def is_approved(self, instruction_id: int, dlp_id: int, *, cancel: threading.Event | None = None) -> bool:
         """The approval at the latest block (False: revoked).
 

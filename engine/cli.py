@@ -31,7 +31,7 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
     try:
         return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(exc.message) from exc
 
 
 def config_option(fn: Callable) -> Callable:

@@ -3,9 +3,14 @@
 Hierarchy::
 
     EngineError                 code, message, http_status, job_id
-    ├── RequestError            the caller's request is wrong (400/401/404/409)
+    ├── RequestError            the caller's request is wrong (400/401/404/409); BAD_REQUEST,
+    │   │                       DATA_INVALID, DATA_EXISTS (engine/data.py), API_ERROR_CODES
     │   ├── AuthError           bad/expired signature, wrong chain or contract
     │   └── NotFoundError       no such job for this caller (also for strangers)
+    ├── AuditError              an image audit the engine cannot answer (engine/instruction_audit.py):
+    │                           INSTRUCTION_NOT_FOUND, IMAGE_FETCH_FAILED, AUDIT_BUSY... (API_ERROR_CODES)
+    ├── SettingsError           CONFIG_INVALID: unreadable or unsafe settings (engine/settings.py)
+    ├── StaleState              STALE_STATE: a transition lost a race (engine/store.py)
     └── JobFailure              a job step failed; the job ends FAILED with `code`
         ├── ChainCheckFailure   NOT_APPROVED, PERMISSION_DENIED, NOT_FOUND...
         ├── FetchFailure        FETCH_FAILED, CHECKSUM_MISMATCH, IMAGE_TOO_LARGE
@@ -18,6 +23,16 @@ Hierarchy::
         │                       DOCKER_UNAVAILABLE
         └── StorageFull         STORAGE_FULL: the engine's own disk is full (a job fails; the API answers 503)
 
+A plain ``EngineError`` carries the operator's codes (CONFIG_INVALID, DATA_DIR_LOCKED).
+
+The registry: every code the engine raises is in exactly one of three tables,
+``FAILURE_CODES`` (a FAILED job's code, below), ``API_ERROR_CODES`` (what the
+HTTP API answers, engine/api/problems.py) and ``ENGINE_CODES`` (the operator's
+commands and the engine's internals, below); ``registered_codes()`` is their
+union. tests/engine/test_error_registry.py fails on a raised code none of them
+holds, and on an error class this tree does not draw. An audit's warnings are
+findings, not errors: their codes live in engine/audit.py ``WARNING_CODES``.
+
 Messages never contain the data a job reads: they name tables, columns,
 limits and ids, never values.
 """
@@ -25,6 +40,7 @@ limits and ids, never values.
 from __future__ import annotations
 
 __all__ = [
+    "ENGINE_CODES",
     "FAILURE_CODES",
     "AuthError",
     "ChainCheckFailure",
@@ -38,6 +54,7 @@ __all__ = [
     "RequestError",
     "RunFailure",
     "StorageFull",
+    "registered_codes",
 ]
 
 # Every code a FAILED job can carry. Docs are checked against this list.
@@ -75,6 +92,26 @@ FAILURE_CODES: dict[str, str] = {
     "ENGINE_RESTARTED": "the engine restarted while the job ran and could not resume it",
     "INTERNAL_ERROR": "an unexpected engine error (see the operator's log)",
 }
+
+
+# Codes outside jobs and the API: the operator's commands (docs/configuration.md) and internals.
+ENGINE_CODES: dict[str, str] = {
+    "CONFIG_INVALID": "the settings, the deployment manifest or the signing key are unreadable or unsafe",
+    "DATA_DIR_LOCKED": "another engine holds the data dir's lock (one engine per data dir)",
+    "DATA_INVALID": "`data add`: the file is missing, not a healthy SQLite database, or holds no tables",
+    "DATA_EXISTS": "`data add`: the refiner already has data (pass --replace to swap it)",
+    "BAD_REQUEST": "a request error without a more specific code (RequestError's default)",
+    "STALE_STATE": "internal: a job transition found another status than expected (a lost race, handled)",
+    "OUTPUT_EXISTS": "internal: the query child found its output database already there (never shown)",
+}
+
+
+def registered_codes() -> dict[str, str]:
+    """Every code the engine may raise: the union of its three tables."""
+    # The HTTP layer's table, imported here: engine.api.problems imports this module.
+    from engine.api.problems import API_ERROR_CODES
+
+    return {**ENGINE_CODES, **API_ERROR_CODES, **FAILURE_CODES}
 
 
 class EngineError(Exception):

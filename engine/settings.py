@@ -25,6 +25,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from engine.errors import EngineError
+
 if TYPE_CHECKING:
     from engine.query.model import QueryLimits
     from engine.runner import RunLimits
@@ -40,8 +42,10 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
 
 
-class SettingsError(ValueError):
+class SettingsError(EngineError, ValueError):
     """The settings (environment or config file) are unreadable or unsafe."""
+
+    code = "CONFIG_INVALID"
 
 
 class Settings(BaseSettings):
@@ -98,6 +102,9 @@ class Settings(BaseSettings):
     fetch_timeout_s: float = Field(300.0, gt=0, description="wall clock of one download")
     allow_private_fetch: bool = Field(
         False, description="fetch from loopback/private/link-local addresses (demos, tests)"
+    )
+    audit_max_concurrent: int = Field(
+        2, gt=0, le=16, description="static image audits (GET /instructions/{id}/inspect) at once"
     )
 
     # --- container run ---------------------------------------------------------

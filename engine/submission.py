@@ -2,7 +2,10 @@
 
 No I/O: the clock and the settings are passed in, so every rule is a plain
 function call in tests. Signatures are checked earlier (engine/auth.py); the
-chain is checked later, by the pipeline (engine/service.py).
+chain is checked later, by the pipeline (engine/service.py). The deadline rule
+lives here only (``check_deadline``, one setting: ``deadline_max_s``): every
+submit path (``POST /jobs``, Vana's ``POST /job/{id}``) reaches it through
+``validate_request``.
 """
 
 from __future__ import annotations
@@ -19,22 +22,27 @@ if TYPE_CHECKING:
     from engine.settings import Settings
     from registry_client.eip712 import JobRequest
 
-__all__ = ["MAX_SQL_ID", "local_digest", "validate_request"]
+__all__ = ["MAX_SQL_ID", "check_deadline", "local_digest", "validate_request"]
 
 MAX_SQL_ID = 2**63 - 1  # ids and deadlines are stored as SQLite integers
 
 
-def validate_request(request: JobRequest, settings: Settings, now: float) -> list | dict | None:
-    """Refuse a request the engine will not queue; return its parsed params."""
-    if request.deadline <= now:
-        raise AuthError(
-            f"the request's deadline {request.deadline} has passed (now {int(now)})", code="DEADLINE_EXPIRED"
-        )
-    if request.deadline > now + settings.deadline_max_s:
+def check_deadline(deadline: int, now: float, max_ahead_s: float) -> None:
+    """The deadline rule: in the future (else DEADLINE_EXPIRED, 401) and at most
+    ``max_ahead_s`` ahead (else DEADLINE_TOO_FAR, 400): a leaked signed request
+    must not stay submittable for weeks."""
+    if deadline <= now:
+        raise AuthError(f"the request's deadline {deadline} has passed (now {int(now)})", code="DEADLINE_EXPIRED")
+    if deadline > now + max_ahead_s:
         raise RequestError(
-            f"the request's deadline is more than {int(settings.deadline_max_s)} s ahead; sign a nearer one",
+            f"the request's deadline {deadline} is more than {int(max_ahead_s)} s ahead; sign a nearer one",
             code="DEADLINE_TOO_FAR",
         )
+
+
+def validate_request(request: JobRequest, settings: Settings, now: float) -> list | dict | None:
+    """Refuse a request the engine will not queue; return its parsed params."""
+    check_deadline(request.deadline, now, settings.deadline_max_s)
     for name in ("instruction_id", "refiner_id"):
         value = getattr(request, name)
         if not 0 < value <= MAX_SQL_ID:

@@ -9,13 +9,17 @@ One engine per data dir: `build_service` first takes an exclusive `flock` on
 the process, before anything reads or cleans the dir. A second engine on the
 same dir would otherwise reconcile the first one's jobs and remove its
 containers as "leftovers"; it refuses to start instead (DATA_DIR_LOCKED).
-`compute-engine data add` takes no lock: it only adds a file to `refiners/`
-with an atomic rename, which a running engine reads safely.
+`service.stop()` releases the lock once the service's threads have ended
+(one that is still running a job keeps it: a new engine on the dir would
+reconcile that job), so one process can stop an engine and start another on
+the same dir. `compute-engine data add` takes no lock: it only adds a file to
+`refiners/` with an atomic rename, which a running engine reads safely.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -29,8 +33,10 @@ from engine.store import JobStore
 
 __all__ = ["build_service", "engine_id", "load_signer", "read_only_web3"]
 
+log = logging.getLogger(__name__)
+
 LOCK_FILE = "engine.lock"
-# Locks this process holds, by resolved data dir: kept open for the process's life.
+# Locks this process holds, by resolved data dir: kept open until the service stops.
 _held: dict[Path, IO[str]] = {}
 
 
@@ -119,10 +125,28 @@ def build_service(settings: Settings) -> JobService:
     data_dir = Path(settings.data_dir)
     _lock_data_dir(data_dir)  # before anything reads, reconciles or cleans the dir
     try:
-        return _build(settings, data_dir, signer)
+        service = _build(settings, data_dir, signer)
     except BaseException:
         _unlock_data_dir(data_dir)  # nothing started: the dir is free again
         raise
+    _unlock_on_stop(service, data_dir)
+    return service
+
+
+def _unlock_on_stop(service: JobService, data_dir: Path) -> None:
+    """Make ``service.stop()`` release the data dir's lock once its threads have ended."""
+    stop = service.stop
+
+    def stop_and_unlock(timeout: float = 10.0) -> None:
+        threads = [t for t in (*getattr(service, "_workers", ()), getattr(service, "_sweeper", None))
+                   if t is not None]
+        stop(timeout)
+        if any(t.is_alive() for t in threads):
+            log.warning("a job thread outlived stop(); the data dir %s stays locked", data_dir)
+            return
+        _unlock_data_dir(data_dir)
+
+    service.stop = stop_and_unlock  # type: ignore[method-assign]
 
 
 def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService:

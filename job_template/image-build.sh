@@ -9,7 +9,9 @@
 #   5. c2d/python-base:bookworm built now with ../tools/build-python-base.sh
 #      (inside the compute-to-data repository; needs root and Debian's mirror).
 #
-# Env: IMAGE (tag to build), BASE_IMAGE (base to build FROM).
+# Env: IMAGE (tag to build), BASE_IMAGE (base to build FROM), OCI_SOURCE and
+# OCI_REVISION (the image's org.opencontainers.image.source/.revision labels;
+# default: this folder's git remote and commit, else "unknown").
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -42,13 +44,16 @@ if ! docker info >/dev/null 2>&1; then
   exit 1
 fi
 BASE="$(pick_base)"
+OCI_SOURCE="${OCI_SOURCE:-$(git remote get-url origin 2>/dev/null | sed -E 's#//[^@/]*@#//#' || echo unknown)}"
+OCI_REVISION="${OCI_REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 say "building $IMAGE from $BASE"
 # BuildKit when the buildx plugin is there, else the legacy builder (which
 # prints a deprecation notice we hide unless the build fails).
 LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT
 if docker buildx version >/dev/null 2>&1; then BUILDKIT=1; else BUILDKIT=0; fi
-if ! DOCKER_BUILDKIT=$BUILDKIT docker build -q --build-arg "BASE_IMAGE=$BASE" -t "$IMAGE" . >/dev/null 2>"$LOG"; then
+if ! DOCKER_BUILDKIT=$BUILDKIT docker build -q --build-arg "BASE_IMAGE=$BASE" \
+    --build-arg "OCI_SOURCE=$OCI_SOURCE" --build-arg "OCI_REVISION=$OCI_REVISION" -t "$IMAGE" . >/dev/null 2>"$LOG"; then
   grep -v -e DEPRECATED -e 'BuildKit is currently disabled' -e 'environment-variable' "$LOG" >&2 || true
   echo "docker build failed" >&2
   exit 1

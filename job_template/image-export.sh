@@ -21,6 +21,9 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
   exit 1
 fi
 
+# The labels travel inside the archive (its config), so the approved sha256 covers them:
+# `registry instruction inspect` shows them to the DLP owner before approval.
+say "labels: $(docker image inspect -f '{{range $k, $v := .Config.Labels}}{{$k}}={{$v}} {{end}}' "$IMAGE")"
 say "saving $IMAGE to $ARCHIVE"
 TMP="$ARCHIVE.partial"
 trap 'rm -f "$TMP"' EXIT

@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from registry_client import cli_money as _money
+from registry_client.cli_audit import instruction_inspect as _instruction_inspect
 from registry_client.cli_common import (
     ADDRESS,
     ID,
@@ -470,6 +471,7 @@ cli.add_command(_job_group)
 for _command in (_money.deposit, _money.withdraw, _money.balance, _money.engine):
     cli.add_command(_command)
 dlp.add_command(_money.dlp_earnings)
+instruction.add_command(_instruction_inspect)
 dlp.add_command(_money.dlp_claim)
 
 

@@ -20,6 +20,7 @@ and recovers the engine's address (ATTESTATION_INVALID when it does not hold).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import secrets
 import time
@@ -51,6 +52,10 @@ DEFAULT_DEADLINE_S = 600
 # kept below the HTTP timeout so a held request never reads as "unreachable".
 LONG_POLL_S = 15.0
 _CHUNK = 1024 * 1024
+# A request is sent at most this often: retried on 429 TOO_MANY_WAITERS (after its
+# Retry-After, capped) and when the server had closed the kept-alive connection.
+_ATTEMPTS = 3
+_MAX_RETRY_AFTER_S = 5.0
 
 StepCallback = Callable[[dict[str, Any], dict[str, Any]], None]
 
@@ -72,6 +77,27 @@ def _problem(resp: httpx.Response) -> EngineApiError:
     text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.reason_phrase
     return EngineApiError(f"engine answered HTTP {resp.status_code}: {text}", code=f"HTTP_{resp.status_code}",
                           status=resp.status_code, detail=text)
+
+
+def _too_many_waiters(resp: httpx.Response) -> bool:
+    if resp.status_code != 429:
+        return False
+    try:
+        body = resp.read() and resp.json()
+    except (ValueError, httpx.HTTPError):
+        return False
+    return isinstance(body, dict) and body.get("code") == "TOO_MANY_WAITERS"
+
+
+def _retry_after(resp: httpx.Response) -> float:
+    """The answer's Retry-After in seconds (1 when absent or a date), within [0, 5]."""
+    try:
+        seconds = float(resp.headers.get("retry-after", "1"))
+    except ValueError:
+        seconds = 1.0
+    if math.isnan(seconds):
+        seconds = 1.0
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
 
 def _safe_target(out_dir: Path, name: str) -> Path:
@@ -141,14 +167,7 @@ class EngineClient:
     @contextmanager
     def _request(self, method: str, path: str, *, sign: bool = True, stream: bool = False,
                  **kwargs: Any) -> Iterator[httpx.Response]:
-        headers = self._signed(method, path) if sign else {}
-        request = self._http.build_request(method, self._url(path), headers=headers, **kwargs)
-        try:
-            resp = self._http.send(request, stream=stream)
-        except httpx.TimeoutException as exc:
-            raise EngineUnreachable(f"the engine at {self.base_url} did not answer in time") from exc
-        except httpx.TransportError as exc:
-            raise EngineUnreachable(f"cannot reach the engine at {self.base_url}: {exc}") from exc
+        resp = self._send(method, path, sign, stream, kwargs)
         try:
             if resp.status_code >= 400:
                 if stream:
@@ -157,6 +176,29 @@ class EngineClient:
             yield resp
         finally:
             resp.close()
+
+    def _send(self, method: str, path: str, sign: bool, stream: bool, kwargs: dict[str, Any]) -> httpx.Response:
+        """Send, retried (bounded) on 429 TOO_MANY_WAITERS and on a kept-alive connection the
+        server had closed. Safe for every call here: a submit replay returns the same job
+        (idempotent by nonce), reads change nothing and a repeated cancel answers the same."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            headers = self._signed(method, path) if sign else {}  # a fresh timestamp each time
+            request = self._http.build_request(method, self._url(path), headers=headers, **kwargs)
+            try:
+                resp = self._http.send(request, stream=stream)
+            except httpx.RemoteProtocolError as exc:
+                if attempt < _ATTEMPTS:
+                    continue  # closed before any answer (keep-alive race): a new connection
+                raise EngineUnreachable(f"the engine at {self.base_url} closed the connection: {exc}") from exc
+            except httpx.TimeoutException as exc:
+                raise EngineUnreachable(f"the engine at {self.base_url} did not answer in time") from exc
+            except httpx.TransportError as exc:
+                raise EngineUnreachable(f"cannot reach the engine at {self.base_url}: {exc}") from exc
+            if attempt == _ATTEMPTS or not _too_many_waiters(resp):
+                return resp
+            resp.close()
+            time.sleep(_retry_after(resp))
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         with self._request(method, path, **kwargs) as resp:
@@ -330,6 +372,13 @@ class EngineClient:
             part.unlink(missing_ok=True)
             raise
         return target
+
+    def inspect_instruction(self, instruction_id: int, *, timeout_s: float = 330.0) -> dict[str, Any]:
+        """GET /instructions/{id}/inspect: the static audit of the instruction's image (public, unsigned).
+
+        The first audit of an image may download it: the timeout is the engine's fetch deadline and then some.
+        """
+        return self._json("GET", f"/instructions/{int(instruction_id)}/inspect", sign=False, timeout=timeout_s)
 
     def health(self) -> dict[str, Any]:
         """GET /health; a 503 answer is returned too (it carries the failing checks)."""

@@ -9,6 +9,8 @@ Hierarchy::
     ├── WalletError                  WALLET_ERROR        keystore missing, wrong password, bad env key
     ├── InputError                   INVALID_INPUT       malformed sha256, address, file...
     ├── TransactionFailed            TX_FAILED           a sent transaction reverted or was not mined
+    ├── EngineApiError               ENGINE_ERROR        the engine API refused (its problem code), CLIENT_CODES
+    │   └── EngineUnreachable        ENGINE_UNREACHABLE  nothing answers at the engine URL
     └── ContractRevert               CONTRACT_REVERT     a contract refused: decoded custom error
         ├── NotDlpOwner              NOT_DLP_OWNER
         ├── NotRefinerOwner          NOT_REFINER_OWNER   permissions are managed by the refiner's owner
@@ -329,6 +331,17 @@ class EngineUnreachable(EngineApiError):
     code = "ENGINE_UNREACHABLE"
 
 
-__all__ += ["EngineApiError", "EngineUnreachable"]
-# Engine codes are the engine's problem `code`s plus the client's own
-# (ENGINE_UNREACHABLE, WAIT_TIMEOUT, ...): documented in docs/api.md, not ERROR_CODES.
+__all__ += ["CLIENT_CODES", "EngineApiError", "EngineUnreachable"]
+# An EngineApiError carries the engine's problem `code` (the engine's registry,
+# engine.errors.registered_codes) or one of the client's own, registered here and
+# documented in docs/api.md ("Client-side codes"), besides `HTTP_<status>`.
+CLIENT_CODES: dict[str, str] = {
+    EngineApiError.code: "generic engine API error (EngineApiError's default)",
+    EngineUnreachable.code: "nothing answers at the engine URL",
+    "WAIT_TIMEOUT": "`wait` gave up before the job ended",
+    "CHECKSUM_MISMATCH": "a downloaded artifact's sha256 differs from the listed one",
+    "UNSAFE_ARTIFACT_NAME": "an artifact name would land outside the download folder",
+    "BAD_RESPONSE": "the engine answered something that is not JSON",
+    "ATTESTATION_INVALID": "a job's attestation does not recover to its signer over the listed artifacts",
+    "ATTESTATION_MISSING": "`verify_attestation` on a job without an attestation",
+}

@@ -7,9 +7,11 @@ itself. The EIP-712 domain (chain id + ComputeInstructionRegistry proxy) is read
 once from the deployment manifest named by ``settings.deployment``.
 
 Routers: ``/jobs`` (ours, EIP-712), ``/job/{id}`` (Vana's scheme, engine/api/routers/vana.py),
-``/health``, ``/session`` (EIP-4361 sign-in) and ``/console`` (the browser console). Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
-depth caps before anything parses a request) and ``install_docs`` (Swagger UI
-from local files; an OpenAPI document whose limits are the runtime's).
+``/health``, ``/instructions/{id}/inspect`` (the static image audit, public), ``/session``
+(EIP-4361 sign-in) and ``/console`` (the browser console). Around the
+routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON depth caps before
+anything parses a request) and ``install_docs`` (Swagger UI from local files; an
+OpenAPI document whose limits are the runtime's).
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from engine.api.docs import install_docs
 from engine.api.limits import RequestLimits, RequestLimitsMiddleware
 from engine.api.longpoll import WaiterLimit
 from engine.api.problems import install_problem_handlers
-from engine.api.routers import console, health, jobs, session, vana
-from engine.auth import DEFAULT_MAX_DEADLINE_S
+from engine.api.routers import console, health, instructions, jobs, session, vana
 from engine.errors import EngineError
+from engine.instruction_audit import auditor_for
 from engine.sessions import NonceBook, SessionKeys, load_key
 from engine.vana import reader_for
 
@@ -91,7 +93,7 @@ def api_config(settings: Any) -> ApiConfig:
 
     return ApiConfig(
         auth_window_s=float(getattr(settings, "auth_window_s", 60.0)),
-        max_deadline_s=int(getattr(settings, "deadline_max_s", DEFAULT_MAX_DEADLINE_S)),
+        deadline_max_s=pick("deadline_max_s", defaults.deadline_max_s),
         limits=RequestLimits(
             max_body_bytes=pick("api_max_body_bytes", lim.max_body_bytes),
             max_url_bytes=pick("api_max_url_bytes", lim.max_url_bytes),
@@ -148,10 +150,12 @@ def create_app(
     app.state.sessions = session_keys(settings, app.state.domain)
     app.state.session_domain = getattr(settings, "session_domain", None)
     app.state.compute_jobs = reader_for(service)  # ComputeEngine.jobs, for /job/{id} (Vana's API)
+    app.state.auditor = auditor_for(service)  # GET /instructions/{id}/inspect (None with a fake service)
     install_problem_handlers(app)
     app.include_router(jobs.router)
     app.include_router(vana.router)
     app.include_router(health.router)
+    app.include_router(instructions.router)
     app.include_router(session.router)
     app.include_router(console.router)
     install_docs(app, config)

@@ -15,7 +15,7 @@ from fastapi import Depends, Header, Request
 
 from engine.api.limits import RequestLimits
 from engine.api.longpoll import WaiterLimit
-from engine.auth import DEFAULT_MAX_DEADLINE_S, verify_read
+from engine.auth import verify_read
 from engine.errors import AuthError
 
 __all__ = [
@@ -43,7 +43,9 @@ class ApiConfig:
     """The few settings the HTTP layer reads itself."""
 
     auth_window_s: float = 60.0
-    max_deadline_s: int = DEFAULT_MAX_DEADLINE_S
+    # Settings.deadline_max_s (its default here), read by Vana's submit for its deadline
+    # window; the rule itself is engine.submission.check_deadline, applied by the service.
+    deadline_max_s: float = 24 * 3600.0
     limits: RequestLimits = field(default_factory=RequestLimits)
     header_timeout_s: float = 10.0
     max_waiters_per_owner: int = 16

@@ -23,6 +23,7 @@ from engine.errors import EngineError
 __all__ = ["API_ERROR_CODES", "PROBLEM_JSON", "install_problem_handlers", "problem_body", "problem_response"]
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 1  # the Retry-After of a 429
 _TYPE_BASE = "urn:compute-engine:problem:"
 _log = logging.getLogger("engine.api")
 
@@ -61,7 +62,7 @@ API_ERROR_CODES: dict[str, str] = {
     "COMPUTE_JOB_NOT_FOUND": "/job/{id}: no such job on the ComputeEngine contract (404)",
     "COMPUTE_JOB_NOT_OWNED": "/job/{id}: the x-job-id-signature's signer does not own the on-chain job (403)",
     "COMPUTE_JOB_USED": "/job/{id}: the on-chain job already ran a different query; submit a new one (409)",
-    "CHAIN_UNAVAILABLE": "/job/{id}: the chain could not be read to check the on-chain job (503); retry",
+    "CHAIN_UNAVAILABLE": "/job/{id}, /instructions/{id}/inspect: the chain could not be read (503); retry",
     "NONCE_REUSED": "this wallet already used the nonce for a different request",
     "JOB_FINISHED": "the job already ended; it cannot be cancelled",
     "ARTIFACTS_EXPIRED": "the job's artifacts passed their retention time and were deleted",
@@ -69,6 +70,15 @@ API_ERROR_CODES: dict[str, str] = {
     "STORAGE_FULL": "the engine's disk is full (503); retry after the operator frees space",
     "NOT_FOUND": "no such job (or artifact) for this wallet — also for other wallets' jobs",
     "LOGS_DISABLED": "the operator does not share container logs",
+    "INSTRUCTION_NOT_FOUND": "/instructions/{id}/inspect: no compute instruction with that id on chain (404)",
+    "IMAGE_FETCH_FAILED": "/instructions/{id}/inspect: the archive could not be downloaded (refused address, "
+                          "HTTP error, network, deadline) (502)",
+    "IMAGE_HASH_MISMATCH": "/instructions/{id}/inspect: the archive's sha256 differs from the on-chain hash "
+                           "(changed after registration); nothing of it is reported (502)",
+    "IMAGE_TOO_LARGE": "/instructions/{id}/inspect: the archive, or what it expands to, is over the engine's caps (422)",
+    "IMAGE_INVALID": "/instructions/{id}/inspect: the archive is not one `docker save` image the engine would load (422)",
+    "AUDIT_BUSY": "/instructions/{id}/inspect: the engine is running (or queueing) as many audits as it allows (503); retry",
+    "AUDIT_UNAVAILABLE": "/instructions/{id}/inspect: this engine was built without the auditor (503)",
     "METHOD_NOT_ALLOWED": "the route exists but not with this HTTP method",
     "INTERNAL_ERROR": "an unexpected engine error (see the operator's log)",
 }
@@ -114,7 +124,9 @@ def _instance(request: Request) -> str:
 def _engine_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EngineError)
     status = int(getattr(exc, "http_status", 500) or 500)
-    headers = {"WWW-Authenticate": 'EIP712 realm="compute-engine"'} if status == 401 else None
+    headers = {"WWW-Authenticate": 'EIP712 realm="compute-engine"'} if status == 401 else getattr(exc, "headers", None)
+    if status == 429 and not headers:  # a long-poll slot frees when one answers: retry soon (EngineClient does)
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     extra = {"job_id": exc.job_id} if getattr(exc, "job_id", None) and status != 404 else None
     return problem_response(status, exc.code, exc.message, _instance(request), extra=extra, headers=headers)
 

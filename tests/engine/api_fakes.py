@@ -23,6 +23,7 @@ from typing import Any
 from engine.artifacts import Artifact
 from engine.errors import NotFoundError, RequestError
 from engine.store import TERMINAL, Job, StepEvent
+from engine.submission import check_deadline
 
 CHAIN_ID = 31337
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -50,10 +51,12 @@ class FakeService:
     waits: list[tuple[str, str, float]] = field(default_factory=list)  # long-poll calls
     health_report: dict = field(default_factory=lambda: {"chain": True, "docker": True, "store": True})
     boom: bool = False  # make get() raise an unexpected error
+    deadline_max_s: float = 24 * 3600.0  # the real service's Settings.deadline_max_s
 
     def submit(self, request: Any, signer: str, digest: str | None = None) -> tuple[Job, bool]:
         from registry_client.eip712 import job_request_digest
 
+        check_deadline(request.deadline, time.time(), self.deadline_max_s)  # the service's one rule
         self.submitted.append((request, signer))
         assert digest == job_request_digest(CHAIN_ID, REGISTRY, request)
         for job in self.jobs.values():
@@ -161,7 +164,23 @@ def make_app(service: FakeService, clock: Any = time.time, settings: Any = None)
     from engine.api.app import create_app
     from engine.api.deps import EngineDomain
 
-    return create_app(settings or FakeSettings(), service, domain=EngineDomain(CHAIN_ID, REGISTRY), clock=clock)
+    app = create_app(settings or FakeSettings(), service, domain=EngineDomain(CHAIN_ID, REGISTRY), clock=clock)
+    app.state.auditor = _no_instructions_auditor()
+    return app
+
+
+def _no_instructions_auditor() -> Any:
+    """The real auditor over a chain that has no instructions (GET /instructions/{id}/inspect: 404)."""
+    import tempfile
+
+    from engine.errors import ChainCheckFailure
+    from engine.instruction_audit import InstructionAuditor
+
+    def read(instruction_id: int) -> tuple[str, str]:
+        raise ChainCheckFailure(f"no compute instruction with id {instruction_id} on chain",
+                                code="INSTRUCTION_NOT_FOUND")
+
+    return InstructionAuditor(read, None, Path(tempfile.mkdtemp(prefix="fake-audits-")), max_expanded_bytes=1)
 
 
 @contextmanager

@@ -312,7 +312,9 @@ def test_create_app_reads_domain_from_real_settings(tmp_path, service):
     settings = Settings(deployment=manifest, data_dir=tmp_path / "data", auth_window_s=5, deadline_max_s=900)
     app = create_app(settings, service)
     assert (app.state.domain.chain_id, app.state.domain.registry) == (CHAIN_ID, REGISTRY)
-    assert app.state.api_config.auth_window_s == 5 and app.state.api_config.max_deadline_s == 900
+    # deadline_max_s reaches the HTTP layer (Vana's deadline window) under the same name.
+    assert app.state.api_config.auth_window_s == 5 and app.state.api_config.deadline_max_s == 900
+    service.deadline_max_s = 900  # the fake applies the service's rule (engine.submission.check_deadline)
     with TestClient(app, raise_server_exceptions=False) as c:
         assert c.post("/jobs", json=submit_body()).status_code == 201
         assert_problem(c.post("/jobs", json=submit_body(nonce=8, deadline=int(time.time()) + 1000)),

@@ -27,7 +27,7 @@ def body(account=ALICE, *, chain=CHAIN, contract=REGISTRY, deadline=NOW + 600, *
 
 
 def verify(b, **kw):
-    return verify_job_submission(b, CHAIN, REGISTRY, NOW, 3600, **kw)
+    return verify_job_submission(b, CHAIN, REGISTRY, **kw)
 
 
 def code_of(fn, *args, **kw) -> tuple[type, str]:
@@ -37,7 +37,7 @@ def code_of(fn, *args, **kw) -> tuple[type, str]:
 
 
 def test_public_surface():
-    assert set(auth.__all__) == {"verify_job_submission", "verify_read", "DEFAULT_MAX_DEADLINE_S"}
+    assert set(auth.__all__) == {"verify_job_submission", "verify_read"}
 
 
 def test_good_signature():
@@ -64,10 +64,13 @@ def test_tampered_without_stated_signer_recovers_someone_else():
     assert signer != ALICE.address  # the service then finds no permission for that wallet
 
 
-def test_expired_and_too_far_deadline():
-    assert code_of(verify, body(deadline=NOW)) == (AuthError, "DEADLINE_EXPIRED")
-    assert code_of(verify, body(deadline=NOW - 1)) == (AuthError, "DEADLINE_EXPIRED")
-    assert code_of(verify, body(deadline=NOW + 3601)) == (RequestError, "DEADLINE_TOO_FAR")
+def test_the_deadline_is_not_judged_here():
+    # One rule in one place: engine.submission.check_deadline (tests/engine/test_submission.py),
+    # applied by the service to every submit; the signature check knows no clock.
+    assert not hasattr(auth, "DEFAULT_MAX_DEADLINE_S") and not hasattr(auth, "_check_deadline")
+    for deadline in (1, NOW + 10 * 365 * 24 * 3600):
+        req, signer, _ = verify(body(deadline=deadline, signer=ALICE.address))
+        assert (req.deadline, signer) == (deadline, ALICE.address)
 
 
 def test_wrong_chain_id():

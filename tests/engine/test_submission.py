@@ -6,7 +6,7 @@ import pytest
 
 from engine.errors import AuthError, RequestError
 from engine.settings import Settings
-from engine.submission import MAX_SQL_ID, local_digest, validate_request
+from engine.submission import MAX_SQL_ID, check_deadline, local_digest, validate_request
 from registry_client.eip712 import JobRequest
 
 NOW = 1_800_000_000
@@ -35,6 +35,32 @@ def test_refusals_carry_a_stable_code(overrides, code, kind) -> None:
     with pytest.raises(kind) as err:
         validate_request(_req(**overrides), Settings(), NOW)
     assert err.value.code == code
+
+
+@pytest.mark.parametrize(("deadline", "code"), [
+    (NOW - 1, "DEADLINE_EXPIRED"), (NOW, "DEADLINE_EXPIRED"), (NOW + 1, None),
+    (NOW + 900, None), (NOW + 901, "DEADLINE_TOO_FAR"),
+])
+def test_the_deadline_rule_and_its_bounds(deadline, code) -> None:
+    if code is None:
+        check_deadline(deadline, NOW, 900)
+        validate_request(_req(deadline=deadline), Settings(deadline_max_s=900), NOW)
+        return
+    for call in (lambda: check_deadline(deadline, NOW, 900),
+                 lambda: validate_request(_req(deadline=deadline), Settings(deadline_max_s=900), NOW)):
+        with pytest.raises(RequestError) as err:
+            call()
+        assert err.value.code == code
+        assert err.value.http_status == (401 if code == "DEADLINE_EXPIRED" else 400)
+
+
+def test_vanas_deadline_window_passes_the_same_rule() -> None:
+    # Vana's submit signs no deadline: the router gives the run now + deadline_max_s
+    # (engine/api/routers/vana.py), which the service's rule must accept, even a second later.
+    settings = Settings(deadline_max_s=900)
+    deadline = NOW + int(settings.deadline_max_s)
+    validate_request(_req(deadline=deadline), settings, NOW)
+    validate_request(_req(deadline=deadline), settings, NOW + 1)
 
 
 @pytest.mark.parametrize("params", [[2**70], [-(2**63) - 1], {"n": 2**64}, [[1]], {"x": {"y": 1}}])

@@ -112,6 +112,10 @@ def test_image_metadata(docker_client, template_image: str) -> None:
     config = docker_client.images.get(template_image).attrs["Config"]
     assert config["User"] == "65534:65534"
     assert config["Entrypoint"] == ["python3", "/app/worker.py"]
+    labels = config["Labels"]  # what `registry instruction inspect` shows the DLP owner
+    assert labels["org.computetodata.layout"] == "vana"
+    assert labels["org.opencontainers.image.description"]
+    assert labels["org.opencontainers.image.source"] == labels["org.opencontainers.image.revision"] == "unknown"
 
 
 def test_scripts_build_run_export(docker_client, tmp_path: Path) -> None:
@@ -120,7 +124,8 @@ def test_scripts_build_run_export(docker_client, tmp_path: Path) -> None:
     work = tmp_path / "job"
     shutil.copytree(TEMPLATE, work, ignore=shutil.ignore_patterns("input", "output", "*.tar.gz"))
     env = {**os.environ, "IMAGE": SCRIPT_TAG, "BASE_IMAGE": BASE,
-           "ARCHIVE_URL": "https://files.example.org/job.tar.gz", "KEY_ENV": "MY_KEY"}
+           "ARCHIVE_URL": "https://files.example.org/job.tar.gz", "KEY_ENV": "MY_KEY",
+           "OCI_SOURCE": "https://example.org/my-job", "OCI_REVISION": "c0ffee"}
 
     def script(name: str) -> str:
         proc = subprocess.run([str(work / name)], check=False, env=env,
@@ -136,6 +141,8 @@ def test_scripts_build_run_export(docker_client, tmp_path: Path) -> None:
     assert json.loads((work / "output" / "stats.json").read_text())["row_count"] == 12
 
     exported = script("image-export.sh")
+    assert "org.opencontainers.image.source=https://example.org/my-job" in exported
+    assert "org.opencontainers.image.revision=c0ffee" in exported
     archive = work / "my-compute-job.tar.gz"
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     assert f"sha256 {digest}" in exported

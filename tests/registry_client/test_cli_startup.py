@@ -23,7 +23,8 @@ def _loaded_after(code: str) -> set[str]:
     return set(out.stdout.split())
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["job", "--help"], ["instruction", "add", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["job", "--help"], ["instruction", "add", "--help"],
+                                  ["instruction", "inspect", "--help"]])
 def test_registry_help_and_version_import_no_chain_libraries(args):
     code = ("from registry_client.cli import cli\n"
             f"try:\n    cli.main({args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass")

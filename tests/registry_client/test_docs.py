@@ -7,10 +7,13 @@ from pathlib import Path
 import click
 import pytest
 
+from engine.audit import WARNING_CODES
+from engine.errors import ENGINE_CODES
 from registry_client.cli import cli
-from registry_client.errors import ERROR_CODES
+from registry_client.errors import CLIENT_CODES, ERROR_CODES
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOC = DOCS / "cli.md"
 
 # Groups written by other modules (registry_client/cli_job.py) document themselves elsewhere.
 _OWN_GROUPS = {"deploy", "dlp", "refiner", "schema", "instruction", "permission", "wallet",
@@ -38,6 +41,23 @@ def test_command_documented(path):
 @pytest.mark.parametrize("code", sorted(ERROR_CODES))
 def test_error_code_documented(code):
     assert f"`{code}`" in DOC.read_text()
+
+
+# The other two tables of the one registry (tests/engine/test_error_registry.py); the job and
+# API codes are checked against docs/api.md by tests/engine/test_api.py.
+@pytest.mark.parametrize("code", sorted(ENGINE_CODES))
+def test_operator_error_code_documented(code):
+    assert f"| `{code}` |" in (DOCS / "configuration.md").read_text(), f"`{code}` missing from docs/configuration.md"
+
+
+@pytest.mark.parametrize("code", sorted(CLIENT_CODES))
+def test_engine_client_code_documented(code):
+    assert f"| `{code}` |" in (DOCS / "api.md").read_text(), f"`{code}` missing from docs/api.md"
+
+
+@pytest.mark.parametrize("code", sorted(WARNING_CODES))
+def test_audit_warning_code_documented(code):
+    assert f"`{code}`" in (DOCS / "api.md").read_text(), f"audit warning `{code}` missing from docs/api.md"
 
 
 def test_issue_command_names_exist():

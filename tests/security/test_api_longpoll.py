@@ -136,6 +136,7 @@ def test_waiters_per_owner_are_capped_with_429(service):
             for resp in refused:
                 assert resp.status_code == 429 and resp.json()["code"] == "TOO_MANY_WAITERS"
                 assert resp.headers["content-type"].startswith("application/problem+json")
+                assert resp.headers["retry-after"] == "1"  # EngineClient waits this long, then retries
             answers = await asyncio.gather(*polls)
             assert sum(a.status_code == 200 for a in answers) == 16
             # The slots are free again once the waits answered.

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Header, Path, Query, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from engine.api.deps import Clock, Config, CurrentWallet, Domain, Service, Waiters
+from engine.api.deps import Config, CurrentWallet, Domain, Service, Waiters
 from engine.api.limits import json_too_deep
 from engine.api.problems import PROBLEM_JSON
 from engine.api.schemas import ArtifactList, ArtifactPublic, JobCreate, JobPublic, Problem
@@ -60,7 +60,6 @@ def submit_job(
     service: Service,
     domain: Domain,
     config: Config,
-    clock: Clock,
     x_wallet_address: Annotated[str | None, Header(description="the signer, if not in the body")] = None,
 ) -> JobPublic:
     """201 with a new job; 200 with the same job when this signed request was sent before."""
@@ -72,8 +71,6 @@ def submit_job(
         body.model_dump(exclude_none=True),
         domain.chain_id,
         domain.registry,
-        clock(),
-        config.max_deadline_s,
         claimed_signer=x_wallet_address,
     )
     job, created = service.submit(req, signer, digest)

@@ -126,7 +126,7 @@ def submit_vana_job(
     compute_job = read_compute_job(request.app.state.compute_jobs, int(job_id))
     payload = body.input
     # No deadline in Vana's scheme: the engine's own window, outside the idempotency digest.
-    deadline = int(clock()) + int(config.max_deadline_s)
+    deadline = int(clock()) + int(config.deadline_max_s)
     req = build_request(compute_job, caller,
                         VanaInput(payload.query, payload.query_signature, payload.refiner_id, payload.params),
                         deadline)
