@@ -173,10 +173,10 @@ def test_owner_audits_approves_grants_and_claims(open_console, world, job_image)
     page.wait_for_selector(f"{row} [data-status=pending]")
 
     page.click(f"{row} [data-action=audit]")
-    # The audit endpoint may not be on this engine yet: the page says so instead of failing.
-    report = page.wait_for_selector(f".audit[data-instruction='{pending}'], .audit-missing")
-    if "audit" in (report.get_attribute("class") or "").split():
-        assert "/job.sh" in report.inner_text() and image.sha256 in report.inner_text()
+    # What the image runs, read statically by GET /instructions/{id}/inspect, before any approval.
+    report = page.wait_for_selector(f".audit[data-instruction='{pending}']").inner_text()
+    assert image.sha256 in report and '["/bin/sh","/job.sh"]' in report and "(root)" in report
+    assert "RUNS_AS_ROOT" in report and "/job.sh" in report  # the warning, and the job's own source
     console.shot("owner-audit")
     page.click(f"{row} [data-action=approve]")
     page.wait_for_selector(f"{row} [data-status=approved]")
