@@ -263,3 +263,14 @@ def test_reverted_transaction_is_decoded_by_name(open_console, world):
     page.wait_for_selector("#messages .msg.error")
     assert "reverted: InsufficientBalance()" in console.message()
     console.shot("reverted")
+
+
+def test_a_rejected_transaction_sends_nothing(open_console, world):
+    balance = Payments(world.builder).balance()
+    console = open_console("builder", reject=("eth_sendTransaction",))
+    console.sign_in()
+    console.page.click("#tab-builder")
+    console.page.click("[data-action=deposit]")
+    console.page.wait_for_selector("#messages .msg.error")
+    assert "rejected" in console.message() and "4001" in console.message()
+    assert Payments(world.builder).balance() == balance
