@@ -30,6 +30,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -46,6 +47,7 @@ __all__ = [
     "build_siwe",
     "load_key",
     "parse_siwe",
+    "sessions_from_settings",
 ]
 
 TOKEN_PREFIX = "cs1"
@@ -335,3 +337,18 @@ def _recover(text: str, signature: str) -> str:
         return to_checksum_address(Account.recover_message(encode_defunct(text=text), signature=raw))
     except Exception as exc:
         raise AuthError("the signature is not a 65-byte personal_sign signature", code="SIWE_BAD_SIGNATURE") from exc
+
+
+def sessions_from_settings(settings: Any, chain_id: int, registry: str) -> SessionKeys:
+    """The engine's sessions: key from `session_key_file` (default `<data_dir>/session.key`);
+    settings without either (an app over a fake service) get a key that lives as long as the process."""
+    key_file = getattr(settings, "session_key_file", None)
+    data_dir = getattr(settings, "data_dir", None)
+    if key_file is None and data_dir is not None:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        key_file = Path(data_dir) / "session.key"
+    key = load_key(Path(key_file)) if key_file is not None else secrets.token_bytes(32)
+    nonces = NonceBook(float(getattr(settings, "session_nonce_ttl_s", 300.0)),
+                       int(getattr(settings, "session_max_nonces", 10_000)))
+    return SessionKeys(key, chain_id, registry, max_lifetime_s=int(getattr(settings, "session_max_s", 3600)),
+                       nonces=nonces)

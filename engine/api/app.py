@@ -31,7 +31,7 @@ from engine.api.problems import install_problem_handlers
 from engine.api.routers import console, health, instructions, jobs, session, vana
 from engine.errors import EngineError
 from engine.instruction_audit import auditor_for
-from engine.sessions import NonceBook, SessionKeys, load_key
+from engine.sessions import sessions_from_settings
 from engine.vana import reader_for
 
 __all__ = ["api_config", "create_app", "engine_domain"]
@@ -65,23 +65,6 @@ def _deployment(settings: Any) -> Any | None:
         return load_deployment(value)
     except RegistryError:
         return None  # engine_domain already refused an unreadable manifest, unless a domain was given
-
-
-def session_keys(settings: Any, domain: EngineDomain) -> SessionKeys:
-    """Sessions bound to this engine's domain, keyed by the key file (or a per-process key without a data dir)."""
-    import secrets
-    from pathlib import Path
-
-    key_file = getattr(settings, "session_key_file", None)
-    data_dir = getattr(settings, "data_dir", None)
-    if key_file is None and data_dir is not None:
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-        key_file = Path(data_dir) / "session.key"
-    key = load_key(Path(key_file)) if key_file is not None else secrets.token_bytes(32)
-    nonces = NonceBook(float(getattr(settings, "session_nonce_ttl_s", 300.0)),
-                       int(getattr(settings, "session_max_nonces", 10_000)))
-    return SessionKeys(key, domain.chain_id, domain.registry,
-                       max_lifetime_s=int(getattr(settings, "session_max_s", 3600)), nonces=nonces)
 
 
 def api_config(settings: Any) -> ApiConfig:
@@ -147,7 +130,7 @@ def create_app(
     app.state.clock = clock
     app.state.waiters = WaiterLimit(config.max_waiters_per_owner)
     app.state.deployment = _deployment(settings)
-    app.state.sessions = session_keys(settings, app.state.domain)
+    app.state.sessions = sessions_from_settings(settings, app.state.domain.chain_id, app.state.domain.registry)
     app.state.session_domain = getattr(settings, "session_domain", None)
     app.state.compute_jobs = reader_for(service)  # ComputeEngine.jobs, for /job/{id} (Vana's API)
     app.state.auditor = auditor_for(service)  # GET /instructions/{id}/inspect (None with a fake service)

@@ -179,3 +179,17 @@ def test_a_bad_key_file_is_refused(tmp_path, text, mode):
     with pytest.raises(EngineError) as info:
         load_key(path)
     assert info.value.code == "CONFIG_INVALID"
+
+
+def test_engines_sharing_a_key_file_accept_each_others_sessions(tmp_path):
+    from engine.sessions import sessions_from_settings
+    from engine.settings import Settings
+
+    shared = tmp_path / "shared.key"
+    one = sessions_from_settings(Settings(data_dir=tmp_path / "a", session_key_file=shared), 31337, REGISTRY)
+    two = sessions_from_settings(Settings(data_dir=tmp_path / "b", session_key_file=shared), 31337, REGISTRY)
+    alone = sessions_from_settings(Settings(data_dir=tmp_path / "c"), 31337, REGISTRY)
+    token = sign_in(one).token
+    assert two.verify_token(token, NOW) == WALLET.address
+    assert code_of(alone.verify_token, token, NOW) == "SESSION_INVALID"
+    assert (tmp_path / "c" / "session.key").is_file() and not (tmp_path / "a" / "session.key").exists()
