@@ -5,12 +5,12 @@ PY    := $(VENV)/bin/python
 BIN   := node_modules/.bin
 STAMP := .make
 
-.PHONY: help setup test test-forge test-py abi bench demo up down docker base-image chromium console clean lint
+.PHONY: help setup test test-forge test-py abi bench demo up down docker base-image postgres chromium console clean lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP)/venv $(STAMP)/npm $(STAMP)/console docker base-image ## install everything the project needs (idempotent)
+setup: $(STAMP)/venv $(STAMP)/npm $(STAMP)/console docker base-image postgres ## install everything the project needs (idempotent)
 
 $(STAMP)/venv: pyproject.toml
 	@mkdir -p $(STAMP)
@@ -42,6 +42,9 @@ chromium: ## make sure Debian's Chromium is installed (the browser tests drive i
 
 docker: ## make sure a Docker engine answers (installs/starts it when root)
 	@tools/ensure-docker.sh
+
+postgres: ## install Debian's postgresql when missing (the PostgreSQL store tests start their own cluster)
+	@tools/ensure-postgres.sh
 
 base-image: docker ## build the local Python base image when no registry is reachable
 	@tools/build-python-base.sh

@@ -57,6 +57,24 @@ def _anvil(work: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError(f"anvil did not start (log: {log})")
 
 
+def export_lines(rpc_url: str, manifest: Path, engine_url: str, data_dir: Path, archive: Path, archive_url: str,
+                 db: Path, cfg: StoryConfig) -> list[str]:
+    """The `export` lines README's stories start from (docs: README, Stories)."""
+    bin_dir = Path(sys.executable).parent  # `registry` and `compute-engine` live next to the venv's python
+    return [
+        f'export PATH="{bin_dir}:$PATH"',
+        f"export REGISTRY_RPC={rpc_url} REGISTRY_DEPLOYMENT={manifest}",
+        f"export REGISTRY_ENGINE_URL={engine_url}",
+        f"export ENGINE_RPC_URL={rpc_url} ENGINE_DEPLOYMENT={manifest} ENGINE_DATA_DIR={data_dir}",
+        f"export DEPLOYER_KEY={ANVIL_DEV_KEYS[0]}   # deployer  {cfg.actors.deployer.address}",
+        f"export OWNER_KEY={ANVIL_DEV_KEYS[1]}   # DLP owner {cfg.actors.dlp_owner.address}",
+        f"export BUILDER_KEY={ANVIL_DEV_KEYS[2]}   # builder   {cfg.actors.builder.address}",
+        f"export BUILDER_ADDRESS={cfg.actors.builder.address}",
+        f"export SAMPLE_DB={db}   # a refined SQLite file (users, activities)",
+        f"export JOB_ARCHIVE={archive} JOB_ARCHIVE_URL={archive_url}   # the template job, built and served",
+    ]
+
+
 def start_stack(work: Path, say: Callable[[str], None]) -> int:
     """Set the stack up; the caller holds the work dir (demo.guard.exclusive)."""
     clean_work_dir(work)
@@ -107,23 +125,17 @@ def start_stack(work: Path, say: Callable[[str], None]) -> int:
     }
     (work / "stack.json").write_text(json.dumps(state, indent=2))
     say(f"engine up at {engine_url} (OpenAPI: {engine_url}/docs); logs in {work}")
+    exports = export_lines(rpc_url, manifest, engine_url, data_dir, archive, archive_url, db, cfg)
+    (work / "env.sh").write_text("".join(f"{line}\n" for line in exports))
+    shown = "\n".join(f"  {line}" for line in exports)
     print(f"""
 The stack is up. anvil's dev keys are PUBLIC test keys: never use them on a real network.
+Paste these exports (or `. {work / "env.sh"}`) to run README's stories as written:
 
-  export REGISTRY_RPC={rpc_url}
-  export REGISTRY_DEPLOYMENT={manifest}
-  export REGISTRY_ENGINE_URL={engine_url}
-  export OWNER_KEY={ANVIL_DEV_KEYS[1]}   # DLP owner {cfg.actors.dlp_owner.address}
-  export BUILDER_KEY={ANVIL_DEV_KEYS[2]}   # builder   {cfg.actors.builder.address}
+{shown}
 
   registry instruction show {instruction_id} --dlp {dlp_id}
   registry permission list --refiner {refiner_id}
-  registry deposit 10000 --key-env BUILDER_KEY   # priced queries are charged from it
-  registry job submit --key-env BUILDER_KEY --instruction {instruction_id} --refiner {refiner_id} \\
-      --query "SELECT u.locale, a.kind, a.duration_s FROM activities a JOIN users u ON u.id = a.user_id" --wait
-  registry job download JOB_ID --key-env BUILDER_KEY --out ./out
-  registry balance --key-env BUILDER_KEY; registry dlp earnings {dlp_id}
-  registry dlp claim {dlp_id} --key-env OWNER_KEY
 
 Stop it with: make down
 """)

@@ -318,10 +318,16 @@ def submit_and_follow(cfg: StoryConfig, client: EngineClient, instruction_id: in
 
 def denied_job(cfg: StoryConfig, client: EngineClient, instruction_id: int, refiner_id: int,
                compute_job: int) -> dict:
-    job = client.submit(instruction_id, refiner_id, DENIED_QUERY, None, compute_job_id=compute_job)
-    job = client.wait(job["id"], timeout_s=cfg.job_timeout_s)
+    from registry_client.errors import EngineApiError
+
+    try:  # the engine refuses it at submit (its preflight), before any job or charge exists
+        job = client.submit(instruction_id, refiner_id, DENIED_QUERY, None, compute_job_id=compute_job)
+        job = client.wait(job["id"], timeout_s=cfg.job_timeout_s)
+    except EngineApiError as exc:
+        job = {"status": "REFUSED", "http_status": exc.status,
+               "failure": {"code": exc.code, "message": exc.detail}}
     failure = job.get("failure") or {}
-    cfg.say(f"a job reading users.email ends {job['status']} {failure.get('code')}: "
+    cfg.say(f"a job reading users.email is {job['status']} {failure.get('code')}: "
             f"{failure.get('message')} (never charged)")
     return job
 

@@ -130,9 +130,9 @@ class ChainVerifier:
         self._sleep = sleep
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chain-read")
 
-    def _with_retry(self, read: Callable[[], T], cancel: threading.Event | None) -> T:
+    def _with_retry(self, read: Callable[[], T], cancel: threading.Event | None, once: bool = False) -> T:
         """`read()`, retried on transient RegistryErrors until the window closes or `cancel` is set."""
-        deadline = self._clock() + self.retry.window_s
+        deadline = self._clock() + (0.0 if once else self.retry.window_s)
         attempt = 0
         while True:
             try:
@@ -157,13 +157,14 @@ class ChainVerifier:
         return ChainCheckFailure(f"cannot {doing}: {what}{note}", code="CHAIN_UNAVAILABLE")
 
     def verify(self, instruction_id: int, refiner_id: int, owner: str, *,
-               cancel: threading.Event | None = None) -> ChainCheck:
+               cancel: threading.Event | None = None, once: bool = False) -> ChainCheck:
         """Check refiner, instruction and approval at one block; ChainCheckFailure otherwise.
 
         A set `cancel` ends a retry wait at once (the failure raised then is moot: the job is cancelled).
+        `once` (the preflight of an HTTP request): one attempt, no retry window.
         """
         try:
-            return self._with_retry(lambda: self._verify_once(instruction_id, refiner_id, owner), cancel)
+            return self._with_retry(lambda: self._verify_once(instruction_id, refiner_id, owner), cancel, once)
         except RefinerNotFound as exc:
             raise ChainCheckFailure(f"no data refiner with id {refiner_id} on chain",
                                     code="REFINER_NOT_FOUND") from exc
@@ -210,6 +211,26 @@ class ChainVerifier:
         except RegistryError as exc:
             raise self._unavailable("read the instruction on chain", exc) from exc
         return found.hash.lower(), found.url
+    def permissions(self, refiner_id: int, owner: str) -> tuple[Permission, ...]:
+        """The owner's active permissions on the refiner, at one block (the schema's coverage).
+
+        REFINER_NOT_FOUND when the refiner is not on chain; CHAIN_UNAVAILABLE past the retry window.
+        """
+        reg = self.registries
+
+        def read() -> tuple[Permission, ...]:
+            block = reg.block_number()
+            reg.refiner(refiner_id, block=block)  # raises RefinerNotFound
+            records = reg.get_permissions(refiner_id, owner, block=block)
+            return tuple(_to_permission(r) for r in records if r.approved and r.refiner_id == refiner_id)
+
+        try:
+            return self._with_retry(read, None, once=True)  # an HTTP read: no retry window
+        except RefinerNotFound as exc:
+            raise ChainCheckFailure(f"no data refiner with id {refiner_id} on chain",
+                                    code="REFINER_NOT_FOUND") from exc
+        except RegistryError as exc:
+            raise self._unavailable("read the permissions on chain", exc) from exc
 
     def is_approved(self, instruction_id: int, dlp_id: int, *, cancel: threading.Event | None = None) -> bool:
         """The approval at the latest block (False: revoked).

@@ -8,7 +8,6 @@ exit, never a traceback.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ import click
 
 from engine.data import DataCatalog
 from engine.errors import EngineError
+from registry_client.cli_output import OneLineError, OneLineErrorsGroup, echo_json, table
 
 if TYPE_CHECKING:  # pydantic-settings loads when a command runs, not for --help
     from engine.settings import Settings
@@ -31,7 +31,7 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
     try:
         return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
-        raise click.ClickException(exc.message) from exc
+        raise OneLineError(exc.message, exc.code) from exc
 
 
 def config_option(fn: Callable) -> Callable:
@@ -46,7 +46,7 @@ def config_option(fn: Callable) -> Callable:
 
 
 def one_line_errors(fn: Callable) -> Callable:
-    """Library errors become `Error: <message>` and exit 1."""
+    """Library errors become `error: <message> (CODE)` and exit 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -55,12 +55,18 @@ def one_line_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except (EngineError, RegistryError) as exc:
-            raise click.ClickException(getattr(exc, "message", None) or str(exc)) from exc
+            raise OneLineError(getattr(exc, "message", None) or str(exc), exc.code) from exc
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class EngineGroup(OneLineErrorsGroup):
+    """Every failure is one `error: <message> (CODE)` line; ENGINE_DEBUG=1 shows a traceback."""
+
+    debug_env = "ENGINE_DEBUG"
+
+
+@click.group(cls=EngineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="compute-to-data", prog_name="compute-engine", message="%(prog)s %(version)s")
 def cli() -> None:
     """The compute engine: serve the job API, attach refiner data.
@@ -109,9 +115,8 @@ def _check_refiner_on_chain(settings: Settings, refiner_id: int) -> int:
     from registry_client.manifest import load_deployment
 
     if settings.deployment is None:
-        raise click.ClickException(
-            "no deployment manifest: set ENGINE_DEPLOYMENT or `deployment` in the config file"
-        )
+        raise OneLineError("no deployment manifest: set ENGINE_DEPLOYMENT or `deployment` in the config file",
+                           "CONFIG_INVALID")
     registries = connect(settings.rpc_url, load_deployment(settings.deployment))
     return registries.refiner(refiner_id).dlp_id
 
@@ -131,7 +136,7 @@ def data_add(config: Path | None, refiner_id: int, replace: bool, file: Path) ->
     """
     settings = _settings(config)
     if not file.is_file():
-        raise click.ClickException(f"{file} is not a file")
+        raise OneLineError(f"{file} is not a file", "INVALID_INPUT")
     dlp_id = _check_refiner_on_chain(settings, refiner_id)
     entry = DataCatalog(settings.data_dir).add(refiner_id, file, replace=replace)
     click.echo(f"refiner {refiner_id} (DLP {dlp_id}): {entry.path} ({entry.size} bytes)")
@@ -149,15 +154,12 @@ def data_list(config: Path | None, as_json: bool) -> None:
       compute-engine data list --json
     """
     entries = DataCatalog(_settings(config).data_dir).list()
+    rows = [{"refiner_id": e.refiner_id, "path": str(e.path), "size": e.size} for e in entries]
     if as_json:
-        click.echo(json.dumps({"refiners": [
-            {"refiner_id": e.refiner_id, "path": str(e.path), "size": e.size} for e in entries
-        ]}))
+        echo_json(rows)
         return
-    if not entries:
-        click.echo("no refiner data attached")
-    for e in entries:
-        click.echo(f"{e.refiner_id}\t{e.size}\t{e.path}")
+    click.echo(table(rows, [("refiner_id", "REFINER"), ("size", "SIZE"), ("path", "PATH")],
+                     "no refiner data attached"))
 
 
 def main() -> None:

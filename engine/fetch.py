@@ -60,11 +60,12 @@ from engine.fetch_tee import StreamCheck
 if TYPE_CHECKING:
     from engine.archive_check import ArchiveInfo
 
-__all__ = ["ImageCache", "VerifiedArchive", "normalize_sha256"]
+__all__ = ["FetchProgress", "ImageCache", "VerifiedArchive", "normalize_sha256"]
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int], None]
+Progress = Callable[[int], None]  # progress(bytes so far); may raise to abort (FetchProgress: and total)
+PROGRESS_INTERVAL_S = 0.5  # the most often a download's progress is written to the job
 
 _CHUNK = 1024 * 1024
 _MAX_REDIRECTS = 5
@@ -81,6 +82,30 @@ class VerifiedArchive:
     size: int
     # What the archive check saw while it downloaded (None: from the cache, or refused).
     info: ArchiveInfo | None = None
+
+
+class FetchProgress:
+    """A download's progress callback: `tick()` every call, `report` at most every `interval_s`.
+
+    ``report({"bytes": n, "total": n | None})`` is the job's FETCHING progress
+    (a store write): throttled so a fast download does not write once per chunk.
+    ``total`` is the size the source announced, never above the size cap.
+    """
+
+    def __init__(self, report: Callable[[dict[str, int | None]], None], tick: Callable[[], None] | None = None,
+                 *, interval_s: float = PROGRESS_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+        self.report, self.tick, self.interval_s, self.clock = report, tick, interval_s, clock
+        self._last: float | None = None
+        self._sent: tuple[int, int | None] | None = None
+
+    def __call__(self, size: int, total: int | None = None) -> None:
+        if self.tick is not None:
+            self.tick()
+        now = self.clock()
+        if (size, total) == self._sent or (self._last is not None and now - self._last < self.interval_s):
+            return
+        self._last, self._sent = now, (size, total)
+        self.report({"bytes": size, "total": total})
 
 
 def normalize_sha256(value: str) -> str:
@@ -194,20 +219,23 @@ class ImageCache:
         self, url: str, out: BinaryIO, progress: Progress | None, tee: StreamCheck | None = None
     ) -> tuple[str, int, bytes]:
         """Stream ``url`` into ``out``; return (sha256 hex, size, first bytes)."""
-        received = [0]
-        deadline = Deadline(
-            self.timeout_s, (lambda: progress(received[0])) if progress is not None else None
-        )
+        received, total = [0], [None]  # total: the announced size (Content-Length, file size), if any
+        tick = None
+        if isinstance(progress, FetchProgress):
+            tick = lambda: progress(received[0], total[0])
+        elif progress is not None:
+            tick = lambda: progress(received[0])
+        deadline = Deadline(self.timeout_s, tick)
         scheme = urllib.parse.urlsplit(url).scheme.lower()
         if scheme in ("http", "https"):
-            chunks = self._http_chunks(url, deadline)
+            chunks = self._http_chunks(url, deadline, total)
         elif scheme == "file":
             if not self.allow_file_urls:
                 raise FetchFailure(
                     "file:// image URLs are disabled on this engine (operator setting allow_file_urls)",
                     code="FETCH_FAILED",
                 )
-            chunks = self._file_chunks(url)
+            chunks = self._file_chunks(url, total)
         else:
             raise FetchFailure(
                 f"unsupported URL scheme {scheme or '(none)'!r}: use http or https",
@@ -245,17 +273,17 @@ class ImageCache:
             raise FetchFailure("the image archive is empty", code="FETCH_FAILED")
         return hasher.hexdigest(), size, head
 
-    def _http_chunks(self, url: str, deadline: Deadline) -> Generator[bytes, None, None]:
+    def _http_chunks(self, url: str, deadline: Deadline, total: list) -> Generator[bytes, None, None]:
         client = guarded_client(deadline, allow_private=self.allow_private,
                                 timeout_s=min(self.timeout_s, 60.0))
         try:
             with client:
-                yield from self._follow(client, url)
+                yield from self._follow(client, url, total)
         except httpx.HTTPError as exc:
             log.info("download of %s failed: %s: %s", _safe_url(url), type(exc).__name__, exc)
             raise FetchFailure(_not_downloaded(url)) from exc
 
-    def _follow(self, client: httpx.Client, url: str) -> Iterator[bytes]:
+    def _follow(self, client: httpx.Client, url: str, total: list) -> Iterator[bytes]:
         origin = url  # messages name only it: a redirect's target came from the server
         for _ in range(_MAX_REDIRECTS + 1):
             with client.stream("GET", url) as resp:
@@ -268,26 +296,30 @@ class ImageCache:
                 if resp.status_code != 200:
                     log.info("download of %s: HTTP %d", _safe_url(url), resp.status_code)
                     raise FetchFailure(_not_downloaded(origin))
-                self._check_length(resp.headers.get("content-length"))
+                total[0] = self._check_length(resp.headers.get("content-length"))
                 yield from resp.iter_bytes(_CHUNK)
                 return
         raise FetchFailure(f"more than {_MAX_REDIRECTS} redirects from {_safe_url(origin)}")
 
-    def _check_length(self, header: str | None) -> None:
-        if header is not None and header.isdigit() and int(header) > self.max_bytes:
+    def _check_length(self, header: str | None) -> int | None:
+        """The announced size (at most the cap: a bigger one is refused here), or None."""
+        if header is None or not header.isdigit():
+            return None
+        if int(header) > self.max_bytes:
             raise FetchFailure(
                 f"the archive is over the size cap of {self.max_bytes} bytes",
                 code="IMAGE_TOO_LARGE",
             )
+        return int(header)
 
-    def _file_chunks(self, url: str) -> Generator[bytes, None, None]:
+    def _file_chunks(self, url: str, total: list) -> Generator[bytes, None, None]:
         parts = urllib.parse.urlsplit(url)
         if parts.netloc not in ("", "localhost"):
             raise FetchFailure(f"file:// URL with a remote host refused: {url}")
         path = Path(urllib.request.url2pathname(parts.path))
         try:
             with open(path, "rb") as src:
-                self._check_length(str(os.fstat(src.fileno()).st_size))
+                total[0] = self._check_length(str(os.fstat(src.fileno()).st_size))
                 while chunk := src.read(_CHUNK):
                     yield chunk
         except OSError as exc:

@@ -101,8 +101,12 @@ class Charger:
 
     def charge(self, *, owner: str, instruction_id: int, refiner_id: int, dlp_id: int, compute_job_id: int,
                amount: int, permission_ids: list[int], earlier_run_failed: Callable[[], bool],
-               cancel: threading.Event | None = None) -> Charge:
-        """Decide and, when owed, pay; a ChainCheckFailure (CHAIN_UNAVAILABLE) past the retry window."""
+               cancel: threading.Event | None = None, dry_run: bool = False) -> Charge:
+        """Decide and, when owed, pay; a ChainCheckFailure (CHAIN_UNAVAILABLE) past the retry window.
+
+        `dry_run` (the quote, submit's preflight): every read and refusal, the
+        balance check included, but nothing is sent.
+        """
         if compute_job_id == 0 and amount == 0:
             return Charge(0, 0, None, "free", None)
         if self.payments is None:
@@ -112,7 +116,7 @@ class Charger:
                                  code="PAYMENT_UNAVAILABLE")
         try:
             return self._charge(owner, instruction_id, refiner_id, dlp_id, compute_job_id, amount,
-                                permission_ids, earlier_run_failed, cancel)
+                                permission_ids, earlier_run_failed, cancel, dry_run)
         except RegistryError as exc:
             log.warning("charging compute job %s failed: %s", compute_job_id, exc)
             if isinstance(exc, ContractRevert) and exc.name == "AccessControlUnauthorizedAccount":
@@ -123,7 +127,7 @@ class Charger:
 
     def _charge(self, owner: str, instruction_id: int, refiner_id: int, dlp_id: int, compute_job_id: int,
                 amount: int, permission_ids: list[int], earlier_run_failed: Callable[[], bool],
-                cancel: threading.Event | None) -> Charge:
+                cancel: threading.Event | None, dry_run: bool = False) -> Charge:
         pay = self.payments
         assert pay is not None
         job = self._read(lambda: self._job(compute_job_id), cancel) if compute_job_id else None
@@ -136,8 +140,19 @@ class Charger:
             if self._read(lambda: pay.balance(owner, token), cancel) < amount:
                 raise PaymentFailure(f"the deposit of {owner} is smaller than the price {amount}",
                                      code="INSUFFICIENT_BALANCE")
-            self._pay(compute_job_id, refiner_id, dlp_id, amount, token, cancel)
+            if not dry_run:
+                self._pay(compute_job_id, refiner_id, dlp_id, amount, token, cancel)
         return Charge(compute_job_id, amount, token, decision, timeout)
+
+    def token(self, permission_ids: list[int]) -> str | None:
+        """The token these permissions are priced in (None: native, or unknown without a key)."""
+        if self.payments is None or not permission_ids:
+            return None
+        try:
+            return self._read(lambda: self._token(permission_ids), None)
+        except RegistryError as exc:
+            raise ChainCheckFailure("cannot read the permissions' token: the chain call failed",
+                                    code="CHAIN_UNAVAILABLE") from exc
 
     def _job(self, compute_job_id: int) -> ComputeJob | None:
         assert self.payments is not None

@@ -49,6 +49,7 @@ from eth_utils import to_checksum_address
 from engine import scratch
 from engine import store as st
 from engine.ahead import JobPrep
+from engine.artifact_store import artifact_store_for
 from engine.data import DataCatalog
 from engine.errors import (
     FAILURE_CODES,
@@ -58,6 +59,7 @@ from engine.errors import (
     RequestError,
     RunFailure,
 )
+from engine.fetch import FetchProgress
 from engine.health import run_probe, run_probes
 from engine.settings import Settings
 from engine.storage import disk_check
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
     from engine.fetch import ImageCache, VerifiedArchive
     from engine.images import ImageLoader
     from engine.payment import Charger
+    from engine.preflight import Preflight
     from engine.runner import DockerRunner
     from registry_client.eip712 import JobRequest
 
@@ -132,6 +135,7 @@ class JobService:
         domain: tuple[int, str] | None = None,
         signer: Any | None = None,
         charger: Charger | None = None,
+        preflight: Preflight | None = None,
     ):
         self.settings = settings
         self.store = store
@@ -148,7 +152,9 @@ class JobService:
             raise ValueError("attesting results needs the EIP-712 domain (chain id, instruction registry)")
         self.signer = signer  # eth_account LocalAccount signing JobResult attestations, or None
         self.charger = charger  # charges priced queries (engine.payment); None: they run free
+        self.preflight = preflight  # submit's image-free checks (engine.preflight); None: none
         self.data_dir = Path(settings.data_dir)
+        self.artifact_store = artifact_store_for(self.data_dir, settings.artifact_dir)  # maybe shared
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._submit_lock = threading.Lock()
         self._events: dict[str, threading.Event] = {}
@@ -166,22 +172,26 @@ class JobService:
         return self.data_dir / "scratch" / job_id
 
     def _artifact_dir(self, job_id: str) -> Path:
-        return self.data_dir / "artifacts" / job_id
+        return self.artifact_store.job_dir(job_id)
 
     def _log_file(self, job_id: str) -> Path:
-        return self.data_dir / "logs" / f"{job_id}.log"
+        return self.artifact_store.log_path(job_id)
 
     # --- API-facing -------------------------------------------------------------
-    def submit(self, request: JobRequest, signer: str, digest: str | None = None) -> tuple[Job, bool]:
+    def submit(self, request: JobRequest, signer: str, digest: str | None = None, *,
+               preflight: bool = True) -> tuple[Job, bool]:
         """Queue a verified request (signer = job owner); replays return the same job.
 
         `digest` is the request's EIP-712 digest (engine.auth returns it); without
         it the service computes it from its domain, or (no domain, e.g. in unit
         tests) hashes the request fields: either way a stable idempotency key.
+        `preflight=False` (Vana's API: its refusals read as the run's status) skips the preflight.
         """
         params = validate_request(request, self.settings, self.clock())
         owner = to_checksum_address(signer)
         digest = digest or self._digest(request)
+        if preflight and self.preflight is not None and self.store.find(owner, request.nonce) is None:
+            self.preflight.check(request, owner)  # refused before the job (and its nonce) exists
         fields = {
             "instruction_id": request.instruction_id,
             "refiner_id": request.refiner_id,
@@ -455,8 +465,9 @@ class JobService:
         if archive is None:
             # progress runs after every chunk and every 0.25 s of silence: a cancel
             # stops the download within a second even when no byte arrives.
-            archive = self.images.fetch(check.instruction_url, check.instruction_hash,
-                                        progress=lambda _size: self._stop_if_cancelled(ctx))
+            progress = FetchProgress(lambda p: self.store.set_progress(ctx.job.id, p),
+                                     tick=lambda: self._stop_if_cancelled(ctx))
+            archive = self.images.fetch(check.instruction_url, check.instruction_hash, progress=progress)
         ctx.archive = archive
         ctx.record["image_sha256"] = archive.sha256
 

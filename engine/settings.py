@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     )
     deployment: Path | None = Field(None, description="deployment manifest JSON (addresses)")
     data_dir: Path = Field(Path("./engine-data"), description="state, data, images, artifacts")
+    store_url: str = Field("", description="job store: empty = SQLite in data_dir; postgresql://... "
+                           "(no password: PGPASSFILE, or store_url_env)")
+    store_url_env: str | None = Field(None, description="NAME of the env var holding the store URL")
+    artifact_dir: Path | None = Field(None, description="artifacts and kept logs; a folder every "
+                                      "engine mounts when several share a store (default data_dir)")
     disk_min_free_bytes: int = Field(256 * MiB, ge=0, description="/health fails below this free space")
 
     # --- HTTP ------------------------------------------------------------------
@@ -171,6 +176,27 @@ class Settings(BaseSettings):
             raise ValueError("signing_key_env must be the NAME of an environment variable")
         return value
 
+    @field_validator("store_url_env")
+    @classmethod
+    def _store_env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError("store_url_env must be the NAME of an environment variable")  # never echo a URL
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        return _checked_store_url(value, "store_url", allow_password=False)
+
+    def store_url_value(self) -> SecretStr | None:
+        """The job store's URL (store_url_env's variable first), or None for SQLite in data_dir."""
+        if self.store_url_env:
+            raw = os.environ.get(self.store_url_env, "")
+            if not raw:
+                raise SettingsError(f"store_url_env names {self.store_url_env}, which is not set")
+            return SecretStr(_checked_store_url(raw, self.store_url_env, allow_password=True))
+        return SecretStr(self.store_url) if self.store_url else None
+
     @model_validator(mode="after")
     def _loopback_unless_allowed(self) -> Settings:
         if not self.allow_remote and not _is_loopback(self.host):
@@ -216,6 +242,25 @@ class Settings(BaseSettings):
     @property
     def store_path(self) -> Path:
         return self.data_dir / "jobs.db"
+
+
+def _checked_store_url(url: str, where: str, *, allow_password: bool) -> str:
+    """An empty or postgresql:// URL; messages never repeat it (it may hold a password)."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        raise SettingsError(f"{where} is not a URL") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SettingsError(f"{where} must be empty (SQLite in data_dir) or a postgresql:// URL")
+    if password is not None and not allow_password:
+        raise SettingsError(f"{where} must not hold a password (settings are shown and logged): "
+                            "use PGPASSFILE, or put the URL in the variable named by store_url_env")
+    return url
 
 
 def _is_loopback(host: str) -> bool:

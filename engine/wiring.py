@@ -22,16 +22,18 @@ import fcntl
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import IO, Any
 
 from engine.data import DataCatalog
 from engine.errors import EngineError
 from engine.service import JobService
-from engine.settings import Settings
+from engine.settings import Settings, SettingsError
 from engine.store import JobStore
+from engine.store_api import JobStore as AnyJobStore
 
-__all__ = ["build_service", "engine_id", "load_signer", "read_only_web3"]
+__all__ = ["build_service", "engine_id", "load_signer", "open_store", "read_only_web3"]
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,19 @@ def read_only_web3(w3: Any) -> None:
         pass  # a web3 without it: nothing to drop
 
 
+def open_store(settings: Settings) -> AnyJobStore:
+    """The job store the settings select: SQLite in data_dir (default) or PostgreSQL (store_url)."""
+    try:
+        url = settings.store_url_value()
+    except SettingsError as exc:
+        raise EngineError(str(exc), code="CONFIG_INVALID") from exc
+    if url is None:
+        return JobStore(settings.store_path)
+    from engine.store_postgres import PostgresJobStore
+
+    return PostgresJobStore(url.get_secret_value())
+
+
 def build_service(settings: Settings) -> JobService:
     """The service wired to real components: chain via web3, Docker, files under data_dir."""
     if settings.deployment is None:
@@ -158,6 +173,7 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
     from engine.chain import ChainVerifier, RetryPolicy
     from engine.fetch import ImageCache
     from engine.images import ImageLoader
+    from engine.preflight import Preflight
     from engine.runner import DockerRunner
     from engine.scratch import output_fs_ready
     from registry_client.contracts import connect
@@ -176,12 +192,14 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
     except docker.errors.DockerException as exc:
         raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
 
-    store = JobStore(settings.store_path)
+    store = open_store(settings)
     retry = RetryPolicy(window_s=settings.chain_retry_window_s)
+    chain, data = ChainVerifier(registries, retry=retry), DataCatalog(data_dir)
+    charger = _charger(settings, registries, signer, retry)
     return JobService(
         settings,
         store,
-        ChainVerifier(registries, retry=retry),
+        chain,
         ImageCache(
             data_dir / "images",
             max_bytes=settings.image_max_bytes,
@@ -201,12 +219,13 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
             busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
         ),
         DockerRunner(client, engine_id(data_dir), settings.docker_retry_s),
-        DataCatalog(data_dir),
+        data,
         probes={"chain": registries.block_number, "docker": client.ping,
                 "output_fs": lambda: output_fs_ready(settings.run_output_fs)},
         domain=(registries.chain_id, registries.deployment.address("compute_instruction_registry")),
         signer=signer,
-        charger=_charger(settings, registries, signer, retry),
+        charger=charger,
+        preflight=Preflight(settings, store, chain, data, charger, clock=time.time),
     )
 
 

@@ -27,7 +27,19 @@ say "labels: $(docker image inspect -f '{{range $k, $v := .Config.Labels}}{{$k}}
 say "saving $IMAGE to $ARCHIVE"
 TMP="$ARCHIVE.partial"
 trap 'rm -f "$TMP"' EXIT
-docker save "$IMAGE" | gzip -n -6 >"$TMP"
+if [ -t 2 ]; then
+  # On a terminal: the archive's size as it grows, on stderr (stdout stays the result lines).
+  docker save "$IMAGE" | gzip -n -6 >"$TMP" &
+  saving=$!
+  while kill -0 "$saving" 2>/dev/null; do
+    printf '\r==> %s bytes written' "$(stat -c %s "$TMP" 2>/dev/null || echo 0)" >&2
+    sleep 0.5
+  done
+  wait "$saving"
+  printf '\r==> %s bytes written\n' "$(stat -c %s "$TMP")" >&2
+else
+  docker save "$IMAGE" | gzip -n -6 >"$TMP"
+fi
 mv "$TMP" "$ARCHIVE"
 
 SHA="$(sha256sum "$ARCHIVE" | cut -d' ' -f1)"

@@ -1,4 +1,4 @@
-"""Summarise the engine's query result: `stats.json` plus a PNG bar chart.
+"""Summarise the engine's query result: `stats.json` plus a bar chart (SVG and PNG).
 
 This is the job a builder copies and edits. It reads the single table
 `results` of `$INPUT_PATH/query_results.db` (written by the engine from the
@@ -8,12 +8,15 @@ permissioned SQL), and writes to `$OUTPUT_PATH`:
   columns, and a group-by (per `locale` when that column exists, else the
   first low-cardinality text column) with rows, distinct users and per-group
   means/sums;
-- `chart.png` — one bar per group (rows per group), or a 10-bin histogram of
-  the first numeric column when there is nothing to group by. The bars are
-  listed, in order, under `chart.bars` in `stats.json` (the picture has no text).
+- `chart.svg` — one bar per group (rows per group), or a 10-bin histogram of
+  the first numeric column when there is nothing to group by: a title, both
+  axes named, each bar's category and value written on it (standard library);
+- `chart.png` — the same chart drawn by matplotlib where the image has it
+  (add it to requirements.txt), else bars and axes only (zlib + struct). The
+  bars are also listed, in order, under `chart.bars` in `stats.json`.
 
-Pure standard library: the container has no network and the base image may
-be minimal. Works as any uid: it writes only under `$OUTPUT_PATH`.
+Pure standard library unless you add packages: the container has no network
+and the base image may be minimal. Works as any uid: it writes only under `$OUTPUT_PATH`.
 
 Logs carry counts only, never data values: the operator may hand logs out.
 
@@ -35,6 +38,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -46,6 +50,7 @@ __all__ = [
     "main",
     "png_bytes",
     "render_bar_chart",
+    "render_svg_chart",
 ]
 
 EXIT_OK = 0
@@ -354,6 +359,127 @@ def render_bar_chart(values: list[float], width: int = WIDTH, height: int = HEIG
     return png_bytes(width, height, canvas.pixels)
 
 
+# --- SVG (text, standard library only): the chart a person reads ------------------
+
+SVG_W, SVG_H = 720, 420
+SVG_LEFT, SVG_RIGHT, SVG_TOP, SVG_BOTTOM = 70, 20, 50, 90
+
+
+def _hex(color: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*color)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+def _xml_text(body: str, limit: int = 40) -> str:
+    """Escaped, without the control characters XML 1.0 forbids, at most `limit` characters."""
+    clean = "".join(c if c >= " " or c in "\t" else "?" for c in body)
+    return escape(clean if len(clean) <= limit else clean[:limit - 1] + "\u2026")
+
+
+def _text(x: float, y: float, body: str, size: int = 12, anchor: str = "middle", extra: str = "") -> str:
+    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{extra}>'
+            f"{_xml_text(body)}</text>")
+
+
+def _nice_step(peak: float) -> float:
+    """A round tick step (1, 2 or 5 x 10^k) giving at most 5 steps up to `peak`."""
+    if peak <= 0:
+        return 1.0
+    magnitude = 10 ** math.floor(math.log10(peak / 5))
+    for factor in (1, 2, 5, 10):
+        if peak / (factor * magnitude) <= 5:
+            return factor * magnitude
+    return 10 * magnitude
+
+
+def _ticks_upto(peak: float, step: float) -> list[float]:
+    count = max(1, math.ceil(peak / step - 1e-9))
+    return [round(i * step, 10) for i in range(count + 1)]
+
+
+def render_svg_chart(title: str, x_label: str, y_label: str, bars: list[dict[str, Any]]) -> str:
+    """An SVG bar chart with a title, both axes named, and each bar's label and value written on it."""
+    left, right, top, bottom = SVG_LEFT, SVG_W - SVG_RIGHT, SVG_TOP, SVG_H - SVG_BOTTOM
+    plot_h = bottom - top
+    step = _nice_step(max((float(b["value"]) for b in bars if float(b["value"]) > 0), default=0.0))
+    if all(float(b["value"]).is_integer() for b in bars):
+        step = max(step, 1.0)  # counts: no 0.5-row ticks
+    ticks = _ticks_upto(max((float(b["value"]) for b in bars), default=0.0), step)
+    peak = ticks[-1]
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_W}" height="{SVG_H}" '
+           f'viewBox="0 0 {SVG_W} {SVG_H}" font-family="sans-serif" role="img">'),
+           f"<title>{_xml_text(title)}</title>",
+           f'<rect width="{SVG_W}" height="{SVG_H}" fill="#ffffff"/>',
+           _text(SVG_W / 2, 28, title, 18, extra=' font-weight="bold" class="title"')]
+    for tick in ticks:  # round steps (1, 2 or 5 x 10^k) up to the tallest bar
+        y = bottom - plot_h * tick / peak if peak else bottom
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="{_hex(GRID)}"/>')
+        out.append(_text(left - 6, y + 4, _num(tick), 11, "end", ' class="tick"'))
+    if bars and peak > 0:
+        slot = (right - left) / len(bars)
+        for i, bar in enumerate(bars):
+            value = float(bar["value"])
+            bar_h = plot_h * max(value, 0) / peak
+            x = left + i * slot + slot * 0.15
+            out.append(f'<rect class="bar" x="{x:.1f}" y="{bottom - bar_h:.1f}" width="{slot * 0.7:.1f}" '
+                       f'height="{bar_h:.1f}" fill="{_hex(PALETTE[i % len(PALETTE)])}"/>')
+            centre = left + (i + 0.5) * slot
+            out.append(_text(centre, bottom - bar_h - 4, _num(value), 11, extra=' class="value"'))
+            out.append(_text(centre, bottom + 14, str(bar["label"]), 11, "end",
+                             f' class="label" transform="rotate(-35 {centre:.1f} {bottom + 14:.1f})"'))
+    else:
+        out.append(_text((left + right) / 2, (top + bottom) / 2, "no data to chart", 14))
+    out += [f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="{_hex(AXIS)}" stroke-width="2"/>',
+            f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="{_hex(AXIS)}" stroke-width="2"/>',
+            _text((left + right) / 2, SVG_H - 12, x_label, 13, extra=' class="axis-x"'),
+            _text(18, (top + bottom) / 2, y_label, 13,
+                  extra=f' class="axis-y" transform="rotate(-90 18 {(top + bottom) / 2:.1f})"'),
+            "</svg>"]
+    return "\n".join(out) + "\n"
+
+
+def chart_labels(chart: dict[str, Any]) -> tuple[str, str, str]:
+    """(title, x axis, y axis) of the chart `chart_bars` described."""
+    metric = chart["metric"]
+    if metric.startswith("rows per "):
+        return metric[0].upper() + metric[1:], metric.removeprefix("rows per "), "rows"
+    if metric.startswith("histogram of "):
+        return metric[0].upper() + metric[1:], metric.removeprefix("histogram of "), "rows"
+    return "Nothing to chart", "", "rows"
+
+
+def render_png_with_matplotlib(title: str, x_label: str, y_label: str,
+                               bars: list[dict[str, Any]]) -> bytes | None:
+    """The same chart as a PNG with text, where the image has matplotlib; None where it has not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import io
+
+        from matplotlib import pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7.2, 4.2), dpi=100)
+    try:
+        labels, values = [str(b["label"]) for b in bars], [float(b["value"]) for b in bars]
+        drawn = ax.bar(labels, values, color=[_hex(PALETTE[i % len(PALETTE)]) for i in range(len(bars))])
+        ax.bar_label(drawn, labels=[_num(v) for v in values])
+        ax.set_title(title)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.tick_params(axis="x", labelrotation=35)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
 # --- entry point ---------------------------------------------------------------
 
 
@@ -367,11 +493,14 @@ def job_context() -> dict[str, Any]:
 
 
 def write_outputs(output_dir: Path, stats: dict[str, Any]) -> None:
-    """stats.json and chart.png, each written whole then renamed into place."""
+    """stats.json, chart.svg and chart.png, each written whole then renamed into place."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    chart = render_bar_chart([bar["value"] for bar in stats["chart"]["bars"]])
+    bars = stats["chart"]["bars"]
+    labels = chart_labels(stats["chart"])
+    svg = render_svg_chart(*labels, bars).encode()
+    png = render_png_with_matplotlib(*labels, bars) or render_bar_chart([bar["value"] for bar in bars])
     text = json.dumps(stats, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    for name, data in (("stats.json", text.encode()), ("chart.png", chart)):
+    for name, data in (("stats.json", text.encode()), ("chart.svg", svg), ("chart.png", png)):
         tmp = output_dir / f".{name}.tmp"
         tmp.write_bytes(data)
         tmp.replace(output_dir / name)
@@ -399,7 +528,7 @@ def run(input_path: str, output_path: str) -> int:
         f"{len(stats['numeric'])} numeric, "
         f"{grouped['group_count'] if grouped else 0} groups, {len(stats['chart']['bars'])} bars"
     )
-    log("wrote stats.json, chart.png")
+    log("wrote stats.json, chart.svg, chart.png")
     return EXIT_OK
 
 

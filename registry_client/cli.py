@@ -1,7 +1,7 @@
 """The `registry` command line: a thin click layer over `registry_client`.
 
 It parses arguments, calls the library and turns every `RegistryError` into
-one line on stderr (`error: <message>`, exit 1; usage errors exit 2).
+one line on stderr (`error: <message> (CODE)`, exit 1; usage errors exit 2).
 Transactions print `sent 0x…` and `mined in block N` to stderr; results go
 to stdout (with `--json`: exactly one JSON object).
 
@@ -14,7 +14,6 @@ cli_permission.py, cli_schema.py and cli_job.py; deposits, DLP earnings and
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,11 @@ from registry_client.cli_common import (
     yes_option,
 )
 from registry_client.cli_job import job as _job_group
+from registry_client.cli_job import refiner_schema as _refiner_schema
+from registry_client.cli_output import table
 from registry_client.cli_permission import permission as _permission_group
 from registry_client.cli_schema import schema as _schema_group
-from registry_client.errors import InputError, RegistryError, WalletError
+from registry_client.errors import InputError, WalletError
 
 __all__ = ["CliContext", "CliError", "cli", "load_wallet", "main", "pass_cli", "wallet_options"]  # re-exported for callers
 
@@ -237,6 +238,9 @@ def refiner_adopt(obj: CliContext, dlp_id: int, keystore: str | None, key_env: s
                f"{len(ids)} refiner(s) of DLP {dlp_id} now owned by {reg.account.address}")
 
 
+refiner.add_command(_refiner_schema)  # `registry refiner schema ID`: asks the engine (cli_job.py)
+
+
 @refiner.command("show")
 @click.argument("refiner_id", metavar="ID", type=ID)
 @pass_cli
@@ -263,9 +267,9 @@ def refiner_list(obj: CliContext, dlp_id: int) -> None:
     """
     reg = obj.connect()
     reg.dlp(dlp_id)  # an unknown DLP is an error, not an empty list
-    rows = [reg.refiner(i) for i in reg.dlp_refiner_ids(dlp_id)]
-    text = "\n".join(f"{r.id}\t{r.name}\t{r.schema_url}" for r in rows) or f"DLP {dlp_id} has no refiners"
-    obj.output({"dlp_id": dlp_id, "refiners": [_refiner_dict(r) for r in rows]}, text)
+    rows = [_refiner_dict(reg.refiner(i)) for i in reg.dlp_refiner_ids(dlp_id)]
+    obj.output(rows, table(rows, [("id", "ID"), ("name", "NAME"), ("schema_id", "SCHEMA"), ("schema_url", "SCHEMA URL")],
+                           f"DLP {dlp_id} has no refiners"))
 
 
 # ------------------------------------------------------------------ instruction
@@ -308,7 +312,8 @@ def instruction_add(obj: CliContext, image: Path | None, sha256_hex: str | None,
     digest = sha256_file(image) if image is not None else parse_sha256(sha256_hex or "").hex()
     reg = obj.connect(load_wallet(keystore, key_env))
     instruction_id = reg.add_instruction(digest, url)
-    obj.output({"instruction_id": instruction_id, "sha256": digest, "url": url, **obj.last_tx}, str(instruction_id))
+    obj.output({"id": instruction_id, "instruction_id": instruction_id, "sha256": digest, "url": url, **obj.last_tx},
+               str(instruction_id))
 
 
 def _set_approval(obj: CliContext, instruction_id: int, dlp_id: int, approved: bool,
@@ -402,11 +407,11 @@ def instruction_list(obj: CliContext, dlp_id: int | None) -> None:
         if dlp_id is not None:
             row["approved"] = reg.is_approved(i, dlp_id, block)
         rows.append(row)
-    lines = []
-    for r in rows:
-        state = "" if dlp_id is None else ("\tapproved" if r["approved"] else "\tnot approved")
-        lines.append(f"{r['id']}\t{r['sha256']}\t{r['owner']}\t{r['url']}{state}")
-    obj.output({"dlp_id": dlp_id, "block": block, "instructions": rows}, "\n".join(lines) or "no instructions")
+    columns = [("id", "ID"), ("sha256", "SHA256"), ("owner", "OWNER"), ("url", "URL")]
+    if dlp_id is not None:
+        columns.append(("approval", f"DLP {dlp_id}"))
+    shown = [{**r, "approval": "approved" if r.get("approved") else "not approved"} for r in rows]
+    obj.output(rows, table(shown, columns, "no instructions"))
 
 
 # ------------------------------------------------------------------ wallet
@@ -443,24 +448,15 @@ def wallet_new(obj: CliContext, out: Path, key_env: str | None) -> None:
         except click.Abort as exc:
             raise WalletError(f"no password given; set {wallet_mod.PASSWORD_ENV}") from exc
     address = wallet_mod.create_keystore(out, password, key=key)
-    obj.output({"address": address, "keystore": str(out)}, address)
+    obj.output({"id": address, "address": address, "keystore": str(out.resolve())}, address)
 
 
 # ------------------------------------------------------------------ entry point
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console script `registry`."""
-    try:
-        cli.main(args=argv, prog_name="registry")
-    except RegistryError as exc:  # raised outside a command (should not happen)
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(1)
-    except Exception as exc:
-        if os.environ.get("REGISTRY_DEBUG"):
-            raise
-        click.echo(f"error: unexpected {exc.__class__.__name__}: {exc} (set REGISTRY_DEBUG=1 for details)", err=True)
-        sys.exit(1)
+    """Console script `registry` (errors: `RegistryGroup`, one line with a code, no traceback)."""
+    cli.main(args=argv, prog_name="registry")
 
 
 # Groups with modules of their own; imported last because they use the names above.

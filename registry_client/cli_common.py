@@ -11,7 +11,6 @@ cli_types.py; `yes_option` + `confirm_irreversible` guard ownership transfers.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from registry_client.cli_output import OneLineError, OneLineErrorsGroup, echo_json
 from registry_client.cli_types import ADDRESS, AMOUNT, ID, NONCE, Url
 from registry_client.errors import RegistryError, WalletError
 
@@ -36,11 +36,8 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class CliError(click.ClickException):
-    """A one-line `error: ...` on stderr, exit code 1."""
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+class CliError(OneLineError):
+    """A one-line `error: <message> (CODE)` on stderr, exit code 1."""
 
 
 @dataclass
@@ -79,9 +76,10 @@ class CliContext:
 
         return connect(self.rpc, self.deployment(), account, progress=self.progress)
 
-    def output(self, obj: dict[str, Any], text: str) -> None:
+    def output(self, obj: dict[str, Any] | list[Any], text: str) -> None:
+        """`obj` as one JSON value under --json (an array for a list command), else `text`."""
         if self.json_output:
-            click.echo(json.dumps(obj, sort_keys=True))
+            echo_json(obj)
         else:
             click.echo(text)
 
@@ -133,16 +131,17 @@ def confirm_irreversible(action: str, yes: bool) -> None:
     if yes:
         return
     if not _interactive():
-        raise CliError(f"{action} cannot be undone: pass --yes to confirm (no terminal to ask on)")
+        raise CliError(f"{action} cannot be undone: pass --yes to confirm (no terminal to ask on)",
+                       "CONFIRMATION_REQUIRED")
     if not click.confirm(f"{action}. This cannot be undone. Continue?", default=False, err=True):
-        raise CliError(f"cancelled: nothing was sent ({action} not confirmed)")
+        raise CliError(f"cancelled: nothing was sent ({action} not confirmed)", "CANCELLED")
 
 
-class RegistryGroup(click.Group):
-    """Root group: renders library errors as one line instead of a traceback."""
+class RegistryGroup(OneLineErrorsGroup):
+    """Root group: renders library errors as one line (`error: <message> (CODE)`), never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except RegistryError as exc:
-            raise CliError(exc.message) from exc
+            raise CliError(exc.message, exc.code) from exc

@@ -23,6 +23,7 @@ from registry_client.cli_common import (
     pass_cli,
     wallet_options,
 )
+from registry_client.cli_output import wei
 from registry_client.cli_types import Uint256
 
 __all__ = ["balance", "deposit", "dlp_claim", "dlp_earnings", "engine", "open_compute_job", "withdraw"]
@@ -61,7 +62,7 @@ def deposit(obj: CliContext, amount: int, token: str | None, keystore: str | Non
     pay = _payments(obj, load_wallet(keystore, key_env))
     pay.deposit(amount, token)
     now = pay.balance(token=token)
-    obj.output({"deposited": str(amount), "balance": str(now), "token": token, **obj.last_tx},
+    obj.output({"deposited_wei": wei(amount), "balance_wei": wei(now), "token": token, **obj.last_tx},
                f"deposited {amount} {_unit(token)}; balance {now}")
 
 
@@ -80,7 +81,7 @@ def withdraw(obj: CliContext, amount: int, token: str | None, keystore: str | No
     pay = _payments(obj, load_wallet(keystore, key_env))
     pay.withdraw(amount, token)
     now = pay.balance(token=token)
-    obj.output({"withdrawn": str(amount), "balance": str(now), "token": token, **obj.last_tx},
+    obj.output({"withdrawn_wei": wei(amount), "balance_wei": wei(now), "token": token, **obj.last_tx},
                f"withdrew {amount} {_unit(token)}; balance {now}")
 
 
@@ -101,7 +102,7 @@ def balance(obj: CliContext, account: str | None, token: str | None, keystore: s
     pay = _payments(obj, wallet)
     who = account or wallet.address
     amount = pay.balance(who, token)
-    obj.output({"account": who, "balance": str(amount), "token": token}, str(amount))
+    obj.output({"account": who, "balance_wei": wei(amount), "token": token}, str(amount))
 
 
 @click.command("earnings")
@@ -117,7 +118,7 @@ def dlp_earnings(obj: CliContext, dlp_id: int, token: str | None) -> None:
     """
     pay = _payments(obj)
     amount = pay.dlp_earnings(dlp_id, token)
-    obj.output({"dlp_id": dlp_id, "earnings": str(amount), "token": token,
+    obj.output({"dlp_id": dlp_id, "earnings_wei": wei(amount), "token": token,
                 "share_percent": pay.dlp_share_percent()}, str(amount))
 
 
@@ -136,7 +137,7 @@ def dlp_claim(obj: CliContext, dlp_id: int, token: str | None, keystore: str | N
     pay = _payments(obj, load_wallet(keystore, key_env))
     treasury = pay.reg.dlp(dlp_id).treasury
     amount = pay.claim(dlp_id, token)
-    obj.output({"dlp_id": dlp_id, "claimed": str(amount), "treasury": treasury, "token": token, **obj.last_tx},
+    obj.output({"dlp_id": dlp_id, "claimed_wei": wei(amount), "treasury": treasury, "token": token, **obj.last_tx},
                f"claimed {amount} {_unit(token)} for DLP {dlp_id} to its treasury {treasury}")
 
 

@@ -20,6 +20,7 @@ from registry_client.cli_common import (
     pass_cli,
     wallet_options,
 )
+from registry_client.cli_output import table, wei
 
 __all__ = ["permission"]
 
@@ -39,14 +40,16 @@ def permission() -> None:
 
 def _permission_dict(p: Any) -> dict[str, Any]:
     return {"id": p.id, "grantee": p.grantee, "approved": p.approved, "refiner_id": p.refiner_id,
-            "table": p.table, "column": p.column, "price": p.price, "token": p.token}
+            "table": p.table, "column": p.column, "price_wei": wei(p.price), "token": p.token}
 
 
-def _permission_line(p: Any) -> str:
-    scope = (p.table or "*") + "." + (p.column or "*")
-    state = "approved" if p.approved else "revoked"
-    unit = f"of token {p.token}" if p.token else "wei"
-    return f"{p.id}\t{p.grantee or 'anyone'}\t{scope}\t{p.price} {unit}\t{state}"
+def _permission_row(p: Any) -> dict[str, Any]:
+    return {"id": p.id, "grantee": p.grantee or "anyone", "scope": (p.table or "*") + "." + (p.column or "*"),
+            "price": f"{p.price} {f'of token {p.token}' if p.token else 'wei'}",
+            "state": "approved" if p.approved else "revoked"}
+
+
+_COLUMNS = [("id", "ID"), ("grantee", "GRANTEE"), ("scope", "TABLE.COLUMN"), ("price", "PRICE"), ("state", "STATE")]
 
 
 @permission.command("grant")
@@ -113,5 +116,5 @@ def permission_list(obj: CliContext, refiner_id: int, grantee: str | None) -> No
         rows = reg.get_permissions(refiner_id, who, block)
     else:
         rows = [reg.permission(i, block) for i in reg.refiner_permission_ids(refiner_id, block)]
-    text = "\n".join(_permission_line(p) for p in rows) or f"refiner {refiner_id} has no permissions"
-    obj.output({"refiner_id": refiner_id, "grantee": who, "permissions": [_permission_dict(p) for p in rows]}, text)
+    obj.output([_permission_dict(p) for p in rows],
+               table([_permission_row(p) for p in rows], _COLUMNS, f"refiner {refiner_id} has no permissions"))

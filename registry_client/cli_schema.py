@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from registry_client.cli_common import ID, CliContext, Url, load_wallet, pass_cli, wallet_options
+from registry_client.cli_output import table
 
 __all__ = ["schema"]
 
@@ -74,5 +75,6 @@ def schema_list(obj: CliContext) -> None:
     reg = obj.connect()
     block = reg.block_number()
     rows = [reg.schema(i, block) for i in range(1, reg.schemas_count(block) + 1)]
-    text = "\n".join(f"{s.id}\t{s.name}\t{s.dialect}\t{s.definition_url}" for s in rows) or "no schemas"
-    obj.output({"schemas": [_schema_dict(s) for s in rows]}, text)
+    data = [_schema_dict(s) for s in rows]
+    obj.output(data, table(data, [("id", "ID"), ("name", "NAME"), ("dialect", "DIALECT"),
+                                  ("definition_url", "DEFINITION URL")], "no schemas"))

@@ -40,7 +40,9 @@ class BadValue(click.BadParameter):
     """A bad option value, shown as one `error: ...` line (exit 2) without the usage block."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        from registry_client.cli_output import error_line
+
+        click.echo(error_line(self.format_message(), "INVALID_INPUT"), err=True)
 
 
 class _Type(click.ParamType):

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -34,6 +33,7 @@ import httpx
 from eth_utils import to_checksum_address
 
 from registry_client.addresses import parse_address
+from registry_client.artifact_files import Refused, plan, write_atomically
 from registry_client.eip712 import (
     JobRequest,
     JobResult,
@@ -72,7 +72,7 @@ def _problem(resp: httpx.Response) -> EngineApiError:
         body = None
     if isinstance(body, dict) and "code" in body:
         detail = str(body.get("detail") or body.get("title") or "")
-        return EngineApiError(f"{body['code']}: {detail}", code=str(body["code"]), status=resp.status_code,
+        return EngineApiError(detail or str(body["code"]), code=str(body["code"]), status=resp.status_code,
                               detail=detail)
     text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else resp.reason_phrase
     return EngineApiError(f"engine answered HTTP {resp.status_code}: {text}", code=f"HTTP_{resp.status_code}",
@@ -100,24 +100,27 @@ def _retry_after(resp: httpx.Response) -> float:
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
 
-def _safe_target(out_dir: Path, name: str) -> Path:
-    """out_dir/name, refusing names that are absolute or climb out of out_dir."""
-    parts = PurePosixPath(name).parts
-    if (not name or "\\" in name or "\x00" in name or PurePosixPath(name).is_absolute()
-            or any(p in ("..", "") for p in parts)):
-        raise EngineApiError(f"refusing artifact name {name!r}: it would leave {out_dir}", code="UNSAFE_ARTIFACT_NAME")
-    root = out_dir.resolve()
-    target = (root / Path(*parts)).resolve()
-    if root != target and root not in target.parents:
-        raise EngineApiError(f"refusing artifact name {name!r}: it would leave {out_dir}", code="UNSAFE_ARTIFACT_NAME")
-    return target
-
 
 def _same_address(a: str, b: str) -> bool:
     try:
         return to_checksum_address(a) == to_checksum_address(b)
     except ValueError:
         return False
+
+
+Progress = Callable[[int, "int | None"], None]  # (bytes so far, total or None)
+
+
+class _Counter:
+    """Bytes downloaded so far, handed to a progress callback."""
+
+    def __init__(self, progress: Progress | None, total: int | None):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 class EngineClient:
@@ -224,23 +227,47 @@ class EngineClient:
 
         `compute_job_id`: the signer's on-chain ComputeEngine job that pays a priced query (0: free).
         """
-        req = JobRequest.create(
+        req = self.request(instruction_id, refiner_id, query, params, nonce, deadline, compute_job_id)
+        return self.submit_request(req)
+
+    def request(self, instruction_id: int, refiner_id: int, query: str, params: list | dict | None = None,
+                nonce: int | None = None, deadline: int | None = None, compute_job_id: int = 0) -> JobRequest:
+        """The JobRequest `submit` would sign (for a quote of exactly that request)."""
+        return JobRequest.create(
             instruction_id, refiner_id, query, [] if params is None else params,
             default_nonce() if nonce is None else nonce,
             int(time.time()) + DEFAULT_DEADLINE_S if deadline is None else deadline,
             compute_job_id,
         )
-        return self.submit_request(req)
 
     def submit_request(self, req: JobRequest) -> dict[str, Any]:
-        body = {
+        return self._json("POST", "/jobs", sign=False, json=self._signed_body(req))
+
+    def quote_request(self, req: JobRequest) -> dict[str, Any]:
+        """POST /jobs/quote: the access report and price, or the refusal submit would answer."""
+        return self._json("POST", "/jobs/quote", sign=False, json=self._signed_body(req))
+
+    def _signed_body(self, req: JobRequest) -> dict[str, Any]:
+        return {
             "request": req.to_message(),
             "signature": sign_job_request(self.account, self.chain_id, self.registry_address, req),
             "signer": self.account.address,
             "chainId": self.chain_id,
             "verifyingContract": self.registry_address,
         }
-        return self._json("POST", "/jobs", sign=False, json=body)
+
+    def jobs(self, *, status: str | None = None, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """GET /jobs: {"jobs": [...newest first], "next_cursor": str | None}."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        return self._json("GET", "/jobs", params=params)
+
+    def refiner_schema(self, refiner_id: int) -> dict[str, Any]:
+        """GET /refiners/{id}/schema: tables, columns, types, and this wallet's coverage and prices."""
+        return self._json("GET", f"/refiners/{int(refiner_id)}/schema")
 
     def status(self, job_id: str, *, wait_s: float = 0, known_status: str | None = None) -> dict[str, Any]:
         """The job; with `wait_s` and `known_status`, the engine answers once the status changes."""
@@ -290,23 +317,41 @@ class EngineClient:
     # ---- artifacts ---------------------------------------------------------
 
     def artifacts(self, job_id: str) -> list[dict[str, Any]]:
-        return list(self._json("GET", f"/jobs/{job_id}/artifacts").get("artifacts", []))
+        return list(self.artifact_listing(job_id).get("artifacts", []))
 
-    def download(self, job_id: str, out_dir: Path | str) -> list[Path]:
-        """Stream every artifact into out_dir (sub-folders kept), each sha256-checked.
+    def artifact_listing(self, job_id: str) -> dict[str, Any]:
+        """GET /jobs/{id}/artifacts as served: {job_id, expires_at, artifacts: [...]}."""
+        return dict(self._json("GET", f"/jobs/{job_id}/artifacts"))
 
-        Then, when the job carries an attestation, it must recover to its stated
-        signer over exactly these hashes (ATTESTATION_INVALID otherwise; the
-        files stay on disk, already checked against the listing).
+    def download(self, job_id: str, out_dir: Path | str, *, force: bool = False,
+                 progress: Progress | None = None) -> list[Path]:
+        """Stream every artifact into out_dir (sub-folders kept), each sha256-checked; absolute paths.
+
+        Strict: any unsafe name (UNSAFE_ARTIFACT_NAME, NAME_TOO_LONG) or existing
+        file without `force` (FILE_EXISTS) is refused before anything is written.
+        `download_report` writes the rest instead. `progress(bytes_so_far, total)`
+        runs after every chunk (total: the listed sizes' sum). Then, when the job
+        carries an attestation, it must recover to its stated signer over exactly
+        these hashes (ATTESTATION_INVALID otherwise; the files stay on disk, checked).
         """
+        return self.download_report(job_id, out_dir, force=force, strict=True, progress=progress)[0]
+
+    def download_report(self, job_id: str, out_dir: Path | str, *, force: bool = False,
+                        strict: bool = False, progress: Progress | None = None) -> tuple[list[Path], list[Refused]]:
+        """Like `download`, but refuses unsafe names one by one and writes the rest: (paths, refused)."""
         out = Path(out_dir)
         listing = self.artifacts(job_id)
-        targets = [(a, _safe_target(out, a["name"])) for a in listing]  # refuse before writing anything
-        paths = [self._download_one(job_id, a["name"], a["sha256"], target) for a, target in targets]
+        targets, refused = plan(out, [a["name"] for a in listing], force)  # FILE_EXISTS before any write
+        if strict and refused:
+            raise EngineApiError(refused[0].reason, code=refused[0].code)
+        sha = {a["name"]: a["sha256"] for a in listing}
+        wanted = {name for name, _ in targets}
+        counter = _Counter(progress, sum(int(a.get("size") or 0) for a in listing if a["name"] in wanted))
+        paths = [self._download_one(job_id, name, sha[name], target, force, counter) for name, target in targets]
         job = self.status(job_id)
         if job.get("attestation"):
             self.verify_attestation(job, listing)
-        return paths
+        return paths, refused
 
     def verify_attestation(self, job: dict[str, Any], artifacts: list[dict[str, Any]],
                            expected_signer: str | None = None) -> str:
@@ -338,39 +383,41 @@ class EngineClient:
                                      code="ATTESTATION_INVALID")
         return signer
 
-    def _download_one(self, job_id: str, name: str, sha256: str, target: Path) -> Path:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.name + ".part")
+    def _download_one(self, job_id: str, name: str, sha256: str, target: Path, force: bool,
+                      counter: _Counter | None = None) -> Path:
         digest = hashlib.sha256()
-        try:
-            with self._request("GET", f"/jobs/{job_id}/artifacts/{name}", stream=True) as resp, \
-                    open(part, "wb") as fh:
-                header = resp.headers.get("x-content-sha256")
-                for chunk in resp.iter_bytes(_CHUNK):
-                    digest.update(chunk)
-                    fh.write(chunk)
+        with self._request("GET", f"/jobs/{job_id}/artifacts/{name}", stream=True) as resp, \
+                write_atomically(target, force) as (fh, commit):
+            header = resp.headers.get("x-content-sha256")
+            for chunk in resp.iter_bytes(_CHUNK):
+                digest.update(chunk)
+                fh.write(chunk)
+                if counter is not None:
+                    counter.add(len(chunk))
             got = digest.hexdigest()
             if got != sha256 or (header and header != sha256):
                 raise EngineApiError(f"artifact {name!r} arrived with sha256 {got}, expected {sha256}",
                                      code="CHECKSUM_MISMATCH")
-            os.replace(part, target)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
+            commit()
         return target
 
-    def download_zip(self, job_id: str, out_path: Path | str) -> Path:
-        """Stream the whole-job zip to out_path."""
-        target = Path(out_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.name + ".part")
-        try:
-            with self._request("GET", f"/jobs/{job_id}/artifacts.zip", stream=True) as resp, open(part, "wb") as fh:
-                fh.writelines(resp.iter_bytes(_CHUNK))
-            os.replace(part, target)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
+    def download_zip(self, job_id: str, out_path: Path | str, *, force: bool = False,
+                     progress: Progress | None = None) -> Path:
+        """Stream the whole-job zip to out_path (absolute path returned; FILE_EXISTS without `force`).
+
+        `progress(bytes_so_far, Content-Length)` runs after every chunk.
+        """
+        target = Path(out_path).resolve()
+        if not force and target.exists():
+            raise EngineApiError(f"{target} already exists: pass --force to replace it", code="FILE_EXISTS")
+        with self._request("GET", f"/jobs/{job_id}/artifacts.zip", stream=True) as resp, \
+                write_atomically(target, force) as (fh, commit):
+            length = resp.headers.get("content-length", "")
+            counter = _Counter(progress, int(length) if length.isdigit() else None)
+            for chunk in resp.iter_bytes(_CHUNK):
+                fh.write(chunk)
+                counter.add(len(chunk))
+            commit()
         return target
 
     def inspect_instruction(self, instruction_id: int, *, timeout_s: float = 330.0) -> dict[str, Any]:

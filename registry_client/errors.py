@@ -345,3 +345,16 @@ CLIENT_CODES: dict[str, str] = {
     "ATTESTATION_INVALID": "a job's attestation does not recover to its signer over the listed artifacts",
     "ATTESTATION_MISSING": "`verify_attestation` on a job without an attestation",
 }
+
+__all__ += ["CLI_CODES"]
+# Codes only the CLIs print (registry_client/cli_output.py, artifact_files.py), documented in
+# docs/cli.md; tests/engine/test_error_registry.py counts them as registered.
+CLI_CODES: dict[str, str] = {
+    "USAGE_ERROR": "a command line click cannot parse (exit 2)",
+    "ABORTED": "Ctrl-C at a prompt",
+    "CONFIRMATION_REQUIRED": "an irreversible step without --yes and no terminal to ask",
+    "CANCELLED": "the confirmation was declined",
+    "FILE_EXISTS": "a download would overwrite a file (use --force)",
+    "NAME_TOO_LONG": "an artifact name too long for the local filesystem",
+    "INTERNAL_ERROR": "an unexpected failure (REGISTRY_DEBUG=1 / ENGINE_DEBUG=1 shows the traceback)",
+}

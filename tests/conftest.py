@@ -119,3 +119,36 @@ def registries(chain: Anvil, deployment):
     from registry_client.contracts import connect
 
     return lambda account=None: connect(chain.url, deployment, account)
+
+
+# ---- PostgreSQL (owner: store helper) -----------------------------------------
+# One private cluster per session, started only when a test asks for it; each
+# test gets its own schema.
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    import subprocess
+
+    from tests.postgres_cluster import Cluster
+
+    try:
+        cluster = Cluster()
+    except (OSError, subprocess.SubprocessError) as exc:
+        if os.environ.get("CI"):
+            raise RuntimeError(f"PostgreSQL cannot start in CI: {exc}") from exc
+        pytest.skip(f"PostgreSQL cannot start: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster) -> Iterator[str]:
+    """The URL of a fresh, empty schema on the session's cluster (dropped after the test)."""
+    url = postgres_cluster.new_schema()
+    try:
+        yield url
+    finally:
+        postgres_cluster.drop_schema(url)

@@ -6,12 +6,12 @@ passes its own ``service`` (tests, an embedding process) starts and stops it
 itself. The EIP-712 domain (chain id + ComputeInstructionRegistry proxy) is read
 once from the deployment manifest named by ``settings.deployment``.
 
-Routers: ``/jobs`` (ours, EIP-712), ``/job/{id}`` (Vana's scheme, engine/api/routers/vana.py),
-``/health``, ``/instructions/{id}/inspect`` (the static image audit, public), ``/session``
-(EIP-4361 sign-in) and ``/console`` (the browser console). Around the
-routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON depth caps before
-anything parses a request) and ``install_docs`` (Swagger UI from local files; an
-OpenAPI document whose limits are the runtime's).
+Routers: ``/jobs`` (ours, EIP-712), ``/refiners/{id}/schema``, ``/job/{id}`` (Vana's scheme,
+engine/api/routers/vana.py), ``/health``, ``/instructions/{id}/inspect`` (the static image
+audit, public), ``/session`` (EIP-4361 sign-in) and ``/console`` (the browser console).
+Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
+depth caps before anything parses a request) and ``install_docs`` (Swagger UI from local
+files; an OpenAPI document whose limits are the runtime's).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from engine.api.docs import install_docs
 from engine.api.limits import RequestLimits, RequestLimitsMiddleware
 from engine.api.longpoll import WaiterLimit
 from engine.api.problems import install_problem_handlers
-from engine.api.routers import console, health, instructions, jobs, session, vana
+from engine.api.routers import console, health, instructions, jobs, refiners, session, vana
 from engine.errors import EngineError
 from engine.instruction_audit import auditor_for
 from engine.sessions import sessions_from_settings
@@ -136,6 +136,7 @@ def create_app(
     app.state.auditor = auditor_for(service)  # GET /instructions/{id}/inspect (None with a fake service)
     install_problem_handlers(app)
     app.include_router(jobs.router)
+    app.include_router(refiners.router)
     app.include_router(vana.router)
     app.include_router(health.router)
     app.include_router(instructions.router)

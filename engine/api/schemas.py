@@ -7,6 +7,7 @@ overflow JavaScript numbers); times are unix seconds (float).
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,15 +19,21 @@ __all__ = [
     "ArtifactPublic",
     "AttestationPublic",
     "CheckPublic",
+    "ColumnPublic",
     "FailurePublic",
     "HealthPublic",
     "JobCreate",
+    "JobList",
     "JobPublic",
     "JobRequestBody",
     "Problem",
+    "ProgressPublic",
+    "QuotePublic",
+    "SchemaPublic",
     "SkippedOutputPublic",
     "SkippedOutputsPublic",
     "StepPublic",
+    "TablePublic",
 ]
 
 
@@ -119,6 +126,62 @@ class PaymentPublic(BaseModel):
     decision: str = Field(description="charge | prepaid (an earlier failed run of yours paid) | free")
 
 
+class ProgressPublic(BaseModel):
+    """How far the current step is: a download's bytes (FETCHING) or the run's elapsed time (RUNNING)."""
+
+    bytes: int | None = Field(default=None, description="FETCHING: bytes received so far")
+    total: int | None = Field(default=None, description="FETCHING: the announced size; null: unknown")
+    elapsed_s: float | None = Field(default=None, description="RUNNING: seconds since the container started")
+
+
+def _progress(job: Any, now: float) -> ProgressPublic | None:
+    """Derived at read time: the store keeps only the download's last throttled report."""
+    if job.status == "FETCHING" and isinstance(getattr(job, "progress", None), dict):
+        return ProgressPublic(bytes=job.progress.get("bytes"), total=job.progress.get("total"))
+    if job.status == "RUNNING" and job.steps:
+        return ProgressPublic(elapsed_s=round(max(0.0, now - job.steps[-1].at), 3))
+    return None
+
+
+class JobList(BaseModel):
+    """GET /jobs: one page of the owner's jobs, newest first."""
+
+    jobs: list[JobPublic]
+    next_cursor: str | None = Field(default=None, description="pass as `cursor` for the next page; null: last")
+
+
+class QuotePublic(BaseModel):
+    """POST /jobs/quote: what the job would read and cost; nothing fetched or run."""
+
+    price_wei: str
+    token: str | None = Field(default=None, description="the price's ERC-20 token; null: the native token")
+    access_report: dict[str, Any] = Field(description="as the job's access_report; row_count null (not run)")
+    compute_job_id_required: bool = Field(description="the price must be paid from an on-chain compute job")
+    instruction_approved: bool = True
+    refiner_id: int
+    dlp_id: int
+    block_number: int = Field(description="the block the chain was read at")
+
+
+class ColumnPublic(BaseModel):
+    name: str
+    type: str = Field(description="the declared SQLite type ('' when none)")
+    covered: bool = Field(description="the caller's on-chain permissions cover reading it")
+    price_wei: str | None = Field(default=None, description="what a query reading only it costs; null: not covered")
+
+
+class TablePublic(BaseModel):
+    name: str
+    columns: list[ColumnPublic]
+
+
+class SchemaPublic(BaseModel):
+    """GET /refiners/{id}/schema: the data the engine holds for a refiner, as the caller may read it."""
+
+    refiner_id: int
+    tables: list[TablePublic]
+
+
 class JobPublic(BaseModel):
     """A job as its owner sees it."""
 
@@ -148,6 +211,8 @@ class JobPublic(BaseModel):
         default=None, description="null unless SUCCEEDED on an engine with a signing key")
     skipped_outputs: SkippedOutputsPublic | None = Field(
         default=None, description="output entries that are not artifacts, and why; null: none")
+    progress: ProgressPublic | None = Field(
+        default=None, description="FETCHING: bytes downloaded of total; RUNNING: seconds elapsed; else null")
 
     @classmethod
     def from_job(cls, job: Any) -> JobPublic:
@@ -182,6 +247,7 @@ class JobPublic(BaseModel):
             artifacts_expire_at=job.artifacts_expire_at,
             attestation=getattr(job, "attestation", None),
             skipped_outputs=getattr(job, "skipped_outputs", None),
+            progress=_progress(job, time.time()),
         )
 
 

@@ -11,7 +11,7 @@ memory are bounded even inside one SQLite step. See docs/query.md.
 from __future__ import annotations
 
 from .authorizer import ALLOWED_FUNCTIONS
-from .isolate import run_query
+from .isolate import analyse_query, run_query
 from .model import AccessReport, Permission, QueryLimits
 
-__all__ = ["ALLOWED_FUNCTIONS", "AccessReport", "Permission", "QueryLimits", "run_query"]
+__all__ = ["ALLOWED_FUNCTIONS", "AccessReport", "Permission", "QueryLimits", "analyse_query", "run_query"]

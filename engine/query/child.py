@@ -40,7 +40,7 @@ from typing import Any
 
 from engine.errors import JobFailure
 
-from .execute import execute_query
+from .execute import analyse_query, execute_query
 from .model import Permission, QueryLimits
 from .statement import check_statement
 
@@ -90,11 +90,17 @@ def _address_space_bytes() -> int:
 
 def _answer(request: dict[str, Any]) -> dict[str, Any]:
     try:
-        report = execute_query(
-            request["source_db"], request["sql"], request["params"], request["permissions"],
-            request["output_db"], request["limits"],
-            refiner_id=request["refiner_id"], grantee=request["grantee"],
-        )
+        if request.get("analyse"):  # the quote: compile and price, never run
+            report = analyse_query(
+                request["source_db"], request["sql"], request["params"], request["permissions"],
+                request["limits"], refiner_id=request["refiner_id"], grantee=request["grantee"],
+            )
+        else:
+            report = execute_query(
+                request["source_db"], request["sql"], request["params"], request["permissions"],
+                request["output_db"], request["limits"],
+                refiner_id=request["refiner_id"], grantee=request["grantee"],
+            )
     except JobFailure as exc:
         return {"code": exc.code, "message": exc.message}
     except FileExistsError:

@@ -38,7 +38,7 @@ from .pricing import active_permissions, price_reads
 from .results import finalise_results
 from .statement import Params, check_params, check_statement
 
-__all__ = ["execute_query"]
+__all__ = ["analyse_query", "execute_query"]
 
 _OUT = "out"  # schema name of the attached output database
 # 16 KiB pages: a 1M-row CTAS writes ~11 % faster than with 4 KiB (fewer, larger page
@@ -86,6 +86,36 @@ def execute_query(
     finally:
         conn.close()
     return AccessReport(tuple(sorted(reads)), used, price, rows)
+
+
+def analyse_query(
+    source_db: Path,
+    sql: str,
+    params: Params | None,
+    permissions: Sequence[Permission],
+    limits: QueryLimits = _DEFAULT_LIMITS,
+    *,
+    refiner_id: int | None = None,
+    grantee: str | None = None,
+) -> AccessReport:
+    """What `execute_query` would check and charge, without running the query (row_count 0).
+
+    Compiles the statement (EXPLAIN) under the same authorizer and prices its
+    reads with the same rules: the same refusals (QUERY_INVALID,
+    PERMISSION_DENIED, a wrong parameter count) and the same price, with no
+    row read and no file written. The quote and submit's preflight use it.
+    """
+    body = check_statement(sql)
+    bound = check_params(params)
+    conn = _open_source(Path(source_db), limits)
+    try:
+        schema = load_schema(conn)
+        reads = _analyse(conn, f"EXPLAIN {body}", bound, schema, QueryAuthorizer())
+        active = active_permissions(permissions, refiner_id=refiner_id, grantee=grantee)
+        used, price = price_reads(reads, active)
+    finally:
+        conn.close()
+    return AccessReport(tuple(sorted(reads)), used, price, 0)
 
 
 def _open_source(source_db: Path, limits: QueryLimits) -> sqlite3.Connection:

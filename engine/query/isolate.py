@@ -34,7 +34,7 @@ from engine.errors import FAILURE_CODES, QueryFailure, StorageFull
 from .model import AccessReport, Permission, QueryLimits
 from .statement import Params, check_params
 
-__all__ = ["run_query"]
+__all__ = ["analyse_query", "run_query"]
 
 _GRACE_S = 0.5  # after the deadline, for the child to report QUERY_TIMEOUT itself
 _POLL_S = 0.05  # how often cancel is looked at
@@ -82,6 +82,34 @@ def run_query(
         conn.close()
         if answer is None or "report" not in answer:
             _remove_partial(output_db)
+    return _decode(answer)
+
+
+def analyse_query(
+    source_db: Path,
+    sql: str,
+    params: Params | None,
+    permissions: Sequence[Permission],
+    limits: QueryLimits = _DEFAULT_LIMITS,
+    *,
+    refiner_id: int | None = None,
+    grantee: str | None = None,
+) -> AccessReport:
+    """`execute.analyse_query` in a fresh query process: the same bounds as `run_query`.
+
+    Compiling hostile SQL is still SQLite work on the refiner's file, so it
+    runs where time and memory are capped, never in the engine's process.
+    """
+    request = pickle.dumps({
+        "source_db": Path(source_db).absolute(), "sql": sql, "params": check_params(params),
+        "permissions": list(permissions), "output_db": None, "limits": limits,
+        "refiner_id": refiner_id, "grantee": grantee, "analyse": True,
+    })
+    pid, conn = _ZYGOTE.fork()
+    try:
+        answer = _exchange(pid, conn, request, time.monotonic() + limits.timeout_s, None)
+    finally:
+        conn.close()
     return _decode(answer)
 
 

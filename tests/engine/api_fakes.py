@@ -53,7 +53,7 @@ class FakeService:
     boom: bool = False  # make get() raise an unexpected error
     deadline_max_s: float = 24 * 3600.0  # the real service's Settings.deadline_max_s
 
-    def submit(self, request: Any, signer: str, digest: str | None = None) -> tuple[Job, bool]:
+    def submit(self, request: Any, signer: str, digest: str | None = None, *, preflight: bool = True) -> tuple[Job, bool]:
         from registry_client.eip712 import job_request_digest
 
         check_deadline(request.deadline, time.time(), self.deadline_max_s)  # the service's one rule

@@ -381,3 +381,91 @@ def test_job_public_carries_the_attestation(client, service):
     assert get(client, f"/jobs/{job_id}").json()["attestation"] == att
     job = service.jobs[job_id]
     assert JobPublic.from_job(job).model_dump()["attestation"] == att
+
+
+def test_quote_needs_the_submit_signature_and_a_preflight(client, service):
+    """Quote is signed as submit; an engine (here: a fake) without preflight says so; nothing queues."""
+    body = submit_body()
+    body["request"]["query"] = "SELECT 2"  # no longer what was signed
+    assert_problem(client.post("/jobs/quote", json=body), 401, "BAD_SIGNATURE")
+    assert_problem(client.post("/jobs/quote", json=submit_body()), 503, "QUOTE_UNAVAILABLE")
+    assert service.jobs == {} and service.submitted == []
+
+
+def test_quote_answers_the_preflight_or_its_refusal(client, service):
+    from engine.errors import ChainCheckFailure, QueryFailure
+    from engine.preflight import Quote
+
+    class Flight:
+        answer: object = Quote(7, None, {"columns": [["users", "locale"]], "permissions_used": [1],
+                                         "price": "7", "row_count": None}, False, 2, 9, 42)
+
+        def quote(self, request, signer):
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+
+    service.preflight = flight = Flight()
+    ok = client.post("/jobs/quote", json=submit_body())
+    assert ok.status_code == 200 and ok.json()["price_wei"] == "7" and ok.json()["instruction_approved"] is True
+    flight.answer = QueryFailure("no permission covers users.email", code="PERMISSION_DENIED")
+    assert_problem(client.post("/jobs/quote", json=submit_body()), 422, "PERMISSION_DENIED")
+    flight.answer = ChainCheckFailure("rpc down", code="CHAIN_UNAVAILABLE")
+    assert_problem(client.post("/jobs/quote", json=submit_body()), 503, "CHAIN_UNAVAILABLE")
+    assert service.jobs == {}
+
+
+def test_job_list_refuses_a_bad_cursor_or_status(client):
+    assert_problem(client.get("/jobs?cursor=bm90LWpzb24", headers=signed(OWNER, "GET", "/jobs")), 400,
+                   "INVALID_CURSOR")
+    assert_problem(client.get("/jobs?status=DONE", headers=signed(OWNER, "GET", "/jobs")), 400, "INVALID_REQUEST")
+    assert_problem(client.get("/jobs?limit=101", headers=signed(OWNER, "GET", "/jobs")), 422, "VALIDATION_ERROR")
+    assert_problem(client.get("/jobs"), 401, "AUTH_REQUIRED")
+    assert_problem(client.get("/refiners/1/schema"), 401, "AUTH_REQUIRED")
+
+
+def test_refiner_schema_answers_coverage_or_a_404_code(client, service, tmp_path, monkeypatch):
+    import sqlite3
+
+    from engine.data import DataCatalog
+    from engine.errors import ChainCheckFailure
+    from engine.query.model import Permission
+
+    src = tmp_path / "src.db"
+    with sqlite3.connect(src) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER, email TEXT)")
+    conn.close()
+    data = DataCatalog(tmp_path / "data")
+    data.add(2, src)
+
+    class Chain:
+        error = None
+
+        def permissions(self, refiner_id, owner):
+            if self.error:
+                raise self.error
+            return (Permission(1, owner, refiner_id, "users", "id", 3),)
+
+    chain = Chain()
+    monkeypatch.setattr(service, "chain", chain, raising=False)
+    monkeypatch.setattr(service, "data", data, raising=False)
+    ok = get(client, "/refiners/2/schema")
+    assert ok.status_code == 200 and ok.json() == {"refiner_id": 2, "tables": [{"name": "users", "columns": [
+        {"name": "id", "type": "INTEGER", "covered": True, "price_wei": "3"},
+        {"name": "email", "type": "TEXT", "covered": False, "price_wei": None}]}]}
+    assert_problem(get(client, "/refiners/3/schema"), 404, "DATA_NOT_FOUND")
+    chain.error = ChainCheckFailure("no data refiner with id 2 on chain", code="REFINER_NOT_FOUND")
+    assert_problem(get(client, "/refiners/2/schema"), 404, "REFINER_NOT_FOUND")
+    chain.error = ChainCheckFailure("rpc down", code="CHAIN_UNAVAILABLE")
+    assert_problem(get(client, "/refiners/2/schema"), 503, "CHAIN_UNAVAILABLE")
+
+
+def test_job_progress_is_bytes_while_fetching_and_elapsed_while_running(client, service):
+    job_id = created_job(client, service)
+    service.advance(job_id, "FETCHING", progress={"bytes": 5, "total": 10})
+    assert get(client, f"/jobs/{job_id}").json()["progress"] == {"bytes": 5, "total": 10, "elapsed_s": None}
+    service.advance(job_id, "RUNNING")
+    running = get(client, f"/jobs/{job_id}").json()["progress"]
+    assert running["bytes"] is None and 0 <= running["elapsed_s"] < 60
+    service.advance(job_id, "SUCCEEDED")
+    assert get(client, f"/jobs/{job_id}").json()["progress"] is None

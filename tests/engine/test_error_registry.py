@@ -20,7 +20,7 @@ import registry_client.errors
 from engine.api.problems import API_ERROR_CODES
 from engine.audit import WARNING_CODES
 from engine.errors import ENGINE_CODES, FAILURE_CODES, registered_codes
-from registry_client.errors import CLIENT_CODES, ERROR_CODES
+from registry_client.errors import CLI_CODES, CLIENT_CODES, ERROR_CODES
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("engine", "registry_client")
@@ -114,7 +114,7 @@ def raised_codes() -> dict[str, set[str]]:
 
 
 def all_registered() -> set[str]:
-    return {*registered_codes(), *ERROR_CODES, *CLIENT_CODES, *WARNING_CODES}
+    return {*registered_codes(), *ERROR_CODES, *CLIENT_CODES, *CLI_CODES, *WARNING_CODES}
 
 
 def test_every_raised_code_is_registered():

@@ -14,7 +14,7 @@ import pytest
 
 import engine.fetch as fetch_mod
 from engine.errors import FetchFailure
-from engine.fetch import ImageCache, VerifiedArchive, normalize_sha256
+from engine.fetch import FetchProgress, ImageCache, VerifiedArchive, normalize_sha256
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -285,7 +285,7 @@ def test_normalize_sha256_accepts_prefix_and_case() -> None:
 
 
 def test_public_surface() -> None:
-    assert set(fetch_mod.__all__) == {"VerifiedArchive", "ImageCache", "normalize_sha256"}
+    assert set(fetch_mod.__all__) == {"FetchProgress", "VerifiedArchive", "ImageCache", "normalize_sha256"}
 
 
 def test_leftover_downloads_are_cleared_at_start_up(tmp_path: Path) -> None:
@@ -430,3 +430,34 @@ def test_a_check_that_stops_before_the_end_gives_no_verdict() -> None:
     for chunk in (b"abc", b"def"):
         whole.feed(chunk)
     assert whole.finish() == b"abcdef"
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_fetch_progress_reports_bytes_of_the_announced_total(
+    server: Server, cache: ImageCache, announced: bool
+) -> None:
+    """FETCHING's progress: bytes so far, of the Content-Length when the server sent one."""
+    url = server.serve("/progress", TAR_BODY)
+    if not announced:
+        server.handler.no_length.add("/progress")
+    reports: list[dict] = []
+    ticks: list[int] = []
+    cache.fetch(url, _sha(TAR_BODY), progress=FetchProgress(reports.append, lambda: ticks.append(1), interval_s=0))
+    assert reports and reports[-1] == {"bytes": len(TAR_BODY), "total": len(TAR_BODY) if announced else None}
+    assert len(ticks) >= len(reports)  # the cancel check runs on every call, reported or not
+
+
+def test_fetch_progress_writes_at_most_every_interval() -> None:
+    """A fast download calls back per chunk; the job's store sees one write per half second."""
+    now = [100.0]
+    reports: list[dict] = []
+    ticks: list[int] = []
+    progress = FetchProgress(reports.append, lambda: ticks.append(1), interval_s=0.5, clock=lambda: now[0])
+    for size in (1, 2, 3):
+        progress(size, 10)
+        now[0] += 0.1
+    now[0] += 0.5
+    progress(4, 10)
+    progress(4, 10)  # nothing new: no write
+    assert reports == [{"bytes": 1, "total": 10}, {"bytes": 4, "total": 10}]
+    assert len(ticks) == 5

@@ -565,8 +565,8 @@ def test_runtime_error_messages_carry_no_values(refiner_db: Path, out: Path) -> 
 
 
 def test_public_surface() -> None:
-    assert set(query_pkg.__all__) == {"run_query", "Permission", "QueryLimits", "AccessReport",
-                                      "ALLOWED_FUNCTIONS"}
+    assert set(query_pkg.__all__) == {"run_query", "analyse_query", "Permission", "QueryLimits",
+                                      "AccessReport", "ALLOWED_FUNCTIONS"}
     assert "load_extension" not in query_pkg.ALLOWED_FUNCTIONS
 
 
@@ -581,3 +581,32 @@ def test_docs_list_every_allowed_function() -> None:
     section = doc.split("### Function allowlist", 1)[1].split("## Permissions", 1)[0]
     documented = set(re.findall(r"`([a-z0-9_>\-]+)`", section))
     assert documented == set(query_pkg.ALLOWED_FUNCTIONS)
+
+
+# --- analyse (the quote) ----------------------------------------------------------
+
+@pytest.mark.parametrize("sql, perms, used, price", [p[1:] for p in PRICES],
+                         ids=[p[0] for p in PRICES])
+def test_analyse_prices_exactly_as_the_run(refiner_db: Path, out: Path, sql: str, perms, used, price) -> None:
+    """The quote is the run's access report without the run: same columns, permissions, price."""
+    quoted = query_pkg.analyse_query(refiner_db, sql, None, perms, LIMITS)
+    assert not out.exists()  # nothing written, nothing run
+    ran = run_query(refiner_db, sql, None, perms, out, LIMITS)
+    assert (quoted.columns, quoted.permissions_used, quoted.price) == (ran.columns, ran.permissions_used, price)
+    assert quoted.permissions_used == used and quoted.row_count == 0
+
+
+@pytest.mark.parametrize("sql, params, perms, fragment", [
+    ("PRAGMA table_info(users)", None, ALL, "PRAGMA is not allowed"),
+    ("SELECT name FROM sqlite_master", None, ALL, "sqlite_master"),
+    ("SELECT name FROM users WHERE age > ?", [1, 2], ALL, "Incorrect number of bindings"),
+    ("SELEC name FROM users", None, ALL, "syntax error"),
+    ("SELECT email FROM users", None, [P(1, "users", "name")], "no permission covers users.email"),
+])
+def test_analyse_refuses_as_the_run_does(refiner_db: Path, out: Path, sql: str, params, perms,
+                                         fragment: str) -> None:
+    with pytest.raises(QueryFailure) as quoted:
+        query_pkg.analyse_query(refiner_db, sql, params, perms, LIMITS)
+    ran = _fail(refiner_db, out, sql, params=params, perms=perms)
+    assert (quoted.value.code, quoted.value.message) == (ran.code, ran.message)
+    assert fragment in quoted.value.message

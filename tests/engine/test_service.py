@@ -645,9 +645,23 @@ def test_retention_sweep_removes_files_and_keeps_metadata(make_service, data_dir
     assert service.sweep(now=job.artifacts_expire_at + 10) == 0
 
 
+def test_a_shared_artifact_dir_lets_another_engine_serve_and_sweep_the_files(make_service, data_dir, tmp_path):
+    shared = tmp_path / "shared-mount"
+    ran = make_service(share_logs=True, artifact_dir=shared)
+    job = submit_and_process(ran)
+    other = make_service(share_logs=True, artifact_dir=shared)  # a second engine on the same store
+    _, path = other.artifact_file(job.id, OWNER, "result.json")
+    assert shared in path.parents and path.read_bytes()
+    assert other.logs(job.id, OWNER) == b"hello from the job\n"
+    assert not (data_dir / "artifacts" / job.id).exists()
+    assert other.sweep(now=job.artifacts_expire_at + 1) == 1
+    assert not (shared / job.id).exists() and other.artifact_store.read_log(job.id) == b""
+
+
 @pytest.mark.parametrize(
     ("module", "names"),
-    [("engine.service", {"JobService"}), ("engine.wiring", {"build_service", "engine_id", "load_signer", "read_only_web3"})],
+    [("engine.service", {"JobService"}),
+     ("engine.wiring", {"build_service", "engine_id", "load_signer", "open_store", "read_only_web3"})],
 )
 def test_public_surface(module, names):
     import importlib
@@ -751,9 +765,13 @@ def test_build_service_wires_real_components(tmp_path, anvil, deployment, docker
         assert health["ok"], health
         assert set(health["checks"]) == {"store", "disk", "chain", "docker", "output_fs"}
         req = request()
-        job, _ = service.submit(req, OWNER)
+        # The preflight reads the real chain before any job exists: this deployment has no refiner.
+        with pytest.raises(ChainCheckFailure) as info:
+            service.submit(req, OWNER)
+        assert info.value.code == "REFINER_NOT_FOUND"
+        assert service.store.find(OWNER, req.nonce) is None  # the nonce stays unused
         contract = deployment.address("compute_instruction_registry")
-        assert job.request_digest == job_request_digest(deployment.chain_id, contract, req)
+        assert service._digest(req) == job_request_digest(deployment.chain_id, contract, req)
     finally:
         service.stop()
         service.store.close()
@@ -806,3 +824,38 @@ def test_the_run_knows_the_jobs_on_chain_compute_job(service, fakes):
     service.process(job.id)
     assert service.get(job.id, OWNER).status == st.SUCCEEDED
     assert fakes.spec.compute_job_id == 42
+
+
+def test_submit_runs_the_preflight_before_the_job_exists(make_service):
+    """A refusal leaves no job and the nonce unused; a replay of a queued request skips the preflight."""
+    from engine.errors import QueryFailure as _QF
+
+    class Flight:
+        def __init__(self):
+            self.refuse, self.calls = True, 0
+
+        def check(self, request, owner):
+            self.calls += 1
+            if self.refuse:
+                raise _QF("no permission covers users.email", code="PERMISSION_DENIED")
+
+    service = make_service()
+    service.preflight = flight = Flight()
+    with pytest.raises(QueryFailure) as info:
+        service.submit(request(nonce=5), OWNER)
+    assert info.value.code == "PERMISSION_DENIED" and service.store.find(OWNER, 5) is None
+    flight.refuse = False
+    job, created = service.submit(request(nonce=5), OWNER)  # the same nonce, now accepted
+    flight.refuse = True
+    again, created_again = service.submit(request(nonce=5), OWNER)
+    assert created and not created_again and again.id == job.id and flight.calls == 2
+
+
+def test_fetching_writes_its_progress_to_the_job(service, fakes):
+    """FETCHING's bytes reach the store mid-download (engine.fetch.FetchProgress, throttled)."""
+    job, _ = service.submit(request(), OWNER)
+    seen = []
+    fakes.during_fetch = lambda: seen.append((service.get(job.id, OWNER).status, service.get(job.id, OWNER).progress))
+    service.process(job.id)
+    assert seen[0] == (st.FETCHING, {"bytes": 1 << 20, "total": None})
+    assert service.get(job.id, OWNER).status == st.SUCCEEDED

@@ -257,7 +257,7 @@ def test_cli_data_list_empty_and_json(tmp_path, monkeypatch):
     assert "no refiner data" in runner.invoke(cli, ["data", "list"]).output
     DataCatalog(tmp_path).add(4, make_db(tmp_path / "x.db"))
     out = json.loads(runner.invoke(cli, ["data", "list", "--json"]).output)
-    assert [r["refiner_id"] for r in out["refiners"]] == [4]
+    assert [r["refiner_id"] for r in out] == [4]
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
-"""The job store suite: any store implementation must pass it (parametrized by factory).
+"""The job store suite: every store implementation passes it (parametrized by factory).
 
-Today only the SQLite store exists; a PostgreSQL store would add its factory to
-STORE_FACTORIES and run the same tests.
+SQLite (a file in tmp_path) and PostgreSQL (a fresh database on the session's
+private cluster, tests/postgres_cluster.py) run the same tests.
 """
 
 from __future__ import annotations
@@ -21,20 +21,29 @@ OWNER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 OTHER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 
 
-def sqlite_factory(tmp_path: Path) -> Callable[[], JobStore]:
+def sqlite_factory(request, tmp_path: Path) -> Callable[[], JobStore]:
     """Opens (or reopens) the same store file."""
     return lambda: JobStore(tmp_path / "jobs.db")
 
 
-STORE_FACTORIES = {"sqlite": sqlite_factory}
+def postgres_factory(request, tmp_path: Path) -> Callable[[], JobStore]:
+    """Opens (or reopens) the same fresh database."""
+    from engine.store_postgres import PostgresJobStore
+
+    url = request.getfixturevalue("postgres_url")
+    return lambda: PostgresJobStore(url)
+
+
+STORE_FACTORIES = {"sqlite": sqlite_factory, "postgres": postgres_factory}
 
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))
 def open_store(request, tmp_path):
     opened: list[JobStore] = []
+    make = STORE_FACTORIES[request.param](request, tmp_path)
 
     def factory() -> JobStore:
-        store = STORE_FACTORIES[request.param](tmp_path)()
+        store = make()
         opened.append(store)
         return store
 
@@ -354,3 +363,192 @@ def test_skipped_outputs_are_recorded_and_an_old_jobs_db_gains_the_column(tmp_pa
         assert done.skipped_outputs == SKIPPED == store.get(job.id).skipped_outputs
     finally:
         store.close()
+
+
+# --- claims, leases and store-driven cancel (issue 13) ------------------------------
+
+
+def test_count_pending_counts_only_pending_rows(store):
+    for nonce in range(3):
+        create(store, nonce=nonce)
+    running, _ = create(store, nonce=9)
+    store.transition(running.id, st.PENDING, st.RUNNING)
+    assert store.count_pending() == 3
+
+
+def test_claim_next_takes_the_oldest_free_job_and_leaves_it_pending(store):
+    first, _ = create(store, nonce=1, now=100.0)
+    second, _ = create(store, nonce=2, now=200.0)
+    claimed = store.claim_next("engine-a", lease_s=60)
+    assert claimed.id == first.id and claimed.status == st.PENDING
+    assert claimed.lease_owner == "engine-a" and claimed.lease_expires_at > claimed.updated_at
+    assert store.claim_next("engine-b", lease_s=60).id == second.id
+    assert store.claim_next("engine-c", lease_s=60) is None
+    assert store.count_pending() == 2  # claimed, still PENDING until the worker moves them
+
+
+def test_claim_next_only_for_the_refiners_given(store):
+    create(store, nonce=1, refiner_id=7)
+    other, _ = create(store, nonce=2, refiner_id=8)
+    assert store.claim_next("e", 60, refiner_ids=[]) is None
+    assert store.claim_next("e", 60, refiner_ids={8, 9}).id == other.id
+    assert store.claim_next("e", 60, refiner_ids=[8]) is None
+
+
+def test_a_lapsed_lease_makes_a_pending_job_claimable_again_and_expired(store):
+    job, _ = create(store)
+    store.claim_next("dead", lease_s=0)  # expires at once: its engine never renews it
+    assert [j.id for j in store.expired_leases(now=9e9)] == [job.id]
+    again = store.claim_next("alive", lease_s=60)
+    assert again.id == job.id and again.lease_owner == "alive"
+
+
+def test_finished_or_moved_jobs_are_not_claimed(store):
+    done, _ = create(store, nonce=1)
+    store.transition(done.id, st.PENDING, st.SUCCEEDED)
+    running, _ = create(store, nonce=2)
+    store.transition(running.id, st.PENDING, st.RUNNING)
+    assert store.claim_next("e", 60) is None
+
+
+def test_renew_leases_extends_only_the_leases_still_held(store):
+    mine, _ = create(store, nonce=1)
+    theirs, _ = create(store, nonce=2)
+    done, _ = create(store, nonce=3)
+    for engine in ("a", "b", "a"):
+        store.claim_next(engine, lease_s=1)
+    store.transition(done.id, st.PENDING, st.SUCCEEDED)
+    before = store.get(mine.id).lease_expires_at
+    assert store.renew_leases("a", [mine.id, theirs.id, done.id], lease_s=600) == {mine.id}
+    assert store.get(mine.id).lease_expires_at > before + 500
+    assert store.get(theirs.id).lease_owner == "b"
+    assert store.renew_leases("a", [], lease_s=600) == set()
+
+
+def test_expired_leases_and_jobs_leased_by(store):
+    old, _ = create(store, nonce=1)
+    fresh, _ = create(store, nonce=2)
+    unclaimed, _ = create(store, nonce=3)
+    store.claim_next("a", lease_s=600)
+    store.claim_next("a", lease_s=600)
+    assert store.renew_leases("a", [old.id], lease_s=0) == {old.id}  # its engine stops renewing
+    store.transition(old.id, st.PENDING, st.RUNNING)
+    store.transition(fresh.id, st.PENDING, st.RUNNING)
+    now = store.get(old.id).updated_at + 1
+    assert [j.id for j in store.expired_leases(now)] == [old.id]
+    assert {j.id for j in store.jobs_leased_by("a")} == {old.id, fresh.id}
+    store.fail(old.id, "ENGINE_LOST", "x")
+    assert store.expired_leases(now) == [] and [j.id for j in store.jobs_leased_by("a")] == [fresh.id]
+    assert store.jobs_leased_by("b") == [] and unclaimed.lease_owner is None
+
+
+def test_request_cancel_of_an_unclaimed_job_cancels_at_once(store):
+    job, _ = create(store)
+    cancelled = store.request_cancel(job.id)
+    assert cancelled.status == st.CANCELLED and cancelled.failure_code == "CANCELLED"
+    assert store.claim_next("e", 60) is None
+
+
+@pytest.mark.parametrize("status", [st.PENDING, st.RUNNING])
+def test_request_cancel_of_a_claimed_job_flags_it_for_its_engine(store, status):
+    job, _ = create(store)
+    store.claim_next("a", lease_s=600)
+    if status != st.PENDING:
+        store.transition(job.id, st.PENDING, status)
+    flagged = store.request_cancel(job.id)
+    assert flagged.status == status and flagged.cancel_requested
+    other, _ = create(store, nonce=2)
+    assert store.cancel_requested([job.id, other.id, "missing"]) == {job.id}
+    assert store.cancel_requested([]) == set()
+    assert store.cancel(job.id).status == st.CANCELLED  # what the engine does once it stopped it
+
+
+def test_request_cancel_of_a_finished_or_missing_job(store):
+    job, _ = create(store)
+    store.transition(job.id, st.PENDING, st.SUCCEEDED)
+    with pytest.raises(StaleState):
+        store.request_cancel(job.id)
+    with pytest.raises(NotFoundError):
+        store.request_cancel("missing")
+    assert not store.get(job.id).cancel_requested
+
+
+def test_wait_for_work_answers_at_once_when_a_job_is_claimable(store):
+    store.wait_for_work(timeout_s=0.1)  # nothing: returns after the timeout
+    create(store)
+    store.wait_for_work(timeout_s=20)  # would hang the test if it waited
+
+
+def test_wait_for_work_wakes_on_a_new_job(store):
+    threading.Timer(0.2, lambda: create(store)).start()
+    store.wait_for_work(timeout_s=20)
+    assert store.count_pending() == 1
+
+
+def test_both_stores_satisfy_the_protocol(store):
+    from engine.store_api import JobStore as Protocol
+
+    assert isinstance(store, Protocol)
+
+
+def test_old_jobs_db_without_lease_columns_opens_and_gains_them(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old" / "jobs.db"
+    old = JobStore(path)
+    job, _ = create(old)
+    old.close()
+    conn = sqlite3.connect(path)  # as the engine before leases wrote it
+    conn.execute("DROP INDEX idx_jobs_lease_owner")
+    for column in ("lease_owner", "lease_expires_at", "cancel_requested"):
+        conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+    conn.commit()
+    conn.close()
+
+    store = JobStore(path)
+    try:
+        again = store.get(job.id)
+        assert again.lease_owner is None and not again.cancel_requested
+        assert store.claim_next("e", 60).id == job.id
+        assert store.request_cancel(job.id).cancel_requested
+    finally:
+        store.close()
+
+
+def test_postgres_store_survives_its_connections_being_cut(postgres_url):
+    """A restarted server or a failover drops the connections: the next call reopens, waiters still wake."""
+    import psycopg
+
+    from engine.store_postgres import PostgresJobStore
+
+    store, other = PostgresJobStore(postgres_url), PostgresJobStore(postgres_url)
+    try:
+        job, _ = create(store)
+        assert store.wait_for_change(job.id, st.PENDING, timeout_s=0.05).status == st.PENDING  # listener up
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE pid <> pg_backend_pid() AND datname = current_database()")
+        assert store.get(job.id).status == st.PENDING  # reopened, not STORE_UNAVAILABLE
+        threading.Timer(0.5, lambda: other.transition(job.id, st.PENDING, st.VERIFYING)).start()
+        assert store.wait_for_change(job.id, st.PENDING, timeout_s=20).status == st.VERIFYING
+    finally:
+        store.close()
+        other.close()
+def test_page_by_owner_is_newest_first_with_a_keyset_cursor(store):
+    ids = [create(store, nonce=n, digest=f"0x{n:02x}")[0].id for n in range(1, 6)]
+    create(store, owner=OTHER, nonce=1, digest="0xff")
+    store.fail(ids[1], "PERMISSION_DENIED", "no")
+    first = store.page_by_owner(OWNER, limit=2)
+    assert [j.id for j in first] == ids[::-1][:2]
+    last = first[-1]
+    rest = store.page_by_owner(OWNER, limit=10, before=(last.created_at, last.id))
+    assert [j.id for j in rest] == ids[::-1][2:]
+    assert [j.id for j in store.page_by_owner(OWNER, status=st.FAILED)] == [ids[1]]
+    assert store.page_by_owner(OTHER.lower(), limit=10)[0].owner == OTHER
+
+
+def test_set_progress_is_kept_without_a_transition(store):
+    job, _ = create(store)
+    store.set_progress(job.id, {"bytes": 10, "total": 100})
+    again = store.get(job.id)
+    assert again.progress == {"bytes": 10, "total": 100} and again.steps == job.steps

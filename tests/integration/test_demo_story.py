@@ -33,7 +33,7 @@ def test_job_succeeds_with_both_artifacts(story):
     result, _ = story
     assert result.job["status"] == "SUCCEEDED"
     assert result.job["exit_code"] == 0
-    assert sorted(p.name for p in result.downloaded) == ["chart.png", "stats.json"]
+    assert sorted(p.name for p in result.downloaded) == ["chart.png", "chart.svg", "stats.json"]
     assert result.downloaded[0].parent.joinpath("chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -67,7 +67,7 @@ def test_job_records_each_step_and_the_verification_block(story):
 
 def test_a_query_reading_an_ungranted_column_is_refused(story):
     result, _ = story
-    assert result.denied_job["status"] == "FAILED"
+    assert result.denied_job["status"] == "REFUSED" and result.denied_job["http_status"] == 422  # at submit
     assert result.denied_job["failure"]["code"] == "PERMISSION_DENIED"
     assert "users.email" in result.denied_job["failure"]["message"]
     assert "@example.org" not in result.denied_job["failure"]["message"]
@@ -85,7 +85,7 @@ def test_story_prints_one_line_per_chapter(story):
     text = "\n".join(lines)
     for fragment in ("deployed", "registered by its owner", "published instruction",
                      "approved instruction", "granted the builder", "engine up", "SUCCEEDED",
-                     "downloaded 2 artifacts"):
+                     "downloaded 3 artifacts"):
         assert fragment in text
     from eth_account import Account
 

@@ -67,6 +67,20 @@ def _failed(job: dict, code: str) -> dict:
     return job["failure"]
 
 
+def _refused_at_submit(engine, code: str, *args, **kw) -> EngineApiError:
+    """Submit answers 422 with the job's code at once: no job row, the nonce unused; the quote agrees."""
+    before = [j["id"] for j in engine.builder.jobs(limit=1)["jobs"]]
+    req = engine.builder.request(*args, **kw)
+    with pytest.raises(EngineApiError) as quoted:
+        engine.builder.quote_request(req)
+    with pytest.raises(EngineApiError) as info:
+        engine.builder.submit_request(req)
+    assert (info.value.status, info.value.code) == (422, code), info.value
+    assert (quoted.value.status, quoted.value.code, quoted.value.detail) == (422, code, info.value.detail)
+    assert [j["id"] for j in engine.builder.jobs(limit=1)["jobs"]] == before
+    return info.value
+
+
 def _expected_rows(db: Path, query: str, params: list) -> int:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         return len(conn.execute(query, params).fetchall())
@@ -138,16 +152,15 @@ def test_full_story_submit_wait_list_download_zip(engine, world, job_image, tmp_
 # ---------------------------------------------------------------- chain checks
 
 
-def test_unapproved_instruction_fails_not_approved(engine, world, job_image) -> None:
+def test_unapproved_instruction_is_refused_at_submit(engine, world, job_image, archive_server) -> None:
     image = job_image("success", SUCCESS_SCRIPT)
     instruction_id = world.publish_image(image, approve=False)
+    fetched = archive_server.requests(image.archive.name)
 
-    job = _run(engine, instruction_id, world.refiner_id)
+    refused = _refused_at_submit(engine, "NOT_APPROVED", instruction_id, world.refiner_id, SIMPLE_QUERY)
 
-    failure = _failed(job, "NOT_APPROVED")
-    assert str(instruction_id) in failure["message"]
-    assert "FETCHING" not in step_statuses(job)  # refused before any download
-    assert job["image_sha256"] is None and job["exit_code"] is None
+    assert str(instruction_id) in refused.detail
+    assert archive_server.requests(image.archive.name) == fetched  # refused before any download
 
 
 def test_approval_revoked_before_the_run_fails_at_the_recheck(
@@ -173,16 +186,25 @@ def test_approval_revoked_before_the_run_fails_at_the_recheck(
     assert engine.builder.artifacts(job["id"]) == []
 
 
-def test_query_denied_by_permissions_names_the_column(engine, world, job_image) -> None:
+def test_query_denied_by_permissions_is_refused_at_submit(engine, world, job_image) -> None:
     image = job_image("success", SUCCESS_SCRIPT)
     instruction_id = world.publish_image(image)
 
-    job = _run(engine, instruction_id, world.refiner_id, DENIED_QUERY)
+    refused = _refused_at_submit(engine, "PERMISSION_DENIED", instruction_id, world.refiner_id, DENIED_QUERY)
 
-    failure = _failed(job, "PERMISSION_DENIED")
-    assert "email" in failure["message"]
-    assert "@" not in failure["message"]  # names the column, never a value
-    assert "RUNNING" not in step_statuses(job)
+    assert "email" in refused.detail
+    assert "@" not in refused.detail  # names the column, never a value
+
+
+@pytest.mark.parametrize("query, params, fragment", [
+    ("PRAGMA table_info(users)", [], "PRAGMA is not allowed"),
+    ("SELEC kind FROM activities", [], "syntax error"),
+    ("SELECT kind FROM activities WHERE duration_s > ?", [1, 2], "Incorrect number of bindings"),
+])
+def test_bad_sql_is_refused_at_submit(engine, world, job_image, query, params, fragment) -> None:
+    instruction_id = world.publish_image(job_image("success", SUCCESS_SCRIPT))
+    refused = _refused_at_submit(engine, "QUERY_INVALID", instruction_id, world.refiner_id, query, params)
+    assert fragment in refused.detail
 
 
 # ---------------------------------------------------------------- image fetch and load

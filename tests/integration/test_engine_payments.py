@@ -18,8 +18,9 @@ import pytest
 
 from registry_client.contracts import connect
 from registry_client.eip712 import JobRequest
+from registry_client.errors import EngineApiError
 from registry_client.payments import Payments
-from tests.integration.conftest import DENIED_QUERY, SIMPLE_QUERY, running_engine, step_statuses
+from tests.integration.conftest import DENIED_QUERY, SIMPLE_QUERY, running_engine
 
 pytestmark = [pytest.mark.docker, pytest.mark.chain]
 
@@ -61,6 +62,16 @@ class Money:
                                          params, compute_job_id=compute_job_id)
         return self.engine.builder.wait(job["id"], poll_s=0.1, timeout_s=WAIT_S)
 
+    def refused(self, compute_job_id: int, code: str, query: str = SIMPLE_QUERY) -> str:
+        """Submit answers 422 with `code` at once (the preflight): no job, nothing charged."""
+        before = [j["id"] for j in self.engine.builder.jobs(limit=1)["jobs"]]
+        with pytest.raises(EngineApiError) as info:
+            self.engine.builder.submit(self.instruction_id, self.world.refiner_id, query, [],
+                                       compute_job_id=compute_job_id)
+        assert (info.value.status, info.value.code) == (422, code), info.value
+        assert [j["id"] for j in self.engine.builder.jobs(limit=1)["jobs"]] == before
+        return info.value.detail
+
 
 @pytest.fixture(scope="module")
 def money(world, docker_client, job_image, tmp_path_factory) -> Iterator[Money]:
@@ -85,8 +96,17 @@ def _failed(job: dict, code: str) -> str:
 def test_paid_job_succeeds_and_the_money_moves_exactly(money: Money, tmp_path) -> None:
     compute_job = money.compute_job()
     balance, earnings = money.balance(), money.earnings()
+    client = money.engine.builder
+    # The quote, first without a compute job (it says one is required), then with it: nothing moves.
+    unnamed = client.quote_request(client.request(money.instruction_id, money.world.refiner_id, SIMPLE_QUERY))
+    named = client.quote_request(client.request(money.instruction_id, money.world.refiner_id, SIMPLE_QUERY,
+                                                compute_job_id=compute_job))
+    assert unnamed["compute_job_id_required"] is named["compute_job_id_required"] is True
+    assert unnamed["price_wei"] == named["price_wei"] == str(PRICE) and named["token"] is None
+    assert money.balance() == balance and money.builder.paid(compute_job, money.world.dlp_id) == 0
 
     job = money.run(compute_job)
+    assert {**job["access_report"], "row_count": None} == named["access_report"]
 
     assert job["status"] == "SUCCEEDED", job
     assert job["price_wei"] == str(PRICE) and job["compute_job_id"] == str(compute_job)
@@ -109,10 +129,7 @@ def test_insufficient_balance_fails_and_nothing_moves(money: Money) -> None:
     money.builder.deposit(PRICE - 1)
     earnings = money.earnings()
     try:
-        job = money.run(compute_job)
-        assert "deposit" in _failed(job, "INSUFFICIENT_BALANCE")
-        assert "RUNNING" not in step_statuses(job)  # the container never started
-        assert job["payment"] is None
+        assert "deposit" in money.refused(compute_job, "INSUFFICIENT_BALANCE")
         assert money.balance() == PRICE - 1
         assert money.builder.paid(compute_job, money.world.dlp_id) == 0
         assert money.earnings() == earnings
@@ -124,7 +141,7 @@ def test_a_query_refused_by_permissions_is_never_charged(money: Money) -> None:
     compute_job = money.compute_job()
     balance, earnings = money.balance(), money.earnings()
 
-    _failed(money.run(compute_job, DENIED_QUERY), "PERMISSION_DENIED")
+    money.refused(compute_job, "PERMISSION_DENIED", DENIED_QUERY)
 
     assert money.balance() == balance
     assert money.builder.paid(compute_job, money.world.dlp_id) == 0
@@ -133,7 +150,7 @@ def test_a_query_refused_by_permissions_is_never_charged(money: Money) -> None:
 
 def test_a_priced_query_without_a_compute_job_is_refused_unpaid(money: Money) -> None:
     balance = money.balance()
-    assert "computeJobId" in _failed(money.run(0), "PAYMENT_REQUIRED")
+    assert "computeJobId" in money.refused(0, "PAYMENT_REQUIRED")
     assert money.balance() == balance
 
 
@@ -148,7 +165,7 @@ def test_replays_and_reuse_never_charge_twice(money: Money) -> None:
     # The same signed request again is the same job: no second run, no second charge.
     assert money.engine.builder.submit_request(request)["id"] == first["id"]
     # A new request naming the paid (and successful) compute job is refused, unpaid.
-    _failed(money.run(compute_job), "COMPUTE_JOB_USED")
+    money.refused(compute_job, "COMPUTE_JOB_USED")
     assert money.balance() == balance - PRICE
     assert money.builder.paid(compute_job, money.world.dlp_id) == PRICE
 
@@ -175,7 +192,7 @@ def test_a_job_naming_someone_elses_compute_job_is_refused(money: Money) -> None
     theirs = money.stranger.submit_job(money.instruction_id, 600, value=10_000)
     their_balance, balance = money.stranger.balance(), money.balance()
 
-    message = _failed(money.run(theirs), "COMPUTE_JOB_NOT_OWNED")
+    message = money.refused(theirs, "COMPUTE_JOB_NOT_OWNED")
 
     assert money.world.accounts.builder.address in message
     assert money.stranger.balance() == their_balance and money.balance() == balance
@@ -183,10 +200,10 @@ def test_a_job_naming_someone_elses_compute_job_is_refused(money: Money) -> None
 
 
 def test_an_unknown_or_ended_compute_job_is_refused(money: Money) -> None:
-    _failed(money.run(10**9), "COMPUTE_JOB_NOT_FOUND")
+    money.refused(10**9, "COMPUTE_JOB_NOT_FOUND")
     cancelled = money.compute_job()
     money.world.builder._transact(money.world.builder.compute_engine.functions.cancelJob(cancelled))
-    assert "Canceled" in _failed(money.run(cancelled), "COMPUTE_JOB_INVALID")
+    assert "Canceled" in money.refused(cancelled, "COMPUTE_JOB_INVALID")
 
 
 def test_the_on_chain_max_timeout_bounds_the_run(money: Money, job_image) -> None:

@@ -97,7 +97,7 @@ def test_image_runs_in_the_sandbox(docker_client, template_image: str, tmp_path:
     assert stats["job"] == {"compute_job_id": "job-under-test", "data_refiner_id": 3}
     assert [g["value"] for g in stats["group_by"]["groups"]][:2] == ["en_US", "fr_FR"]
     assert (tmp_path / "out" / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["chart.png", "stats.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["chart.png", "chart.svg", "stats.json"]
     assert b"en_US" not in logs
 
 

@@ -217,7 +217,7 @@ def test_png_bytes_rejects_wrong_buffer_size() -> None:
 def test_public_surface() -> None:
     assert sorted(worker.__all__) == sorted(
         ["EXIT_OK", "EXIT_BAD_INPUT", "EXIT_ERROR", "BadInput", "ColumnProfile", "compute_stats",
-         "render_bar_chart", "png_bytes", "main"])
+         "render_bar_chart", "render_svg_chart", "png_bytes", "main"])
     for name in worker.__all__:
         assert hasattr(worker, name)
 

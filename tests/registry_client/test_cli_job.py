@@ -82,7 +82,7 @@ def test_status_wait_failed_exits_1(run, service):
     waited = run("wait", job_id, "--poll", "0.05")
     assert waited.exit_code == 1
     assert waited.stderr.strip().splitlines()[-1] == (
-        f"error: job {job_id} FAILED: NOT_APPROVED: instruction 1 is not approved")
+        f"error: job {job_id} FAILED: instruction 1 is not approved (NOT_APPROVED)")
 
 
 def test_artifacts_download_zip(run, service, tmp_path):
@@ -91,7 +91,8 @@ def test_artifacts_download_zip(run, service, tmp_path):
     service.add_artifact(job_id, "stats.json", b'{"n": 3}')
     service.add_artifact(job_id, "plots/chart.png", b"\x89PNG", "image/png")
     listed = run("artifacts", job_id)
-    assert listed.exit_code == 0 and "stats.json\t8\t" in listed.stdout and "plots/chart.png" in listed.stdout
+    assert listed.exit_code == 0 and listed.stdout.splitlines()[0].split() == ["NAME", "SIZE", "SHA256", "TYPE"]
+    assert "stats.json" in listed.stdout and "plots/chart.png" in listed.stdout
     out = tmp_path / "out"
     downloaded = run("download", job_id, "--out", str(out))
     assert downloaded.exit_code == 0, downloaded.output
@@ -106,7 +107,7 @@ def test_artifacts_download_zip(run, service, tmp_path):
 def test_cancel_and_logs(run, service):
     job_id = submit(run).stdout.strip()
     logs = run("logs", job_id)
-    assert logs.exit_code == 1 and logs.stderr.startswith("error: LOGS_DISABLED:")
+    assert logs.exit_code == 1 and logs.stderr.startswith("error: ") and logs.stderr.rstrip().endswith("(LOGS_DISABLED)")
     service.share_logs = True
     assert run("logs", job_id).stdout == "hello from the container\n"
     cancelled = run("cancel", job_id)
@@ -117,7 +118,7 @@ def test_stranger_sees_not_found(run, service):
     job_id = submit(run).stdout.strip()
     result = run("status", job_id, key="STRANGER_KEY")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: NOT_FOUND:") and "Traceback" not in result.output
+    assert result.stderr.rstrip().endswith("(NOT_FOUND)") and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(
@@ -156,7 +157,8 @@ def test_every_job_command_documented():
     from tests.conftest import ROOT
 
     doc = (ROOT / "docs" / "api.md").read_text()
-    assert set(job.commands) == {"submit", "status", "wait", "artifacts", "download", "cancel", "logs"}
+    assert set(job.commands) == {"submit", "quote", "list", "status", "wait", "artifacts", "download", "cancel",
+                                 "logs"}
     for name, command in job.commands.items():
         assert f"registry job {name}" in doc
         assert "Example:" in (command.help or ""), f"`registry job {name}` help lacks an example"
@@ -165,3 +167,57 @@ def test_every_job_command_documented():
                 assert any(opt in doc for opt in param.opts), f"{name} {param.opts} undocumented"
     for code in ("ENGINE_UNREACHABLE", "WAIT_TIMEOUT", "CHECKSUM_MISMATCH", "UNSAFE_ARTIFACT_NAME"):
         assert f"`{code}`" in doc
+
+
+def test_download_progress_only_on_a_terminal(run, service, tmp_path, monkeypatch):
+    """Not a TTY (or --json): stderr stays quiet; the bar itself advances to the bytes received."""
+    from registry_client import cli_job
+
+    job_id = submit(run).stdout.strip()
+    service.advance(job_id, "SUCCEEDED")
+    service.add_artifact(job_id, "stats.json", b'{"n": 3}')
+    quiet = run("download", job_id, "--out", str(tmp_path / "q"), json_out=True)
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    bar = cli_job._DownloadBar(enabled=True)
+    bar(3, 8)
+    bar(8, 8)
+    assert bar._bar.pos == 8 and bar._bar.length == 8
+    bar.close()
+    off = cli_job._DownloadBar(enabled=False)
+    off(1, None)
+    assert off._bar is None
+
+
+def test_logs_follow_waits_for_the_end_and_prints_them_once(run, service):
+    service.share_logs = True
+    service.auto_advance = True  # every read moves the fake job one step on
+    job_id = submit(run).stdout.strip()
+    followed = run("logs", job_id, "--follow", "--poll", "0.05")
+    assert followed.exit_code == 0, followed.output
+    assert followed.stdout == "hello from the container\n"  # printed as they came, not repeated
+    assert service.jobs[job_id].status == "SUCCEEDED"  # it followed the job to its end
+    as_json = run("logs", job_id, "--follow", json_out=True)
+    assert json.loads(as_json.stdout) == {"job_id": job_id, "logs": "hello from the container\n"}
+
+
+def test_dry_run_is_the_quote_and_a_priced_free_job_is_refused(run, service, monkeypatch):
+    from engine.preflight import Quote
+
+    report = {"columns": [["users", "locale"], ["users", ""]], "permissions_used": [3], "price": "500",
+              "row_count": None}
+    seen = []
+
+    class Flight:
+        def quote(self, request, signer):
+            seen.append((request.compute_job_id, request.nonce))
+            return Quote(500, None, report, True, 2, 9, 42)
+
+    monkeypatch.setattr(service, "preflight", Flight(), raising=False)
+    auto = run("submit", "--dry-run", "--instruction", "1", "--refiner", "2", "--query", "SELECT locale FROM users",
+               "--nonce", "77")
+    assert auto.exit_code == 0, auto.output
+    assert auto.stdout.splitlines()[:2] == ["price: 500 wei (native token)", "reads: users.locale, users (table)"]
+    assert "compute job: required (submit --compute-job auto opens one)" in auto.stdout
+    refused = submit(run, "--dry-run")  # --compute-job none, yet priced: what submit would answer
+    assert refused.exit_code == 1 and "PAYMENT_REQUIRED" in refused.stderr
+    assert seen == [(0, 77), (0, seen[1][1])] and service.jobs == {}  # nothing submitted, no job opened

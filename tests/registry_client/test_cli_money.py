@@ -19,11 +19,11 @@ HASH = "cd" * 32
 
 
 def test_deposit_balance_withdraw(cli, accounts):
-    assert cli.json("deposit", "5000", as_="builder")["balance"] == "5000"
+    assert cli.json("deposit", "5000", as_="builder")["balance_wei"] == "5000"
     assert cli.ok("balance", as_="builder").stdout.strip() == "5000"
     shown = cli.json("balance", "--account", accounts.builder.address)  # no wallet needed
-    assert shown == {"account": accounts.builder.address, "balance": "5000", "token": None}
-    assert cli.json("withdraw", "2000", as_="builder")["balance"] == "3000"
+    assert shown == {"account": accounts.builder.address, "balance_wei": "5000", "token": None}
+    assert cli.json("withdraw", "2000", as_="builder")["balance_wei"] == "3000"
     assert_clean_error(cli("withdraw", "4000", as_="builder"), "deposit is smaller")
     result = cli("deposit", "0", as_="builder")
     assert result.exit_code == 2 and "below the minimum 1" in result.stderr
@@ -44,11 +44,11 @@ def test_engine_authorize_dlp_earnings_and_claim(cli, chain, deployment, account
     Payments(connect(chain.url, deployment, accounts.stranger)).request_payment(job_id, refiner_id, 1_000)
 
     earnings = cli.json("dlp", "earnings", str(dlp_id))
-    assert earnings["earnings"] == "800" and earnings["share_percent"] == 80
+    assert earnings["earnings_wei"] == "800" and earnings["share_percent"] == 80
     assert_clean_error(cli("dlp", "claim", str(dlp_id), as_="builder"), "")
     before = owner.w3.eth.get_balance(accounts.grantee.address)
     claimed = cli.json("dlp", "claim", str(dlp_id), as_="dlp_owner")
-    assert claimed["claimed"] == "800" and claimed["treasury"] == accounts.grantee.address
+    assert claimed["claimed_wei"] == "800" and claimed["treasury"] == accounts.grantee.address
     assert owner.w3.eth.get_balance(accounts.grantee.address) == before + 800
     assert cli.ok("dlp", "earnings", str(dlp_id)).stdout.strip() == "0"
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-HEAVY = ("web3", "eth_account", "eth_utils", "eth_keys", "httpx")
+HEAVY = ("web3", "eth_account", "eth_utils", "eth_keys", "httpx", "tabulate")
 
 
 def _loaded_after(code: str) -> set[str]:

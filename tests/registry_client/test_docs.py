@@ -10,7 +10,7 @@ import pytest
 from engine.audit import WARNING_CODES
 from engine.errors import ENGINE_CODES
 from registry_client.cli import cli
-from registry_client.errors import CLIENT_CODES, ERROR_CODES
+from registry_client.errors import CLI_CODES, CLIENT_CODES, ERROR_CODES
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 DOC = DOCS / "cli.md"
@@ -53,6 +53,11 @@ def test_operator_error_code_documented(code):
 @pytest.mark.parametrize("code", sorted(CLIENT_CODES))
 def test_engine_client_code_documented(code):
     assert f"| `{code}` |" in (DOCS / "api.md").read_text(), f"`{code}` missing from docs/api.md"
+
+
+@pytest.mark.parametrize("code", sorted(CLI_CODES))
+def test_cli_only_code_documented(code):
+    assert f"`{code}`" in (DOCS / "cli.md").read_text(), f"`{code}` missing from docs/cli.md"
 
 
 @pytest.mark.parametrize("code", sorted(WARNING_CODES))

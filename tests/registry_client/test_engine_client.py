@@ -247,3 +247,14 @@ def test_job_status_text_names_the_attesting_engine(client, service, finished):
     assert "attested by" not in format_job(client.status(finished))
     _attest(service, finished)
     assert f"attested by {ENGINE.address}" in format_job(client.status(finished))
+
+
+def test_download_reports_progress_of_the_listed_total(client, finished, tmp_path):
+    seen: list[tuple[int, int | None]] = []
+    client.download(finished, tmp_path / "out", progress=lambda done, total: seen.append((done, total)))
+    total = 8 + 4 + 256 * 4000  # stats.json + the chart
+    assert seen and all(t == total for _, t in seen) and seen[-1][0] == total
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    zipped: list[tuple[int, int | None]] = []
+    target = client.download_zip(finished, tmp_path / "all.zip", progress=lambda d, t: zipped.append((d, t)))
+    assert zipped[-1] == (target.stat().st_size, target.stat().st_size)  # of its Content-Length

@@ -31,7 +31,7 @@ def test_schema_add_show_list_and_refiner_with_schema(cli):
                            as_="stranger").stdout)
     assert cli.json("schema", "show", str(schema_id)) == {
         "id": schema_id, "name": "fitness", "dialect": "sqlite", "definition_url": "https://example.org/f.sql"}
-    assert [s["id"] for s in cli.json("schema", "list")["schemas"]] == [schema_id]
+    assert [s["id"] for s in cli.json("schema", "list")] == [schema_id]
     added = cli.json("refiner", "add", "--dlp", str(dlp_id), "--name", "daily", "--schema", str(schema_id),
                      as_="dlp_owner")
     assert (added["schema_id"], added["schema_url"]) == (schema_id, "https://example.org/f.sql")
@@ -61,7 +61,7 @@ def test_story_publish_approve_revoke(cli, accounts, tmp_path):
     refiner = cli.json("refiner", "add", "--dlp", "1", "--name", "users",
                        "--schema-url", "https://example.org/schema.json", as_="dlp_owner")
     assert refiner["refiner_id"] == 1 and refiner["dlp_id"] == 1
-    assert cli.json("refiner", "list", "--dlp", "1")["refiners"][0]["name"] == "users"
+    assert cli.json("refiner", "list", "--dlp", "1")[0]["name"] == "users"
 
     image = tmp_path / "job.tar.gz"
     image.write_bytes(os.urandom(3 * (1 << 20) + 17))  # several read chunks
@@ -81,7 +81,7 @@ def test_story_publish_approve_revoke(cli, accounts, tmp_path):
     assert "approved" in cli.ok("instruction", "show", "1", "--dlp", "1").stdout.splitlines()[-1]
     assert cli.json("instruction", "show", "1", "--dlp", "1")["approved"] is True
     assert cli.json("instruction", "show", "1")["approved_dlps"] == [1]
-    assert cli.json("instruction", "list", "--dlp", "1")["instructions"][0]["approved"] is True
+    assert cli.json("instruction", "list", "--dlp", "1")[0]["approved"] is True
 
     again = cli.json("instruction", "approve", "1", "--dlp", "1", as_="dlp_owner")
     assert again["changed"] is False
@@ -167,26 +167,27 @@ def test_permission_grant_list_revoke(cli, accounts):
     other = cli.json("permission", "grant", "--refiner", r, "--grantee", accounts.stranger.address,
                      as_="dlp_owner")
     assert (anyone["permission_id"], mine["permission_id"], other["permission_id"]) == (1, 2, 3)
-    assert mine["price"] == 1000 and mine["approved"] is True
+    assert mine["price_wei"] == "1000" and mine["approved"] is True
 
-    everything = cli.json("permission", "list", "--refiner", r)["permissions"]
+    everything = cli.json("permission", "list", "--refiner", r)
     assert [p["id"] for p in everything] == [1, 2, 3]
     for_grantee = cli.json("permission", "list", "--refiner", r, "--grantee", accounts.grantee.address)
-    assert sorted(p["id"] for p in for_grantee["permissions"]) == [1, 2]
+    assert sorted(p["id"] for p in for_grantee) == [1, 2]
 
     stranger = cli("permission", "revoke", "2", as_="stranger")
     assert_clean_error(stranger, f"wallet {accounts.stranger.address} is not the owner of refiner {refiner_id}")
     assert cli.ok("permission", "revoke", "2", as_="dlp_owner").stdout.strip() == "permission 2 revoked"
     listed = cli.ok("permission", "list", "--refiner", r).stdout.splitlines()
-    assert listed[1].startswith("2\t") and listed[1].endswith("revoked")
-    assert "users.email\t1000 wei" in listed[1]
+    assert listed[0].split() == ["ID", "GRANTEE", "TABLE.COLUMN", "PRICE", "STATE"]
+    assert listed[3].split()[0] == "2" and listed[3].endswith("revoked")  # header, rule, row 1, row 2
+    assert listed[3].split()[2:4] == ["users.email", "1000"] and "1000 wei" in listed[3]
     # A revoked permission no longer applies: Vana's getPermissions lists approved ones only.
     for_grantee = cli.json("permission", "list", "--refiner", r, "--grantee", accounts.grantee.address)
-    assert [p["id"] for p in for_grantee["permissions"]] == [1]
+    assert [p["id"] for p in for_grantee] == [1]
     token = "0x" + "70" * 20
     priced = cli.json("permission", "grant", "--refiner", r, "--anyone", "--price", "7", "--token", token,
                       as_="dlp_owner")
-    assert priced["token"].lower() == token and priced["price"] == 7
+    assert priced["token"].lower() == token and priced["price_wei"] == "7"
 
 
 @pytest.mark.parametrize(
@@ -414,4 +415,4 @@ def test_entry_point_subprocess(chain, deployment, accounts, tmp_path):
     failed = subprocess.run([str(exe), "--deployment", str(out), "dlp", "show", "3"],
                             check=False, capture_output=True, text=True, timeout=60, env=env)
     assert failed.returncode == 1
-    assert failed.stderr == "error: no DLP with id 3\n" and failed.stdout == ""
+    assert failed.stderr == "error: no DLP with id 3 (DLP_NOT_FOUND)\n" and failed.stdout == ""

@@ -167,6 +167,6 @@ def test_store_async_wait_holds_no_thread_and_wakes_on_a_transition(service):
         unchanged = await store.wait_for_change_async(job_id, "VERIFYING", 0.2)
         assert unchanged.status == "VERIFYING"
         assert await store.wait_for_change_async("missing", "PENDING", 0.2) is None
-        assert store._async_waiters == {}  # nothing left registered
+        assert store._hub.waiting() == 0  # nothing left registered
 
     asyncio.run(scenario())

@@ -166,7 +166,7 @@ def test_the_uint256_maximum_itself_is_accepted(cli, dlp_id) -> None:
                           "ipfs://bafy-schema", as_="dlp_owner")["refiner_id"]
     granted = cli.json("permission", "grant", "--refiner", str(refiner_id), "--price", UINT256_MAX,
                        as_="dlp_owner")
-    assert granted["price"] == 2**256 - 1
+    assert granted["price_wei"] == str(2**256 - 1)
 
 
 # ---------------------------------------------------------------- the real entry point
@@ -188,7 +188,7 @@ def test_through_the_real_entry_point(chain, deployment, accounts, dlp_id, tmp_p
     assert mistyped.returncode == 2 and mistyped.stdout == ""
     assert mistyped.stderr == (f"error: Invalid value for '--to': {MISTYPED} fails its EIP-55 checksum: a character "
                                "is probably mistyped (check the address, or write it all in lowercase to skip the "
-                               "checksum)\n")
+                               "checksum) (INVALID_INPUT)\n")
     unconfirmed = run(*base, "--to", GOOD)
     assert unconfirmed.returncode == 1 and "pass --yes to confirm" in unconfirmed.stderr
     shown = run("dlp", "show", TWO_256)

@@ -112,6 +112,8 @@ def test_the_store_on_a_full_disk_raises_storage_full_503(small_disk: Path) -> N
                 _submit(store, nonce)
         assert info.value.http_status == 503
         assert store.get(store.find(OWNER, 1).id) is not None, "what was stored stays readable"
+        (small_disk / "ballast").unlink()  # the operator frees space: the store writes again
+        assert _submit(store, 500)[1]
     finally:
         store.close()
 

@@ -277,7 +277,8 @@ def test_jobs_queued_during_an_outage_all_succeed(
     try:
         node.stop()
         restarting = node.restart_after(3.0)
-        # Submitting needs no chain; every queued job meets the outage at verification.
+        # Submit needs no chain: its preflight tries once and lets each job queue; every job meets
+        # the outage at verification.
         jobs = [client.submit(instruction_id, setup.refiner_id, SIMPLE_QUERY) for _ in range(6)]
         restarting.join()
         ended = [client.wait(job["id"], poll_s=0.1, timeout_s=90) for job in jobs]

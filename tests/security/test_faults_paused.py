@@ -1,7 +1,7 @@
 """A paused ComputeInstructionRegistry approves nothing (issue 8 item 19).
 
 The real engine over HTTP, real anvil and Docker: while the registry is paused
-a job fails NOT_APPROVED at verification and at the re-check just before its
+a job is refused NOT_APPROVED at submit (the preflight) and fails it at the re-check just before its
 container starts; once unpaused the same instruction runs.
 """
 
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from registry_client.contracts import Registries, connect
+from registry_client.errors import EngineApiError
 from tests.integration.conftest import (  # noqa: F401 - fixtures used by this module
     SIMPLE_QUERY,
     archive_server,
@@ -55,9 +56,11 @@ def test_a_paused_registry_refuses_at_verify_and_runs_once_unpaused(
 ) -> None:
     instruction_id = world.publish_image(job_image("paused-verify", SCRIPT))
     admin.pause(REGISTRY)
-    refused = _wait(engine, engine.builder.submit(instruction_id, world.refiner_id, SIMPLE_QUERY))
-    _refused_as_paused(refused)
-    assert step_statuses(refused)[-2:] == ["VERIFYING", "FAILED"], "nothing is fetched for a paused registry"
+    # Refused at submit (the preflight reads the same pause), before any job or download exists.
+    with pytest.raises(EngineApiError) as info:
+        engine.builder.submit(instruction_id, world.refiner_id, SIMPLE_QUERY)
+    assert (info.value.status, info.value.code) == (422, "NOT_APPROVED")
+    assert "ComputeInstructionRegistry is paused" in info.value.detail
 
     admin.unpause(REGISTRY)
     ran = _wait(engine, engine.builder.submit(instruction_id, world.refiner_id, SIMPLE_QUERY))

@@ -65,9 +65,10 @@ def test_a_second_engine_on_the_same_data_dir_refuses_and_leaves_the_first_alone
             second = _cli(_env(world, data_dir, free_port()), "serve")
             assert second.returncode != 0
             assert "Traceback" not in second.stderr
-            lines = [line for line in second.stderr.splitlines() if line.startswith("Error:")]
+            lines = [line for line in second.stderr.splitlines() if line.startswith("error:")]
             assert len(lines) == 1, second.stderr
             assert f"another engine (pid {first.pid}) is using the data dir {data_dir}" in lines[0]
+            assert lines[0].endswith("(DATA_DIR_LOCKED)")
 
             # The first engine's job was not touched.
             assert client.status(job["id"])["status"] == "RUNNING"

@@ -11,6 +11,8 @@ pool full of waiters would starve /health and submit).
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import shutil
 import tempfile
@@ -27,9 +29,18 @@ from starlette.concurrency import run_in_threadpool
 from engine.api.deps import Config, CurrentWallet, Domain, Service, Waiters
 from engine.api.limits import json_too_deep
 from engine.api.problems import PROBLEM_JSON
-from engine.api.schemas import ArtifactList, ArtifactPublic, JobCreate, JobPublic, Problem
+from engine.api.schemas import (
+    ArtifactList,
+    ArtifactPublic,
+    JobCreate,
+    JobList,
+    JobPublic,
+    Problem,
+    QuotePublic,
+)
 from engine.auth import verify_job_submission
-from engine.errors import RequestError
+from engine.errors import JobFailure, RequestError
+from engine.store import STATUSES
 
 __all__ = ["router"]
 
@@ -62,22 +73,88 @@ def submit_job(
     config: Config,
     x_wallet_address: Annotated[str | None, Header(description="the signer, if not in the body")] = None,
 ) -> JobPublic:
-    """201 with a new job; 200 with the same job when this signed request was sent before."""
-    if json_too_deep(body.request.params, config.limits.max_json_depth):
-        # Refused before json.loads (a C recursion) ever sees it.
-        raise RequestError(f"params nests deeper than {config.limits.max_json_depth} levels",
-                           code="JSON_TOO_DEEP")
-    req, signer, digest = verify_job_submission(
-        body.model_dump(exclude_none=True),
-        domain.chain_id,
-        domain.registry,
-        claimed_signer=x_wallet_address,
-    )
+    """201 with a new job; 200 with the same job when this signed request was sent before.
+
+    Whatever POST /jobs/quote refuses is refused here too, before the job exists
+    (422 with the code the job would have failed with; the nonce stays unused).
+    """
+    req, signer, digest = _verified(body, domain, config, x_wallet_address)
     job, created = service.submit(req, signer, digest)
     if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/jobs/{job.id}"
     return JobPublic.from_job(job)
+
+
+def _verified(body: JobCreate, domain: Any, config: Any, claimed: str | None) -> tuple[Any, str, str]:
+    if json_too_deep(body.request.params, config.limits.max_json_depth):
+        # Refused before json.loads (a C recursion) ever sees it.
+        raise RequestError(f"params nests deeper than {config.limits.max_json_depth} levels",
+                           code="JSON_TOO_DEEP")
+    # The deadline is judged by the one rule in engine/submission.py (submit and quote both apply it).
+    return verify_job_submission(body.model_dump(exclude_none=True), domain.chain_id, domain.registry,
+                                 claimed_signer=claimed)
+
+
+@router.post(
+    "/quote",
+    response_model=QuotePublic,
+    summary="Quote a signed job request: its access report and price, or its refusal",
+    responses={400: _PROBLEM, 401: _PROBLEM, 413: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+)
+def quote_job(
+    body: JobCreate,
+    service: Service,
+    domain: Domain,
+    config: Config,
+    x_wallet_address: Annotated[str | None, Header(description="the signer, if not in the body")] = None,
+) -> QuotePublic:
+    """Signed exactly like POST /jobs; fetches and runs nothing, and does not use the nonce."""
+    req, signer, _ = _verified(body, domain, config, x_wallet_address)
+    preflight = getattr(service, "preflight", None)
+    if preflight is None:
+        raise RequestError("this engine cannot quote jobs", code="QUOTE_UNAVAILABLE", http_status=503)
+    try:
+        quote = preflight.quote(req, signer)
+    except JobFailure as exc:
+        if exc.code in ("CHAIN_UNAVAILABLE", "INTERNAL_ERROR"):
+            exc.http_status = 503  # the engine's trouble, not the request's: retry
+        raise
+    return QuotePublic(**quote.public())
+
+
+def _encode_cursor(job: Any) -> str:
+    raw = json.dumps([job.created_at, job.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(created_at, (int, float)) and isinstance(job_id, str):
+            return float(created_at), job_id
+    except (ValueError, TypeError):
+        pass
+    raise RequestError("the cursor is not one this engine gave out", code="INVALID_CURSOR")
+
+
+@router.get("", response_model=JobList, summary="List the wallet's jobs, newest first",
+            responses={400: _PROBLEM, 401: _PROBLEM, 422: _PROBLEM})
+def list_jobs(
+    wallet: CurrentWallet,
+    service: Service,
+    status_: Annotated[str | None, Query(alias="status", max_length=32,
+                                         description="only jobs in this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="jobs per page")] = 20,
+    cursor: Annotated[str | None, Query(max_length=256, description="next_cursor of the previous page")] = None,
+) -> JobList:
+    if status_ is not None and status_ not in STATUSES:
+        raise RequestError(f"unknown status {status_!r}; one of {', '.join(STATUSES)}", code="INVALID_REQUEST")
+    before = _decode_cursor(cursor) if cursor else None
+    jobs = service.store.page_by_owner(wallet, status=status_, limit=limit + 1, before=before)
+    page = jobs[:limit]
+    more = len(jobs) > limit
+    return JobList(jobs=[JobPublic.from_job(j) for j in page], next_cursor=_encode_cursor(page[-1]) if more else None)
 
 
 @router.get("/{job_id}", response_model=JobPublic, summary="Read a job",

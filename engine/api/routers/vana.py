@@ -131,7 +131,9 @@ def submit_vana_job(
                         VanaInput(payload.query, payload.query_signature, payload.refiner_id, payload.params),
                         deadline)
     try:
-        job, created = service.submit(req, caller, vana_digest(domain.chain_id, compute_job.id, req))
+        # No preflight: on Vana's API a refused query is a run that reads `query_failed`.
+        job, created = service.submit(req, caller, vana_digest(domain.chain_id, compute_job.id, req),
+                                      preflight=False)
     except RequestError as exc:
         if exc.code != "NONCE_REUSED":
             raise

@@ -1,0 +1,152 @@
+"""Preflight: every check of a job request that needs no image, before any job exists.
+
+``Preflight.quote`` is what ``POST /jobs/quote`` answers and what ``POST /jobs``
+runs before it creates the job row (and so before the nonce is used): the
+request rules (engine/submission.py), the chain (refiner, instruction, approval,
+the owner's permissions, at one block), the data the engine holds, the SQL
+compiled and priced under the query step's own authorizer in a capped query
+process (engine/query, never run: no row is read), and the payment
+preconditions (engine/payment.py, dry run: nothing is sent). A refusal is the
+``JobFailure``/``RequestError`` the job would have failed with, so submit
+answers it at once (4xx) instead of after the image was fetched.
+
+The job's story keeps its own checks: the chain, the data and the deposit may
+change between submit and run.
+
+Bounded: at most ``max(2, max_concurrent_jobs)`` preflights at once (each may
+hold a query process of up to ``query_max_memory_bytes`` and a few chain
+reads); a caller waits up to ``BUSY_WAIT_S`` for a turn, then gets
+PREFLIGHT_BUSY (503, retry).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from eth_utils import to_checksum_address
+
+from engine.errors import ChainCheckFailure, RequestError
+from engine.store import CANCELLED, FAILED
+from engine.submission import validate_request
+
+if TYPE_CHECKING:
+    from engine.chain import ChainCheck
+    from engine.data import DataCatalog
+    from engine.payment import Charger
+    from engine.query import AccessReport
+    from engine.settings import Settings
+    from engine.store import JobStore
+    from registry_client.eip712 import JobRequest
+
+__all__ = ["BUSY_WAIT_S", "Preflight", "Quote"]
+
+BUSY_WAIT_S = 10.0
+
+
+class _Chain(Protocol):
+    def verify(self, instruction_id: int, refiner_id: int, owner: str, *, cancel: Any = None,
+               once: bool = False) -> ChainCheck: ...
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a request would cost and read, as the job would then report it."""
+
+    price_wei: int
+    token: str | None  # None = the native token
+    access_report: dict[str, Any]  # JobPublic.access_report's shape; row_count None (nothing ran)
+    compute_job_id_required: bool
+    refiner_id: int
+    dlp_id: int
+    block_number: int
+
+    def public(self) -> dict[str, Any]:
+        return {"price_wei": str(self.price_wei), "token": self.token, "access_report": self.access_report,
+                "compute_job_id_required": self.compute_job_id_required, "instruction_approved": True,
+                "refiner_id": self.refiner_id, "dlp_id": self.dlp_id, "block_number": self.block_number}
+
+
+class Preflight:
+    """The image-free checks of one engine (its chain, data, query limits and charger)."""
+
+    def __init__(self, settings: Settings, store: JobStore, chain: _Chain, data: DataCatalog,
+                 charger: Charger | None, *, clock: Callable[[], float],
+                 analyse: Callable[..., AccessReport] | None = None):
+        self.settings = settings
+        self.store = store
+        self.chain = chain
+        self.data = data
+        self.charger = charger
+        self.clock = clock
+        self._analyse = analyse  # engine.query.analyse_query unless a test injects one
+        self._turns = threading.BoundedSemaphore(max(2, settings.max_concurrent_jobs))
+
+    def quote(self, request: JobRequest, signer: str, *, strict: bool = False) -> Quote:
+        """The quote, or the refusal submit would answer (JobFailure / RequestError).
+
+        A priced query that names no compute job (computeJobId 0) is quoted with
+        ``compute_job_id_required`` (the builder opens one, then submits); with
+        `strict` (submit) it is refused PAYMENT_REQUIRED, as the job would be.
+        """
+        validate_request(request, self.settings, self.clock())
+        if not self._turns.acquire(timeout=BUSY_WAIT_S):
+            raise RequestError("the engine is checking too many requests at once; retry shortly",
+                               code="PREFLIGHT_BUSY", http_status=503)
+        try:
+            return self._quote(request, to_checksum_address(signer), strict)
+        finally:
+            self._turns.release()
+
+    def _quote(self, request: JobRequest, owner: str, strict: bool) -> Quote:
+        # One attempt: an HTTP request must not wait out the chain's retry window (the story does).
+        check = self.chain.verify(request.instruction_id, request.refiner_id, owner, once=True)
+        path = self.data.path(request.refiner_id)
+        report = self._report(path, request, check.permissions, owner)
+        token = self._payment(request, owner, check.dlp_id, report, strict)
+        access = {"columns": [list(c) for c in report.columns],
+                  "permissions_used": list(report.permissions_used),
+                  "price": str(report.price), "row_count": None}
+        return Quote(report.price, token, access, report.price > 0 and self.charger is not None,
+                     request.refiner_id, check.dlp_id, check.block_number)
+
+    def check(self, request: JobRequest, signer: str) -> None:
+        """Submit's preflight: refuse what the quote refuses; a chain outage lets the job queue.
+
+        The story retries the chain for its whole retry window; submit must not
+        hang on it nor refuse a job a short outage would only delay.
+        """
+        try:
+            self.quote(request, signer, strict=True)
+        except ChainCheckFailure as exc:
+            if exc.code != "CHAIN_UNAVAILABLE":
+                raise
+
+    def _report(self, path: Any, request: JobRequest, permissions: Any, owner: str) -> AccessReport:
+        if self._analyse is None:
+            from engine.query import analyse_query
+
+            self._analyse = analyse_query
+        mine = [p for p in permissions if p.refiner_id == request.refiner_id]
+        return self._analyse(path, request.query, request.params, mine, self.settings.query_limits(),
+                             refiner_id=request.refiner_id, grantee=owner)
+
+    def _payment(self, request: JobRequest, owner: str, dlp_id: int, report: AccessReport,
+                 strict: bool) -> str | None:
+        if self.charger is None:
+            return None  # this engine does not charge: every job runs free
+        if request.compute_job_id == 0 and report.price > 0 and not strict:
+            return self.charger.token(list(report.permissions_used))  # compute_job_id_required
+        charge = self.charger.charge(
+            owner=owner, instruction_id=request.instruction_id, refiner_id=request.refiner_id, dlp_id=dlp_id,
+            compute_job_id=request.compute_job_id, amount=report.price,
+            permission_ids=list(report.permissions_used),
+            earlier_run_failed=lambda: self._earlier_run_failed(request.compute_job_id, owner), dry_run=True)
+        return charge.token
+
+    def _earlier_run_failed(self, compute_job_id: int, owner: str) -> bool:
+        # engine.payment.earlier_run_failed, for a job not created yet.
+        others = self.store.by_compute_job(compute_job_id)
+        return bool(others) and all(j.owner == owner and j.status in (FAILED, CANCELLED) for j in others)
