@@ -57,6 +57,8 @@ export function describeError(err) {
 }
 
 export function fail(err) {
+  // A refused session was already reported (and sign-in offered) by the engine module.
+  if (/^SESSION_/.test(err?.problem?.code || "")) return;
   say("error", describeError(err));
 }
 

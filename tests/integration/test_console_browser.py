@@ -135,16 +135,15 @@ def test_builder_deposits_submits_watches_and_downloads(open_console, world, job
     page.fill("#run input[name=refiner]", str(world.refiner_id))
     page.fill("#run textarea[name=query]", SIMPLE_QUERY)
     page.click("[data-action=schema]")
-    schema = page.wait_for_selector("[data-schema]")
-    if schema.get_attribute("data-schema") == "ok":  # the engine serves refiner schemas (GET /refiners/{id}/schema)
-        assert "activities" in schema.inner_text() and "covered" in schema.inner_text()
+    schema = page.wait_for_selector("[data-schema=ok]").inner_text()  # GET /refiners/{id}/schema
+    assert "activities" in schema and "not covered" in schema and "1000 wei" in schema
     signatures = console.wallet.calls.count("eth_signTypedData_v4")
     page.click("[data-action=sign]")  # one on-chain job (transaction), then ONE typed-data signature
     page.wait_for_selector("[data-action=submit]:not([disabled])")
     assert console.wallet.calls.count("eth_signTypedData_v4") == signatures + 1
     page.click("[data-action=quote]")
-    quoted = page.wait_for_selector("[data-quote]").get_attribute("data-quote")
-    assert quoted in (str(PRICE), "missing")  # the price, where the engine quotes (POST /jobs/quote)
+    # POST /jobs/quote with the same signed body: the price, and the nonce stays unused for the submit.
+    assert page.wait_for_selector("[data-quote]").get_attribute("data-quote") == str(PRICE)
     page.click("[data-action=submit]")  # the engine accepts the browser's signature: 201
     page.wait_for_selector("#my-jobs [data-status=SUCCEEDED]", timeout=TIMEOUT_MS)
     # Watched by long-poll with the session token: no signature per status read.
@@ -160,6 +159,14 @@ def test_builder_deposits_submits_watches_and_downloads(open_console, world, job
     page.wait_for_selector(f"[data-balance='{balance + 5000 - PRICE}']")  # refreshed when the job ended
     assert page.locator("#my-jobs [data-paid]").first.get_attribute("data-paid").startswith(f"{PRICE} wei")
     assert not console.errors
+    job_id = page.locator("#my-jobs tr[data-job]").first.get_attribute("data-job")
+
+    # Another browser session lists the job from the engine (GET /jobs with its own session token).
+    later = open_console("builder")
+    later.sign_in()
+    later.page.click("#tab-builder")
+    later.page.wait_for_selector(f"#my-jobs tr[data-job='{job_id}'] [data-status=SUCCEEDED]")
+    assert later.page.locator("[data-jobs=local]").count() == 0
 
 
 def test_owner_audits_approves_grants_and_claims(open_console, world, job_image):
@@ -274,3 +281,21 @@ def test_a_rejected_transaction_sends_nothing(open_console, world):
     console.page.wait_for_selector("#messages .msg.error")
     assert "rejected" in console.message() and "4001" in console.message()
     assert Payments(world.builder).balance() == balance
+
+
+def test_a_refused_session_asks_to_sign_in_again(open_console, world):
+    console = open_console("builder")
+    console.sign_in()
+    # The stored session is altered (as if the engine's key changed): the next read is refused.
+    console.page.evaluate("""() => {
+        const saved = JSON.parse(sessionStorage.getItem("console-session"));
+        saved.token = saved.token.slice(0, -4) + "0000";
+        sessionStorage.setItem("console-session", JSON.stringify(saved));
+    }""")
+    console.page.reload()
+    console.page.click("#connect")
+    console.page.click("#tab-builder")
+    console.page.wait_for_selector("#session-ended")
+    assert "SESSION_INVALID" in console.message()
+    console.page.click("#sign-in")
+    console.page.wait_for_selector("#session")
