@@ -3,8 +3,8 @@
 Pure except for the key file: the caller passes ``now`` and the engine's
 domain. Three pieces:
 
-- ``parse_siwe`` / ``build_siwe``: the standard EIP-4361 text, parsed here
-  (the ``siwe`` package pins web3 < 8);
+- ``parse_siwe``: the standard EIP-4361 text (registry_client/siwe.py, shared
+  with the client that builds it), its errors as ``SIWE_INVALID``;
 - ``NonceBook``: nonces the engine issued (``GET /session/nonce``), each usable
   once until it expires, at most ``max_nonces`` outstanding (per process);
 - ``SessionKeys``: ``verify_sign_in`` checks a signed message against the
@@ -23,12 +23,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +35,12 @@ from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
 
 from engine.errors import AuthError, EngineError, RequestError
+from registry_client.errors import InputError
+from registry_client.siwe import ADDRESS, MAX_MESSAGE_CHARS, SiweMessage, build_siwe, iso_time
+from registry_client.siwe import parse_siwe as _parse
 
 __all__ = [
+    "MAX_MESSAGE_CHARS",
     "TOKEN_PREFIX",
     "NonceBook",
     "Session",
@@ -51,136 +53,19 @@ __all__ = [
 ]
 
 TOKEN_PREFIX = "cs1"
-MAX_MESSAGE_CHARS = 4096  # a SIWE message is a few hundred characters
 CLOCK_SKEW_S = 60  # a wallet's clock may run this far ahead of the engine's
-_HEADER = " wants you to sign in with your Ethereum account:"
-_FIELDS = ("URI", "Version", "Chain ID", "Nonce", "Issued At", "Expiration Time", "Not Before", "Request ID")
-_NONCE = re.compile(r"^[A-Za-z0-9]{8,64}$")
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-
-
-@dataclass(frozen=True)
-class SiweMessage:
-    """The fields of one EIP-4361 message (times as unix seconds)."""
-
-    domain: str
-    address: str
-    statement: str | None
-    uri: str
-    version: str
-    chain_id: int
-    nonce: str
-    issued_at: int
-    expiration_time: int | None = None
-    not_before: int | None = None
-    request_id: str | None = None
-    resources: tuple[str, ...] = ()
 
 
 def _bad(message: str) -> AuthError:
     return AuthError(f"sign-in message: {message}", code="SIWE_INVALID")
 
 
-def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _unix(text: str, name: str) -> int:
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise _bad(f"{name} is not an RFC 3339 time") from exc
-    if stamp.tzinfo is None:
-        raise _bad(f"{name} has no time zone")
-    return int(stamp.timestamp())
-
-
-def build_siwe(msg: SiweMessage) -> str:
-    """The EIP-4361 text of `msg` (what the wallet shows and personal_signs)."""
-    lines = [f"{msg.domain}{_HEADER}", msg.address, ""]
-    if msg.statement:
-        lines += [msg.statement, ""]
-    else:
-        lines.append("")
-    lines += [f"URI: {msg.uri}", f"Version: {msg.version}", f"Chain ID: {msg.chain_id}",
-              f"Nonce: {msg.nonce}", f"Issued At: {_iso(msg.issued_at)}"]
-    if msg.expiration_time is not None:
-        lines.append(f"Expiration Time: {_iso(msg.expiration_time)}")
-    if msg.not_before is not None:
-        lines.append(f"Not Before: {_iso(msg.not_before)}")
-    if msg.request_id is not None:
-        lines.append(f"Request ID: {msg.request_id}")
-    if msg.resources:
-        lines += ["Resources:", *(f"- {r}" for r in msg.resources)]
-    return "\n".join(lines)
-
-
-def _head(lines: list[str]) -> tuple[str, str, list[str]]:
-    if len(lines) < 4 or not lines[0].endswith(_HEADER):
-        raise _bad(f"the first line must end with {_HEADER.strip()!r}")
-    domain = lines[0][: -len(_HEADER)]
-    if not domain or " " in domain:
-        raise _bad("the domain is missing")
-    if not _ADDRESS.match(lines[1]):
-        raise _bad("the second line must be a 0x address")
-    if lines[2] != "":
-        raise _bad("a blank line must follow the address")
-    return domain, lines[1], lines[3:]
-
-
-def _statement(rest: list[str]) -> tuple[str | None, list[str]]:
-    if rest and rest[0] == "":
-        return None, rest[1:]
-    if len(rest) < 2 or rest[1] != "" or rest[0].startswith("URI: "):
-        raise _bad("the statement must be one line followed by a blank line")
-    return rest[0], rest[2:]
-
-
-def _fields(rest: list[str]) -> tuple[dict[str, str], tuple[str, ...]]:
-    values: dict[str, str] = {}
-    order = iter(_FIELDS)
-    index = 0
-    for index, line in enumerate(rest):
-        if line == "Resources:":
-            break
-        name, sep, value = line.partition(": ")
-        if not sep or name not in _FIELDS:
-            raise _bad(f"unexpected line {line[:40]!r}")
-        if name not in order:  # consumes the iterator up to `name`: fields in the standard's order
-            raise _bad(f"field {name!r} is repeated or out of order")
-        values[name] = value
-    else:
-        return values, ()
-    resources = rest[index + 1:]
-    if not all(r.startswith("- ") for r in resources):
-        raise _bad("every resource line must start with '- '")
-    return values, tuple(r[2:] for r in resources)
-
-
 def parse_siwe(text: str) -> SiweMessage:
-    """Parse an EIP-4361 message; AuthError(SIWE_INVALID) names what is wrong."""
-    if not isinstance(text, str) or not text:
-        raise _bad("the message is empty")
-    if len(text) > MAX_MESSAGE_CHARS:
-        raise _bad(f"the message is over {MAX_MESSAGE_CHARS} characters")
-    domain, address, rest = _head(text.split("\n"))
-    statement, rest = _statement(rest)
-    values, resources = _fields(rest)
-    for required in ("URI", "Version", "Chain ID", "Nonce", "Issued At"):
-        if required not in values:
-            raise _bad(f"the field {required!r} is missing")
-    if not values["Chain ID"].isdigit():
-        raise _bad("Chain ID must be a decimal number")
-    if not _NONCE.match(values["Nonce"]):
-        raise _bad("Nonce must be 8 to 64 letters or digits")
-    return SiweMessage(
-        domain=domain, address=address, statement=statement, uri=values["URI"],
-        version=values["Version"], chain_id=int(values["Chain ID"]), nonce=values["Nonce"],
-        issued_at=_unix(values["Issued At"], "Issued At"),
-        expiration_time=_unix(values["Expiration Time"], "Expiration Time") if "Expiration Time" in values else None,
-        not_before=_unix(values["Not Before"], "Not Before") if "Not Before" in values else None,
-        request_id=values.get("Request ID"), resources=resources,
-    )
+    """registry_client.siwe.parse_siwe with its error as AuthError(SIWE_INVALID)."""
+    try:
+        return _parse(text)
+    except InputError as exc:
+        raise AuthError(exc.message, code="SIWE_INVALID") from exc
 
 
 class NonceBook:
@@ -282,11 +167,11 @@ class SessionKeys:
         if int(chain) != self.chain_id:
             raise AuthError(f"the session token is for chain {int(chain)}, this engine serves chain "
                             f"{self.chain_id}; sign in here", code="SESSION_WRONG_CHAIN")
-        if not _ADDRESS.match(address) or not hmac.compare_digest(mac, self._mac(address, int(chain), int(expires))):
+        if not ADDRESS.match(address) or not hmac.compare_digest(mac, self._mac(address, int(chain), int(expires))):
             raise AuthError("the session token was not issued by this engine (or was altered); sign in again",
                             code="SESSION_INVALID")
         if int(expires) <= now:
-            raise AuthError(f"the session expired at {_iso(int(expires))}; sign in again", code="SESSION_EXPIRED")
+            raise AuthError(f"the session expired at {iso_time(int(expires))}; sign in again", code="SESSION_EXPIRED")
         return address
 
     def verify_sign_in(self, text: str, signature: str, host: str, now: float) -> Session:
