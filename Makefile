@@ -5,12 +5,12 @@ PY    := $(VENV)/bin/python
 BIN   := node_modules/.bin
 STAMP := .make
 
-.PHONY: help setup test test-forge test-py abi bench demo up down docker base-image postgres clean lint
+.PHONY: help setup test test-forge test-py abi bench demo up down docker base-image postgres chromium console clean lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: $(STAMP)/venv $(STAMP)/npm docker base-image postgres ## install everything the project needs (idempotent)
+setup: $(STAMP)/venv $(STAMP)/npm $(STAMP)/console docker base-image postgres ## install everything the project needs (idempotent)
 
 $(STAMP)/venv: pyproject.toml
 	@mkdir -p $(STAMP)
@@ -27,6 +27,19 @@ $(STAMP)/npm: package.json package-lock.json
 	@npm install --no-save --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The browser console: esbuild bundles console/ (with viem and the shipped ABIs) into the
+# git-ignored folder the engine serves at /console. Reruns only when its sources change.
+CONSOLE_SRC := $(shell find console -type f 2>/dev/null) $(wildcard registry_client/abi/*.json)
+$(STAMP)/console: $(STAMP)/npm $(CONSOLE_SRC)
+	@mkdir -p $(STAMP)
+	@node console/build.mjs
+	@touch $@
+
+console: $(STAMP)/console ## build the browser console bundle (served at /console)
+
+chromium: ## make sure Debian's Chromium is installed (the browser tests drive it)
+	@tools/ensure-chromium.sh
+
 docker: ## make sure a Docker engine answers (installs/starts it when root)
 	@tools/ensure-docker.sh
 
@@ -36,7 +49,7 @@ postgres: ## install Debian's postgresql when missing (the PostgreSQL store test
 base-image: docker ## build the local Python base image when no registry is reachable
 	@tools/build-python-base.sh
 
-test: setup ## run every test: lint, forge, then pytest
+test: setup chromium ## run every test: lint, forge, then pytest
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory test-forge
 	@$(MAKE) --no-print-directory test-py

@@ -154,6 +154,14 @@ class Settings(BaseSettings):
     # --- auth ------------------------------------------------------------------
     auth_window_s: float = Field(60.0, gt=0, le=3600)
     deadline_max_s: float = Field(24 * 3600.0, gt=0, description="furthest allowed deadline")
+    session_max_s: int = Field(3600, ge=60, le=24 * 3600, description="longest sign-in session (EIP-4361)")
+    session_nonce_ttl_s: float = Field(300.0, gt=0, le=3600, description="how long a sign-in nonce stays usable")
+    session_max_nonces: int = Field(10_000, gt=0, le=1_000_000, description="unused sign-in nonces held at once")
+    session_key_file: Path | None = Field(
+        None, description="HMAC key of session tokens (default <data_dir>/session.key, created 0600); "
+        "engines sharing it accept each other's sessions")
+    session_domain: str | None = Field(
+        None, max_length=255, description="the EIP-4361 domain (host[:port]) to expect; default: the request's Host")
 
     @field_validator("rpc_url")
     @classmethod

@@ -2,7 +2,8 @@
 
 Every call is signed by the wallet: submit with an EIP-712 ``JobRequest``,
 everything else with an ``EngineRead`` over (method, path, timestamp) in the
-``X-Wallet-*`` headers. Problem JSON answers become ``EngineApiError`` (code,
+``X-Wallet-*`` headers, or after ``sign_in()`` (one EIP-4361 message) with the
+session token the engine gave. Problem JSON answers become ``EngineApiError`` (code,
 status, detail); a connection failure becomes ``EngineUnreachable``.
 
     client = EngineClient("http://127.0.0.1:8000", account, chain_id, registry)
@@ -68,6 +69,7 @@ _CHUNK = 1024 * 1024
 # Retry-After, capped) and when the server had closed the kept-alive connection.
 _ATTEMPTS = 3
 _MAX_RETRY_AFTER_S = 5.0
+_SESSION_MARGIN_S = 30  # a token this close to its expiry is not used: reads are signed again
 
 StepCallback = Callable[[dict[str, Any], dict[str, Any]], None]
 
@@ -183,6 +185,7 @@ class EngineClient:
         self.registry_address = parse_address(registry_address, "the registry address")
         self._http = http or httpx.Client(timeout=timeout_s)
         self._prefix = url.path.rstrip("/")
+        self._session: tuple[str, int] | None = None  # (token, expires_at) from sign_in()
 
     # ---- plumbing ----------------------------------------------------------
 
@@ -199,6 +202,8 @@ class EngineClient:
         return self.base_url + quote(path, safe="/")
 
     def _signed(self, method: str, path: str) -> dict[str, str]:
+        if self._session is not None and self._session[1] > time.time() + _SESSION_MARGIN_S:
+            return {"Authorization": f"Bearer {self._session[0]}"}
         # Sign the decoded path as the server sees it (prefix of base_url included).
         return read_headers(self.account, self.chain_id, self.registry_address, method, self._prefix + path)
 
@@ -500,6 +505,26 @@ class EngineClient:
         The first audit of an image may download it: the timeout is the engine's fetch deadline and then some.
         """
         return self._json("GET", f"/instructions/{int(instruction_id)}/inspect", sign=False, timeout=timeout_s)
+
+    def sign_in(self, lifetime_s: int = 3600) -> dict[str, Any]:
+        """Sign in once (EIP-4361 via GET /session/nonce, POST /session); later reads carry the token.
+
+        ``lifetime_s`` is capped by what the engine allows; near its end reads fall back to signatures.
+        """
+        from eth_account.messages import encode_defunct
+
+        from registry_client.siwe import SiweMessage, build_siwe
+
+        nonce = self._json("GET", "/session/nonce", sign=False)
+        now = int(time.time())
+        text = build_siwe(SiweMessage(
+            domain=nonce["domain"], address=self.account.address, statement="Sign in to the compute engine.",
+            uri=self.base_url, version="1", chain_id=self.chain_id, nonce=nonce["nonce"], issued_at=now,
+            expiration_time=now + min(int(lifetime_s), int(nonce["max_lifetime_s"]))))
+        signature = "0x" + bytes(self.account.sign_message(encode_defunct(text=text)).signature).hex()
+        session = self._json("POST", "/session", sign=False, json={"message": text, "signature": signature})
+        self._session = (session["token"], int(session["expires_at"]))
+        return session
 
     def health(self) -> dict[str, Any]:
         """GET /health; a 503 answer is returned too (it carries the failing checks)."""

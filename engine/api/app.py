@@ -8,10 +8,11 @@ once from the deployment manifest named by ``settings.deployment``.
 
 Routers: ``/jobs`` (ours, EIP-712), ``/refiners/{id}/schema``, ``/job/{id}`` (Vana's scheme,
 engine/api/routers/vana.py), ``/health``, ``/instructions/{id}/inspect`` (the static image
-audit, public); with ``role = "worker"`` only ``/health`` (the engine claims and runs jobs,
-the API is elsewhere). Around the routers: ``RequestLimitsMiddleware`` (body, URL, header
-and JSON depth caps before anything parses a request) and ``install_docs`` (Swagger UI from
-local files; an OpenAPI document whose limits are the runtime's).
+audit, public), ``/session`` (EIP-4361 sign-in) and ``/console`` (the browser console);
+with ``role = "worker"`` only ``/health`` (the engine claims and runs jobs, the API is
+elsewhere). Around the routers: ``RequestLimitsMiddleware`` (body, URL, header and JSON
+depth caps before anything parses a request) and ``install_docs`` (Swagger UI from local
+files; an OpenAPI document whose limits are the runtime's).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from engine.api.docs import install_docs
 from engine.api.limits import RequestLimits, RequestLimitsMiddleware
 from engine.api.longpoll import WaiterLimit
 from engine.api.problems import install_problem_handlers
-from engine.api.routers import health, instructions, jobs, refiners, vana
+from engine.api.routers import console, health, instructions, jobs, refiners, session, vana
 from engine.errors import EngineError
 from engine.instruction_audit import auditor_for
+from engine.sessions import sessions_from_settings
 from engine.vana import reader_for
 
 __all__ = ["api_config", "create_app", "engine_domain"]
@@ -51,6 +53,19 @@ def engine_domain(settings: Any) -> EngineDomain:
     except RegistryError as exc:
         raise EngineError(str(exc), code="CONFIG_INVALID") from exc
     return EngineDomain(manifest.chain_id, manifest.address("compute_instruction_registry"))
+
+
+def _deployment(settings: Any) -> Any | None:
+    from registry_client.errors import RegistryError
+    from registry_client.manifest import Deployment, load_deployment
+
+    value = getattr(settings, "deployment", None)
+    if value is None or isinstance(value, Deployment):
+        return value
+    try:
+        return load_deployment(value)
+    except RegistryError:
+        return None  # engine_domain already refused an unreadable manifest, unless a domain was given
 
 
 def api_config(settings: Any) -> ApiConfig:
@@ -116,6 +131,9 @@ def create_app(
     app.state.api_config = config
     app.state.clock = clock
     app.state.waiters = WaiterLimit(config.max_waiters_per_owner)
+    app.state.deployment = _deployment(settings)
+    app.state.sessions = sessions_from_settings(settings, app.state.domain.chain_id, app.state.domain.registry)
+    app.state.session_domain = getattr(settings, "session_domain", None)
     app.state.compute_jobs = reader_for(service)  # ComputeEngine.jobs, for /job/{id} (Vana's API)
     app.state.auditor = auditor_for(service)  # GET /instructions/{id}/inspect (None with a fake service)
     install_problem_handlers(app)
@@ -123,8 +141,10 @@ def create_app(
         app.include_router(jobs.router)
         app.include_router(refiners.router)
         app.include_router(vana.router)
+        app.include_router(instructions.router)
+        app.include_router(session.router)
+        app.include_router(console.router)
     app.include_router(health.router)
-    app.include_router(instructions.router)
     install_docs(app, config)
     # Outermost of the app's own layers: nothing parses a request before its limits hold.
     app.add_middleware(RequestLimitsMiddleware, limits=config.limits)

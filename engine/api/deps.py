@@ -17,6 +17,7 @@ from fastapi import Depends, Header, Request
 from engine.api.limits import RequestLimits
 from engine.api.longpoll import WaiterLimit
 from engine.auth import verify_read
+from engine.errors import AuthError
 
 if TYPE_CHECKING:
     from engine.artifacts import Artifact
@@ -139,7 +140,14 @@ def _current_wallet(
     x_wallet_address: Annotated[str | None, Header(description="the reader's wallet (checksum address)")] = None,
     x_wallet_timestamp: Annotated[str | None, Header(description="unix seconds, signed")] = None,
     x_wallet_signature: Annotated[str | None, Header(description="EIP-712 EngineRead signature")] = None,
+    authorization: Annotated[str | None, Header(description="`Bearer <token>` from POST /session")] = None,
 ) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer":  # another scheme (a proxy's Basic auth) leaves the signed read to decide
+        if not token.strip():
+            raise AuthError("`Authorization: Bearer` carries no token (a token from POST /session)",
+                            code="SESSION_INVALID")
+        return request.app.state.sessions.verify_token(token.strip(), clock())
     # The signed path is the decoded request path, as the client signed it.
     return verify_read(
         request.headers,
@@ -152,5 +160,5 @@ def _current_wallet(
     )
 
 
-# The checksum address proven by this request's X-Wallet-* headers.
+# The checksum address proven by this request's X-Wallet-* headers, or by its session token.
 CurrentWallet = Annotated[str, Depends(_current_wallet)]
