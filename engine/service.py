@@ -92,6 +92,7 @@ class JobService:
         self.story = JobStory(settings, store, chain, images, loader, runner, data, clock=clock,
                               query_runner=query_runner, domain=domain, signer=signer, charger=charger)
         self.files = self.story.files
+        self.images = images  # the archive cache (the static image audit reuses it)
         self.artifact_store = self.story.artifact_store  # maybe a folder every engine shares
         self.data = data
         self.engine_id = engine_id or self.files.engine_id()

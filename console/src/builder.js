@@ -121,9 +121,17 @@ function downloadBlob(blob, name) {
 async function artifactList(job) {
   const list = await jobs.artifacts(job.id);
   return h("ul", { class: "artifacts" }, list.artifacts.map((art) => {
-    const button = h("button", { type: "button", "data-action": "download", "data-artifact": art.name }, `Download ${art.name}`);
-    button.addEventListener("click", () => act(button, async () => downloadBlob(await jobs.download(art.url), art.name)));
-    return h("li", {}, button, ` ${art.size} bytes, sha256 ${art.sha256.slice(0, 12)}…`);
+    // Results are sealed to a wallet's key (ECIES over secp256k1). EIP-1193 wallets offer no
+    // decryption with the account key, so the browser saves the sealed file as stored and
+    // says how to open it: `registry job download` with the same wallet.
+    const sealed = Boolean(art.sealed_sha256);
+    const button = h("button", { type: "button", "data-action": "download", "data-artifact": art.name,
+      "data-sealed": sealed ? "1" : "0" }, sealed ? `Download ${art.name} (sealed)` : `Download ${art.name}`);
+    const saveAs = sealed ? `${art.name}.sealed` : art.name;
+    button.addEventListener("click", () => act(button, async () => downloadBlob(await jobs.download(art.url), saveAs)));
+    const hash = art.sha256 ? `sha256 ${art.sha256.slice(0, 12)}…` : "sha256 hidden: sealed to another wallet";
+    const note = sealed ? ` (sealed to your wallet; open it with \`registry job download ${job.id}\`)` : "";
+    return h("li", {}, button, ` ${art.size} bytes, ${hash}${note}`);
   }));
 }
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from engine.api.routers.console import CONSOLE_DIR
+from registry_client import sealing
 from registry_client.contracts import connect
 from registry_client.payments import Payments
 from tests.conftest import ROOT
@@ -153,7 +154,12 @@ def test_builder_deposits_submits_watches_and_downloads(open_console, world, job
     console.shot("builder")
     with page.expect_download() as download:
         button.click()
-    text = Path(download.value.path()).read_text()
+    # Sealed to the builder's wallet: the browser saves the ciphertext as stored (an EIP-1193
+    # wallet cannot decrypt with its key); the builder's key opens it, as `registry job download` does.
+    assert button.get_attribute("data-sealed") == "1" and download.value.suggested_filename == "result.txt.sealed"
+    blob = Path(download.value.path()).read_bytes()
+    assert blob.startswith(sealing.MAGIC)
+    text = sealing.open_bytes(blob, private_key=bytes(world.accounts.builder.key)).decode()
     assert text.startswith("ok ") and int(text.split()[1]) > 0  # it ran for the on-chain job it paid with
     assert builder.balance() == balance + 5000 - PRICE
     page.wait_for_selector(f"[data-balance='{balance + 5000 - PRICE}']")  # refreshed when the job ended

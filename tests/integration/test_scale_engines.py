@@ -35,8 +35,10 @@ from pathlib import Path
 import pytest
 
 from engine.data import DataCatalog
+from engine.data_keys import read_kek_file
 from engine.runner import LABEL
 from engine.scratch import clear_leftovers
+from tests.conftest import make_kek_file
 from tests.images import BUSYBOX_TAG, busybox_image
 from tests.integration.conftest import (
     GRANTS,
@@ -102,12 +104,14 @@ class Fleet:
         self.world = world
         self.root = root
         self.artifacts = root / "shared-artifacts"  # what every host would mount (NFS, a volume)
+        self.kek_file = root / "fleet.kek"  # one KEK for the fleet, outside every data dir
+        make_kek_file(self.kek_file)
         self.envs, self.clients, self.procs, self.ids = [], [], [], []
         for n, (docker_host, held) in enumerate(zip(docker_hosts, refiners, strict=True)):
             data_dir = root / f"engine-{n}"
             env = self._env(data_dir, free_port(), store_url, docker_host)
             for refiner_id in held:  # the same refiner data in every data dir (what `data add` stores)
-                DataCatalog(data_dir).add(refiner_id, world.data_db)
+                DataCatalog(data_dir, read_kek_file(self.kek_file)).add(refiner_id, world.data_db)
             self.envs.append(env)
             self.clients.append(world.client(f"http://127.0.0.1:{env['ENGINE_PORT']}"))
 
@@ -122,6 +126,7 @@ class Fleet:
             "ENGINE_PORT": str(port),
             "ENGINE_STORE_URL": store_url,  # trust auth in the test cluster: no password anywhere
             "ENGINE_ARTIFACT_DIR": str(self.artifacts),
+            "ENGINE_DATA_KEK_FILE": str(self.kek_file),
             "ENGINE_LEASE_S": str(LEASE_S),
             "ENGINE_MAX_CONCURRENT_JOBS": "2",
             "ENGINE_QUEUE_SIZE": "1000",

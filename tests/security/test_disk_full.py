@@ -126,7 +126,7 @@ def test_post_jobs_on_a_full_disk_answers_a_503_problem(small_disk: Path) -> Non
     fill(small_disk)
     service = FakeService(artifact_dir=small_disk / "artifacts")
 
-    def submit(request, signer, digest=None):
+    def submit(request, signer, digest=None, signer_key=None, **_):
         for nonce in range(1, 200):  # until the disk refuses: the WAL had some room
             job = _submit(store, nonce)
         return job
