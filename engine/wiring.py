@@ -171,6 +171,7 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
 
     from engine.archive_check import inspect_stream
     from engine.chain import ChainVerifier, RetryPolicy
+    from engine.docker_pool import share_one_pool
     from engine.fetch import ImageCache
     from engine.images import ImageLoader
     from engine.preflight import Preflight
@@ -188,6 +189,7 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
     read_only_web3(registries.w3)
     try:
         client = docker.from_env(timeout=120)
+        share_one_pool(client)  # keep-alive across containers (engine/docker_pool.py)
         client.ping()
     except docker.errors.DockerException as exc:
         raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
