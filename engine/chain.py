@@ -17,6 +17,11 @@ a job's verification is two round trips (the block number, then the batch,
 which also asks for the approval of the DLP the refiner had at its last
 check; a third only when that guess is wrong).
 
+A check that passed is reused, by (instruction, refiner, owner), while the
+chain's block number is still the one it was read at (at most 30 s): the
+same block answers the same, so a job verified by submit's preflight and
+started before the next block costs one round trip in VERIFYING.
+
 `is_approved` re-reads the approval at the latest block (the pre-run check),
 with the pause flag, in one batch.
 
@@ -59,7 +64,10 @@ __all__ = ["ChainCheck", "ChainVerifier", "RetryPolicy", "is_transient"]
 T = TypeVar("T")
 log = logging.getLogger("engine.chain")
 INSTRUCTION_REGISTRY = "compute_instruction_registry"
-_GUESSES_MAX = 4096  # refiner -> DLP guesses kept
+_GUESSES_MAX = 4096  # refiner -> DLP guesses (and recent checks) kept
+# A passed check is reused while the chain is still at its block, for at most this long
+# (a bound on how long a block number stands for the state read at it, reorgs included).
+_REUSE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ class ChainVerifier:
         self._clock = clock
         self._sleep = sleep
         self._dlp_of: dict[int, int] = {}  # refiner id -> its DLP at its last check (a guess only)
+        self._recent: dict[tuple[int, int, str], tuple[ChainCheck, float]] = {}  # the last passed checks
 
     def _with_retry(self, read: Callable[[], T], cancel: threading.Event | None, once: bool = False) -> T:
         """`read()`, retried on transient RegistryErrors until the window closes or `cancel` is set."""
@@ -185,6 +194,12 @@ class ChainVerifier:
     def _verify_once(self, instruction_id: int, refiner_id: int, owner: str) -> ChainCheck:
         reg = self.registries
         block = reg.block_number()
+        key = (instruction_id, refiner_id, owner.lower())
+        known = self._recent.get(key)
+        if known is not None and known[0].block_number == block and self._clock() - known[1] < _REUSE_S:
+            # Nothing was mined since this very check (submit's preflight, moments ago):
+            # every read at this block would answer the same.
+            return known[0]
         # Every read at the pinned block in one batch request. The approval needs the
         # refiner's DLP: the batch asks it for the DLP this refiner had last time, and
         # only when the refiner names another one (or on its first job) is it asked again.
@@ -212,7 +227,11 @@ class ChainVerifier:
             )
         # Revoked permissions never reach the query engine.
         active = tuple(_to_permission(r) for r in records if r.approved and r.refiner_id == refiner_id)
-        return ChainCheck(block, refiner.dlp_id, instruction.hash.lower(), instruction.url, active)
+        check = ChainCheck(block, refiner.dlp_id, instruction.hash.lower(), instruction.url, active)
+        if len(self._recent) >= _GUESSES_MAX:
+            self._recent.clear()
+        self._recent[key] = (check, self._clock())
+        return check
 
     def instruction(self, instruction_id: int) -> tuple[str, str]:
         """The instruction's (sha256 hex, archive URL) at the latest block (for the static audit).

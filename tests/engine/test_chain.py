@@ -60,11 +60,33 @@ def test_reads_are_pinned_to_one_block(world, registries, accounts):
     sent = _rpc_requests(reg)
     verifier = ChainVerifier(reg)
     for _ in range(2):  # the first check, then one with the refiner's DLP known
+        _mine(reg)  # a new block: nothing reused
         sent.clear()
         check = verifier.verify(ins_id, refiner_id, accounts.builder.address)
         calls = [params for request in sent for method, params in request if method == "eth_call"]
         assert len(calls) == 5
         assert all(params[1] == hex(check.block_number) for params in calls)
+
+
+def _mine(reg) -> None:
+    reg.w3.provider.make_request("evm_mine", [])
+
+
+def test_a_check_is_reused_only_while_the_chain_is_at_its_block(world, registries, accounts):
+    owner, _, refiner_id, ins_id, generic, own = world
+    reg = registries()
+    sent = _rpc_requests(reg)
+    verifier = ChainVerifier(reg)
+    first = verifier.verify(ins_id, refiner_id, accounts.builder.address)
+    sent.clear()
+    assert verifier.verify(ins_id, refiner_id, accounts.builder.address) == first
+    assert [[m for m, _ in r] for r in sent] == [["eth_blockNumber"]]  # the same block answers the same
+    owner.update_permission_approval(own, False)  # a transaction: a new block
+    again = verifier.verify(ins_id, refiner_id, accounts.builder.address)
+    assert again.block_number > first.block_number
+    assert [p.id for p in again.permissions] == [generic]
+    # Another owner at the same block is a check of its own.
+    assert verifier.verify(ins_id, refiner_id, accounts.stranger.address).permissions != again.permissions
 
 
 def test_a_stale_dlp_guess_never_approves(world, registries, accounts):
@@ -212,10 +234,13 @@ def test_the_engines_connection_sends_only_the_reads_a_job_needs(world, registri
     verifier = ChainVerifier(reg)
     verifier.verify(ins_id, refiner_id, accounts.builder.address)
     assert verifier.is_approved(ins_id, dlp_id) is True
+    _mine(reg)
     verifier.verify(ins_id, refiner_id, accounts.builder.address)
-    shapes = [[method for method, _ in request] for request in sent]
+    verifier.verify(ins_id, refiner_id, accounts.builder.address)
+    shapes = [[method for method, _ in request] for request in sent if request[0][0] != "evm_mine"]
     assert shapes == [
         ["eth_blockNumber"], ["eth_call"] * 4, ["eth_call"],  # the first check: the DLP not known yet
         ["eth_call"] * 2,  # the re-check: pause flag and approval, at the latest block
-        ["eth_blockNumber"], ["eth_call"] * 5,  # then: two round trips
+        ["eth_blockNumber"], ["eth_call"] * 5,  # at a new block: two round trips
+        ["eth_blockNumber"],  # at the same block again: the check just made
     ]
