@@ -39,6 +39,9 @@ from typing import TypeVar
 
 import docker.errors
 import requests.exceptions
+from docker.models.containers import (
+    _create_container_args,  # containers.create's own argument split
+)
 from docker.types import LogConfig, Mount
 
 from engine.errors import RunFailure
@@ -173,7 +176,6 @@ class DockerRunner:
         RunFailure like ``run``.
         """
         name = container_name(spec.job_id)
-        self._retry("remove the old container", lambda: self._remove_named(name))
         _prepare_output(spec)
         container, layout = self._create(spec, name)
         return Created(spec.job_id, container, layout)
@@ -260,7 +262,15 @@ class DockerRunner:
             def create():
                 if retried:  # a create cut off mid-way may have made it: clear it first
                     self._remove_named(name)
-                return self.client.containers.create(spec.image_id, **config)
+                try:
+                    return _create_container(self.client, spec.image_id, config)
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:
+                        raise
+                # 409: a container left by a crash holds this job's name; remove it, once.
+                # (Asking first would cost every job a lookup that almost always finds nothing.)
+                self._remove_named(name)
+                return _create_container(self.client, spec.image_id, config)
 
             return self._retry("create the container", create, retried), layout
         except docker.errors.ImageNotFound as exc:
@@ -427,6 +437,14 @@ def _container_config(spec: RunSpec, name: str, engine_id: str, covers: dict[str
         "stdin_open": False,
         "tty": False,
     }
+
+
+def _create_container(client, image_id: str, config: dict):
+    """``containers.create`` without the inspect it does after: a job needs only the id and name."""
+    args = _create_container_args({**config, "image": image_id, "command": None,
+                                   "version": client.api._version})
+    made = client.api.create_container(**args)
+    return client.containers.prepare_model({"Id": made["Id"], "Name": "/" + config["name"]})
 
 
 @cache
