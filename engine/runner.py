@@ -48,6 +48,7 @@ from engine.errors import RunFailure
 from engine.layouts import DEFAULT_LAYOUT, Layout, job_env, layout_of, prepare_dirs, volume_covers
 
 log = logging.getLogger(__name__)
+_CONFIGS_KEPT = 256  # image inspects kept by id
 
 __all__ = [
     "ENGINE_LABEL",
@@ -165,6 +166,7 @@ class DockerRunner:
         self.client = docker_client
         self.engine_id = engine_id
         self.retry_window_s = retry_window_s
+        self._configs: dict[str, dict] = {}  # image id -> its inspect (what a create reads of it)
 
     def create(self, spec: RunSpec) -> Created:
         """Create the job's container without starting it (done while the query runs).
@@ -253,7 +255,7 @@ class DockerRunner:
 
     def _create(self, spec: RunSpec, name: str) -> tuple[object, Layout]:
         try:
-            attrs = self._retry("inspect the image", lambda: self.client.api.inspect_image(spec.image_id))
+            attrs = self._image_attrs(spec.image_id)
             layout = layout_of(attrs)
             covers = volume_covers(attrs, layout)
             config = _container_config(spec, name, self.engine_id, covers, layout)
@@ -279,6 +281,18 @@ class DockerRunner:
             raise RunFailure(
                 f"Docker could not create the container: {exc.explanation}", code="INTERNAL_ERROR"
             ) from exc
+
+    def _image_attrs(self, image_ref: str) -> dict:
+        """The image's inspect; kept per image *id*: an id is the sha256 of the config, so the
+        labels and volumes read from it never change (a tag can move: never kept)."""
+        attrs = self._configs.get(image_ref)
+        if attrs is None:
+            attrs = self._retry("inspect the image", lambda: self.client.api.inspect_image(image_ref))
+            if image_ref.startswith("sha256:"):
+                if len(self._configs) >= _CONFIGS_KEPT:
+                    self._configs.clear()
+                self._configs[image_ref] = attrs
+        return attrs
 
     def _start(self, container) -> None:
         try:

@@ -469,7 +469,7 @@ def test_create_asks_docker_only_what_it_needs(
 ) -> None:
     """The image's inspect and the create: no lookup of a stale container by name first (a 409
     says so) and no inspect of the new container (its id and name are all a job needs)."""
-    spec = _spec(make_image("hello", "echo hi > $OUTPUT_PATH/x"), input_db, tmp_path)
+    spec = _spec(make_image("two-requests", "echo hi > $OUTPUT_PATH/x"), input_db, tmp_path)
     sent: list[str] = []
     original = docker_client.api.send
 
@@ -478,9 +478,15 @@ def test_create_asks_docker_only_what_it_needs(
         return original(request, **kwargs)
 
     monkeypatch.setattr(docker_client.api, "send", recording)
-    created = runner.create(spec)
+    fresh = DockerRunner(docker_client)
+    created = fresh.create(spec)
     assert sent == [f"GET images/{spec.image_id}/json", "POST containers/create"]
+    second = _spec(spec.image_id, input_db, tmp_path / "second")
+    sent.clear()
+    other = fresh.create(second)  # the same image id: its inspect is known
+    assert sent == ["POST containers/create"]
     monkeypatch.undo()
+    fresh.discard(other)
     assert created.container.name == f"c2d-{spec.job_id}"
-    result = runner.run(spec, created=created)
+    result = fresh.run(spec, created=created)
     assert classify(result) is None and (spec.output_dir / "x").read_text() == "hi\n"
