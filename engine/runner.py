@@ -168,19 +168,32 @@ class DockerRunner:
         self.retry_window_s = retry_window_s
         self._configs: dict[str, dict] = {}  # image id -> its inspect (what a create reads of it)
 
-    def create(self, spec: RunSpec) -> Created:
+    def create(self, spec: RunSpec, *, output_ready: bool = True) -> Created:
         """Create the job's container without starting it (done while the query runs).
 
-        Needs the output folder ready (it is bound now) and the input folder to
-        exist; the input database itself may still be being written: it is
-        looked at in ``run``, just before the start. ``run(spec, created=...)``
-        starts it, ``discard`` removes one that will never start. Raises
-        RunFailure like ``run``.
+        Needs the input folder to exist; the input database itself may still be
+        being written: it is looked at in ``run``, just before the start.
+        ``run(spec, created=...)`` starts it, ``discard`` removes one that will
+        never start. Raises RunFailure like ``run``.
+
+        Docker binds a mount's source when the container *starts*: with
+        ``output_ready=False`` the output folder may still be being mounted (its
+        folder exists); the caller then calls ``prepare_output(spec)`` once it is
+        mounted, and before ``run``.
         """
         name = container_name(spec.job_id)
-        _prepare_output(spec)
+        if output_ready:
+            _prepare_output(spec)
+        else:
+            Path(spec.input_db).parent.mkdir(parents=True, exist_ok=True)
+            Path(spec.output_dir).mkdir(parents=True, exist_ok=True)  # a bind's source must exist
         container, layout = self._create(spec, name)
         return Created(spec.job_id, container, layout)
+
+    @staticmethod
+    def prepare_output(spec: RunSpec) -> None:
+        """The (mounted) output folder writable by the container's uid only (see ``create``)."""
+        _prepare_output(spec)
 
     def discard(self, created: Created) -> None:
         """Remove a created container that will not run (the job failed or was cancelled)."""
