@@ -7,8 +7,10 @@ Two things take time and depend on nothing the chain or the query decide:
 - the job's container, *created* (not started) once the image is known, while
   the query runs and the approval is re-checked.
 
-Neither weakens a check. The output is mounted before the container is
-created, so a container never sees an uncapped folder. The container starts
+Neither weakens a check. The container is created while its output is
+being mounted (the two overlap), but Docker binds a folder only when the
+container starts, and ``container()`` hands it over only once the output is
+mounted and prepared: a container never sees an uncapped folder. The container starts
 only in RUNNING, after the approval re-check (``DockerRunner.run`` with the
 created container). A failure in this background work is raised when the run
 asks for the container, as it was when the run did the work itself. A job
@@ -18,6 +20,7 @@ by ``settle``; its output is unmounted with its scratch, as always.
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +77,6 @@ class JobPrep:
         from engine.runner import RunSpec
 
         assert self._output is not None
-        output = self._output.result()  # mounted before Docker binds the folder
         spec = RunSpec(
             job_id=job_id,
             image_id=image_id,
@@ -83,9 +85,18 @@ class JobPrep:
             refiner_id=refiner_id,
             compute_job_id=compute_job_id,
             limits=self.settings.run_limits(),
-            output_watch=output.over_cap,  # ends the job the moment the output is full
         )
-        return spec, self.runner.create(spec)
+        # Created while the output is still being mounted: Docker binds the folder when the
+        # container starts, and nothing starts it before the mount is done and prepared here.
+        created = self.runner.create(spec, output_ready=False)
+        try:
+            output = self._output.result()
+            self.runner.prepare_output(spec)  # the mounted root, for the container's uid
+        except BaseException:
+            self.runner.discard(created)  # its output never came: it must never start
+            raise
+        # output_watch ends the job the moment the output is full.
+        return dataclasses.replace(spec, output_watch=output.over_cap), created
 
     def container(self) -> tuple[RunSpec, Created]:
         """The run's spec and created container; raises what creating them raised.

@@ -28,7 +28,6 @@ Docker sees a byte.
 from __future__ import annotations
 
 import bz2
-import gzip
 import hashlib
 import json
 import lzma
@@ -39,6 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from isal import igzip, isal_zlib
 
 from engine.errors import ImageFailure
 
@@ -100,7 +101,8 @@ def inspect_stream(
     walk = _Walk(_Budget(max_expanded_bytes), max_members)
     try:
         walk.run(_decompressed(_Peek(raw), "the archive"))
-    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, isal_zlib.error,
+            lzma.LZMAError) as exc:
         raise ImageFailure("the archive is not a readable (gzipped) tar") from exc
     return walk.result()
 
@@ -152,6 +154,11 @@ class _Peek:
             return out
         return self._pull(size if size >= 0 else _CHUNK)
 
+    def readinto(self, buffer: memoryview) -> int:  # ISA-L's reader fills buffers
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
     def _pull(self, size: int) -> bytes:
         data = self._src.read(size)
         if data and self._on_read is not None:
@@ -163,7 +170,9 @@ def _decompressed(src: _Peek, what: str) -> _Readable:
     """``src`` decompressed as Docker would (by magic number), or itself."""
     head = src.peek(6)
     if head.startswith(_GZIP):
-        return gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[arg-type]
+        # ISA-L's decoder (same format and multi-member rule as gzip's, ~2.5x the speed):
+        # this gunzip is most of the check's time, and a cold job waits for the check.
+        return igzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[arg-type]
     if head.startswith(_BZIP2):
         return bz2.BZ2File(src)  # type: ignore[arg-type]
     if head.startswith(_XZ):

@@ -25,6 +25,7 @@ import docker.errors
 __all__ = ["LoadedImages", "write_json"]
 
 log = logging.getLogger(__name__)
+_USE_RESOLUTION_S = 1.0  # how fresh a recorded last use is kept without rewriting it
 
 
 def write_json(path: Path, data: object) -> None:
@@ -60,8 +61,11 @@ class LoadedImages:
     def used(self, image_id: str) -> None:
         """A job uses ``image_id`` (a no-op for images the engine did not load)."""
         entries = self._read()
-        if image_id in entries:
-            entries[image_id]["last_used"] = time.time()
+        now = time.time()
+        # Within a second of the last record the file is left as it is: the collection's
+        # grace is a minute, and every warm job would otherwise rewrite the file.
+        if image_id in entries and now - entries[image_id]["last_used"] >= _USE_RESOLUTION_S:
+            entries[image_id]["last_used"] = now
             write_json(self.path, entries)
 
     def collect(self, busy: Iterable[str]) -> list[str]:

@@ -64,9 +64,10 @@ class ImageLoader:
         """Image id ("sha256:...") of the archive's one image, loading it if Docker lacks it."""
         with self._lock:
             known = self._read_map().get(archive.sha256)
-            if known and self._exists(known):
+            attrs = self._inspect(known) if known else None  # one inspect: exists, and its layout
+            if known and attrs is not None:
                 self.cache.used(known)
-                self._check_layout(known)
+                layout_of(attrs)  # an unknown layout label: IMAGE_INVALID, before the query
                 return known
             # Checked while it downloaded (one pass), else now; the cap is the same either way.
             info = archive.info
@@ -87,7 +88,17 @@ class ImageLoader:
     def _check_layout(self, image_id: str) -> None:
         """An unknown layout label fails the job here, before its query runs or is paid."""
         try:
-            layout_of(self.client.api.inspect_image(image_id))
+            attrs = self.client.api.inspect_image(image_id)
+        except docker.errors.APIError as exc:
+            raise ImageFailure(f"Docker could not inspect image {image_id}: {exc.explanation}") from exc
+        layout_of(attrs)
+
+    def _inspect(self, image_id: str) -> dict | None:
+        """The image's inspect, or None when Docker lacks it."""
+        try:
+            return self.client.api.inspect_image(image_id)
+        except docker.errors.ImageNotFound:
+            return None
         except docker.errors.APIError as exc:
             raise ImageFailure(f"Docker could not inspect image {image_id}: {exc.explanation}") from exc
 

@@ -39,12 +39,16 @@ from typing import TypeVar
 
 import docker.errors
 import requests.exceptions
+from docker.models.containers import (
+    _create_container_args,  # containers.create's own argument split
+)
 from docker.types import LogConfig, Mount
 
 from engine.errors import RunFailure
 from engine.layouts import DEFAULT_LAYOUT, Layout, job_env, layout_of, prepare_dirs, volume_covers
 
 log = logging.getLogger(__name__)
+_CONFIGS_KEPT = 256  # image inspects kept by id
 
 __all__ = [
     "ENGINE_LABEL",
@@ -162,21 +166,34 @@ class DockerRunner:
         self.client = docker_client
         self.engine_id = engine_id
         self.retry_window_s = retry_window_s
+        self._configs: dict[str, dict] = {}  # image id -> its inspect (what a create reads of it)
 
-    def create(self, spec: RunSpec) -> Created:
+    def create(self, spec: RunSpec, *, output_ready: bool = True) -> Created:
         """Create the job's container without starting it (done while the query runs).
 
-        Needs the output folder ready (it is bound now) and the input folder to
-        exist; the input database itself may still be being written: it is
-        looked at in ``run``, just before the start. ``run(spec, created=...)``
-        starts it, ``discard`` removes one that will never start. Raises
-        RunFailure like ``run``.
+        Needs the input folder to exist; the input database itself may still be
+        being written: it is looked at in ``run``, just before the start.
+        ``run(spec, created=...)`` starts it, ``discard`` removes one that will
+        never start. Raises RunFailure like ``run``.
+
+        Docker binds a mount's source when the container *starts*: with
+        ``output_ready=False`` the output folder may still be being mounted (its
+        folder exists); the caller then calls ``prepare_output(spec)`` once it is
+        mounted, and before ``run``.
         """
         name = container_name(spec.job_id)
-        self._retry("remove the old container", lambda: self._remove_named(name))
-        _prepare_output(spec)
+        if output_ready:
+            _prepare_output(spec)
+        else:
+            Path(spec.input_db).parent.mkdir(parents=True, exist_ok=True)
+            Path(spec.output_dir).mkdir(parents=True, exist_ok=True)  # a bind's source must exist
         container, layout = self._create(spec, name)
         return Created(spec.job_id, container, layout)
+
+    @staticmethod
+    def prepare_output(spec: RunSpec) -> None:
+        """The (mounted) output folder writable by the container's uid only (see ``create``)."""
+        _prepare_output(spec)
 
     def discard(self, created: Created) -> None:
         """Remove a created container that will not run (the job failed or was cancelled)."""
@@ -251,7 +268,7 @@ class DockerRunner:
 
     def _create(self, spec: RunSpec, name: str) -> tuple[object, Layout]:
         try:
-            attrs = self._retry("inspect the image", lambda: self.client.api.inspect_image(spec.image_id))
+            attrs = self._image_attrs(spec.image_id)
             layout = layout_of(attrs)
             covers = volume_covers(attrs, layout)
             config = _container_config(spec, name, self.engine_id, covers, layout)
@@ -260,7 +277,15 @@ class DockerRunner:
             def create():
                 if retried:  # a create cut off mid-way may have made it: clear it first
                     self._remove_named(name)
-                return self.client.containers.create(spec.image_id, **config)
+                try:
+                    return _create_container(self.client, spec.image_id, config)
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:
+                        raise
+                # 409: a container left by a crash holds this job's name; remove it, once.
+                # (Asking first would cost every job a lookup that almost always finds nothing.)
+                self._remove_named(name)
+                return _create_container(self.client, spec.image_id, config)
 
             return self._retry("create the container", create, retried), layout
         except docker.errors.ImageNotFound as exc:
@@ -269,6 +294,18 @@ class DockerRunner:
             raise RunFailure(
                 f"Docker could not create the container: {exc.explanation}", code="INTERNAL_ERROR"
             ) from exc
+
+    def _image_attrs(self, image_ref: str) -> dict:
+        """The image's inspect; kept per image *id*: an id is the sha256 of the config, so the
+        labels and volumes read from it never change (a tag can move: never kept)."""
+        attrs = self._configs.get(image_ref)
+        if attrs is None:
+            attrs = self._retry("inspect the image", lambda: self.client.api.inspect_image(image_ref))
+            if image_ref.startswith("sha256:"):
+                if len(self._configs) >= _CONFIGS_KEPT:
+                    self._configs.clear()
+                self._configs[image_ref] = attrs
+        return attrs
 
     def _start(self, container) -> None:
         try:
@@ -427,6 +464,14 @@ def _container_config(spec: RunSpec, name: str, engine_id: str, covers: dict[str
         "stdin_open": False,
         "tty": False,
     }
+
+
+def _create_container(client, image_id: str, config: dict):
+    """``containers.create`` without the inspect it does after: a job needs only the id and name."""
+    args = _create_container_args({**config, "image": image_id, "command": None,
+                                   "version": client.api._version})
+    made = client.api.create_container(**args)
+    return client.containers.prepare_model({"Id": made["Id"], "Name": "/" + config["name"]})
 
 
 @cache

@@ -229,12 +229,14 @@ def _docker_parts(settings: Settings, data_dir: Path, store: Any, eid: str) -> t
     """The image loader, the runner and their /health probes, on the Docker host DOCKER_HOST names."""
     import docker
 
+    from engine.docker_pool import share_one_pool
     from engine.images import ImageLoader
     from engine.runner import DockerRunner
     from engine.scratch import output_fs_ready
 
     try:
         client = docker.from_env(timeout=120)
+        share_one_pool(client)  # keep-alive across containers (engine/docker_pool.py)
         client.ping()
     except docker.errors.DockerException as exc:
         raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc

@@ -17,12 +17,12 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from eth_utils import to_checksum_address
@@ -37,6 +37,7 @@ from web3.logs import DISCARD
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
 from registry_client.addresses import parse_address
+from registry_client.batch import Outcome, Read, read_together
 from registry_client.errors import (
     ComputeInstructionNotFound,
     DlpNotFound,
@@ -63,6 +64,7 @@ __all__ = [
     "Instruction",
     "PermissionRecord",
     "Progress",
+    "Read",
     "Refiner",
     "Registries",
     "Schema",
@@ -89,6 +91,7 @@ _DLP_STATUSES = ("None", "Registered", "Eligible", "Deregistered")
 _ALL_ARTIFACTS = (*CONTRACT_NAMES.values(), "DataAccessTreasury", "ERC1967Proxy")
 
 Progress = Callable[[str, Any], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,14 @@ class Registries:
         with self._translate(context):
             return fn.call(block_identifier=block)
 
+    def read(self, read: Read[T], block: int | str = "latest") -> T:
+        """One Read on its own (one eth_call)."""
+        return read.finish(self._call(read.fn, block))
+
+    def read_together(self, reads: Sequence[Read[Any]], block: int | str) -> list[Outcome]:
+        """Several Reads at ``block`` in one JSON-RPC batch (registry_client/batch.py)."""
+        return read_together(self, reads, block)
+
     def _transact(self, fn: Any, context: Mapping[str, Any] | None = None, *, value: int = 0) -> Any:
         """Pre-flight, sign, send, await; return the receipt. `value` wei go with the call."""
         account = self.account
@@ -438,11 +449,17 @@ class Registries:
         return int(self._event_arg(self.refiner_registry, "RefinerAdded", receipt, "refinerId"))
 
     def refiner(self, refiner_id: int, block: int | str = "latest") -> Refiner:
-        dlp_id, owner, name, schema, instr, schema_id = self._call(
-            self.refiner_registry.functions.refiners(refiner_id), block)
-        if dlp_id == 0:
-            raise RefinerNotFound(f"no data refiner with id {refiner_id}", name="RefinerNotFound", args=(refiner_id,))
-        return Refiner(refiner_id, int(dlp_id), owner, name, schema, instr, int(schema_id))
+        return self.read(self.refiner_read(refiner_id), block)
+
+    def refiner_read(self, refiner_id: int) -> Read[Refiner]:
+        def finish(raw: Any) -> Refiner:
+            dlp_id, owner, name, schema, instr, schema_id = raw
+            if dlp_id == 0:
+                raise RefinerNotFound(f"no data refiner with id {refiner_id}", name="RefinerNotFound",
+                                      args=(refiner_id,))
+            return Refiner(refiner_id, int(dlp_id), owner, name, schema, instr, int(schema_id))
+
+        return Read(self.refiner_registry.functions.refiners(refiner_id), finish)
 
     def dlp_refiner_ids(self, dlp_id: int, block: int | str = "latest") -> list[int]:
         return [int(i) for i in self._call(self.refiner_registry.functions.dlpRefiners(dlp_id), block)]
@@ -489,15 +506,24 @@ class Registries:
         return bool(logs)
 
     def is_approved(self, instruction_id: int, dlp_id: int, block: int | str = "latest") -> bool:
-        return bool(self._call(self.instruction_registry.functions.isApproved(instruction_id, dlp_id), block))
+        return self.read(self.approval_read(instruction_id, dlp_id), block)
+
+    def approval_read(self, instruction_id: int, dlp_id: int) -> Read[bool]:
+        return Read(self.instruction_registry.functions.isApproved(instruction_id, dlp_id), bool)
 
     def instruction(self, instruction_id: int, block: int | str = "latest") -> Instruction:
-        digest, owner, url = self._call(self.instruction_registry.functions.instructions(instruction_id), block)
-        if int(owner, 16) == 0:
-            raise ComputeInstructionNotFound(
-                f"no compute instruction with id {instruction_id}",
-                name="ComputeInstructionNotFound", args=(instruction_id,))
-        return Instruction(instruction_id, bytes(digest).hex(), owner, url)
+        return self.read(self.instruction_read(instruction_id), block)
+
+    def instruction_read(self, instruction_id: int) -> Read[Instruction]:
+        def finish(raw: Any) -> Instruction:
+            digest, owner, url = raw
+            if int(owner, 16) == 0:
+                raise ComputeInstructionNotFound(
+                    f"no compute instruction with id {instruction_id}",
+                    name="ComputeInstructionNotFound", args=(instruction_id,))
+            return Instruction(instruction_id, bytes(digest).hex(), owner, url)
+
+        return Read(self.instruction_registry.functions.instructions(instruction_id), finish)
 
     def instructions_count(self, block: int | str = "latest") -> int:
         return int(self._call(self.instruction_registry.functions.instructionsCount(), block))
@@ -558,9 +584,12 @@ class Registries:
         self, refiner_id: int, grantee: str | None = None, block: int | str = "latest"
     ) -> list[PermissionRecord]:
         """The APPROVED permissions that apply to `grantee`: the generic (anyone) ones first, then its own."""
+        return self.read(self.permissions_read(refiner_id, grantee), block)
+
+    def permissions_read(self, refiner_id: int, grantee: str | None = None) -> Read[list[PermissionRecord]]:
         who = parse_address(grantee, "grantee") if grantee else ZERO_ADDRESS
-        rows = self._call(self.query_engine.functions.getPermissions(refiner_id, who), block)
-        return [_permission(*row) for row in rows]
+        return Read(self.query_engine.functions.getPermissions(refiner_id, who),
+                    lambda rows: [_permission(*row) for row in rows])
 
     def refiner_permission_ids(self, refiner_id: int, block: int | str = "latest") -> list[int]:
         return [int(i) for i in self._call(self.query_engine.functions.refinerPermissionIds(refiner_id), block)]
@@ -582,7 +611,10 @@ class Registries:
         self._transact(self._contract(key).functions.unpause())
 
     def paused(self, key: str, block: int | str = "latest") -> bool:
-        return bool(self._call(self._contract(key).functions.paused(), block))
+        return self.read(self.paused_read(key), block)
+
+    def paused_read(self, key: str) -> Read[bool]:
+        return Read(self._contract(key).functions.paused(), bool)
 
     def version(self, key: str) -> str:
         return str(self._call(self._contract(key).functions.version()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine.chain import ChainCheck, ChainVerifier, RetryPolicy
@@ -52,20 +54,83 @@ def test_revoked_permission_is_not_passed_on(world, registries, accounts):
     assert [p.id for p in check.permissions] == [generic]
 
 
-def test_reads_are_pinned_to_one_block(world, registries, accounts, monkeypatch):
+def test_reads_are_pinned_to_one_block(world, registries, accounts):
     _, _, refiner_id, ins_id, _, _ = world
     reg = registries()
-    blocks: list = []
-    for name in ("paused", "refiner", "instruction", "is_approved", "get_permissions"):
-        original = getattr(reg, name)
+    sent = _rpc_requests(reg)
+    verifier = ChainVerifier(reg)
+    for _ in range(2):  # the first check, then one with the refiner's DLP known
+        _mine(reg)  # a new block: nothing reused
+        sent.clear()
+        check = verifier.verify(ins_id, refiner_id, accounts.builder.address)
+        calls = [params for request in sent for method, params in request if method == "eth_call"]
+        assert len(calls) == 5
+        assert all(params[1] == hex(check.block_number) for params in calls)
 
-        def spy(*args, _original=original, block="latest", **kw):
-            blocks.append(block)
-            return _original(*args, block=block, **kw)
 
-        monkeypatch.setattr(reg, name, spy)
-    check = ChainVerifier(reg).verify(ins_id, refiner_id, accounts.builder.address)
-    assert blocks == [check.block_number] * 5
+def _mine(reg) -> None:
+    reg.w3.provider.make_request("evm_mine", [])
+
+
+def test_a_check_is_reused_only_while_the_chain_is_at_its_block(world, registries, accounts):
+    owner, _, refiner_id, ins_id, generic, own = world
+    reg = registries()
+    sent = _rpc_requests(reg)
+    verifier = ChainVerifier(reg)
+    first = verifier.verify(ins_id, refiner_id, accounts.builder.address)
+    sent.clear()
+    assert verifier.verify(ins_id, refiner_id, accounts.builder.address) == first
+    assert [[m for m, _ in r] for r in sent] == [["eth_blockNumber"]]  # the same block answers the same
+    owner.update_permission_approval(own, False)  # a transaction: a new block
+    again = verifier.verify(ins_id, refiner_id, accounts.builder.address)
+    assert again.block_number > first.block_number
+    assert [p.id for p in again.permissions] == [generic]
+    # Another owner at the same block is a check of its own.
+    assert verifier.verify(ins_id, refiner_id, accounts.stranger.address).permissions != again.permissions
+
+
+def test_a_stale_dlp_guess_never_approves(world, registries, accounts):
+    """The batch asks for the approval of the DLP the refiner had before: when the refiner
+    names another DLP now, the approval of the refiner's own DLP decides, read again."""
+    owner, dlp_id, refiner_id, ins_id, _, _ = world
+    other = owner.register_dlp("Other")
+    owner.update_instruction(ins_id, other, True)
+    owner.update_instruction(ins_id, dlp_id, False)
+    verifier = ChainVerifier(registries())
+    verifier._dlp_of[refiner_id] = other  # as if the refiner had been in DLP `other`
+    with pytest.raises(ChainCheckFailure) as info:
+        verifier.verify(ins_id, refiner_id, accounts.builder.address)
+    assert info.value.code == "NOT_APPROVED"
+    assert verifier._dlp_of[refiner_id] == dlp_id  # corrected: the next batch asks the right DLP
+    owner.update_instruction(ins_id, dlp_id, True)
+    assert verifier.verify(ins_id, refiner_id, accounts.builder.address).dlp_id == dlp_id
+
+
+def test_a_node_without_batches_gets_the_reads_one_by_one(world, registries, accounts):
+    _, dlp_id, refiner_id, ins_id, _, _ = world
+    reg = registries()
+    reg.w3.provider.make_batch_request = lambda calls: {
+        "jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "batches not supported"}}
+    verifier = ChainVerifier(reg)
+    for _ in range(2):
+        assert verifier.verify(ins_id, refiner_id, accounts.builder.address).dlp_id == dlp_id
+    assert verifier.is_approved(ins_id, dlp_id) is True
+
+
+def test_a_revert_inside_a_batch_is_decoded_like_a_single_call(world, registries):
+    _, _, refiner_id, _, _, _ = world
+    reg = registries()
+    # DLP 99 does not exist: dlpOwner reverts (a custom error), once alone and once in a batch.
+    from registry_client.batch import Read
+
+    with pytest.raises(Exception) as alone:
+        reg.dlp_owner(99, block="latest")
+    read = Read(reg.dlp_registry.functions.dlpOwner(99))
+    ok, reverted = reg.read_together([reg.refiner_read(refiner_id), read], "latest")
+    assert ok().id == refiner_id
+    with pytest.raises(type(alone.value)) as batched:
+        reverted()
+    assert str(batched.value) == str(alone.value)
 
 
 @pytest.mark.parametrize("instruction_id, refiner_id, code", [
@@ -141,31 +206,41 @@ def test_backoff_is_capped_exponential_with_jitter():
     assert all(2.0 <= policy.delay(attempt) <= 4.0 for attempt in (64, 1024, 10**6))
 
 
-def _rpc_methods(reg) -> list[str]:
-    """Every JSON-RPC method the registries' web3 sends from now on."""
-    sent: list[str] = []
-    provider = reg.w3.provider
-    original = provider.make_request
+def _rpc_requests(reg) -> list[list[tuple[str, list]]]:
+    """Every HTTP request the registries' web3 sends from now on: its (method, params) pairs."""
+    sent: list[list[tuple[str, list]]] = []
+    session = reg.w3.provider._request_session_manager
+    post = session.make_post_request
 
-    def recording(method, params):
-        sent.append(str(method))
-        return original(method, params)
+    def recording(uri, data, **kwargs):
+        body = json.loads(data)
+        sent.append([(str(c["method"]), list(c["params"])) for c in (body if isinstance(body, list) else [body])])
+        return post(uri, data, **kwargs)
 
-    provider.make_request = recording
+    session.make_post_request = recording
     return sent
 
 
 def test_the_engines_connection_sends_only_the_reads_a_job_needs(world, registries, accounts):
-    """No eth_chainId before every eth_call (web3's validation middleware doubled the RPCs)."""
+    """No eth_chainId before every eth_call (web3's validation middleware doubled the RPCs);
+    one batch for a check's reads, one for the re-check."""
     from engine.wiring import read_only_web3
 
     _, dlp_id, refiner_id, ins_id, _, _ = world
     reg = registries()
     read_only_web3(reg.w3)
     read_only_web3(reg.w3)  # idempotent
-    sent = _rpc_methods(reg)
+    sent = _rpc_requests(reg)
     verifier = ChainVerifier(reg)
     verifier.verify(ins_id, refiner_id, accounts.builder.address)
     assert verifier.is_approved(ins_id, dlp_id) is True
-    assert "eth_chainId" not in sent
-    assert sorted(sent) == sorted(["eth_blockNumber"] * 2 + ["eth_call"] * 7)
+    _mine(reg)
+    verifier.verify(ins_id, refiner_id, accounts.builder.address)
+    verifier.verify(ins_id, refiner_id, accounts.builder.address)
+    shapes = [[method for method, _ in request] for request in sent if request[0][0] != "evm_mine"]
+    assert shapes == [
+        ["eth_blockNumber"], ["eth_call"] * 4, ["eth_call"],  # the first check: the DLP not known yet
+        ["eth_call"] * 2,  # the re-check: pause flag and approval, at the latest block
+        ["eth_blockNumber"], ["eth_call"] * 5,  # at a new block: two round trips
+        ["eth_blockNumber"],  # at the same block again: the check just made
+    ]

@@ -91,6 +91,29 @@ def test_loads_once_then_uses_the_map(
     assert load_counter.calls == 1, "a loaded image must not be loaded again"
 
 
+def test_a_cached_image_costs_one_inspect_and_no_rewrite(
+    docker_client, removed_image_archive, tmp_path: Path, monkeypatch
+) -> None:
+    """A warm job's LOADING: one inspect (the image exists, its layout is known); the
+    last-use record is not rewritten by jobs within a second of each other."""
+    archive, image_id = removed_image_archive
+    loader = ImageLoader(docker_client, tmp_path / "state")
+    loader.ensure_loaded(archive)
+    record = tmp_path / "state" / "loaded.json"
+    before = record.stat().st_mtime_ns, record.read_text()
+    sent: list[str] = []
+    original = docker_client.api.send
+
+    def recording(request, **kwargs):
+        sent.append(f"{request.method} {request.path_url.split('/', 2)[-1]}")
+        return original(request, **kwargs)
+
+    monkeypatch.setattr(docker_client.api, "send", recording)
+    assert loader.ensure_loaded(archive) == image_id
+    assert sent == [f"GET images/{image_id}/json"]
+    assert (record.stat().st_mtime_ns, record.read_text()) == before
+
+
 def test_reloads_when_the_image_was_removed(
     docker_client, removed_image_archive, load_counter, tmp_path: Path
 ) -> None:

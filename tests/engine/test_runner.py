@@ -462,3 +462,31 @@ def test_a_container_docker_could_not_remove_is_removed_once_it_is_back(monkeypa
     DockerRunner(None)._remove(ComesBack())
     assert removed.wait(5), "never removed"
     assert ComesBack.attempts == 3
+
+
+def test_create_asks_docker_only_what_it_needs(
+    runner, docker_client, make_image, input_db: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The image's inspect and the create: no lookup of a stale container by name first (a 409
+    says so) and no inspect of the new container (its id and name are all a job needs)."""
+    spec = _spec(make_image("two-requests", "echo hi > $OUTPUT_PATH/x"), input_db, tmp_path)
+    sent: list[str] = []
+    original = docker_client.api.send
+
+    def recording(request, **kwargs):
+        sent.append(f"{request.method} {request.path_url.split('?')[0].split('/', 2)[-1]}")
+        return original(request, **kwargs)
+
+    monkeypatch.setattr(docker_client.api, "send", recording)
+    fresh = DockerRunner(docker_client)
+    created = fresh.create(spec)
+    assert sent == [f"GET images/{spec.image_id}/json", "POST containers/create"]
+    second = _spec(spec.image_id, input_db, tmp_path / "second")
+    sent.clear()
+    other = fresh.create(second)  # the same image id: its inspect is known
+    assert sent == ["POST containers/create"]
+    monkeypatch.undo()
+    fresh.discard(other)
+    assert created.container.name == f"c2d-{spec.job_id}"
+    result = fresh.run(spec, created=created)
+    assert classify(result) is None and (spec.output_dir / "x").read_text() == "hi\n"

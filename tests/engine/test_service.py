@@ -144,11 +144,14 @@ class Fakes:
         return FakeReport((("users", "email"),), (1,), 5 * 10**18, 1)
 
     # runner
-    def create(self, spec):
+    def create(self, spec, output_ready=True):
         self.calls.append(("create", spec.image_id))
         if self.create_error:
             raise self.create_error
         return Created(spec.job_id, object())
+
+    def prepare_output(self, spec):
+        pass
 
     def discard(self, created):
         self.calls.append(("discard", created.job_id))

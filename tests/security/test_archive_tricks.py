@@ -177,6 +177,21 @@ def test_real_archive_passes_in_every_format_docker_reads(
     assert info.expanded_bytes >= len(busybox_save)
 
 
+@pytest.mark.docker
+def test_the_gzip_decoder_reads_as_dockers_does(busybox_save: bytes, busybox: str, tmp_path: Path) -> None:
+    """The check's gzip decoder (ISA-L's, for speed) reads several gzip members as one stream,
+    as Go's gzip reader does, and refuses an archive cut off inside its gzip stream."""
+    half = len(busybox_save) // 2
+    path = tmp_path / "members.tar.gz"
+    path.write_bytes(gzip.compress(busybox_save[:half]) + gzip.compress(busybox_save[half:]))
+    assert inspect_archive(path).image_id == busybox
+    whole = gzip.compress(busybox_save)
+    path.write_bytes(whole[: len(whole) - 4096])
+    with pytest.raises(ImageFailure) as err:
+        inspect_archive(path)
+    assert err.value.code == "IMAGE_INVALID"
+
+
 # ---------------------------------------------------------------- bombs
 
 

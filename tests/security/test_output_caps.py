@@ -84,6 +84,34 @@ def test_a_job_within_the_cap_succeeds(docker_client, tmp_path: Path) -> None:
         output.release()
 
 
+def test_a_container_created_before_its_output_is_mounted_writes_only_into_the_cap(
+    docker_client, tmp_path: Path
+) -> None:
+    """engine/ahead.py creates the container while the output is being mounted: Docker binds
+    the folder at start, so the started job sees the capped filesystem, never the folder below."""
+    import dataclasses
+    import uuid
+
+    from engine.runner import DockerRunner, RunSpec
+    from tests.security.container_kit import input_db
+
+    image = busybox_job(docker_client, "writer", WRITER)
+    scratch = tmp_path / "scratch" / uuid.uuid4().hex[:12]
+    spec = RunSpec(job_id=scratch.name, image_id=image, input_db=input_db(scratch),
+                   output_dir=scratch / "output", refiner_id=1, limits=LIMITS)
+    runner = DockerRunner(docker_client)
+    created = runner.create(spec, output_ready=False)  # the folder exists, nothing is mounted yet
+    output = OutputFs.create(spec.output_dir, "loop", 4 * MiB, 200)
+    try:
+        runner.prepare_output(spec)
+        result = runner.run(dataclasses.replace(spec, output_watch=output.over_cap), created=created)
+        assert classify(result) == "OUTPUT_TOO_LARGE", result
+        assert any(output.path.iterdir()), "the job wrote into the mounted filesystem"
+    finally:
+        output.release()
+    assert list(spec.output_dir.iterdir()) == [], "nothing reached the folder under the mount"
+
+
 def test_the_output_fs_is_sized_from_the_cap(tmp_path: Path) -> None:
     output = OutputFs.create(tmp_path / "output", "loop", 8 * MiB, 50)
     try:
