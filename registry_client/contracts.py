@@ -18,7 +18,6 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
@@ -56,6 +55,14 @@ from registry_client.errors import (
     decode_revert,
 )
 from registry_client.manifest import CONTRACT_KEYS, Deployment
+from registry_client.records import (
+    Dlp,
+    Instruction,
+    PermissionRecord,
+    Refiner,
+    Schema,
+    permission_record,
+)
 
 __all__ = [
     "CONTRACT_NAMES",
@@ -92,58 +99,6 @@ _ALL_ARTIFACTS = (*CONTRACT_NAMES.values(), "DataAccessTreasury", "ERC1967Proxy"
 
 Progress = Callable[[str, Any], None]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Dlp:
-    """The fields of Vana's `DlpInfo` this project uses (rewards fields are not read)."""
-
-    id: int
-    owner: str
-    name: str
-    registration_block: int
-    treasury: str
-    dlp_address: str | None  # None = no DLP contract
-    status: str  # Registered, Eligible or Deregistered
-
-
-@dataclass(frozen=True)
-class Refiner:
-    id: int
-    dlp_id: int
-    owner: str
-    name: str
-    schema_url: str  # the schema's definition URL when schema_id > 0
-    instruction_url: str
-    schema_id: int = 0  # 0 = the refiner carries its own schema URL
-
-
-@dataclass(frozen=True)
-class Schema:
-    id: int
-    name: str
-    dialect: str
-    definition_url: str
-
-
-@dataclass(frozen=True)
-class Instruction:
-    id: int
-    hash: str  # sha256 of the image archive: lowercase hex, no 0x (as sha256sum prints it)
-    owner: str
-    url: str
-
-
-@dataclass(frozen=True)
-class PermissionRecord:
-    id: int
-    grantee: str | None  # None = anyone
-    approved: bool
-    refiner_id: int
-    table: str  # "" = every table
-    column: str  # "" = every column of the table
-    price: int  # in the smallest unit of `token`
-    token: str | None = None  # None = the native token
 
 
 # ---------------------------------------------------------------- artifacts
@@ -578,7 +533,7 @@ class Registries:
         if refiner_id == 0:
             raise PermissionNotFound(f"no permission with id {permission_id}",
                                      name="PermissionNotFound", args=(permission_id,))
-        return _permission(permission_id, grantee, approved, refiner_id, table, column, price, token)
+        return permission_record(permission_id, grantee, approved, refiner_id, table, column, price, token)
 
     def get_permissions(
         self, refiner_id: int, grantee: str | None = None, block: int | str = "latest"
@@ -589,7 +544,7 @@ class Registries:
     def permissions_read(self, refiner_id: int, grantee: str | None = None) -> Read[list[PermissionRecord]]:
         who = parse_address(grantee, "grantee") if grantee else ZERO_ADDRESS
         return Read(self.query_engine.functions.getPermissions(refiner_id, who),
-                    lambda rows: [_permission(*row) for row in rows])
+                    lambda rows: [permission_record(*row) for row in rows])
 
     def refiner_permission_ids(self, refiner_id: int, block: int | str = "latest") -> list[int]:
         return [int(i) for i in self._call(self.query_engine.functions.refinerPermissionIds(refiner_id), block)]
@@ -618,13 +573,6 @@ class Registries:
 
     def version(self, key: str) -> str:
         return str(self._call(self._contract(key).functions.version()))
-
-
-def _permission(pid: Any, grantee: str, approved: bool, refiner_id: Any, table: str, column: str,
-                price: Any, token: str) -> PermissionRecord:
-    who = None if int(grantee, 16) == 0 else to_checksum_address(grantee)
-    paid_in = None if int(token, 16) == 0 else to_checksum_address(token)
-    return PermissionRecord(int(pid), who, bool(approved), int(refiner_id), table, column, int(price), paid_in)
 
 
 def _rpc_message(exc: Web3RPCError) -> str:
