@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from eth_utils import to_checksum_address
 
-from engine.errors import ChainCheckFailure, RequestError
+from engine.errors import ChainCheckFailure, JobFailure, RequestError
 from engine.store import CANCELLED, FAILED
 from engine.submission import validate_request
 
@@ -123,6 +123,15 @@ class Preflight:
         except ChainCheckFailure as exc:
             if exc.code != "CHAIN_UNAVAILABLE":
                 raise
+        except JobFailure as exc:
+            # An API engine, or one of a fleet sharing a store, may take a job for data it does
+            # not hold: the engine that holds it claims the job and checks the SQL then.
+            if exc.code != "DATA_NOT_FOUND" or not self._data_may_be_elsewhere():
+                raise
+
+    def _data_may_be_elsewhere(self) -> bool:
+        s = self.settings
+        return s.role == "api" or bool(s.store_url or s.store_url_env)
 
     def _report(self, path: Any, request: JobRequest, permissions: Any, owner: str) -> AccessReport:
         if self._analyse is None:

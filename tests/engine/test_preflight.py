@@ -120,6 +120,22 @@ def test_chain_refusals_and_missing_data(data_dir, chain) -> None:
     assert info.value.code == "DATA_NOT_FOUND"
 
 
+@pytest.mark.parametrize("overrides, queued", [({}, False), ({"role": "api"}, True),
+                                               ({"store_url": "postgresql://engine@db/jobs"}, True)])
+def test_data_held_elsewhere_lets_submit_queue(data_dir, chain, overrides, queued) -> None:
+    """One engine refuses a refiner it has no data for; an API engine or a fleet's engine queues it."""
+    settings = load_settings(data_dir=data_dir, **overrides)
+    flight = Preflight(settings, JobStore(data_dir / "jobs.db"), chain, _catalog(data_dir), None, clock=time.time)
+    with pytest.raises(JobFailure) as info:
+        flight.quote(req(refiner=REFINER + 1), OWNER)  # the quote always needs the data
+    assert info.value.code == "DATA_NOT_FOUND"
+    if queued:
+        flight.check(req(refiner=REFINER + 1), OWNER)  # no raise: the engine holding the data checks it
+    else:
+        with pytest.raises(JobFailure, match="no data"):
+            flight.check(req(refiner=REFINER + 1), OWNER)
+
+
 def test_request_rules_come_first(data_dir, chain) -> None:
     with pytest.raises(RequestError) as info:
         make(data_dir, chain).quote(req("SELECT 1 " + " " * 200_000), OWNER)
