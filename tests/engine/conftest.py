@@ -50,3 +50,25 @@ def busybox_archive(docker_client, busybox, tmp_path_factory):
     path = tmp_path_factory.mktemp("archives") / "busybox.tar.gz"
     digest = export_archive(docker_client, "c2d-test/busybox:1", path, gzip=True)
     return path, digest
+
+
+# ---- the HTTP layer over a fake service (test_api.py, test_api_session.py) ----
+
+
+@pytest.fixture
+def service(tmp_path):
+    """A FakeService (tests/engine/api_fakes.py) behind the real app; modules with their own win."""
+    from tests.engine.api_fakes import FakeService
+
+    return FakeService(artifact_dir=tmp_path / "artifacts")
+
+
+@pytest.fixture
+def client(service) -> Iterator:
+    """A TestClient of the real app over `service`."""
+    from fastapi.testclient import TestClient
+
+    from tests.engine.api_fakes import make_app
+
+    with TestClient(make_app(service), raise_server_exceptions=False) as c:
+        yield c

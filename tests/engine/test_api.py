@@ -14,22 +14,11 @@ from fastapi.testclient import TestClient
 
 from registry_client.eip712 import JobRequest, read_headers, sign_job_request
 from tests.conftest import ANVIL_KEYS, make_kek_file
-from tests.engine.api_fakes import CHAIN_ID, REGISTRY, FakeService, make_app
+from tests.engine.api_fakes import CHAIN_ID, REGISTRY
 
 OWNER = Account.from_key(ANVIL_KEYS[0])
 STRANGER = Account.from_key(ANVIL_KEYS[1])
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "instance"}
-
-
-@pytest.fixture
-def service(tmp_path) -> FakeService:
-    return FakeService(artifact_dir=tmp_path / "artifacts")
-
-
-@pytest.fixture
-def client(service) -> TestClient:
-    with TestClient(make_app(service), raise_server_exceptions=False) as c:
-        yield c
 
 
 def submit_body(account=OWNER, *, nonce=7, deadline=None, chain_id=CHAIN_ID, contract=REGISTRY, **extra):

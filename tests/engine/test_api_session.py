@@ -5,27 +5,15 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import pytest
 from eth_account.messages import encode_defunct
 from fastapi.testclient import TestClient
 
 from engine.sessions import SiweMessage, build_siwe
 from registry_client.eip712 import JobRequest, job_request_typed_data
-from tests.engine.api_fakes import CHAIN_ID, REGISTRY, FakeService, make_app
+from tests.engine.api_fakes import CHAIN_ID, REGISTRY, make_app
 from tests.engine.test_api import OWNER, STRANGER, assert_problem, created_job
 
 HOST = "testserver"  # what TestClient sends as Host
-
-
-@pytest.fixture
-def service(tmp_path) -> FakeService:
-    return FakeService(artifact_dir=tmp_path / "artifacts")
-
-
-@pytest.fixture
-def client(service) -> TestClient:
-    with TestClient(make_app(service), raise_server_exceptions=False) as c:
-        yield c
 
 
 def siwe_text(nonce: str, account=OWNER, lifetime: int = 600) -> str:

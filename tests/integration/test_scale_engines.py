@@ -19,11 +19,8 @@ the job. About a minute on two cores.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -39,7 +36,7 @@ from engine.data_keys import read_kek_file
 from engine.runner import LABEL
 from engine.scratch import clear_leftovers
 from tests.conftest import make_kek_file
-from tests.images import BUSYBOX_TAG, busybox_image
+from tests.dockerd import private_dockerd
 from tests.integration.conftest import (
     GRANTS,
     SIMPLE_QUERY,
@@ -49,7 +46,6 @@ from tests.integration.conftest import (
     wait_for,
 )
 from tests.integration.test_engine_restart import engine_process
-from tests.security.test_container_docker_restart import PrivateDockerd, _ip
 
 pytestmark = [pytest.mark.docker, pytest.mark.chain]
 
@@ -63,25 +59,8 @@ LEASE_S = 3
 @pytest.fixture(scope="module")
 def second_docker(docker_client) -> Iterator[tuple[str, object]]:
     """A private dockerd with its own bridge; (DOCKER_HOST, client). The job images come as archives."""
-    if shutil.which("dockerd") is None or os.geteuid() != 0:
-        pytest.skip("needs dockerd and root to start a second Docker daemon")
-    root = Path(tempfile.mkdtemp(prefix="c2d-scale-", dir="/tmp"))  # short: a socket path
-    bridge = f"c2dsc{os.getpid() % 100000}"
-    _ip("link", "add", "name", bridge, "type", "bridge")
-    _ip("addr", "add", "10.213.78.1/24", "dev", bridge)
-    daemon = PrivateDockerd(root, bridge)
-    try:
-        client = daemon.start()
-        busybox_image(docker_client)  # the template's base, as an operator would preload it
-        client.images.load(b"".join(docker_client.images.get(BUSYBOX_TAG).save(named=True)))
+    with private_dockerd(docker_client, "scale", "10.213.78.1/24") as (daemon, client):
         yield f"unix://{daemon.sock}", client
-    finally:
-        daemon.stop()
-        subprocess.run(["umount", "-R", str(root / "data")], capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
-        _ip("link", "delete", bridge)
-    shared = subprocess.run(["ip", "link", "show", "docker0"], capture_output=True, check=False)
-    assert shared.returncode == 0, "the shared daemon's docker0 bridge must survive"
 
 
 @pytest.fixture(scope="module")
