@@ -20,7 +20,11 @@ With a ``check_stream`` (the archive check, engine/archive_check.py) the
 download is also fed, as it arrives, to that check in a thread
 (engine/fetch_tee.py): hashing, checking and staging are one pass, so the
 verified archive carries its ``ArchiveInfo`` and Docker can load it at once,
-with no second decompression. The check's verdict is kept only when the
+with no second decompression. With ``stage_expanded`` the check also writes a
+compressed archive's tar to a file beside the download (``expanded``): the
+loader gives Docker that tar, so Docker does not decompress it again either.
+It is used once and removed; it is kept only if the sha256 matched and the
+check passed, so Docker still never sees an unverified byte. The check's verdict is kept only when the
 sha256 matched; an archive it refused gets ``info=None`` and the loader's
 ordinary check of the verified file fails it in its own step.
 
@@ -49,7 +53,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import httpx
 
@@ -82,6 +86,9 @@ class VerifiedArchive:
     size: int
     # What the archive check saw while it downloaded (None: from the cache, or refused).
     info: ArchiveInfo | None = None
+    # The compressed archive's tar, decompressed by that check as it downloaded (in the
+    # cache's tmp dir, used once): what the loader hands Docker, so Docker does not gunzip.
+    expanded: Path | None = None
 
 
 class FetchProgress:
@@ -132,11 +139,15 @@ class ImageCache:
         allow_private: bool = False,
         cache_max_bytes: int | None = None,
         grace_s: float = 60.0,
-        check_stream: Callable[[Any], ArchiveInfo] | None = None,
+        check_stream: Callable[..., ArchiveInfo] | None = None,
+        stage_expanded: bool = False,
     ):
-        """``check_stream(reader)`` checks the archive as it downloads (see the module doc)."""
+        """``check_stream(reader)`` checks the archive as it downloads (see the module doc);
+        with ``stage_expanded`` it is called ``check_stream(reader, stage=file)`` and writes
+        a compressed archive's tar there (``VerifiedArchive.expanded``)."""
         self.cache_dir = Path(cache_dir)
         self.check_stream = check_stream
+        self.stage_expanded = stage_expanded and check_stream is not None
         self.max_bytes = max_bytes
         self.allow_file_urls = allow_file_urls
         self.timeout_s = timeout_s
@@ -192,11 +203,15 @@ class ImageCache:
             return hit
         fd, tmp_name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=self.tmp_dir)
         tmp = Path(tmp_name)
-        tee = StreamCheck(self.check_stream) if self.check_stream is not None else None
+        stage = self._open_stage(tmp) if self.stage_expanded else None
+        tee = self._tee(stage)
+        expanded = None
         try:
             with os.fdopen(fd, "wb") as out:
                 actual, size, head = self._download(url, out, progress, tee)
             info = tee.finish() if tee is not None else None
+            if stage is not None:
+                stage.close()  # the checker has ended: finish() waited for it
             if actual != digest:
                 log.info("archive from %s: sha256 %s, expected %s", _safe_url(url), actual, digest)
                 raise FetchFailure(
@@ -207,11 +222,28 @@ class ImageCache:
             final = self.archives_dir / f"{digest}{suffix}"
             os.replace(tmp, final)
             self._prune(keep=final)
-            return VerifiedArchive(path=final, sha256=digest, size=size, info=info)
+            if stage is not None and info is not None and os.path.getsize(stage.name):
+                expanded = Path(stage.name)  # verified now: the hash matched, the check passed
+            return VerifiedArchive(path=final, sha256=digest, size=size, info=info, expanded=expanded)
         finally:
             if tee is not None:
                 tee.abandon()  # a no-op once finished; else lets the checker thread end
             tmp.unlink(missing_ok=True)
+            if stage is not None:
+                stage.close()
+                if expanded is None:
+                    Path(stage.name).unlink(missing_ok=True)
+
+    def _open_stage(self, part: Path) -> BinaryIO:
+        return open(part.with_suffix(".expanded"), "xb")
+
+    def _tee(self, stage: BinaryIO | None) -> StreamCheck | None:
+        if self.check_stream is None:
+            return None
+        if stage is None:
+            return StreamCheck(self.check_stream)
+        check = self.check_stream
+        return StreamCheck(lambda reader: check(reader, stage=stage))
 
     # -- download ---------------------------------------------------------
 

@@ -7,7 +7,9 @@ image id is the sha256 of that config, so the engine knows the id before
 loading and runs the container by id, never by tag. A tag the archive re-pointed is put back on
 the image it named before the load, so an archive cannot hijack an operator's
 tag such as ``python:3.12-slim``. New tags are left alone: removing an
-image's last tag would delete the image.
+image's last tag would delete the image. A freshly downloaded gzipped archive
+comes with its tar already decompressed by the check (engine/fetch.py): Docker
+is given that, and skips its own gunzip.
 
 ``<state_dir>/images.json`` maps archive sha256 -> image id, so a second job
 with the same instruction does not load again while the image still exists.
@@ -61,7 +63,18 @@ class ImageLoader:
         self._lock = threading.Lock()
 
     def ensure_loaded(self, archive: VerifiedArchive) -> str:
-        """Image id ("sha256:...") of the archive's one image, loading it if Docker lacks it."""
+        """Image id ("sha256:...") of the archive's one image, loading it if Docker lacks it.
+
+        An archive with an ``expanded`` tar (decompressed while it downloaded) is loaded
+        from that tar, which is then removed whatever happens: it is used once.
+        """
+        try:
+            return self._ensure_loaded(archive)
+        finally:
+            if archive.expanded is not None:
+                archive.expanded.unlink(missing_ok=True)
+
+    def _ensure_loaded(self, archive: VerifiedArchive) -> str:
         with self._lock:
             known = self._read_map().get(archive.sha256)
             attrs = self._inspect(known) if known else None  # one inspect: exists, and its layout
@@ -76,7 +89,9 @@ class ImageLoader:
             if self._exists(info.image_id):
                 self.cache.used(info.image_id)
             else:
-                self._load(archive.path, info)
+                # The expanded tar only with the download's own verdict (the same bytes).
+                expanded = archive.expanded if info is archive.info else None
+                self._load(expanded or archive.path, info)
                 self.cache.loaded(info.image_id)
             mapping = self._read_map()
             mapping[archive.sha256] = info.image_id

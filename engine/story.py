@@ -228,6 +228,8 @@ class JobStory:
             if ctx.prep is not None:
                 ctx.prep.settle()  # before the scratch goes: nothing is still mounting there
             scratch.remove_tree(ctx.scratch)  # unmounts the output; logs whatever stays
+            if ctx.archive is not None and ctx.archive.expanded is not None:
+                ctx.archive.expanded.unlink(missing_ok=True)  # stopped before the load used it
             with self._events_lock:
                 self._events.pop(job_id, None)
 

@@ -202,6 +202,7 @@ def _build(settings: Settings, data_dir: Path, signer: Any | None) -> JobService
             # The archive check runs on the download as it arrives: no second pass.
             check_stream=functools.partial(inspect_stream,
                                            max_expanded_bytes=settings.image_max_expanded_bytes),
+            stage_expanded=True,  # Docker loads the check's tar: no second gunzip
         ),
         loader,
         runner,

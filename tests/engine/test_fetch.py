@@ -461,3 +461,67 @@ def test_fetch_progress_writes_at_most_every_interval() -> None:
     progress(4, 10)  # nothing new: no write
     assert reports == [{"bytes": 1, "total": 10}, {"bytes": 4, "total": 10}]
     assert len(ticks) == 5
+
+
+# ---------------------------------------------------------------- the expanded tar, staged
+
+
+def _staging_cache(tmp_path: Path) -> ImageCache:
+    import functools
+
+    from engine.archive_check import inspect_stream
+
+    return ImageCache(tmp_path / "c", max_bytes=64 * 1024 * 1024, allow_private=True,
+                      check_stream=functools.partial(inspect_stream, max_expanded_bytes=8 * 1024**3),
+                      stage_expanded=True)
+
+
+@pytest.mark.docker
+def test_a_gzipped_archive_comes_with_its_tar_decompressed_while_it_downloaded(
+    server: Server, tmp_path: Path, busybox_archive
+) -> None:
+    import gzip
+
+    path, digest = busybox_archive
+    url = server.serve("/staged.tar.gz", path.read_bytes())
+    cache = _staging_cache(tmp_path)
+    got = cache.fetch(url, digest)
+    assert got.info is not None and got.expanded is not None
+    assert got.expanded.parent == cache.tmp_dir  # never in the content-addressed cache
+    assert got.expanded.read_bytes() == gzip.decompress(path.read_bytes())
+    assert got.path.read_bytes() == path.read_bytes()  # the cache keeps the verified archive
+
+
+@pytest.mark.docker
+def test_a_plain_tar_archive_stages_nothing(server: Server, tmp_path: Path, busybox_archive) -> None:
+    import gzip
+
+    path, _digest = busybox_archive
+    plain = gzip.decompress(path.read_bytes())
+    url = server.serve("/plain.tar", plain)
+    cache = _staging_cache(tmp_path)
+    got = cache.fetch(url, _sha(plain))
+    assert got.info is not None and got.expanded is None  # the archive is its own tar
+    assert os.listdir(cache.tmp_dir) == []
+
+
+@pytest.mark.docker
+def test_a_mismatching_archive_leaves_no_staged_tar(server: Server, tmp_path: Path, busybox_archive) -> None:
+    path, _digest = busybox_archive
+    url = server.serve("/staged-other.tar.gz", path.read_bytes())
+    cache = _staging_cache(tmp_path)
+    with pytest.raises(FetchFailure) as err:
+        cache.fetch(url, _sha(b"something else"))
+    assert err.value.code == "CHECKSUM_MISMATCH"
+    assert _leftovers(cache) == []  # the decompressed bytes went with the download
+
+
+def test_an_archive_the_check_refuses_stages_nothing(server: Server, tmp_path: Path) -> None:
+    import gzip
+
+    body = gzip.compress(b"not a tar at all" * 1000)
+    url = server.serve("/refused.tar.gz", body)
+    cache = _staging_cache(tmp_path)
+    got = cache.fetch(url, _sha(body))
+    assert got.info is None and got.expanded is None
+    assert os.listdir(cache.tmp_dir) == []

@@ -328,3 +328,56 @@ def test_the_archive_is_sent_to_docker_in_large_reads(tmp_path: Path) -> None:
         assert len(body) == path.stat().st_size  # the request keeps its Content-Length
         sizes = [len(chunk) for chunk in iter(lambda: body.read(8192), b"")]
     assert sizes == [1024 * 1024] * 3 + [5]
+
+
+def test_a_staged_tar_is_what_docker_loads_and_is_removed_after(
+    docker_client, removed_image_archive, load_counter, tmp_path: Path
+) -> None:
+    """The download's decompressed tar goes to Docker (no gunzip there), then it is deleted."""
+    import gzip
+
+    archive, image_id = removed_image_archive
+    expanded = tmp_path / "fetch-x.expanded"
+    expanded.write_bytes(gzip.decompress(archive.path.read_bytes()))
+    sent: list[bytes] = []
+    real = load_counter._real
+
+    def recording(data, *args, **kwargs):
+        sent.append(data.read(512))  # the head of the body Docker is sent
+        rest = data
+        return real(_Prefixed(sent[-1], rest), *args, **kwargs)
+
+    docker_client.api.load_image = recording
+    staged = VerifiedArchive(archive.path, archive.sha256, archive.size,
+                             info=inspect_archive(archive.path), expanded=expanded)
+    assert ImageLoader(docker_client, tmp_path / "state").ensure_loaded(staged) == image_id
+    assert sent and not sent[0].startswith(b"\x1f\x8b")  # a tar, not the gzip
+    assert not expanded.exists()
+
+
+def test_a_staged_tar_is_removed_when_the_image_is_already_there(
+    docker_client, busybox, busybox_archive, tmp_path: Path
+) -> None:
+    path, digest = busybox_archive
+    expanded = tmp_path / "fetch-y.expanded"
+    expanded.write_bytes(b"unused")
+    staged = VerifiedArchive(path, digest, path.stat().st_size, info=inspect_archive(path),
+                             expanded=expanded)
+    assert ImageLoader(docker_client, tmp_path / "state").ensure_loaded(staged) == busybox
+    assert not expanded.exists()
+
+
+class _Prefixed:
+    """A body whose first bytes were already read off: they are served again first."""
+
+    def __init__(self, head: bytes, rest):
+        self._head, self._rest = head, rest
+
+    def __len__(self) -> int:
+        return len(self._rest)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            out, self._head = self._head, b""
+            return out
+        return self._rest.read(size)
