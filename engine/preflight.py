@@ -13,6 +13,17 @@ answers it at once (4xx) instead of after the image was fetched.
 The job's story keeps its own checks: the chain, the data and the deposit may
 change between submit and run.
 
+Only the compile is remembered (engine/preflight_memo.py): the same request
+again (a dashboard's fixed query) reuses the successful ``AccessReport`` of an
+identical analysis instead of a new query process, while the request rules,
+the chain and the payment dry run still run on every request. Safe because the
+key is everything the report depends on (the data file's path, inode, size and
+mtime, never its key; the SQL; the params' exact values; the owner's
+permissions; the query limits; refiner and grantee), so a re-attached or
+re-sealed file or a changed grant is a new key; a refusal is never remembered
+(it is compiled again each time); and the job's worker re-checks the SQL in
+its own query process when it runs it.
+
 Bounded: at most ``max(2, max_concurrent_jobs)`` preflights at once (each may
 hold a query process of up to ``query_max_memory_bytes`` and a few chain
 reads); a caller waits up to ``BUSY_WAIT_S`` for a turn, then gets
@@ -21,6 +32,7 @@ PREFLIGHT_BUSY (503, retry).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from eth_utils import to_checksum_address
 
 from engine.errors import ChainCheckFailure, JobFailure, RequestError
+from engine.preflight_memo import AnalysisMemo, DataIdentity, analysis_key
+from engine.query.model import SealedSource
 from engine.store import CANCELLED, FAILED
 from engine.submission import validate_request
 
@@ -83,6 +97,7 @@ class Preflight:
         self.clock = clock
         self._analyse = analyse  # engine.query.analyse_query unless a test injects one
         self._turns = threading.BoundedSemaphore(max(2, settings.max_concurrent_jobs))
+        self._memo = AnalysisMemo()  # successful analyses only (engine/preflight_memo.py)
 
     def quote(self, request: JobRequest, signer: str, *, strict: bool = False) -> Quote:
         """The quote, or the refusal submit would answer (JobFailure / RequestError).
@@ -139,8 +154,18 @@ class Preflight:
 
             self._analyse = analyse_query
         mine = [p for p in permissions if p.refiner_id == request.refiner_id]
-        return self._analyse(path, request.query, request.params, mine, self.settings.query_limits(),
-                             refiner_id=request.refiner_id, grantee=owner)
+        params, limits = request.params, self.settings.query_limits()
+        key = analysis_key(_data_identity(path), request.query, params, mine, limits,
+                           refiner_id=request.refiner_id, grantee=owner)
+        remembered = self._memo.get(key) if key is not None else None
+        if remembered is not None:
+            return remembered
+        report = self._analyse(path, request.query, params, mine, limits,
+                               refiner_id=request.refiner_id, grantee=owner)
+        # A file swapped while it was analysed may have been read as either: not remembered.
+        if key is not None and _data_identity(path) == key.data:
+            self._memo.put(key, report)
+        return report
 
     def _payment(self, request: JobRequest, owner: str, dlp_id: int, report: AccessReport,
                  strict: bool) -> str | None:
@@ -159,3 +184,20 @@ class Preflight:
         # engine.payment.earlier_run_failed, for a job not created yet.
         others = self.store.by_compute_job(compute_job_id)
         return bool(others) and all(j.owner == owner and j.status in (FAILED, CANCELLED) for j in others)
+
+
+def _data_identity(source: Any) -> DataIdentity | None:
+    """The data file as it is now (resolved path and stat), None when it cannot be read.
+
+    A sealed source is identified by its file alone, never its key: the catalog
+    writes every (re-)attached file under a new name, and AES-GCM opens a file
+    with the one key it was sealed with.
+    """
+    sealed = isinstance(source, SealedSource)
+    path = source.path if sealed else source
+    try:
+        resolved = os.path.realpath(path)
+        st = os.stat(resolved)
+    except (OSError, TypeError, ValueError):
+        return None
+    return ("sealed" if sealed else "plain", resolved, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -7,9 +7,13 @@ real engine and anvil is in tests/integration/test_engine_builder_story.py.
 
 from __future__ import annotations
 
+import os
+import pickle
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +22,10 @@ from engine.data_keys import read_kek_file
 from engine.errors import ChainCheckFailure, JobFailure, RequestError
 from engine.payment import Charger
 from engine.preflight import Preflight
+from engine.preflight_memo import MEMO_MAX_TEXT_CHARS, AnalysisMemo
+from engine.query import isolate
 from engine.query.isolate import read_schema
-from engine.query.model import Permission
+from engine.query.model import AccessReport, Permission, SealedSource
 from engine.refiner_schema import schema_for
 from engine.settings import load_settings
 from engine.store import JobStore
@@ -73,10 +79,10 @@ def chain():
     return FakeChain()
 
 
-def make(data_dir, chain, charger=None) -> Preflight:
+def make(data_dir, chain, charger=None, *, data=None, analyse=None) -> Preflight:
     settings = load_settings(data_dir=data_dir)
-    return Preflight(settings, JobStore(data_dir / "jobs.db"), chain, _catalog(data_dir), charger,
-                     clock=time.time)
+    return Preflight(settings, JobStore(data_dir / "jobs.db"), chain, data or _catalog(data_dir), charger,
+                     clock=time.time, analyse=analyse)
 
 
 def _catalog(data_dir) -> DataCatalog:
@@ -194,3 +200,209 @@ def test_preflights_at_once_are_bounded(data_dir, chain, monkeypatch) -> None:
     assert (info.value.code, info.value.http_status) == ("PREFLIGHT_BUSY", 503)
     flight._turns.release()
     assert flight.quote(req(), OWNER).price_wei == 7
+
+
+# --- the memo of compiled queries (engine/preflight_memo.py) ---------------------------------
+
+REPORT = AccessReport(columns=(("users", "locale"),), permissions_used=(5,), price=7, row_count=0)
+
+
+class CountingAnalyse:
+    """Stands in for engine.query.analyse_query: counts the query processes a real one would start."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.error: Exception | None = None
+        self.meanwhile: Callable[[], None] | None = None  # what happens while it compiles
+
+    def __call__(self, source, sql, params, permissions, limits, *, refiner_id, grantee) -> AccessReport:
+        self.calls += 1
+        if self.meanwhile is not None:
+            self.meanwhile()
+        if self.error is not None:
+            raise self.error
+        return REPORT
+
+
+class OneFile:
+    """A catalog serving one data file for every refiner (plain, or as a sealed source)."""
+
+    def __init__(self, path: Path, sealed: bool) -> None:
+        self.path = path
+        self.sealed = sealed
+
+    def source(self, refiner_id: int) -> Path | SealedSource:
+        return SealedSource(self.path, b"k" * 32) if self.sealed else self.path
+
+
+@pytest.fixture
+def analyse():
+    return CountingAnalyse()
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "sealed"])
+def one_file(request, tmp_path) -> OneFile:
+    path = tmp_path / "refiner.db"
+    path.write_bytes(b"first version")
+    return OneFile(path, request.param)
+
+
+QUERY = "SELECT locale FROM users WHERE id = ?"
+
+
+def test_the_same_request_again_is_compiled_once(data_dir, chain, analyse, one_file) -> None:
+    """Only the compile is remembered: the chain is read again, and its refusal still refuses."""
+    flight = make(data_dir, chain, data=one_file, analyse=analyse)
+    first = flight.quote(req(QUERY, [1]), OWNER)
+    assert flight.quote(req(QUERY, [1]), OWNER) == first  # a new nonce and deadline: the same compile
+    assert (analyse.calls, chain.calls) == (1, 2)
+    chain.error = ChainCheckFailure("not approved", code="NOT_APPROVED")
+    with pytest.raises(ChainCheckFailure, match="not approved"):
+        flight.quote(req(QUERY, [1]), OWNER)
+
+
+def _fewer_permissions(chain: FakeChain) -> None:
+    chain.permissions = chain.permissions[1:]
+
+
+def _another_price(chain: FakeChain) -> None:
+    first = chain.permissions[0]
+    chain.permissions = (Permission(first.id, first.grantee, first.refiner_id, first.table, first.column, 8),
+                         *chain.permissions[1:])
+
+
+@pytest.mark.parametrize("request_, signer, change_chain", [
+    pytest.param(req("SELECT id FROM users WHERE id = ?", [1]), OWNER, None, id="sql"),
+    pytest.param(req(QUERY, [2]), OWNER, None, id="params"),
+    pytest.param(req(QUERY, ["1"]), OWNER, None, id="params-a-string"),
+    pytest.param(req(QUERY, [1.0]), OWNER, None, id="params-a-float"),
+    pytest.param(req(QUERY, [True]), OWNER, None, id="params-a-bool"),
+    pytest.param(req(QUERY, {"1": 1}), OWNER, None, id="params-named"),
+    pytest.param(req(QUERY, [1]), OTHER, None, id="grantee"),
+    pytest.param(req(QUERY, [1], refiner=REFINER + 1), OWNER, None, id="refiner"),
+    pytest.param(req(QUERY, [1]), OWNER, _fewer_permissions, id="permission-set"),
+    pytest.param(req(QUERY, [1]), OWNER, _another_price, id="permission-price"),
+])
+def test_anything_the_report_depends_on_compiles_again(data_dir, chain, analyse, one_file, request_, signer,
+                                                       change_chain) -> None:
+    flight = make(data_dir, chain, data=one_file, analyse=analyse)
+    flight.quote(req(QUERY, [1]), OWNER)
+    if change_chain is not None:
+        change_chain(chain)
+    flight.quote(request_, signer)
+    assert analyse.calls == 2
+    flight.quote(request_, signer)  # and that one is remembered in turn
+    assert analyse.calls == 2
+
+
+def test_other_query_limits_compile_again(data_dir, chain, analyse, one_file) -> None:
+    flight = make(data_dir, chain, data=one_file, analyse=analyse)
+    flight.quote(req(QUERY, [1]), OWNER)
+    flight.settings = load_settings(data_dir=data_dir, query_timeout_s=5)
+    flight.quote(req(QUERY, [1]), OWNER)
+    assert analyse.calls == 2
+
+
+def _rewritten(path: Path) -> None:
+    path.write_bytes(b"the second version")  # another size
+
+
+def _touched(path: Path) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+
+def _swapped(path: Path) -> None:
+    # Another file (inode) of the same size and mtime in its place, as an atomic re-attach leaves it.
+    st = path.stat()
+    new = path.with_name("new.db")
+    new.write_bytes(b"other version")
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(new, path)
+
+
+@pytest.mark.parametrize("replace", [_rewritten, _touched, _swapped])
+def test_a_replaced_data_file_compiles_again(data_dir, chain, analyse, one_file, replace) -> None:
+    flight = make(data_dir, chain, data=one_file, analyse=analyse)
+    flight.quote(req(QUERY, [1]), OWNER)
+    replace(one_file.path)
+    flight.quote(req(QUERY, [1]), OWNER)
+    assert analyse.calls == 2
+
+
+def test_a_data_file_replaced_while_it_compiles_is_not_remembered(data_dir, chain, analyse, one_file) -> None:
+    flight = make(data_dir, chain, data=one_file, analyse=analyse)
+    analyse.meanwhile = lambda: _swapped(one_file.path)  # compiled over either file: not known which
+    flight.quote(req(QUERY, [1]), OWNER)
+    analyse.meanwhile = None
+    flight.quote(req(QUERY, [1]), OWNER)
+    flight.quote(req(QUERY, [1]), OWNER)
+    assert analyse.calls == 2
+
+
+def test_a_missing_data_file_is_never_remembered(data_dir, chain, analyse, one_file) -> None:
+    # A real analysis refuses it; a file without a stat has no identity to key a report on.
+    one_file.path.unlink()
+    flight = make(data_dir, chain, data=one_file, analyse=analyse)
+    for _ in range(2):
+        flight.quote(req(QUERY, [1]), OWNER)
+    assert analyse.calls == 2
+
+
+def test_a_refusal_is_never_remembered(data_dir, chain, analyse, one_file) -> None:
+    flight = make(data_dir, chain, data=one_file, analyse=analyse)
+    analyse.error = JobFailure("users.email is not covered", code="PERMISSION_DENIED")
+    for calls in (1, 2):
+        with pytest.raises(JobFailure, match="not covered"):
+            flight.quote(req(QUERY, [1]), OWNER)
+        assert analyse.calls == calls
+    analyse.error = None  # e.g. the permission was granted meanwhile
+    flight.quote(req(QUERY, [1]), OWNER)
+    flight.quote(req(QUERY, [1]), OWNER)
+    assert analyse.calls == 3
+
+
+def test_the_memo_drops_the_least_recently_used(data_dir, chain, analyse, one_file) -> None:
+    flight = make(data_dir, chain, data=one_file, analyse=analyse)
+    flight._memo = AnalysisMemo(entries=2)
+    for params, calls in [([1], 1), ([2], 2), ([1], 2),  # [1] used last: [2] is the oldest
+                          ([3], 3),  # evicts [2]
+                          ([1], 3), ([3], 3), ([2], 4)]:
+        flight.quote(req(QUERY, params), OWNER)
+        assert analyse.calls == calls, params
+    assert len(flight._memo) == 2
+
+
+@pytest.mark.parametrize("query, params", [
+    pytest.param("SELECT locale FROM users" + " " * MEMO_MAX_TEXT_CHARS, None, id="sql"),
+    pytest.param(QUERY, ["x" * MEMO_MAX_TEXT_CHARS], id="params"),
+    pytest.param("SELECT locale FROM users WHERE id IN (" + ",".join("?" * 300) + ")", [1] * 300,
+                 id="many-params"),
+])
+def test_an_over_long_query_is_never_remembered(data_dir, chain, analyse, one_file, query, params) -> None:
+    flight = make(data_dir, chain, data=one_file, analyse=analyse)
+    for _ in range(2):
+        flight.quote(req(query, params), OWNER)
+    assert analyse.calls == 2 and len(flight._memo) == 0
+
+
+def test_a_repeated_quote_starts_no_second_query_process(data_dir, chain, monkeypatch) -> None:
+    """Through the real analysis of the real sealed file; the memo never holds its data key."""
+    forks = []
+    real_fork = isolate._ZYGOTE.fork
+
+    def counting_fork():
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(isolate._ZYGOTE, "fork", counting_fork)
+    flight = make(data_dir, chain)
+    first = flight.quote(req("SELECT id, locale FROM users"), OWNER)
+    second = flight.quote(req("SELECT id, locale FROM users"), OWNER)
+    assert second == first and first.price_wei == 7
+    assert len(forks) == 1
+    with pytest.raises(JobFailure) as info:  # a refusal is compiled each time, in its own process
+        flight.quote(req("SELECT email FROM users"), OWNER)
+    assert info.value.code == "PERMISSION_DENIED" and len(forks) == 2
+    key = _catalog(data_dir).source(REFINER).key
+    assert key not in pickle.dumps(flight._memo.keys())
