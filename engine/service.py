@@ -158,10 +158,14 @@ class JobService:
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
         return job
 
-    async def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> Job:
-        """Like get(), but first waits up to `timeout_s` (holding no thread) for the status to change."""
+    async def wait_for_change(self, job_id: str, owner: str, known_status: str | None, timeout_s: float, *,
+                              until_end: bool = False) -> Job:
+        """Like get(), but first waits up to `timeout_s` (holding no thread) for the status to change.
+
+        With `until_end`, for the job to end instead: one wait through all its steps.
+        """
         await to_thread.run_sync(self.get, job_id, owner)  # ownership first: a stranger never waits
-        job = await self.store.wait_for_change_async(job_id, known_status, timeout_s)
+        job = await self.store.wait_for_change_async(job_id, known_status, timeout_s, until_end=until_end)
         if job is None:
             raise NotFoundError(f"no job {job_id}", job_id=job_id)
         return job

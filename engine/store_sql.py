@@ -52,6 +52,13 @@ def marks(values: Collection[Any]) -> str:
     return ",".join("?" * len(values))
 
 
+def _answered(job: Job | None, known_status: str | None, until_end: bool) -> bool:
+    """Whether a waiter has its answer: the job is gone or ended, or (waiting for a change) it moved on."""
+    if job is None or job.finished:
+        return True
+    return not until_end and job.status != known_status
+
+
 class ChangeHub:
     """Wakes this process's waiters: on its own transitions at once, on others' when told.
 
@@ -334,10 +341,13 @@ class SqlJobStore:
         return self._jobs(f"lease_owner = ? AND status IN ({marks(_UNFINISHED)})", [engine_id, *_UNFINISHED])
 
     # --- waiting -----------------------------------------------------------------------
-    def wait_for_change(self, job_id: str, known_status: str, timeout_s: float) -> Job | None:
+    def wait_for_change(self, job_id: str, known_status: str | None, timeout_s: float, *,
+                        until_end: bool = False) -> Job | None:
         """The job once its status is no longer `known_status` (or it ended), else after `timeout_s`.
 
-        Wakes on this process's transitions at once and on any other process's
+        With `until_end` only the end answers (a finished job, or a missing one):
+        the steps in between do not, and `known_status` is not consulted. Wakes
+        on this process's transitions at once and on any other process's
         through _watch (notifications or a poll).
         """
         self._ensure_watch()
@@ -348,14 +358,19 @@ class SqlJobStore:
                 generation = hub.generation
             job = self.get(job_id)
             remaining = deadline - time.monotonic()
-            if job is None or job.status != known_status or job.finished or remaining <= 0:
+            if _answered(job, known_status, until_end) or remaining <= 0:
                 return job
             with hub.cond:
                 if hub.generation == generation:
                     hub.cond.wait(remaining)
 
-    async def wait_for_change_async(self, job_id: str, known_status: str, timeout_s: float) -> Job | None:
-        """wait_for_change for an event loop: no thread is held while it waits."""
+    async def wait_for_change_async(self, job_id: str, known_status: str | None, timeout_s: float, *,
+                                    until_end: bool = False) -> Job | None:
+        """wait_for_change for an event loop: no thread is held while it waits.
+
+        Each transition of the job wakes it for one read; with `until_end` it
+        reads and waits through the steps before the end within this one call.
+        """
         from anyio import to_thread
 
         if not self._watching:  # the first wait may connect a listener: not on the event loop
@@ -366,7 +381,7 @@ class SqlJobStore:
             with self._hub.async_waiter(job_id) as event:  # registered before the read
                 job = await to_thread.run_sync(self.get, job_id)
                 remaining = deadline - loop.time()
-                if job is None or job.status != known_status or job.finished or remaining <= 0:
+                if _answered(job, known_status, until_end) or remaining <= 0:
                     return job
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), remaining)  # a last read above answers

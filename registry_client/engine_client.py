@@ -314,9 +314,20 @@ class EngineClient:
         """GET /refiners/{id}/schema: tables, columns, types, and this wallet's coverage and prices."""
         return self._json("GET", f"/refiners/{int(refiner_id)}/schema")
 
-    def status(self, job_id: str, *, wait_s: float = 0, known_status: str | None = None) -> dict[str, Any]:
-        """The job; with `wait_s` and `known_status`, the engine answers once the status changes."""
-        params = {"wait": wait_s, "status": known_status} if wait_s and known_status else None
+    def status(self, job_id: str, *, wait_s: float = 0, known_status: str | None = None,
+               until_end: bool = False) -> dict[str, Any]:
+        """The job; with `wait_s` and `known_status`, the engine answers once the status changes.
+
+        With `wait_s` and `until_end`, once the job has finished (`known_status`
+        optional): one held request for the whole job. Either way the engine
+        answers after `wait_s` seconds at the latest, with the job as it is.
+        """
+        params: dict[str, Any] | None = None
+        if wait_s and until_end:
+            # The status too: an engine that predates `until` ignores it and waits for a change instead.
+            params = {"wait": wait_s, "until": "end", **({"status": known_status} if known_status else {})}
+        elif wait_s and known_status:
+            params = {"wait": wait_s, "status": known_status}
         return self._json("GET", f"/jobs/{job_id}", params=params)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -331,15 +342,21 @@ class EngineClient:
     ) -> dict[str, Any]:
         """Follow the job until it ends; `on_change(job, step)` runs once per new step, in order.
 
-        Long-polls (the engine answers when the status changes), so `poll_s` only
-        paces retries against an engine that answers at once.
+        Long-polls: without `on_change` the engine answers when the job has ended
+        (`until=end`: one request per job, another only each LONG_POLL_S); with
+        it, when the status changes (one request per step, each step reported as
+        it happens). `poll_s` only paces retries against an engine that answers
+        at once without a change (one that predates `until=end`).
         """
         seen = 0
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         known: str | None = None
+        until_end = on_change is None  # nobody to tell about the steps in between
         while True:
             hold = LONG_POLL_S if deadline is None else max(0.0, min(LONG_POLL_S, deadline - time.monotonic()))
-            job = self.status(job_id, wait_s=hold, known_status=known)
+            asked = time.monotonic()
+            job = self.status(job_id, wait_s=hold, known_status=known, until_end=until_end)
+            held_s = time.monotonic() - asked
             changed = job.get("status") != known
             known = job.get("status")
             steps = job.get("steps") or []
@@ -352,8 +369,8 @@ class EngineClient:
             if deadline is not None and time.monotonic() >= deadline:
                 raise EngineApiError(f"job {job_id} still {job.get('status')} after {timeout_s:g} s",
                                      code="WAIT_TIMEOUT")
-            if not changed:
-                time.sleep(poll_s)
+            if not changed and held_s < hold:
+                time.sleep(poll_s)  # answered early with no news: an engine that does not hold requests
 
     def logs(self, job_id: str) -> str:
         """The kept logs; sealed ones are opened with this client's wallet (SEAL_* errors)."""

@@ -1,4 +1,4 @@
-"""Long-poll bookkeeping: at most N waiting `GET /jobs/{id}?status=S&wait=T` per wallet.
+"""Long-poll bookkeeping: at most N waiting `GET /jobs/{id}?status=S&wait=T` (or `?until=end`) per wallet.
 
 A waiting long-poll holds no worker thread (the route and the store's wait are
 async), but each still holds a socket and a little memory: one wallet may not

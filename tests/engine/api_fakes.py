@@ -4,7 +4,9 @@ The fake keeps jobs in memory and artifacts in a temp dir, and follows the
 service contract of docs/architecture.md (404 for strangers, NONCE_REUSED,
 LOGS_DISABLED, cancel of finished jobs refused). Each `get` of a job with a
 `script` advances it one step, so `wait` sees a job move through the pipeline.
-The real service is exercised by the end-to-end tests.
+``StoreBackedService`` keeps the fake's surface but reads a real JobStore and
+long-polls with the real ``JobService.wait_for_change``. The real service is
+exercised by the end-to-end tests.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class FakeService:
     files: dict[str, dict[str, tuple[Artifact, Path]]] = field(default_factory=dict)
     submitted: list[tuple[Any, str]] = field(default_factory=list)
     signer_keys: list[str | None] = field(default_factory=list)
-    waits: list[tuple[str, str, float]] = field(default_factory=list)  # long-poll calls
+    waits: list[tuple[str, str | None, float, bool]] = field(default_factory=list)  # long-polls (.., until_end)
     health_report: dict = field(default_factory=lambda: {"chain": True, "docker": True, "store": True})
     boom: bool = False  # make get() raise an unexpected error
     deadline_max_s: float = 24 * 3600.0  # the real service's Settings.deadline_max_s
@@ -97,10 +99,14 @@ class FakeService:
         self.jobs[job_id] = job
         return job
 
-    async def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float) -> Job:
+    async def wait_for_change(self, job_id: str, owner: str, known_status: str | None, timeout_s: float, *,
+                              until_end: bool = False) -> Job:
         # Async like JobService's: the route awaits it (a long-poll holds no thread).
-        self.waits.append((job_id, known_status, timeout_s))
-        return self.get(job_id, owner)
+        self.waits.append((job_id, known_status, timeout_s, until_end))
+        job = self.get(job_id, owner)
+        while until_end and self.auto_advance and job.status not in TERMINAL:
+            job = self.get(job_id, owner)  # the steps before the end pass inside the one wait
+        return job
 
     def get(self, job_id: str, owner: str) -> Job:
         job = self._owned(job_id, owner)
@@ -155,6 +161,36 @@ class FakeService:
 
     def stop(self) -> None:
         pass
+
+
+@dataclass
+class StoreBackedService(FakeService):
+    """The fake's surface over a real JobStore: reads and the real service's long-poll go to the store.
+
+    A test makes jobs with add_store_job and moves them with store.transition,
+    as a worker would (from another thread); JobService.wait_for_change waits.
+    """
+
+    store: Any = None
+
+    def _owned(self, job_id: str, owner: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None or job.owner != owner:
+            raise NotFoundError(f"no job {job_id}")
+        return job
+
+    async def wait_for_change(self, job_id: str, owner: str, known_status: str | None, timeout_s: float, *,
+                              until_end: bool = False) -> Job:
+        from engine.service import JobService
+
+        self.waits.append((job_id, known_status, timeout_s, until_end))
+        return await JobService.wait_for_change(self, job_id, owner, known_status,  # type: ignore[arg-type]
+                                                timeout_s, until_end=until_end)
+
+    def add_store_job(self, owner: str, nonce: int = 99) -> str:
+        job, _ = self.store.create_or_get(owner, nonce, f"0x{nonce:02x}", instruction_id=1, refiner_id=2,
+                                          query="SELECT 1", params=[], deadline=2_000_000_000)
+        return job.id
 
 
 @dataclass(frozen=True)

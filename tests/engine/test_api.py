@@ -372,19 +372,50 @@ def test_every_api_and_failure_code_documented():
     assert not missing, f"docs/api.md lacks {missing}"
 
 
-def test_long_poll_passes_the_known_status_and_wait(client, service):
+@pytest.mark.parametrize(("params", "wait"), [
+    ({"status": "PENDING", "wait": 5}, ("PENDING", 5.0, False)),
+    ({"status": "PENDING", "wait": 5, "until": "change"}, ("PENDING", 5.0, False)),
+    ({"until": "end", "wait": 5}, (None, 5.0, True)),  # no status needed to wait for the end
+    ({"status": "PENDING", "until": "end", "wait": 5}, ("PENDING", 5.0, True)),
+])
+def test_long_poll_passes_the_known_status_wait_and_until(client, service, params, wait):
     job_id = created_job(client, service)
-    resp = get(client, f"/jobs/{job_id}", params={"status": "PENDING", "wait": 5})
+    resp = get(client, f"/jobs/{job_id}", params=params)
     assert resp.status_code == 200
-    assert service.waits == [(job_id, "PENDING", 5.0)]
+    assert service.waits == [(job_id, *wait)]
 
 
-def test_long_poll_is_capped_and_strangers_still_get_404(client, service):
+@pytest.mark.parametrize("params", [{"wait": 5}, {"until": "change", "wait": 5}, {"until": "end"},
+                                    {"until": "end", "wait": 0}])
+def test_a_read_with_nothing_to_wait_for_answers_without_a_long_poll(client, service, params):
     job_id = created_job(client, service)
-    assert_problem(get(client, f"/jobs/{job_id}", params={"status": "PENDING", "wait": 3600}),
+    assert get(client, f"/jobs/{job_id}", params=params).json()["status"] == "PENDING"
+    assert service.waits == []
+
+
+@pytest.mark.parametrize("until", ["end", "change"])
+def test_long_poll_is_capped_and_strangers_still_get_404(client, service, until):
+    job_id = created_job(client, service)
+    assert_problem(get(client, f"/jobs/{job_id}", params={"status": "PENDING", "wait": 3600, "until": until}),
                    422, "VALIDATION_ERROR")
-    assert_problem(get(client, f"/jobs/{job_id}", STRANGER, params={"status": "PENDING", "wait": 1}),
+    assert_problem(get(client, f"/jobs/{job_id}", STRANGER, params={"status": "PENDING", "wait": 1, "until": until}),
                    404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize("until", ["bogus", "END", ""])
+def test_long_poll_until_other_than_change_or_end_is_a_validation_error(client, service, until):
+    job_id = created_job(client, service)
+    resp = get(client, f"/jobs/{job_id}", params={"status": "PENDING", "wait": 1, "until": until})
+    assert_problem(resp, 422, "VALIDATION_ERROR")
+    assert [e["loc"] for e in resp.json()["errors"]] == [["query", "until"]]
+    assert service.waits == []
+
+
+def test_openapi_describes_until(client):
+    params = client.get("/openapi.json").json()["paths"]["/jobs/{job_id}"]["get"]["parameters"]
+    until = next(p for p in params if p["name"] == "until")
+    assert until["schema"]["enum"] == ["change", "end"] and until["schema"]["default"] == "change"
+    assert "finished" in until["description"]
 
 
 def test_health_shows_the_engine_address_or_null(client, service):

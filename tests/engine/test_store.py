@@ -6,7 +6,9 @@ private cluster, tests/postgres_cluster.py) run the same tests.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -305,6 +307,58 @@ def test_wait_for_change_times_out_with_the_unchanged_job(store):
     job, _ = create(store)
     assert store.wait_for_change(job.id, "PENDING", timeout_s=0.1).status == "PENDING"
     assert store.wait_for_change("missing", "PENDING", timeout_s=0.1) is None
+
+
+def _end(store: JobStore, job_id: str, ending: str) -> None:
+    if ending == st.FAILED:
+        store.fail(job_id, "QUERY_FAILED", "no such table")
+    else:
+        store.transition(job_id, st.VERIFYING, ending)
+
+
+@pytest.mark.parametrize("ending", [st.SUCCEEDED, st.FAILED])
+def test_wait_until_end_sleeps_through_a_step_and_wakes_at_the_end(store, ending):
+    job, _ = create(store)
+
+    async def scenario() -> None:
+        waiter = asyncio.create_task(store.wait_for_change_async(job.id, st.PENDING, 20, until_end=True))
+        while store._hub.waiting() == 0:  # registered: it has read the job and waits
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(store.transition, job.id, st.PENDING, st.VERIFYING)
+        await asyncio.sleep(0.3)  # a per-change waiter would have answered VERIFYING by now
+        assert not waiter.done()
+        await asyncio.to_thread(_end, store, job.id, ending)
+        ended = await asyncio.wait_for(waiter, 5)
+        assert ended.status == ending and [s.status for s in ended.steps] == [st.PENDING, st.VERIFYING, ending]
+        assert store._hub.waiting() == 0
+
+    asyncio.run(scenario())
+
+
+def test_wait_until_end_blocking_form_answers_the_end_not_the_step(store):
+    job, _ = create(store)
+    threading.Timer(0.1, store.transition, (job.id, st.PENDING, st.VERIFYING)).start()
+    threading.Timer(0.4, _end, (store, job.id, st.FAILED)).start()
+    ended = store.wait_for_change(job.id, None, timeout_s=20, until_end=True)
+    assert ended.status == st.FAILED and [s.status for s in ended.steps] == [st.PENDING, st.VERIFYING, st.FAILED]
+
+
+def test_wait_until_end_answers_an_ended_job_at_once_else_at_the_deadline(store):
+    waiting, _ = create(store)
+    ended, _ = create(store, nonce=2, digest="0xbb")
+    store.cancel(ended.id)
+
+    async def timed(job_id: str, timeout_s: float) -> tuple[float, st.Job | None]:
+        began = time.monotonic()
+        job = await store.wait_for_change_async(job_id, None, timeout_s, until_end=True)
+        return time.monotonic() - began, job
+
+    took, job = asyncio.run(timed(ended.id, 20))
+    assert job.status == st.CANCELLED and took < 2
+    took, job = asyncio.run(timed(waiting.id, 0.3))
+    assert job.status == st.PENDING and took >= 0.3
+    took, job = asyncio.run(timed("missing", 20))
+    assert job is None and took < 2  # a missing job answers at once too
 
 
 ATTESTATION = {"signer": OTHER, "signature": "0x" + "11" * 65, "artifacts_digest": "0x" + "22" * 32,

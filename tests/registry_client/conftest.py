@@ -83,6 +83,7 @@ def service(server) -> FakeService:
     svc = server[1]
     svc.jobs.clear()
     svc.files.clear()
+    svc.waits.clear()
     svc.auto_advance = False
     svc.share_logs = False
     return svc

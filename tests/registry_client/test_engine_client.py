@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
+import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 from eth_account import Account
 
+from engine.store import JobStore
 from registry_client import engine_client
 from registry_client.engine_client import EngineClient
 from registry_client.errors import EngineApiError, EngineUnreachable
 from tests.conftest import ANVIL_KEYS
-from tests.engine.api_fakes import CHAIN_ID, PIPELINE, REGISTRY
+from tests.engine.api_fakes import CHAIN_ID, PIPELINE, REGISTRY, StoreBackedService, make_app, serve
 
 OWNER = Account.from_key(ANVIL_KEYS[0])
 STRANGER = Account.from_key(ANVIL_KEYS[1])
@@ -89,8 +95,85 @@ def test_wait_reports_every_step_in_order(client, service):
     assert final["status"] == "SUCCEEDED"
     assert seen == ["PENDING"] + [s for s, _ in PIPELINE]
     assert final["price_wei"] == str(10**20) and final["block_number"] == 42
-    # After the first answer, each request long-polls on the status it last saw.
-    assert service.waits and all(known in {"PENDING", *(s for s, _ in PIPELINE)} for _, known, _ in service.waits)
+    # After the first answer, each request long-polls on the status it last saw, per change.
+    assert service.waits and all(known in {"PENDING", *(s for s, _ in PIPELINE)} and not until_end
+                                 for _, known, _, until_end in service.waits)
+
+
+def test_wait_without_on_change_long_polls_until_the_end(client, service):
+    service.auto_advance = True
+    job = client.submit(1, 2, "SELECT 1")
+    final = client.wait(job["id"], poll_s=0.01)  # no timeout: each request holds LONG_POLL_S
+    assert final["status"] == "SUCCEEDED"
+    assert service.waits == [(job["id"], None, engine_client.LONG_POLL_S, True)]
+
+
+@contextmanager
+def _store_engine(tmp_path: Path) -> Iterator[tuple[StoreBackedService, EngineClient, list[str]]]:
+    """A real JobStore behind the API on uvicorn; the client's requests are counted (method path?query)."""
+    store = JobStore(tmp_path / "jobs.db")
+    service = StoreBackedService(artifact_dir=tmp_path / "artifacts", store=store)
+    sent: list[str] = []
+    http = httpx.Client(timeout=30, event_hooks={"request": [lambda r: sent.append(f"{r.method} {r.url.path}")]})
+    try:
+        with serve(make_app(service)) as base, EngineClient(base, OWNER, CHAIN_ID, REGISTRY, http=http) as c:
+            yield service, c, sent
+    finally:
+        store.close()
+
+
+def _run_through(store: JobStore, job_id: str, statuses: list[str], every_s: float) -> threading.Thread:
+    """Move the job along `statuses` from another thread, as a worker would, one step each `every_s`."""
+    def run() -> None:
+        known = "PENDING"
+        for status in statuses:
+            time.sleep(every_s)
+            store.transition(job_id, known, status)
+            known = status
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_wait_without_on_change_is_one_request_for_the_whole_job(tmp_path):
+    statuses = [s for s, _ in PIPELINE]
+    with _store_engine(tmp_path) as (service, client, sent):
+        job_id = service.add_store_job(OWNER.address)
+        worker = _run_through(service.store, job_id, statuses, every_s=0.1)
+        final = client.wait(job_id, poll_s=0.01, timeout_s=20)
+        worker.join(5)
+    assert final["status"] == "SUCCEEDED"
+    assert [s["status"] for s in final["steps"]] == ["PENDING", *statuses]
+    assert sent == [f"GET /jobs/{job_id}"]
+
+
+def test_wait_asks_again_at_once_after_a_long_poll_that_timed_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine_client, "LONG_POLL_S", 0.3)
+    with _store_engine(tmp_path) as (service, client, sent):
+        job_id = service.add_store_job(OWNER.address)
+        threading.Timer(1.0, service.store.fail, (job_id, "QUERY_FAILED", "no such table")).start()
+        began = time.monotonic()
+        final = client.wait(job_id, poll_s=5, timeout_s=10)  # poll_s paces only answers given at once
+        took = time.monotonic() - began
+    assert final["status"] == "FAILED" and took < 2.5, took
+    assert len(sent) >= 3 and set(sent) == {f"GET /jobs/{job_id}"}
+
+
+def test_wait_with_on_change_still_reports_each_step_as_it_happens(tmp_path):
+    statuses = [s for s, _ in PIPELINE]
+    seen: list[tuple[str, str]] = []  # (the step, the job's status when it was reported)
+    with _store_engine(tmp_path) as (service, client, sent):
+        job_id = service.add_store_job(OWNER.address)
+        worker = _run_through(service.store, job_id, statuses, every_s=0.2)
+        final = client.wait(job_id, poll_s=0.01, timeout_s=20,
+                            on_change=lambda job, step: seen.append((step["status"], job["status"])))
+        worker.join(5)
+    assert final["status"] == "SUCCEEDED"
+    assert [step for step, _ in seen] == ["PENDING", *statuses]
+    assert len(sent) > 2  # per change, not one wait for the end
+    assert any(status != "SUCCEEDED" for _, status in seen[1:])  # steps were told before the end
+    assert not any(until_end for *_, until_end in service.waits)
 
 
 def test_wait_timeout(client):

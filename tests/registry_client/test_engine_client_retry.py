@@ -28,10 +28,10 @@ class SlowWaits(FakeService):
     hold_s: float = 0.3  # each long-poll holds its waiter slot this long
     entered: threading.Event = field(default_factory=threading.Event)
 
-    async def wait_for_change(self, job_id, owner, known_status, timeout_s):
+    async def wait_for_change(self, job_id, owner, known_status, timeout_s, *, until_end=False):
         self.entered.set()
         await asyncio.sleep(self.hold_s)
-        return await super().wait_for_change(job_id, owner, known_status, timeout_s)
+        return await super().wait_for_change(job_id, owner, known_status, timeout_s, until_end=until_end)
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,15 @@
 A real uvicorn server (the engine's server config) in a thread, the real
 ``JobService.wait_for_change`` over a real SQLite ``JobStore``: 80 waiters
 park on one job while /health and a submit still answer at once; one
-transition wakes them all; past the per-owner cap the answer is 429.
+transition wakes them all; past the per-owner cap the answer is 429. With
+``until=end`` one request waits through every step and answers the end; a
+stranger is told 404 at once, never parked.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import itertools
 import socket
 import threading
 import time
@@ -24,36 +26,20 @@ import uvicorn
 from eth_account import Account
 
 from engine.api.server import server_config
-from engine.service import JobService
 from engine.store import JobStore
 from registry_client.eip712 import read_headers
 from tests.conftest import ANVIL_KEYS
-from tests.engine.api_fakes import CHAIN_ID, REGISTRY, FakeService, FakeSettings, make_app
+from tests.engine.api_fakes import CHAIN_ID, REGISTRY, FakeSettings, StoreBackedService, make_app
 from tests.engine.test_api import submit_body
 
 OWNER = Account.from_key(ANVIL_KEYS[0])
+STRANGER = Account.from_key(ANVIL_KEYS[1])
 PROMPT_S = 1.5
 
 
 @dataclass(frozen=True)
 class WaiterSettings(FakeSettings):
     api_max_waiters_per_owner: int = 16
-
-
-@dataclass
-class StoreBackedService(FakeService):
-    """The fake's jobs, but the real service's long-poll over a real JobStore."""
-
-    store: Any = None
-
-    async def wait_for_change(self, job_id: str, owner: str, known_status: str, timeout_s: float):
-        return await JobService.wait_for_change(self, job_id, owner, known_status, timeout_s)  # type: ignore[arg-type]
-
-    def add_store_job(self) -> str:
-        job, _ = self.store.create_or_get(OWNER.address, 99, "0xaa", instruction_id=1, refiner_id=2,
-                                          query="SELECT 1", params=[], deadline=2_000_000_000)
-        self.jobs[job.id] = dataclasses.replace(job)
-        return job.id
 
 
 @contextmanager
@@ -90,7 +76,7 @@ async def _timed(coro) -> tuple[float, Any]:
 
 
 def test_many_waiters_leave_health_and_submit_prompt(service):
-    job_id = service.add_store_job()
+    job_id = service.add_store_job(OWNER.address)
     path = f"/jobs/{job_id}"
     headers = read_headers(OWNER, CHAIN_ID, REGISTRY, "GET", path)
     waiters = 80
@@ -122,7 +108,7 @@ def test_many_waiters_leave_health_and_submit_prompt(service):
 
 
 def test_waiters_per_owner_are_capped_with_429(service):
-    job_id = service.add_store_job()
+    job_id = service.add_store_job(OWNER.address)
     path = f"/jobs/{job_id}"
     headers = read_headers(OWNER, CHAIN_ID, REGISTRY, "GET", path)
 
@@ -149,7 +135,7 @@ def test_waiters_per_owner_are_capped_with_429(service):
 
 def test_store_async_wait_holds_no_thread_and_wakes_on_a_transition(service):
     store = service.store
-    job_id = service.add_store_job()
+    job_id = service.add_store_job(OWNER.address)
 
     async def scenario() -> None:
         from anyio.to_thread import current_default_thread_limiter
@@ -170,3 +156,62 @@ def test_store_async_wait_holds_no_thread_and_wakes_on_a_transition(service):
         assert store._hub.waiting() == 0  # nothing left registered
 
     asyncio.run(scenario())
+
+
+def test_until_end_answers_a_finished_job_at_once(service):
+    job_id = service.add_store_job(OWNER.address)
+    service.store.fail(job_id, "QUERY_FAILED", "no such table")
+    path = f"/jobs/{job_id}"
+
+    async def scenario(base: str) -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            took, resp = await _timed(client.get(path, params={"until": "end", "wait": 20},
+                                                 headers=read_headers(OWNER, CHAIN_ID, REGISTRY, "GET", path)))
+            assert resp.status_code == 200 and resp.json()["status"] == "FAILED" and took < PROMPT_S, took
+
+    with running(make_app(service, settings=WaiterSettings())) as base:
+        asyncio.run(scenario(base))
+
+
+def test_until_end_waits_through_every_step_in_one_request(service):
+    store = service.store
+    job_id = service.add_store_job(OWNER.address)
+    path = f"/jobs/{job_id}"
+    steps = ["PENDING", "VERIFYING", "FETCHING", "RUNNING"]
+
+    async def scenario(base: str) -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            poll = asyncio.create_task(client.get(path, params={"status": "PENDING", "until": "end", "wait": 20},
+                                                  headers=read_headers(OWNER, CHAIN_ID, REGISTRY, "GET", path)))
+            while store._hub.waiting() == 0:  # parked in the store
+                await asyncio.sleep(0.01)
+            for known, new in itertools.pairwise(steps):
+                await asyncio.to_thread(store.transition, job_id, known, new)
+                await asyncio.sleep(0.2)  # a per-change long-poll would have answered `new` by now
+                assert not poll.done(), poll.result().json()["status"]
+            await asyncio.to_thread(store.transition, job_id, "RUNNING", "SUCCEEDED")
+            resp = await asyncio.wait_for(poll, 5)
+            assert resp.status_code == 200
+            assert [s["status"] for s in resp.json()["steps"]] == [*steps, "SUCCEEDED"]
+
+    with running(make_app(service, settings=WaiterSettings())) as base:
+        asyncio.run(scenario(base))
+    assert service.waits == [(job_id, "PENDING", 20.0, True)]
+
+
+def test_until_end_answers_at_the_deadline_and_a_stranger_at_once_with_404(service):
+    job_id = service.add_store_job(OWNER.address)
+    path = f"/jobs/{job_id}"
+
+    async def scenario(base: str) -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            took, resp = await _timed(client.get(path, params={"until": "end", "wait": 0.5},
+                                                 headers=read_headers(OWNER, CHAIN_ID, REGISTRY, "GET", path)))
+            assert resp.status_code == 200 and resp.json()["status"] == "PENDING" and took >= 0.5, took
+            took, resp = await _timed(client.get(path, params={"until": "end", "wait": 20},
+                                                 headers=read_headers(STRANGER, CHAIN_ID, REGISTRY, "GET", path)))
+            assert resp.status_code == 404 and resp.json()["code"] == "NOT_FOUND" and took < PROMPT_S, took
+
+    with running(make_app(service, settings=WaiterSettings())) as base:
+        asyncio.run(scenario(base))
+    assert service.store._hub.waiting() == 0

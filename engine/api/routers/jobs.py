@@ -4,9 +4,10 @@ Every route but submit needs a signed read (``CurrentWallet``); the service
 answers 404 for a job the wallet does not own exactly as for a missing one.
 Handlers are plain ``def``: FastAPI runs them in its thread pool, so the
 service's blocking SQLite and file work never stalls the event loop. The one
-exception is the read with a long-poll: it is ``async`` and awaits the
-store's change notification, so a waiting client holds no thread (a thread
-pool full of waiters would starve /health and submit).
+exception is the read with a long-poll (until the status changes, or with
+``until=end`` until the job ends): it is ``async`` and awaits the store's
+change notification, so a waiting client holds no thread (a thread pool full
+of waiters would starve /health and submit).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import PurePosixPath
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
@@ -170,19 +171,26 @@ async def get_job(
     service: Service,
     waiters: Waiters,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, description="long-poll: seconds to wait "
-                                 "for the status to leave `status` before answering")] = 0,
+                                 "(for what `until` names) before answering")] = 0,
     known_status: Annotated[str | None, Query(alias="status", max_length=32,
                                               description="the status the caller last saw")] = None,
+    until: Annotated[Literal["change", "end"], Query(
+        description="what ends a long-poll: `change` (the status leaves `status`, which is then needed) "
+                    "or `end` (the job finished: SUCCEEDED, FAILED or CANCELLED; `status` is optional)")
+    ] = "change",
 ) -> JobPublic:
     """The job, its steps with timestamps, and on failure its code.
 
     With `?status=RUNNING&wait=20` the engine answers as soon as the job leaves
     RUNNING (or after 20 s): one request per step instead of a polling loop.
+    With `?until=end&wait=20` it answers once the job has finished (or after
+    20 s): one request for the whole job when the steps in between do not matter.
     A wallet may hold `api_max_waiters_per_owner` such requests at once (429 past it).
     """
-    if wait > 0 and known_status:
+    until_end = until == "end"
+    if wait > 0 and (known_status or until_end):
         with waiters.hold(wallet):
-            job = await service.wait_for_change(job_id, wallet, known_status, wait)
+            job = await service.wait_for_change(job_id, wallet, known_status, wait, until_end=until_end)
     else:
         job = await run_in_threadpool(service.get, job_id, wallet)
     return JobPublic.from_job(job)
