@@ -48,6 +48,16 @@ _UNFINISHED = sorted(UNFINISHED)
 _FREE_LEASE = "(lease_owner IS NULL OR lease_expires_at <= ?)"
 
 
+def _claimable(refiner_ids: Collection[int] | None, now: float) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its arguments) of a job ``claim_next`` may take."""
+    where = f"status = ? AND cancel_requested = 0 AND {_FREE_LEASE}"
+    args: list[Any] = [PENDING, now]
+    if refiner_ids is not None:
+        where += f" AND refiner_id IN ({marks(refiner_ids)})"
+        args += sorted(refiner_ids)
+    return where, args
+
+
 def marks(values: Collection[Any]) -> str:
     return ",".join("?" * len(values))
 
@@ -310,15 +320,11 @@ class SqlJobStore:
         if refiner_ids is not None and not refiner_ids:
             return None
         now = time.time()
-        where = f"status = ? AND cancel_requested = 0 AND {_FREE_LEASE}"
-        args: list[Any] = [engine_id, now + lease_s, PENDING, now]
-        if refiner_ids is not None:
-            where += f" AND refiner_id IN ({marks(refiner_ids)})"
-            args += sorted(refiner_ids)
+        where, where_args = _claimable(refiner_ids, now)
         sql = (f"UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id = (SELECT id FROM jobs WHERE {where} "
                f"ORDER BY created_at, id LIMIT 1{self.SKIP_LOCKED}) RETURNING *")
         with self._tx() as run:
-            rows, _ = run(sql, args)
+            rows, _ = run(sql, [engine_id, now + lease_s, *where_args])
         return row_to_job(rows[0]) if rows else None
 
     def renew_leases(self, engine_id: str, job_ids: Sequence[str], lease_s: float) -> set[str]:
@@ -386,17 +392,24 @@ class SqlJobStore:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), remaining)  # a last read above answers
 
-    def wait_for_work(self, timeout_s: float) -> None:
-        """Return when a job may be claimable (one is PENDING, or one was created), else after timeout_s."""
+    def wait_for_work(self, timeout_s: float, refiner_ids: Collection[int] | None = None) -> bool:
+        """Return when a job may be claimable (one is, or one was created), else after timeout_s.
+
+        True when a job `claim_next(..., refiner_ids)` could take was there at once (the
+        same predicate: a caller whose claim just failed lost a race, not a wait).
+        """
         self._ensure_watch()
         hub = self._hub
         with hub.cond:
             work = hub.work
-        if self._read(f"SELECT id FROM jobs WHERE status = ? AND {_FREE_LEASE} LIMIT 1", [PENDING, time.time()]):
-            return
+        if refiner_ids is None or refiner_ids:
+            where, args = _claimable(refiner_ids, time.time())
+            if self._read(f"SELECT id FROM jobs WHERE {where} LIMIT 1", args):
+                return True
         with hub.cond:
             if hub.work == work:
                 hub.cond.wait_for(lambda: hub.work != work, timeout_s)
+        return False
 
     # --- artifacts -------------------------------------------------------------------
     def set_artifacts(self, job_id: str, artifacts: Sequence[Artifact]) -> None:

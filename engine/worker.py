@@ -34,7 +34,7 @@ log = logging.getLogger("engine.worker")
 
 CANCEL_POLL_S = 0.5  # a cancel through another engine stops the container well within 2 s
 IDLE_WAIT_S = 1.0  # the longest an idle thread sleeps before trying to claim again
-BACKOFF_S = 0.25  # claimable work exists but not for us (other refiners): do not spin on it
+RACE_PAUSE_S = 0.01  # a claim lost to another thread or engine while the job was still there
 
 
 class Worker:
@@ -95,10 +95,11 @@ class Worker:
             try:
                 if self.claim_once() is not None:
                     continue
-                started = time.monotonic()
-                self.store.wait_for_work(IDLE_WAIT_S)
-                if time.monotonic() - started < BACKOFF_S:
-                    self._stopping.wait(BACKOFF_S)  # work is there, but for another engine's refiners
+                # The store's wait sees only jobs this engine may claim: it answers at once when
+                # one is there (our claim lost a race: a short pause, never a spin) and else
+                # when one is created. A job for another engine's refiners never wakes us early.
+                if self.store.wait_for_work(IDLE_WAIT_S, self.refiner_ids()):
+                    self._stopping.wait(RACE_PAUSE_S)
             except Exception:
                 log.exception("claiming a job failed; retrying")
                 self._stopping.wait(IDLE_WAIT_S)

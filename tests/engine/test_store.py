@@ -528,9 +528,24 @@ def test_request_cancel_of_a_finished_or_missing_job(store):
 
 
 def test_wait_for_work_answers_at_once_when_a_job_is_claimable(store):
-    store.wait_for_work(timeout_s=0.1)  # nothing: returns after the timeout
+    assert store.wait_for_work(timeout_s=0.1) is False  # nothing: returns after the timeout
     create(store)
-    store.wait_for_work(timeout_s=20)  # would hang the test if it waited
+    assert store.wait_for_work(timeout_s=20) is True  # would hang the test if it waited
+    assert store.wait_for_work(timeout_s=20, refiner_ids={2}) is True
+
+
+def test_wait_for_work_counts_only_what_the_caller_could_claim(store):
+    """A job for another engine's refiner, or one its owner cancelled, is not work for us:
+    answering at once for it made idle workers pause instead of waiting (they spun on it)."""
+    create(store, refiner_id=7)
+    cancelled, _ = create(store, nonce=2)
+    store.request_cancel(cancelled.id)
+    started = time.monotonic()
+    assert store.wait_for_work(timeout_s=0.2, refiner_ids={2}) is False
+    assert time.monotonic() - started >= 0.15  # it waited: nothing for refiner 2
+    assert store.claim_next("e", 30, {2}) is None  # the same predicate as the claim
+    assert store.wait_for_work(timeout_s=0.2, refiner_ids=set()) is False  # no data: no work
+    assert store.wait_for_work(timeout_s=20, refiner_ids={7}) is True
 
 
 def test_wait_for_work_wakes_on_a_new_job(store):
