@@ -89,6 +89,7 @@ ENGINE_WORKERS = 4  # the throughput bench's highest concurrency
 CONCURRENCIES = (2, 4)
 JOBS_PER_WORKER = 4  # a throughput batch is concurrency x this many jobs
 TARGETS = {"warm": 1.10, "cold": 1.05, "throughput": 0.90}
+BENCHES = ("warm", "cold", "throughput")
 
 
 class StackError(RuntimeError):
@@ -368,42 +369,48 @@ def _verdict(ratio: float, target: float, higher_is_better: bool = False) -> str
     return f"{'>=' if higher_is_better else '<='} {target:.2f}x: {'met' if met else 'NOT met'}"
 
 
-def report(warm: WarmTimes, cold: tuple[list, list, list], throughput: dict[int, tuple],
-           images: Images, poll_s: float) -> None:
-    ours_c, bare_c, spans_c = cold
-    _print_spans("warm job", warm.spans, ("PENDING", "VERIFYING", "FETCHING", "LOADING",
-                                          "QUERYING", "RUNNING", "COLLECTING"))
-    print(f"  created_at -> finished_at {median_or_nan(warm.inside):.3f} (the rest of the "
-          "end-to-end figure is submit, polling and the artifact listing over HTTP)")
-    _print_spans("cold job", spans_c, ("FETCHING", "LOADING"))
-    print(f"  for reference, inspect_archive alone over the cached file (timed separately; "
-          f"the engine checks while downloading) "
-          f"{median_or_nan([sp['inspect_archive'] for sp in spans_c]):.3f}")
-    print(f"\nEngineClient.wait long-polls the job (one request per step); --poll {poll_s:g} s "
+def report(warm: WarmTimes | None, cold: tuple[list, list, list] | None,
+           throughput: dict[int, tuple] | None, images: Images, poll_s: float) -> None:
+    """The step medians, then every ratio against its target (benches not run are left out)."""
+    rows, paired = [], []
+    if warm is not None:
+        _print_spans("warm job", warm.spans, ("PENDING", "VERIFYING", "FETCHING", "LOADING",
+                                              "QUERYING", "RUNNING", "COLLECTING"))
+        print(f"  created_at -> finished_at {median_or_nan(warm.inside):.3f} (the rest of the "
+              "end-to-end figure is submit, the long-poll and the artifact listing over HTTP)")
+        warm_r = median_or_nan(warm.ours) / median_or_nan(warm.bare)
+        rows += [("warm: trivial job submit->artifacts vs docker run", median_or_nan(warm.ours),
+                  median_or_nan(warm.bare), _verdict(warm_r, TARGETS["warm"])),
+                 ("warm: engine runner alone vs docker run", median_or_nan(warm.runner),
+                  median_or_nan(warm.bare), "-")]
+        paired += [f"warm {paired_ratio(warm.ours, warm.bare):.2f}x",
+                   f"runner alone {paired_ratio(warm.runner, warm.bare):.2f}x"]
+    if cold is not None:
+        ours_c, bare_c, spans_c = cold
+        _print_spans("cold job", spans_c, ("FETCHING", "LOADING"))
+        print(f"  for reference, inspect_archive alone over the cached file (timed separately; "
+              f"the engine checks while downloading) "
+              f"{median_or_nan([sp['inspect_archive'] for sp in spans_c]):.3f}")
+        size = images.cold_archive.stat().st_size / 2**20 if images.cold_archive else 0.0
+        cold_r = median_or_nan(ours_c) / median_or_nan(bare_c)
+        rows.append((f"cold: fetch+verify+load ({images.cold_kind}, {size:.0f} MiB gz)",
+                     median_or_nan(ours_c), median_or_nan(bare_c), _verdict(cold_r, TARGETS["cold"])))
+        paired.append(f"cold {paired_ratio(ours_c, bare_c):.2f}x")
+    print(f"\nEngineClient.wait long-polls until the job ends (one request per job); --poll {poll_s:g} s "
           "only paces retries\n")
-    size = images.cold_archive.stat().st_size / 2**20 if images.cold_archive else 0.0
-    warm_r, cold_r = median_or_nan(warm.ours) / median_or_nan(warm.bare), \
-        median_or_nan(ours_c) / median_or_nan(bare_c)
-    print_table([
-        ("warm: trivial job submit->artifacts vs docker run", median_or_nan(warm.ours),
-         median_or_nan(warm.bare), _verdict(warm_r, TARGETS["warm"])),
-        ("warm: engine runner alone vs docker run", median_or_nan(warm.runner),
-         median_or_nan(warm.bare), "-"),
-        (f"cold: fetch+verify+load ({images.cold_kind}, {size:.0f} MiB gz)",
-         median_or_nan(ours_c), median_or_nan(bare_c), _verdict(cold_r, TARGETS["cold"])),
-    ])
-    print("\nthroughput, trivial jobs (jobs/s; ratio = engine / bare, higher is better):")
-    rows = []
-    for c, (ours, bare) in throughput.items():
-        ratio = median_or_nan(ours) / median_or_nan(bare)
-        rows.append((f"throughput: concurrency {c}", median_or_nan(ours), median_or_nan(bare),
-                     _verdict(ratio, TARGETS["throughput"], higher_is_better=True)))
-    print_table(rows, unit="jobs/s")
-    tp = ", ".join(f"throughput c={c} {paired_ratio(o, b):.2f}x" for c, (o, b) in throughput.items())
+    if rows:
+        print_table(rows)
+    if throughput is not None:
+        print("\nthroughput, trivial jobs (jobs/s; ratio = engine / bare, higher is better):")
+        tp_rows = []
+        for c, (ours, bare) in throughput.items():
+            ratio = median_or_nan(ours) / median_or_nan(bare)
+            tp_rows.append((f"throughput: concurrency {c}", median_or_nan(ours), median_or_nan(bare),
+                            _verdict(ratio, TARGETS["throughput"], higher_is_better=True)))
+            paired.append(f"throughput c={c} {paired_ratio(ours, bare):.2f}x")
+        print_table(tp_rows, unit="jobs/s")
     print(f"\nmedian of per-round ratios (robust to load drifting between rounds): "
-          f"warm {paired_ratio(warm.ours, warm.bare):.2f}x, "
-          f"runner alone {paired_ratio(warm.runner, warm.bare):.2f}x, "
-          f"cold {paired_ratio(ours_c, bare_c):.2f}x, {tp}", flush=True)
+          f"{', '.join(paired)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="EngineClient.wait retry pacing in seconds (it long-polls; default 0.05)")
     ap.add_argument("--cold-image", choices=("auto", "busybox"), default="auto",
                     help="auto: the job template when the local Python base exists")
+    ap.add_argument("--only", choices=BENCHES, action="append",
+                    help="run only this bench (repeatable; default: all three)")
     args = ap.parse_args(argv)
     images = Images()
     with ExitStack() as stack:
@@ -429,12 +438,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench/engine: cannot start the stack: {exc}", file=sys.stderr)
             return 1
         try:
-            say(f"warm path: {args.runs} runs, poll interval {args.poll:g} s")
-            warm = bench_warm(s, images, args.runs, args.poll, docker_client)
-            say(f"cold path: {args.runs} runs ({images.cold_kind} image)")
-            cold = bench_cold(s, images, args.runs, args.poll)
-            say(f"throughput: {args.runs} rounds at concurrency {CONCURRENCIES}")
-            throughput = bench_throughput(s, images, args.runs, args.poll)
+            only = set(args.only or BENCHES)
+            warm = cold = throughput = None
+            if "warm" in only:
+                say(f"warm path: {args.runs} runs, poll interval {args.poll:g} s")
+                warm = bench_warm(s, images, args.runs, args.poll, docker_client)
+            if "cold" in only:
+                say(f"cold path: {args.runs} runs ({images.cold_kind} image)")
+                cold = bench_cold(s, images, args.runs, args.poll)
+            if "throughput" in only:
+                say(f"throughput: {args.runs} rounds at concurrency {CONCURRENCIES}")
+                throughput = bench_throughput(s, images, args.runs, args.poll)
         except Exception as exc:  # noqa: BLE001 - one clear line; cleanup still runs
             print(f"bench/engine: a bench run failed: {exc}", file=sys.stderr)
             return 1
