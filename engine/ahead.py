@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,7 +44,6 @@ class JobPrep:
     settings: Settings
     _output: Future[scratch.OutputFs] | None = None
     _container: Future[tuple[RunSpec, Created]] | None = None
-    _used: bool = field(default=False)
 
     def start_output(self, output_dir: Path) -> None:
         s = self.settings
@@ -101,16 +100,16 @@ class JobPrep:
     def container(self) -> tuple[RunSpec, Created]:
         """The run's spec and created container; raises what creating them raised.
 
-        From here on the run owns the container (``DockerRunner.run`` removes it).
+        The container stays this prep's: run it with ``remove=False``; ``settle``
+        removes it once the job's end is recorded (off the job's critical path).
         """
         assert self._container is not None, "start_container() first"
-        self._used = True
         return self._container.result()
 
     def settle(self) -> None:
-        """Wait for the background work; remove a container that was created but never run."""
+        """Wait for the background work; remove the container, whether it ran or not."""
         for future in (self._output, self._container):
             if future is not None:
                 future.exception()  # waits; its error was (or is now moot to be) raised
-        if self._container is not None and not self._used and self._container.exception() is None:
+        if self._container is not None and self._container.exception() is None:
             self.runner.discard(self._container.result()[1])

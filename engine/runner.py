@@ -200,11 +200,12 @@ class DockerRunner:
         self._remove(created.container)
 
     def run(self, spec: RunSpec, cancel: threading.Event | None = None,
-            created: Created | None = None) -> RunResult:
-        """Run ``spec`` to its end, its timeout or ``cancel``; the container is always removed.
+            created: Created | None = None, *, remove: bool = True) -> RunResult:
+        """Run ``spec`` to its end, its timeout or ``cancel``; the container is then removed.
 
         ``created`` is the container ``create(spec)`` made beforehand (else it
-        is created here). Setting ``cancel`` kills the container within ~0.5 s
+        is created here). With ``remove=False`` the caller removes it
+        (``discard(created)``), e.g. once the job's end is recorded. Setting ``cancel`` kills the container within ~0.5 s
         and marks the result cancelled (``cancel(job_id)`` kills it at once as
         well). Raises RunFailure when Docker cannot create or start the
         container (DOCKER_UNAVAILABLE when it stayed unreachable for
@@ -243,7 +244,8 @@ class DockerRunner:
                 lost or bool(retried),
             )
         finally:
-            self._remove(container)
+            if remove:
+                self._remove(container)
 
     def cancel(self, job_id: str) -> bool:
         """Kill the job's container if it runs; True when one was found."""

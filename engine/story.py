@@ -226,7 +226,7 @@ class JobStory:
             self._fail(ctx, "INTERNAL_ERROR", INTERNAL_MESSAGE)
         finally:
             if ctx.prep is not None:
-                ctx.prep.settle()  # before the scratch goes: nothing is still mounting there
+                ctx.prep.settle()  # the container goes, then the scratch: nothing still mounts there
             scratch.remove_tree(ctx.scratch)  # unmounts the output; logs whatever stays
             if ctx.archive is not None and ctx.archive.expanded is not None:
                 ctx.archive.expanded.unlink(missing_ok=True)  # stopped before the load used it
@@ -349,7 +349,8 @@ class JobStory:
         spec, created = ctx.prep.container()
         if ctx.max_timeout_s is not None:  # the on-chain compute job may only lower the timeout
             spec = dataclasses.replace(spec, limits=self.settings.run_limits(ctx.max_timeout_s))
-        result = self.runner.run(spec, cancel=ctx.cancel, created=created)
+        # Removed in process()'s finally (prep.settle), after the job's end is recorded.
+        result = self.runner.run(spec, cancel=ctx.cancel, created=created, remove=False)
         self._keep_logs(ctx.job, result.logs)
         ctx.record["exit_code"] = result.exit_code
         code = classify(result)

@@ -156,7 +156,8 @@ class Fakes:
     def discard(self, created):
         self.calls.append(("discard", created.job_id))
 
-    def run(self, spec, cancel=None, created=None):
+    def run(self, spec, cancel=None, created=None, remove=True):
+        assert not remove, "the story removes the container once the job's end is recorded"
         assert created is not None and created.job_id == spec.job_id, "run without its created container"
         self.calls.append(("run", spec.image_id))
         self.run_started.set()
@@ -427,7 +428,22 @@ def test_the_container_is_created_while_the_query_runs_and_started_after_the_rec
     assert job.status == st.SUCCEEDED
     order = [c[0] for c in fakes.calls]
     assert order.index("create") < order.index("query") < order.index("is_approved") < order.index("run")
-    assert fakes.container_calls() == ["create", "run"]
+    assert fakes.container_calls() == ["create", "run", "discard"]
+
+
+def test_the_container_is_removed_after_the_jobs_end_is_recorded(service, fakes):
+    """The removal is off the job's critical path: a long-poll sees SUCCEEDED before it."""
+    seen: list[str] = []
+    real_discard = fakes.discard
+
+    def discard(created):
+        seen.append(service.store.get(created.job_id).status)
+        real_discard(created)
+
+    fakes.discard = discard
+    job = submit_and_process(service)
+    assert job.status == st.SUCCEEDED
+    assert seen == [st.SUCCEEDED]
 
 
 def test_a_failed_create_fails_the_job_at_run_time_with_its_code(service, fakes):
