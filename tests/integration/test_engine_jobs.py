@@ -420,7 +420,8 @@ def test_container_over_its_memory_limit_is_out_of_memory(engine, world, job_ima
     failure = _failed(job, "OUT_OF_MEMORY")
     assert str(engine.settings.run_memory_bytes) in failure["message"]
     assert "RUNNING" in step_statuses(job)
-    assert container_of(docker_client, job["id"]) is None
+    # Removed just after the job's end is recorded (off its critical path).
+    wait_for(lambda: container_of(docker_client, job["id"]) is None, 15, "the container's removal")
 
 
 def test_container_sleeping_past_its_timeout_is_killed(engine, world, job_image, docker_client) -> None:
@@ -429,7 +430,8 @@ def test_container_sleeping_past_its_timeout_is_killed(engine, world, job_image,
 
     _failed(job, "TIMEOUT")
     assert time.monotonic() - started < 25  # killed at ~4 s, not after its 30 s sleep
-    assert container_of(docker_client, job["id"]) is None
+    # Removed just after the job's end is recorded (off its critical path).
+    wait_for(lambda: container_of(docker_client, job["id"]) is None, 15, "the container's removal")
 
 
 def test_output_symlink_to_etc_passwd_is_not_served(engine, world, job_image, tmp_path: Path) -> None:

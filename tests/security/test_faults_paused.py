@@ -20,6 +20,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures used by this m
     engine,
     job_image,
     step_statuses,
+    wait_for,
     world,
 )
 
@@ -85,4 +86,5 @@ def test_a_registry_paused_while_the_job_waits_stops_it_before_the_run(
     _refused_as_paused(job)
     statuses = step_statuses(job)
     assert "QUERYING" in statuses and "RUNNING" not in statuses
-    assert container_of(docker_client, job["id"]) is None
+    # Removed just after the job's end is recorded (off its critical path).
+    wait_for(lambda: container_of(docker_client, job["id"]) is None, 15, "the container's removal")
