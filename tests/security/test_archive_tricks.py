@@ -306,6 +306,21 @@ def test_entry_bomb_is_refused_early_with_bounded_memory(entry_bomb: Path) -> No
 
 
 
+
+def test_a_refused_gzipped_archive_leaves_no_decompression_thread(entry_bomb: Path) -> None:
+    """The outer gunzip runs in a thread of its own: a refusal mid-way must end it too
+    (one leaked thread per hostile archive would add up)."""
+    import threading
+
+    before = threading.active_count()
+    refusals = []  # each keeps its traceback (and so the check's frames) alive
+    for _ in range(3):
+        with pytest.raises(ImageFailure) as refused:
+            inspect_archive(entry_bomb)
+        refusals.append(refused)
+    assert threading.active_count() == before
+
+
 @pytest.mark.docker
 def test_a_link_between_layers_is_accepted(busybox_save: bytes, busybox: str, tmp_path: Path) -> None:
     """`docker save` links a repeated layer to its first copy: that stays loadable."""
