@@ -227,7 +227,7 @@ class SqliteJobStore(SqlJobStore):
                 for job_id, status, updated_at in rows.fetchall():
                     if seen.get(job_id) != updated_at:
                         seen[job_id] = updated_at
-                        self._hub.changed(job_id, work=status == PENDING)
+                        self._hub.changed(job_id, work=status == PENDING, finished=status in TERMINAL)
                 since = now - SLACK_S
                 seen = {k: at for k, at in seen.items() if at >= since}
         except sqlite3.Error:

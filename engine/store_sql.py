@@ -80,17 +80,24 @@ class ChangeHub:
         self.cond = threading.Condition()
         self.generation = 0  # any job changed
         self.work = 0  # a job may have become claimable
-        self._async: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        # job id -> its async waiters: (loop, event, whether only the job's end wakes it)
+        self._async: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event, bool]]] = {}
 
-    def changed(self, job_id: str | None, work: bool = False) -> None:
-        """job_id None = some job changed (we do not know which): wake every waiter."""
+    def changed(self, job_id: str | None, work: bool = False, finished: bool | None = None) -> None:
+        """job_id None = some job changed (we do not know which): wake every waiter.
+
+        ``finished=False`` (the job moved to a step before its end, as far as the caller
+        knows) leaves the waiters for the end asleep: they would only read and wait again.
+        """
         with self.cond:
             self.generation += 1
             self.work += 1 if (work or job_id is None) else 0
             self.cond.notify_all()
             targets = self._async.values() if job_id is None else [self._async.get(job_id, set())]
             for waiters in targets:
-                for loop, event in waiters:
+                for loop, event, until_end in waiters:
+                    if until_end and finished is False:
+                        continue
                     with contextlib.suppress(RuntimeError):  # that loop closed; its waiter is gone
                         loop.call_soon_threadsafe(event.set)
 
@@ -100,8 +107,8 @@ class ChangeHub:
             return sum(len(w) for w in self._async.values())
 
     @contextlib.contextmanager
-    def async_waiter(self, job_id: str) -> Iterator[asyncio.Event]:
-        waiter = (asyncio.get_running_loop(), asyncio.Event())
+    def async_waiter(self, job_id: str, *, until_end: bool = False) -> Iterator[asyncio.Event]:
+        waiter = (asyncio.get_running_loop(), asyncio.Event(), until_end)
         with self.cond:
             self._async.setdefault(job_id, set()).add(waiter)
         try:
@@ -256,8 +263,9 @@ class SqlJobStore:
                 self._announce(run, job_id)
         if not rows:
             return None
-        self._hub.changed(job_id)
-        return row_to_job(rows[0])
+        job = row_to_job(rows[0])
+        self._hub.changed(job_id, finished=job.finished)
+        return job
 
     def _stale(self, job_id: str, expected: Iterable[str]) -> StaleState | NotFoundError:
         job = self.get(job_id)
@@ -384,7 +392,7 @@ class SqlJobStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            with self._hub.async_waiter(job_id) as event:  # registered before the read
+            with self._hub.async_waiter(job_id, until_end=until_end) as event:  # registered before the read
                 job = await to_thread.run_sync(self.get, job_id)
                 remaining = deadline - loop.time()
                 if _answered(job, known_status, until_end) or remaining <= 0:

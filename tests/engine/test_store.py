@@ -335,6 +335,29 @@ def test_wait_until_end_sleeps_through_a_step_and_wakes_at_the_end(store, ending
     asyncio.run(scenario())
 
 
+def test_a_step_before_the_end_does_not_wake_a_waiter_for_the_end(store):
+    """Its own transitions tell the hub whether the job ended: an until-end waiter sleeps
+    through the steps (no read per step), a per-change waiter wakes at each."""
+    from engine.store_sql import ChangeHub
+
+    hub = ChangeHub()
+
+    async def scenario() -> None:
+        with hub.async_waiter("j", until_end=True) as for_end, hub.async_waiter("j") as for_change:
+            hub.changed("j", finished=False)
+            await asyncio.sleep(0.05)
+            assert for_change.is_set() and not for_end.is_set()
+            hub.changed("j")  # another process's change: nobody knows whether it ended
+            await asyncio.sleep(0.05)
+            assert for_end.is_set()
+        with hub.async_waiter("j", until_end=True) as for_end:
+            hub.changed("j", finished=True)
+            await asyncio.sleep(0.05)
+            assert for_end.is_set()
+
+    asyncio.run(scenario())
+
+
 def test_wait_until_end_blocking_form_answers_the_end_not_the_step(store):
     job, _ = create(store)
     threading.Timer(0.1, store.transition, (job.id, st.PENDING, st.VERIFYING)).start()
