@@ -5,7 +5,13 @@ Two things take time and depend on nothing the chain or the query decide:
 - the job's size-limited output filesystem (``scratch.OutputFs``: mkfs + loop
   mount), started as soon as the job starts VERIFYING;
 - the job's container, *created* (not started) once the image is known, while
-  the query runs and the approval is re-checked.
+  the query runs and the approval is re-checked. For an instruction whose
+  image this engine already ran (``ImageGuesses``), it is created with that
+  image as soon as the job starts VERIFYING, alongside the chain check; when
+  the chain or the loader then names another image (or that create failed:
+  the image was collected), it is removed and made again with the right one.
+  An on-chain instruction's hash never changes, so the guess is almost
+  always right; either way nothing starts before the checks.
 
 Neither weakens a check. The container is created while its output is
 being mounted (the two overlap), but Docker binds a folder only when the
@@ -21,6 +27,8 @@ by ``settle``; its output is unmounted with its scratch, as always.
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import OrderedDict
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +40,7 @@ from engine.settings import Settings
 if TYPE_CHECKING:
     from engine.runner import Created, DockerRunner, RunSpec
 
-__all__ = ["JobPrep"]
+__all__ = ["ImageGuesses", "JobPrep"]
 
 
 @dataclass
@@ -44,6 +52,7 @@ class JobPrep:
     settings: Settings
     _output: Future[scratch.OutputFs] | None = None
     _container: Future[tuple[RunSpec, Created]] | None = None
+    _image_id: str | None = None  # the image the container is (being) made from
 
     def start_output(self, output_dir: Path) -> None:
         s = self.settings
@@ -52,11 +61,26 @@ class JobPrep:
 
     def start_container(self, job_id: str, image_id: str, input_db: Path, output_dir: Path,
                         refiner_id: int, compute_job_id: int = 0) -> None:
-        """Create the container (once the output is mounted); ``container()`` returns it."""
+        """Create the container (once the output is mounted); ``container()`` returns it.
+
+        Called again with the image the job really runs: a no-op when the container
+        is (being) made from it, else the first one is removed and this one made.
+        """
         if self._output is None:
             self.start_output(output_dir)
+        if self._container is not None:
+            if self._image_id == image_id and self._container.exception() is None:
+                return
+            self._drop_container()  # a wrong guess, or a create that failed
+        self._image_id = image_id
         self._container = self.pool.submit(self._create, job_id, image_id, input_db, output_dir,
                                            refiner_id, compute_job_id)
+
+    def _drop_container(self) -> None:
+        assert self._container is not None
+        if self._container.exception() is None:  # waits for the create
+            self.runner.discard(self._container.result()[1])
+        self._container, self._image_id = None, None
 
     def stage_inputs(self, params: object) -> None:
         """After the query: the files the image's layout derives from the results
@@ -113,3 +137,23 @@ class JobPrep:
                 future.exception()  # waits; its error was (or is now moot to be) raised
         if self._container is not None and self._container.exception() is None:
             self.runner.discard(self._container.result()[1])
+
+
+class ImageGuesses:
+    """The image each instruction last ran with on this engine (bounded, most recent kept)."""
+
+    def __init__(self, size: int = 256):
+        self._size = size
+        self._images: OrderedDict[int, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, instruction_id: int) -> str | None:
+        with self._lock:
+            return self._images.get(instruction_id)
+
+    def ran(self, instruction_id: int, image_id: str) -> None:
+        with self._lock:
+            self._images[instruction_id] = image_id
+            self._images.move_to_end(instruction_id)
+            while len(self._images) > self._size:
+                self._images.popitem(last=False)

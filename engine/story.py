@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import scratch
 from engine import store as st
-from engine.ahead import JobPrep
+from engine.ahead import ImageGuesses, JobPrep
 from engine.artifact_store import LocalArtifactStore, artifact_store_for
 from engine.errors import FAILURE_CODES, ChainCheckFailure, JobFailure, RunFailure
 from engine.fetch import FetchProgress
@@ -177,6 +177,7 @@ class JobStory:
         # Two background tasks a job at most (output fs, container): never waits on a busy pool.
         self._ahead = ThreadPoolExecutor(max_workers=2 * settings.max_concurrent_jobs,
                                          thread_name_prefix="job-ahead")
+        self._image_guesses = ImageGuesses()  # instruction -> the image it last ran with
 
     def running(self) -> list[str]:
         """The ids of the jobs this story is running now."""
@@ -259,6 +260,10 @@ class JobStory:
         job = ctx.job
         ctx.prep = JobPrep(self._ahead, self.runner, self.settings)
         ctx.prep.start_output(ctx.output_dir)  # mkfs + mount while the chain is read
+        guess = self._image_guesses.get(job.instruction_id)
+        if guess is not None:  # created (never started) while the chain is read; checked in _query
+            ctx.prep.start_container(job.id, guess, ctx.input_db, ctx.output_dir, job.refiner_id,
+                                     job.compute_job_id)
         ctx.check = self.chain.verify(job.instruction_id, job.refiner_id, job.owner, cancel=ctx.cancel)
         ctx.record.update(block_number=ctx.check.block_number, dlp_id=ctx.check.dlp_id)
         # Before any download: a refiner the engine holds no data for fails here.
@@ -283,6 +288,7 @@ class JobStory:
         assert ctx.archive is not None
         ctx.image_id = self.loader.ensure_loaded(ctx.archive)
         ctx.record["image_id"] = ctx.image_id
+        self._image_guesses.ran(ctx.job.instruction_id, ctx.image_id)
 
     def _query(self, ctx: _JobContext) -> None:
         if self._run_query is None:
@@ -295,7 +301,8 @@ class JobStory:
         permissions = [p for p in check.permissions if p.refiner_id == job.refiner_id]
         ctx.input_db.parent.mkdir(parents=True, exist_ok=True)
         assert ctx.prep is not None and ctx.image_id is not None
-        # Created, not started: it starts in _run, after the approval re-check.
+        # Created, not started: it starts in _run, after the approval re-check. (A no-op when
+        # the guess made in _verify named this image.)
         ctx.prep.start_container(job.id, ctx.image_id, ctx.input_db, ctx.output_dir, job.refiner_id,
                                  job.compute_job_id)
         report = self._run_query(

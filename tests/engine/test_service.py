@@ -446,6 +446,53 @@ def test_the_container_is_removed_after_the_jobs_end_is_recorded(service, fakes)
     assert seen == [st.SUCCEEDED]
 
 
+def test_an_instructions_second_job_creates_its_container_while_the_chain_is_read(service, fakes):
+    """The image the instruction last ran with is created at once (not started); the first
+    job of an instruction still waits for its image."""
+    first = submit_and_process(service, nonce=1)
+    order = [c[0] for c in fakes.calls]
+    assert order.index("load") < order.index("create")  # nothing known yet: after the load
+    fakes.calls.clear()
+    second = submit_and_process(service, nonce=2)
+    assert (first.status, second.status) == (st.SUCCEEDED, st.SUCCEEDED)
+    order = [c[0] for c in fakes.calls]
+    assert order.index("create") < order.index("load") < order.index("query") < order.index("run")
+    assert fakes.container_calls() == ["create", "run", "discard"]  # made once, right the first time
+    assert fakes.spec.image_id == "sha256:" + "cd" * 32
+
+
+def test_a_wrong_image_guess_is_replaced_before_the_query(service, fakes, monkeypatch):
+    """The instruction's image changed (or was collected): the guessed container is removed
+    and the job runs a container made from the image it loaded."""
+    assert submit_and_process(service, nonce=1).status == st.SUCCEEDED
+    monkeypatch.setattr(fakes, "ensure_loaded", lambda archive: "sha256:" + "ef" * 32)
+    fakes.calls.clear()
+    job = submit_and_process(service, nonce=2)
+    assert job.status == st.SUCCEEDED
+    creates = [c[1] for c in fakes.calls if c[0] == "create"]
+    assert creates == ["sha256:" + "cd" * 32, "sha256:" + "ef" * 32]
+    assert fakes.container_calls() == ["create", "discard", "create", "run", "discard"]
+    assert fakes.spec.image_id == "sha256:" + "ef" * 32
+
+
+def test_a_guessed_create_that_failed_is_made_again_after_the_load(service, fakes):
+    assert submit_and_process(service, nonce=1).status == st.SUCCEEDED
+    fakes.calls.clear()
+    real_create = fakes.create
+    failures = [RunFailure("image sha256:cd.. is not loaded", code="IMAGE_INVALID")]
+
+    def create_once_failing(spec, output_ready=True):
+        if failures:
+            fakes.calls.append(("create", spec.image_id))
+            raise failures.pop()
+        return real_create(spec, output_ready)
+
+    fakes.create = create_once_failing
+    job = submit_and_process(service, nonce=2)
+    assert job.status == st.SUCCEEDED
+    assert fakes.container_calls() == ["create", "create", "run", "discard"]
+
+
 def test_a_failed_create_fails_the_job_at_run_time_with_its_code(service, fakes):
     fakes.create_error = RunFailure("image sha256:x is not loaded", code="IMAGE_INVALID")
     job = submit_and_process(service)
