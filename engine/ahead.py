@@ -53,6 +53,8 @@ class JobPrep:
     _output: Future[scratch.OutputFs] | None = None
     _container: Future[tuple[RunSpec, Created]] | None = None
     _image_id: str | None = None  # the image the container is (being) made from
+    _from_guess: bool = False  # it was started on a guess (confirmed since or not)
+    _args: tuple = ()  # what it was started with, to make it again
 
     def start_output(self, output_dir: Path) -> None:
         s = self.settings
@@ -60,27 +62,35 @@ class JobPrep:
                                         s.output_max_bytes, s.output_max_files)
 
     def start_container(self, job_id: str, image_id: str, input_db: Path, output_dir: Path,
-                        refiner_id: int, compute_job_id: int = 0) -> None:
+                        refiner_id: int, compute_job_id: int = 0, *, guess: bool = False) -> None:
         """Create the container (once the output is mounted); ``container()`` returns it.
 
-        Called again with the image the job really runs: a no-op when the container
-        is (being) made from it, else the first one is removed and this one made.
+        ``guess``: the image the instruction last ran with, before the job knows its own.
+        Called again with the image the job really runs: a no-op when the container is
+        (being) made from it (never waiting for that create), else the first one is
+        removed and this one made.
         """
         if self._output is None:
             self.start_output(output_dir)
         if self._container is not None:
-            if self._image_id == image_id and self._container.exception() is None:
+            pending_or_made = not self._container.done() or self._container.exception() is None
+            if self._image_id == image_id and pending_or_made:
                 return
             self._drop_container()  # a wrong guess, or a create that failed
-        self._image_id = image_id
-        self._container = self.pool.submit(self._create, job_id, image_id, input_db, output_dir,
-                                           refiner_id, compute_job_id)
+        self._image_id, self._from_guess = image_id, guess
+        self._args = (job_id, image_id, input_db, output_dir, refiner_id, compute_job_id)
+        self._container = self.pool.submit(self._create, *self._args)
 
     def _drop_container(self) -> None:
         assert self._container is not None
         if self._container.exception() is None:  # waits for the create
             self.runner.discard(self._container.result()[1])
         self._container, self._image_id = None, None
+
+    def _made_from_a_failed_guess(self) -> bool:
+        """The create started on a guess failed (the image was collected since): make it again."""
+        assert self._container is not None
+        return self._from_guess and self._container.exception() is not None
 
     def stage_inputs(self, params: object) -> None:
         """After the query: the files the image's layout derives from the results
@@ -89,6 +99,7 @@ class JobPrep:
         from engine.layouts import stage_inputs
 
         assert self._container is not None, "start_container() first"
+        self._retry_a_failed_guess()
         if self._container.exception() is not None:
             return
         spec, created = self._container.result()
@@ -128,7 +139,13 @@ class JobPrep:
         removes it once the job's end is recorded (off the job's critical path).
         """
         assert self._container is not None, "start_container() first"
+        self._retry_a_failed_guess()
         return self._container.result()
+
+    def _retry_a_failed_guess(self) -> None:
+        if self._made_from_a_failed_guess():
+            args = self._args
+            self._container, self._from_guess = self.pool.submit(self._create, *args), False
 
     def settle(self) -> None:
         """Wait for the background work; remove the container, whether it ran or not."""

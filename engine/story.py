@@ -263,7 +263,7 @@ class JobStory:
         guess = self._image_guesses.get(job.instruction_id)
         if guess is not None:  # created (never started) while the chain is read; checked in _query
             ctx.prep.start_container(job.id, guess, ctx.input_db, ctx.output_dir, job.refiner_id,
-                                     job.compute_job_id)
+                                     job.compute_job_id, guess=True)
         ctx.check = self.chain.verify(job.instruction_id, job.refiner_id, job.owner, cancel=ctx.cancel)
         ctx.record.update(block_number=ctx.check.block_number, dlp_id=ctx.check.dlp_id)
         # Before any download: a refiner the engine holds no data for fails here.

@@ -475,6 +475,29 @@ def test_a_wrong_image_guess_is_replaced_before_the_query(service, fakes, monkey
     assert fakes.spec.image_id == "sha256:" + "ef" * 32
 
 
+def test_the_query_does_not_wait_for_a_guessed_create(service, fakes):
+    """The guessed create and the query overlap: confirming the guess never waits for it."""
+    assert submit_and_process(service, nonce=1).status == st.SUCCEEDED
+    query_started = threading.Event()
+    real_create, real_query = fakes.create, service.story._run_query
+
+    creates: list[bool] = []
+
+    def create_after_the_query_started(spec, output_ready=True):
+        creates.append(query_started.wait(5))  # False: the query waited for this create
+        return real_create(spec, output_ready)
+
+    def query(*args, **kw):
+        query_started.set()
+        return real_query(*args, **kw)
+
+    fakes.create, service.story._run_query = create_after_the_query_started, query
+    fakes.calls.clear()
+    assert submit_and_process(service, nonce=2).status == st.SUCCEEDED
+    assert creates == [True]
+    assert fakes.container_calls() == ["create", "run", "discard"]
+
+
 def test_a_guessed_create_that_failed_is_made_again_after_the_load(service, fakes):
     assert submit_and_process(service, nonce=1).status == st.SUCCEEDED
     fakes.calls.clear()
