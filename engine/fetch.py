@@ -24,9 +24,10 @@ with no second decompression. With ``stage_expanded`` the check also writes a
 compressed archive's tar to a file beside the download (``expanded``): the
 loader gives Docker that tar, so Docker does not decompress it again either.
 It is used once and removed; it is kept only if the sha256 matched and the
-check passed, so Docker still never sees an unverified byte. The check's verdict is kept only when the
-sha256 matched; an archive it refused gets ``info=None`` and the loader's
-ordinary check of the verified file fails it in its own step.
+check passed, so Docker still never sees an unverified byte. The check's
+verdict is kept only when the sha256 matched; an archive it refused gets
+``info=None`` and the loader's ordinary check of the verified file fails it
+in its own step.
 
 Archives over ``cache_max_bytes`` in total are pruned least recently used
 first (a cache hit counts as a use; one used in the last ``grace_s`` stays,
