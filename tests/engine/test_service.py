@@ -452,6 +452,15 @@ def test_an_instructions_second_job_creates_its_container_while_the_chain_is_rea
     first = submit_and_process(service, nonce=1)
     order = [c[0] for c in fakes.calls]
     assert order.index("load") < order.index("create")  # nothing known yet: after the load
+    real_verify = fakes.verify
+
+    def verify_while_the_create_is_made(*args, **kw):
+        # The chain read is in flight while the create is: this read waits for it (a
+        # create made only after the chain check would time this out).
+        wait_for(lambda: "create" in fakes.container_calls(), timeout=5)
+        return real_verify(*args, **kw)
+
+    fakes.verify = verify_while_the_create_is_made
     fakes.calls.clear()
     second = submit_and_process(service, nonce=2)
     assert (first.status, second.status) == (st.SUCCEEDED, st.SUCCEEDED)
