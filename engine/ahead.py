@@ -2,8 +2,8 @@
 
 Two things take time and depend on nothing the chain or the query decide:
 
-- the job's size-limited output filesystem (``scratch.OutputFs``: mkfs + loop
-  mount), started as soon as the job starts VERIFYING;
+- the job's size-limited output filesystem (``scratch.OutputFs``: a copy of
+  an empty ext4, loop-mounted), started as soon as the job starts VERIFYING;
 - the job's container, *created* (not started) once the image is known, while
   the query runs and the approval is re-checked. For an instruction whose
   image this engine already ran (``ImageGuesses``), it is created with that

@@ -1,7 +1,9 @@
 """A job's scratch on the host: its size-limited output filesystem and its removal.
 
 One job's ``/mnt/output`` is its own small ext4 filesystem in a sparse file,
-loop-mounted ``noexec,nosuid,nodev`` on ``scratch/<job>/output``: the kernel
+loop-mounted ``noexec,nosuid,nodev`` on ``scratch/<job>/output`` (a sparse
+copy of one empty template per cap, mounted by ``engine/loopmount.py``: no
+subprocess per job): the kernel
 stops the container at the size and inode caps while it writes (ENOSPC), the
 runner's wait loop reads the usage (``statvfs``) and ends the job
 OUTPUT_TOO_LARGE at once, and removing it is an unmount, whatever the job
@@ -26,10 +28,12 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from engine import loopmount
 from engine.errors import RunFailure
 
 __all__ = ["OutputFs", "OutputUsage", "clear_leftovers", "output_fs_ready", "remove_tree"]
@@ -38,7 +42,8 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 _IMAGE_NAME = "output.img"
-_MOUNT_OPTS = "loop,noexec,nosuid,nodev,noatime"
+_TEMPLATE_PREFIX = ".empty-output-"
+_MOUNT_FLAGS = loopmount.MS_NOEXEC | loopmount.MS_NOSUID | loopmount.MS_NODEV | loopmount.MS_NOATIME
 _CMD_TIMEOUT_S = 30.0
 _BATCH = 1024
 OutputKind = Literal["loop", "bind"]
@@ -75,17 +80,9 @@ class OutputFs:
         return out
 
     def _mount(self) -> None:
-        # Room for ext4's own metadata (inode tables, bitmaps) on top of the cap, so the
-        # job can reach the cap itself; the disk used is at most this size.
-        inodes = self.max_files + 64  # the root and a few spare; folders count as files
-        size = self.max_bytes + self.max_bytes // 32 + inodes * 256 + MiB
         try:
-            with open(self.image, "wb") as img:
-                img.truncate(size)  # sparse: disk is used only as the job writes
-            # No journal, no resize reserve, no root reserve: fast to make, all room the job's.
-            _run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal,^resize_inode", "-m", "0",
-                  "-N", str(inodes), "-E", "lazy_itable_init=1,nodiscard", str(self.image)])
-            _run(["mount", "-t", "ext4", "-o", _MOUNT_OPTS, str(self.image), str(self.path)])
+            _copy_sparse(_template(self.image.parent.parent, self.max_bytes, self.max_files), self.image)
+            loopmount.mount_image(self.image, self.path, "ext4", _MOUNT_FLAGS)
         except (OSError, subprocess.SubprocessError) as exc:
             self.image.unlink(missing_ok=True)
             log.error("cannot mount a size-limited output folder at %s: %s", self.path, exc)
@@ -127,6 +124,67 @@ class OutputFs:
             _unmount(self.path)
             self.mounted = False
         self.image.unlink(missing_ok=True)
+
+
+def _fs_size(max_bytes: int, max_files: int) -> tuple[int, int]:
+    """The image's size and inode count for these caps."""
+    # Room for ext4's own metadata (inode tables, bitmaps) on top of the cap, so the
+    # job can reach the cap itself; the disk used is at most this size.
+    inodes = max_files + 64  # the root and a few spare; folders count as files
+    return max_bytes + max_bytes // 32 + inodes * 256 + MiB, inodes
+
+
+def _template(folder: Path, max_bytes: int, max_files: int) -> Path:
+    """The empty filesystem every job with these caps starts from (made once: mkfs is a
+    subprocess; a job's own is a copy of its few written blocks)."""
+    size, inodes = _fs_size(max_bytes, max_files)
+    template = folder / f"{_TEMPLATE_PREFIX}{size}-{inodes}.img"
+    try:
+        if os.stat(template).st_size == size:
+            return template
+    except FileNotFoundError:
+        pass
+    # Made under a unique name and renamed: a crash mid-mkfs, or two engines making it
+    # at once, never leave a half-made template to copy.
+    partial = folder / f".{template.name}.{os.getpid()}.{threading.get_ident()}"
+    try:
+        with open(partial, "wb") as img:
+            img.truncate(size)  # sparse: disk is used only as the job writes
+        # No journal, no resize reserve, no root reserve: fast to make, all room the job's.
+        _run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal,^resize_inode", "-m", "0",
+              "-N", str(inodes), "-E", "lazy_itable_init=1,nodiscard", str(partial)])
+        os.replace(partial, template)
+    finally:
+        partial.unlink(missing_ok=True)
+    return template
+
+
+def _copy_sparse(source: Path, target: Path) -> None:
+    """Copy ``source`` to a new file ``target``, its holes kept holes (SEEK_DATA/SEEK_HOLE)."""
+    src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            size = os.fstat(src).st_size
+            os.ftruncate(dst, size)
+            offset = 0
+            while offset < size:
+                try:
+                    offset = os.lseek(src, offset, os.SEEK_DATA)
+                except OSError as exc:
+                    if exc.errno == errno.ENXIO:  # only a hole is left
+                        break
+                    raise
+                end = os.lseek(src, offset, os.SEEK_HOLE)
+                while offset < end:
+                    copied = os.copy_file_range(src, dst, end - offset, offset, offset)
+                    if copied == 0:
+                        raise OSError(errno.EIO, f"{source} shrank while it was copied")
+                    offset += copied
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
 
 
 def output_fs_ready(kind: OutputKind) -> bool:
@@ -272,11 +330,11 @@ def _unescape(field: bytes) -> bytes:
 
 def _unmount(mount_point: Path) -> None:
     try:
-        _run(["umount", str(mount_point)])
-    except (OSError, subprocess.SubprocessError):
+        loopmount.unmount(mount_point)
+    except OSError:
         try:  # still busy (a process holds a file): detach now, freed when released
-            _run(["umount", "-l", str(mount_point)])
-        except (OSError, subprocess.SubprocessError) as exc:
+            loopmount.unmount(mount_point, lazy=True)
+        except OSError as exc:
             log.error("cannot unmount job scratch %s: %s", mount_point, exc)
 
 

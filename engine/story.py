@@ -259,7 +259,7 @@ class JobStory:
         self._advance(ctx, st.VERIFYING)
         job = ctx.job
         ctx.prep = JobPrep(self._ahead, self.runner, self.settings)
-        ctx.prep.start_output(ctx.output_dir)  # mkfs + mount while the chain is read
+        ctx.prep.start_output(ctx.output_dir)  # copy + mount while the chain is read
         guess = self._image_guesses.get(job.instruction_id)
         if guess is not None:  # created (never started) while the chain is read; checked in _query
             ctx.prep.start_container(job.id, guess, ctx.input_db, ctx.output_dir, job.refiner_id,

@@ -133,21 +133,63 @@ def test_a_bind_output_is_a_plain_folder(tmp_path: Path) -> None:
 
 def test_an_engine_that_cannot_mount_refuses_the_job_clearly(tmp_path: Path, monkeypatch) -> None:
     """Not root / no loop device: the job fails with a clear message, never runs uncapped."""
-    import subprocess
+    import errno
 
     import engine.scratch as scratch_mod
     from engine.errors import RunFailure
 
-    def no_loop(cmd: list[str]) -> None:
-        if cmd[0] == "mount":
-            raise subprocess.SubprocessError("mount exited 32: failed to setup loop device")
+    def no_loop(image, target, fstype, flags):
+        raise OSError(errno.ENOENT, "/dev/loop-control: No such file or directory")
 
-    monkeypatch.setattr(scratch_mod, "_run", no_loop)
+    monkeypatch.setattr(scratch_mod.loopmount, "mount_image", no_loop)
     with pytest.raises(RunFailure) as err:
-        OutputFs.create(tmp_path / "output", "loop", MiB, 10)
+        OutputFs.create(tmp_path / "job" / "output", "loop", MiB, 10)
     assert err.value.code == "INTERNAL_ERROR"
     assert "size-limited output folder" in err.value.message and "loop" in err.value.message
-    assert not (tmp_path / "output.img").exists()
+    assert not (tmp_path / "job" / "output.img").exists()
+
+
+def test_each_job_gets_its_own_copy_of_one_template(tmp_path: Path) -> None:
+    """mkfs runs once per cap; each job's filesystem is a sparse copy of it, written apart."""
+    a = OutputFs.create(tmp_path / "a" / "output", "loop", 8 * MiB, 50)
+    b = OutputFs.create(tmp_path / "b" / "output", "loop", 8 * MiB, 50)
+    try:
+        templates = sorted(p.name for p in tmp_path.glob(".empty-output-*"))
+        assert len(templates) == 1, templates
+        assert os.stat(tmp_path / templates[0]).st_size == os.stat(a.image).st_size
+        assert _allocated(a.image) < MiB, "the copy keeps the template's holes"
+        (a.path / "only-in-a.txt").write_text("a")
+        assert list(b.path.iterdir()) == [], "two jobs never share a filesystem"
+        assert os.stat(a.path).st_dev != os.stat(b.path).st_dev
+    finally:
+        a.release()
+        b.release()
+    assert not os.path.ismount(a.path) and not os.path.ismount(b.path)
+    assert "/dev/loop" not in _loops_backed_by(tmp_path), "the loop devices freed themselves"
+
+
+def test_a_damaged_template_is_made_again(tmp_path: Path) -> None:
+    first = OutputFs.create(tmp_path / "a" / "output", "loop", 8 * MiB, 50)
+    first.release()
+    (template,) = tmp_path.glob(".empty-output-*")
+    os.truncate(template, 4096)  # e.g. a disk that filled while it was written
+    again = OutputFs.create(tmp_path / "b" / "output", "loop", 8 * MiB, 50)
+    try:
+        assert os.statvfs(again.path).f_bavail * os.statvfs(again.path).f_frsize >= 8 * MiB
+    finally:
+        again.release()
+
+
+def _loops_backed_by(folder: Path) -> str:
+    """The loop devices whose backing file is under ``folder`` (from sysfs)."""
+    found = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if backing.read_text().startswith(str(folder)):
+                found.append("/dev/" + backing.parts[3])
+        except OSError:
+            continue
+    return " ".join(found)
 
 
 def test_health_says_whether_jobs_can_get_their_output_fs(monkeypatch) -> None:
