@@ -5,7 +5,9 @@ docker-py's ``UnixHTTPAdapter`` keys its pools by the request's whole URL
 makes a new pool and opens a new socket, and past 25 URLs the least recent
 pools are closed: a job's dozen Docker calls each paid a connect and a close
 (~7 % of the engine's CPU under load, measured with py-spy). Every pool of
-that adapter talks to the same socket, so one pool serves them all.
+that adapter talks to the same socket, so one pool serves them all. And no
+proxy setting applies to a socket: the client stops reading the environment
+for one on every call.
 """
 
 from __future__ import annotations
@@ -35,3 +37,6 @@ def share_one_pool(client: Any) -> None:
     api.mount("http+docker://", new)
     api._custom_adapter = new
     old.close()
+    # No proxy, CA bundle or netrc applies to a Unix socket: skip requests' look-up of
+    # them in the environment on every call (a third of a millisecond of CPU each).
+    api.trust_env = False

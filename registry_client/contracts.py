@@ -168,8 +168,32 @@ def make_web3(rpc_url: str, timeout: float = 10.0) -> Web3:
         errors=(requests.exceptions.ConnectionError, requests.exceptions.Timeout),
         retries=1, backoff_factor=0.05)
     provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout},
-                            exception_retry_configuration=retry)
+                            exception_retry_configuration=retry, session=rpc_session(rpc_url))
     return Web3(provider)
+
+
+_RPC_POOL_SIZE = 32  # connections kept to the node: the engine's workers and API threads share them
+
+
+def rpc_session(rpc_url: str) -> requests.Session:
+    """One requests Session for every call to ``rpc_url``, from any thread.
+
+    What requests reads from the environment on every request (the proxy for
+    this URL, NO_PROXY, a CA bundle, ~/.netrc) is read once here instead: the
+    URL never changes, and that per-request look-up was about a third of a
+    millisecond of CPU for each RPC.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies = requests.utils.get_environ_proxies(rpc_url)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.auth = requests.utils.get_netrc_auth(rpc_url)
+    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=_RPC_POOL_SIZE)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 @contextlib.contextmanager

@@ -47,3 +47,23 @@ def test_without_it_docker_py_connects_once_per_url(monkeypatch):
     _ask_about_many_containers(client)
     assert len(made) == 30
     client.close()
+
+
+def test_calls_do_not_read_the_environment_for_proxies(monkeypatch):
+    """A Unix socket takes no proxy: a set HTTP(S)_PROXY is neither read nor used."""
+    import urllib.request
+
+    client = docker.from_env(timeout=30)
+    share_one_pool(client)
+    looked: list[int] = []
+    original = urllib.request.getproxies_environment
+
+    def counting():
+        looked.append(1)
+        return original()
+
+    monkeypatch.setattr(urllib.request, "getproxies_environment", counting)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # a dead proxy: used, every call fails
+    _ask_about_many_containers(client, 3)
+    assert client.ping() and looked == []
+    client.close()
