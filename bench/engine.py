@@ -201,6 +201,9 @@ def start_stack(stack: ExitStack, images: Images) -> Stack:
         made = EngineClient(engine_url, cfg.actors.builder, deployment.chain_id,
                             deployment.address("compute_instruction_registry"))
         stack.callback(made.close)
+        # As a long-lived builder app does: sign in once, so reads carry the session
+        # token instead of an EIP-712 signature each (a submit is still signed).
+        made.sign_in()
         return made
 
     return Stack(new_client(), new_client, warm, cold, refiner_id, data_dir)
