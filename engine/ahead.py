@@ -27,14 +27,13 @@ by ``settle``; its output is unmounted with its scratch, as always.
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections import OrderedDict
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine import scratch
+from engine.lru import BoundedLRU
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -87,11 +86,6 @@ class JobPrep:
             self.runner.discard(self._container.result()[1])
         self._container, self._image_id = None, None
 
-    def _made_from_a_failed_guess(self) -> bool:
-        """The create started on a guess failed (the image was collected since): make it again."""
-        assert self._container is not None
-        return self._from_guess and self._container.exception() is not None
-
     def stage_inputs(self, params: object) -> None:
         """After the query: the files the image's layout derives from the results
         (engine/layouts.py). A container that could not be created needs none: its
@@ -143,7 +137,9 @@ class JobPrep:
         return self._container.result()
 
     def _retry_a_failed_guess(self) -> None:
-        if self._made_from_a_failed_guess():
+        """The create started on a guess failed (the image was collected since): make it again, once."""
+        assert self._container is not None
+        if self._from_guess and self._container.exception() is not None:
             args = self._args
             self._container, self._from_guess = self.pool.submit(self._create, *args), False
 
@@ -156,21 +152,11 @@ class JobPrep:
             self.runner.discard(self._container.result()[1])
 
 
-class ImageGuesses:
+class ImageGuesses(BoundedLRU[int, str]):
     """The image each instruction last ran with on this engine (bounded, most recent kept)."""
 
     def __init__(self, size: int = 256):
-        self._size = size
-        self._images: OrderedDict[int, str] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, instruction_id: int) -> str | None:
-        with self._lock:
-            return self._images.get(instruction_id)
+        super().__init__(size)
 
     def ran(self, instruction_id: int, image_id: str) -> None:
-        with self._lock:
-            self._images[instruction_id] = image_id
-            self._images.move_to_end(instruction_id)
-            while len(self._images) > self._size:
-                self._images.popitem(last=False)
+        self.put(instruction_id, image_id)

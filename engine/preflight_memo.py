@@ -17,11 +17,10 @@ one report.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
+from engine.lru import BoundedLRU
 from engine.query.model import AccessReport, QueryLimits
 
 __all__ = ["MEMO_ENTRIES", "MEMO_MAX_TEXT_CHARS", "AnalysisKey", "AnalysisMemo", "DataIdentity", "analysis_key"]
@@ -117,35 +116,8 @@ def _chars(value: object) -> int:
     return _VALUE_CHARS + (len(value) if isinstance(value, (str, bytes)) else 0)
 
 
-class AnalysisMemo:
+class AnalysisMemo(BoundedLRU[AnalysisKey, AccessReport]):
     """Successful reports by key, the least recently used dropped past `entries`; thread-safe."""
 
     def __init__(self, entries: int = MEMO_ENTRIES):
-        if entries <= 0:
-            raise ValueError("the memo holds at least one entry")
-        self.entries = entries
-        self._reports: OrderedDict[AnalysisKey, AccessReport] = OrderedDict()
-        self._lock = threading.Lock()  # preflights run in the API's thread pool
-
-    def get(self, key: AnalysisKey) -> AccessReport | None:
-        with self._lock:
-            report = self._reports.get(key)
-            if report is not None:
-                self._reports.move_to_end(key)
-            return report
-
-    def put(self, key: AnalysisKey, report: AccessReport) -> None:
-        with self._lock:
-            self._reports[key] = report
-            self._reports.move_to_end(key)
-            while len(self._reports) > self.entries:
-                self._reports.popitem(last=False)
-
-    def keys(self) -> list[AnalysisKey]:
-        """The remembered keys, least recently used first."""
-        with self._lock:
-            return list(self._reports)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._reports)
+        super().__init__(entries)
