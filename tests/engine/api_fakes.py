@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from engine.artifacts import Artifact
 from engine.errors import NotFoundError, RequestError
 from engine.store import TERMINAL, Job, StepEvent
 from engine.submission import check_deadline
+from tests.loopback import loopback_listener
 
 CHAIN_ID = 31337
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -227,9 +227,7 @@ def serve(app: Any) -> Iterator[str]:
     """Run `app` under a real uvicorn on 127.0.0.1 (free port) in a thread; yield its base URL."""
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_listener()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

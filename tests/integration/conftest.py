@@ -42,6 +42,7 @@ from registry_client.engine_client import EngineClient
 from registry_client.manifest import save_deployment
 from tests.conftest import ANVIL_KEYS, make_kek_file
 from tests.images import BUSYBOX_TAG, build_image, busybox_image, export_archive, remove_images
+from tests.loopback import loopback_listener
 
 MiB = 1024 * 1024
 # Small limits keep the failure tests fast (each is one short container).
@@ -278,9 +279,7 @@ def free_port() -> int:
 def _serve_in_thread(app: Any) -> tuple[Any, threading.Thread, str, socket.socket]:
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_listener()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -10,13 +10,14 @@ config (engine/api/server.py: guarded h11, request limits, header timeout).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.loopback import loopback_listener
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,9 +32,7 @@ def main() -> None:
     timeout = float(os.environ.get("FAKE_API_HEADER_TIMEOUT_S", "10"))
     app = make_app(FakeService(artifact_dir=Path(tempfile.mkdtemp(prefix="fake-api-"))))
     limits = api_config(FakeSettings()).limits
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_listener()
     print(f"PORT {sock.getsockname()[1]}", flush=True)
     config = server_config(app, limits=limits, header_timeout_s=timeout, log_level="warning")
     uvicorn.Server(config).run(sockets=[sock])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from registry_client.eip712 import read_headers
 from tests.conftest import ANVIL_KEYS
 from tests.engine.api_fakes import CHAIN_ID, REGISTRY, FakeSettings, StoreBackedService, make_app
 from tests.engine.test_api import submit_body
+from tests.loopback import loopback_listener
 
 OWNER = Account.from_key(ANVIL_KEYS[0])
 STRANGER = Account.from_key(ANVIL_KEYS[1])
@@ -44,9 +44,7 @@ class WaiterSettings(FakeSettings):
 
 @contextmanager
 def running(app: Any) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_listener()
     server = uvicorn.Server(server_config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
