@@ -528,3 +528,18 @@ def test_job_progress_is_bytes_while_fetching_and_elapsed_while_running(client, 
     assert running["bytes"] is None and 0 <= running["elapsed_s"] < 60
     service.advance(job_id, "SUCCEEDED")
     assert get(client, f"/jobs/{job_id}").json()["progress"] is None
+
+
+def test_the_api_dependencies_take_no_thread_hop() -> None:
+    """FastAPI runs a plain `def` dependency in its thread pool: each would cost every request a hop."""
+    import asyncio
+    import typing
+
+    from engine.api import deps
+    from engine.api.routers import session
+
+    annotated = [deps.Service, deps.Domain, deps.Config, deps.Clock, deps.Waiters, deps.CurrentWallet,
+                 session.Sessions]
+    for alias in annotated:
+        (marker,) = [m for m in typing.get_args(alias)[1:] if hasattr(m, "dependency")]
+        assert asyncio.iscoroutinefunction(marker.dependency), marker.dependency.__name__

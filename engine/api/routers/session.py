@@ -44,7 +44,7 @@ class SessionPublic(BaseModel):
     expires_at: int = Field(description="unix seconds")
 
 
-def _sessions(request: Request) -> SessionKeys:
+async def _sessions(request: Request) -> SessionKeys:
     return request.app.state.sessions
 
 
