@@ -1,13 +1,13 @@
 """A job's scratch on the host: its size-limited output filesystem and its removal.
 
 One job's ``/mnt/output`` is its own small ext4 filesystem in a sparse file,
-loop-mounted ``noexec,nosuid,nodev`` on ``scratch/<job>/output`` (a sparse
-copy of one empty template per cap, mounted by ``engine/loopmount.py``: no
-subprocess per job): the kernel
+loop-mounted ``noexec,nosuid,nodev`` on ``scratch/<job>/output``: the kernel
 stops the container at the size and inode caps while it writes (ENOSPC), the
 runner's wait loop reads the usage (``statvfs``) and ends the job
 OUTPUT_TOO_LARGE at once, and removing it is an unmount, whatever the job
-wrote. ext4 on disk rather than tmpfs: tmpfs pages are charged to the
+wrote. Each job's filesystem is a sparse copy of one empty template per cap
+(``scratch/.empty-output-<size>-<inodes>.img``, made once by ``mkfs.ext4``),
+mounted by ``engine/loopmount.py``: no subprocess per job. ext4 on disk rather than tmpfs: tmpfs pages are charged to the
 container's memory cgroup and cannot be reclaimed, so output would eat the
 job's memory limit (docs/architecture.md has the measurements).
 
@@ -80,11 +80,15 @@ class OutputFs:
         return out
 
     def _mount(self) -> None:
+        template = None
         try:
-            _copy_sparse(_template(self.image.parent.parent, self.max_bytes, self.max_files), self.image)
+            template = _template(self.image.parent.parent, self.max_bytes, self.max_files)
+            _copy_sparse(template, self.image)
             loopmount.mount_image(self.image, self.path, "ext4", _MOUNT_FLAGS)
         except (OSError, subprocess.SubprocessError) as exc:
             self.image.unlink(missing_ok=True)
+            if template is not None:  # damaged, perhaps: the next job makes it anew
+                template.unlink(missing_ok=True)
             log.error("cannot mount a size-limited output folder at %s: %s", self.path, exc)
             raise RunFailure(
                 "the engine cannot mount the job's size-limited output folder "
@@ -177,7 +181,7 @@ def _copy_sparse(source: Path, target: Path) -> None:
                     raise
                 end = os.lseek(src, offset, os.SEEK_HOLE)
                 while offset < end:
-                    copied = os.copy_file_range(src, dst, end - offset, offset, offset)
+                    copied = _copy_range(src, dst, end - offset, offset)
                     if copied == 0:
                         raise OSError(errno.EIO, f"{source} shrank while it was copied")
                     offset += copied
@@ -185,6 +189,17 @@ def _copy_sparse(source: Path, target: Path) -> None:
             os.close(dst)
     finally:
         os.close(src)
+
+
+def _copy_range(src: int, dst: int, count: int, offset: int) -> int:
+    """Up to ``count`` bytes at ``offset``, in the kernel where it can (copy_file_range)."""
+    try:
+        return os.copy_file_range(src, dst, count, offset, offset)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+    data = os.pread(src, min(count, MiB), offset)  # a filesystem without it: through memory
+    return os.pwrite(dst, data, offset) if data else 0
 
 
 def output_fs_ready(kind: OutputKind) -> bool:

@@ -180,6 +180,38 @@ def test_a_damaged_template_is_made_again(tmp_path: Path) -> None:
         again.release()
 
 
+def test_a_template_that_no_longer_mounts_is_made_anew_by_the_next_job(tmp_path: Path) -> None:
+    """Same size, bad bytes (its superblock zeroed): that job fails clearly, the next one mounts."""
+    from engine.errors import RunFailure
+
+    OutputFs.create(tmp_path / "a" / "output", "loop", 8 * MiB, 50).release()
+    (template,) = tmp_path.glob(".empty-output-*")
+    with open(template, "r+b") as img:
+        img.seek(1024)
+        img.write(bytes(1024))
+    with pytest.raises(RunFailure):
+        OutputFs.create(tmp_path / "b" / "output", "loop", 8 * MiB, 50)
+    assert not template.exists(), "the damaged template was dropped"
+    again = OutputFs.create(tmp_path / "c" / "output", "loop", 8 * MiB, 50)
+    again.release()
+
+
+def test_a_filesystem_without_copy_file_range_still_gets_its_copy(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    def unsupported(*args, **kwargs):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    OutputFs.create(tmp_path / "a" / "output", "loop", 8 * MiB, 50).release()  # the template
+    monkeypatch.setattr(os, "copy_file_range", unsupported)
+    output = OutputFs.create(tmp_path / "b" / "output", "loop", 8 * MiB, 50)
+    try:
+        (output.path / "x.txt").write_text("x")
+        assert output.usage().over is None and _allocated(output.image) < MiB
+    finally:
+        output.release()
+
+
 def _loops_backed_by(folder: Path) -> str:
     """The loop devices whose backing file is under ``folder`` (from sysfs)."""
     found = []
