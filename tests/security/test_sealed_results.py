@@ -34,6 +34,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures used by name
     archive_server,
     job_image,
     running_engine,
+    wait_for,
     world,
 )
 
@@ -95,6 +96,9 @@ def test_the_data_dir_holds_no_plaintext_of_data_artifacts_or_logs(sealed_engine
     builder = sealed_engine.builder
     job = _run(builder, instruction, world.refiner_id)
     assert job["recipient"] == world.accounts.builder.address
+    # The job's output filesystem (plaintext, as the container wrote it) is deleted right
+    # after the job's end is recorded, off the critical path: once it is gone, nothing is left.
+    wait_for(lambda: not (sealed_engine.data_dir / "scratch" / job["id"]).exists(), what="the job's scratch gone")
     assert _plaintext_files(sealed_engine.data_dir, [*_emails(world), _marker(job["id"])]) == []
     # What is stored is ciphertext; the builder's wallet opens it.
     listing = builder.artifacts(job["id"])
