@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from docker.types import LogConfig, Mount
 
 from engine.errors import RunFailure
 from engine.layouts import DEFAULT_LAYOUT, Layout, job_env, prepare_dirs
+
+if TYPE_CHECKING:
+    from engine.docker_calls import ContainerHandle
 
 __all__ = [
     "ENGINE_LABEL",
@@ -103,7 +107,7 @@ class Created:
     """A job's container, created and not yet started (``DockerRunner.create``)."""
 
     job_id: str
-    container: object
+    container: ContainerHandle
     layout: Layout = DEFAULT_LAYOUT  # where the container finds its input and output
 
 
@@ -166,7 +170,7 @@ def container_config(spec: RunSpec, name: str, engine_id: str, covers: dict[str,
             config={"max-size": str(_driver_log_bytes(limits)), "max-file": "2"},
         ),
         "stdin_open": False,
-        "tty": False,
+        "tty": False,  # engine/docker_calls.py reads the logs as a multiplexed stream
     }
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import docker.errors
 
 from engine.archive_check import ArchiveInfo, inspect_archive
+from engine.docker_calls import docker_calls
 from engine.errors import ImageFailure
 from engine.fetch import VerifiedArchive
 from engine.image_gc import LoadedImages, write_json
@@ -53,6 +54,7 @@ class ImageLoader:
     ):
         """``busy()`` names the images unfinished jobs use (never collected)."""
         self.client = docker_client
+        self.calls = docker_calls(docker_client)  # the per-job inspect, kept-alive (engine/docker_calls.py)
         self.max_expanded_bytes = max_expanded_bytes
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +105,7 @@ class ImageLoader:
     def _check_layout(self, image_id: str) -> None:
         """An unknown layout label fails the job here, before its query runs or is paid."""
         try:
-            attrs = self.client.api.inspect_image(image_id)
+            attrs = self.calls.inspect_image(image_id)
         except docker.errors.APIError as exc:
             raise ImageFailure(f"Docker could not inspect image {image_id}: {exc.explanation}") from exc
         layout_of(attrs)
@@ -111,7 +113,7 @@ class ImageLoader:
     def _inspect(self, image_id: str) -> dict | None:
         """The image's inspect, or None when Docker lacks it."""
         try:
-            return self.client.api.inspect_image(image_id)
+            return self.calls.inspect_image(image_id)
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as exc:

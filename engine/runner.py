@@ -26,9 +26,6 @@ from typing import TypeVar
 
 import docker.errors
 import requests.exceptions
-from docker.models.containers import (
-    _create_container_args,  # containers.create's own argument split
-)
 
 from engine.container_spec import (
     ENGINE_LABEL,
@@ -47,6 +44,7 @@ from engine.container_spec import (
     prepare_output,
     seccomp_profile,
 )
+from engine.docker_calls import ContainerHandle, DockerCalls, SdkContainer, docker_calls
 from engine.errors import RunFailure
 from engine.layouts import Layout, layout_of, volume_covers
 
@@ -78,10 +76,16 @@ _T = TypeVar("_T")
 
 
 class DockerRunner:
-    """Hardened ``docker run`` through the SDK; safe to share between threads."""
+    """Hardened ``docker run``; safe to share between threads.
 
-    def __init__(self, docker_client, engine_id: str = "default", retry_window_s: float = 30.0):
+    A job's own calls go through ``engine/docker_calls.py`` (kept-alive on a Unix
+    socket); listing leftovers and reading kill events through docker-py.
+    """
+
+    def __init__(self, docker_client, engine_id: str = "default", retry_window_s: float = 30.0,
+                 calls: DockerCalls | None = None):
         self.client = docker_client
+        self.calls = calls or docker_calls(docker_client)
         self.engine_id = engine_id
         self.retry_window_s = retry_window_s
         self._configs: dict[str, dict] = {}  # image id -> its inspect (what a create reads of it)
@@ -168,7 +172,7 @@ class DockerRunner:
     def cancel(self, job_id: str) -> bool:
         """Kill the job's container if it runs; True when one was found."""
         try:
-            self.client.containers.get(container_name(job_id)).kill()
+            self.calls.get(container_name(job_id)).kill()
             return True
         except docker.errors.NotFound:
             return False
@@ -181,12 +185,12 @@ class DockerRunner:
         labels = [LABEL, f"{ENGINE_LABEL}={self.engine_id}"]
         for container in self.client.containers.list(all=True, filters={"label": labels}):
             removed.append(container.labels.get(LABEL, ""))
-            _force_remove(container)
+            _force_remove(SdkContainer(container))
         return removed
 
     # -- steps ------------------------------------------------------------
 
-    def _create(self, spec: RunSpec, name: str) -> tuple[object, Layout]:
+    def _create(self, spec: RunSpec, name: str) -> tuple[ContainerHandle, Layout]:
         try:
             attrs = self._image_attrs(spec.image_id)
             layout = layout_of(attrs)
@@ -198,14 +202,14 @@ class DockerRunner:
                 if retried:  # a create cut off mid-way may have made it: clear it first
                     self._remove_named(name)
                 try:
-                    return _create_container(self.client, spec.image_id, config)
+                    return self.calls.create(spec.image_id, config)
                 except docker.errors.APIError as exc:
                     if exc.status_code != 409:
                         raise
                 # 409: a container left by a crash holds this job's name; remove it, once.
                 # (Asking first would cost every job a lookup that almost always finds nothing.)
                 self._remove_named(name)
-                return _create_container(self.client, spec.image_id, config)
+                return self.calls.create(spec.image_id, config)
 
             return self._retry("create the container", create, retried), layout
         except docker.errors.ImageNotFound as exc:
@@ -220,7 +224,7 @@ class DockerRunner:
         labels and volumes read from it never change (a tag can move: never kept)."""
         attrs = self._configs.get(image_ref)
         if attrs is None:
-            attrs = self._retry("inspect the image", lambda: self.client.api.inspect_image(image_ref))
+            attrs = self._retry("inspect the image", lambda: self.calls.inspect_image(image_ref))
             if image_ref.startswith("sha256:"):
                 if len(self._configs) >= _CONFIGS_KEPT:
                     self._configs.clear()
@@ -344,17 +348,9 @@ class DockerRunner:
     def _remove_named(self, name: str) -> None:
         """A container left by a crash under this job's name would block create."""
         try:
-            _force_remove(self.client.containers.get(name))
+            _force_remove(self.calls.get(name))
         except docker.errors.NotFound:
             pass
-
-
-def _create_container(client, image_id: str, config: dict):
-    """``containers.create`` without the inspect it does after: a job needs only the id and name."""
-    args = _create_container_args({**config, "image": image_id, "command": None,
-                                   "version": client.api._version})
-    made = client.api.create_container(**args)
-    return client.containers.prepare_model({"Id": made["Id"], "Name": "/" + config["name"]})
 
 
 def _unavailable(what: str, window_s: float) -> RunFailure:
@@ -363,19 +359,18 @@ def _unavailable(what: str, window_s: float) -> RunFailure:
     )
 
 
-def _state(container) -> dict:
+def _state(container: ContainerHandle) -> dict:
     try:
-        container.reload()
+        return container.state()
     except docker.errors.NotFound as exc:
         raise RunFailure("Docker lost the container", code="DOCKER_UNAVAILABLE") from exc
     except docker.errors.APIError as exc:
         raise RunFailure(
             f"Docker lost the container: {exc.explanation}", code="INTERNAL_ERROR"
         ) from exc
-    return container.attrs.get("State", {})
 
 
-def _read_logs(container, cap: int) -> bytes:
+def _read_logs(container: ContainerHandle, cap: int) -> bytes:
     """The last ``cap`` bytes of stdout+stderr (the end is where errors are).
 
     The driver keeps two bounded files, so the disk use is bounded, and only
@@ -383,7 +378,7 @@ def _read_logs(container, cap: int) -> bytes:
     """
     out = bytearray()
     try:
-        for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=False):
+        for chunk in container.log_chunks():
             out += chunk
             if len(out) > 2 * cap:
                 del out[:-cap]
@@ -392,7 +387,7 @@ def _read_logs(container, cap: int) -> bytes:
     return bytes(out[-cap:]) if cap > 0 else b""
 
 
-def _kill(container) -> None:
+def _kill(container: ContainerHandle) -> None:
     try:
         container.kill()
     except docker.errors.APIError:
@@ -403,9 +398,9 @@ def _kill(container) -> None:
         pass
 
 
-def _force_remove(container) -> None:
+def _force_remove(container: ContainerHandle) -> None:
     try:
-        container.remove(force=True, v=True)
+        container.remove()
     except docker.errors.NotFound:
         pass
     except docker.errors.APIError as exc:

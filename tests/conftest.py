@@ -70,6 +70,31 @@ def docker_client():
     return client
 
 
+@pytest.fixture
+def docker_sent(docker_client, monkeypatch) -> list[str]:
+    """Every Docker API request made from here on, as "METHOD /path" (no version, no query),
+    whichever client made it: docker-py's or the engine's socket client."""
+    import re
+
+    from engine.docker_socket import DockerSocket
+
+    sent: list[str] = []
+    through_sdk = docker_client.api.send
+    through_socket = DockerSocket._reply
+
+    def sdk(request, **kwargs):
+        sent.append(f"{request.method} " + re.sub(r"^/v[\d.]+", "", request.path_url.split("?")[0]))
+        return through_sdk(request, **kwargs)
+
+    def socket(self, method, path, *args, **kwargs):
+        sent.append(f"{method} {path}")
+        return through_socket(self, method, path, *args, **kwargs)
+
+    monkeypatch.setattr(docker_client.api, "send", sdk)
+    monkeypatch.setattr(DockerSocket, "_reply", socket)
+    return sent
+
+
 # ---- Deployed registries (owner: registry_client helper) ---------------------
 # Deployed once per session from the ABIs/bytecode shipped in registry_client/abi;
 # tests that change state also take `chain` so their writes are rolled back.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +74,17 @@ def client(service) -> Iterator:
 
     with TestClient(make_app(service), raise_server_exceptions=False) as c:
         yield c
+
+
+# ---- a job's input (owner: runner, docker_calls) -------------------------------
+
+
+@pytest.fixture
+def input_db(tmp_path: Path) -> Path:
+    """``<tmp>/input/query_results.db`` with a ``results`` table of ten rows."""
+    path = tmp_path / "input" / "query_results.db"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE results (n INTEGER)")
+        db.executemany("INSERT INTO results VALUES (?)", [(i,) for i in range(10)])
+    return path

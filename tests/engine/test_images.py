@@ -92,7 +92,7 @@ def test_loads_once_then_uses_the_map(
 
 
 def test_a_cached_image_costs_one_inspect_and_no_rewrite(
-    docker_client, removed_image_archive, tmp_path: Path, monkeypatch
+    docker_client, removed_image_archive, tmp_path: Path, request
 ) -> None:
     """A warm job's LOADING: one inspect (the image exists, its layout is known); the
     last-use record is not rewritten by jobs within a second of each other."""
@@ -101,16 +101,9 @@ def test_a_cached_image_costs_one_inspect_and_no_rewrite(
     loader.ensure_loaded(archive)
     record = tmp_path / "state" / "loaded.json"
     before = record.stat().st_mtime_ns, record.read_text()
-    sent: list[str] = []
-    original = docker_client.api.send
-
-    def recording(request, **kwargs):
-        sent.append(f"{request.method} {request.path_url.split('/', 2)[-1]}")
-        return original(request, **kwargs)
-
-    monkeypatch.setattr(docker_client.api, "send", recording)
+    sent = request.getfixturevalue("docker_sent")  # from here on
     assert loader.ensure_loaded(archive) == image_id
-    assert sent == [f"GET images/{image_id}/json"]
+    assert sent == [f"GET /images/{image_id}/json"]
     assert (record.stat().st_mtime_ns, record.read_text()) == before
 
 

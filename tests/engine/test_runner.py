@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 import uuid
@@ -12,6 +11,7 @@ import docker.errors
 import pytest
 
 import engine.runner as runner_mod
+from engine.docker_calls import SocketCalls
 from engine.runner import ENGINE_LABEL, LABEL, DockerRunner, RunLimits, RunResult, RunSpec, classify
 
 pytestmark = pytest.mark.docker
@@ -40,16 +40,6 @@ mkdir -p $out/nested/deeper && echo hi > $out/nested/deeper/hello.txt
 
 def _job() -> str:
     return uuid.uuid4().hex[:16]
-
-
-@pytest.fixture
-def input_db(tmp_path: Path) -> Path:
-    path = tmp_path / "input" / "query_results.db"
-    path.parent.mkdir()
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE results (n INTEGER)")
-        db.executemany("INSERT INTO results VALUES (?)", [(i,) for i in range(10)])
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -453,7 +443,7 @@ def test_a_container_docker_could_not_remove_is_removed_once_it_is_back(monkeypa
         name = "c2d-x"
         attempts = 0
 
-        def remove(self, force: bool, v: bool) -> None:
+        def remove(self) -> None:
             ComesBack.attempts += 1
             if ComesBack.attempts < 3:
                 raise requests.exceptions.ConnectionError("connection refused")
@@ -465,28 +455,27 @@ def test_a_container_docker_could_not_remove_is_removed_once_it_is_back(monkeypa
 
 
 def test_create_asks_docker_only_what_it_needs(
-    runner, docker_client, make_image, input_db: Path, tmp_path: Path, monkeypatch
+    runner, docker_client, make_image, input_db: Path, tmp_path: Path, docker_sent
 ) -> None:
     """The image's inspect and the create: no lookup of a stale container by name first (a 409
-    says so) and no inspect of the new container (its id and name are all a job needs)."""
+    says so) and no inspect of the new container (its id and name are all a job needs); then
+    start, wait, one inspect (exit code, OOM), the logs without another inspect, remove."""
     spec = _spec(make_image("two-requests", "echo hi > $OUTPUT_PATH/x"), input_db, tmp_path)
-    sent: list[str] = []
-    original = docker_client.api.send
-
-    def recording(request, **kwargs):
-        sent.append(f"{request.method} {request.path_url.split('?')[0].split('/', 2)[-1]}")
-        return original(request, **kwargs)
-
-    monkeypatch.setattr(docker_client.api, "send", recording)
     fresh = DockerRunner(docker_client)
+    assert isinstance(fresh.calls, SocketCalls)  # the default Unix socket: the kept-alive client
+    sent = docker_sent
+    sent.clear()
     created = fresh.create(spec)
-    assert sent == [f"GET images/{spec.image_id}/json", "POST containers/create"]
+    assert sent == [f"GET /images/{spec.image_id}/json", "POST /containers/create"]
     second = _spec(spec.image_id, input_db, tmp_path / "second")
     sent.clear()
     other = fresh.create(second)  # the same image id: its inspect is known
-    assert sent == ["POST containers/create"]
-    monkeypatch.undo()
+    assert sent == ["POST /containers/create"]
     fresh.discard(other)
     assert created.container.name == f"c2d-{spec.job_id}"
+    sent.clear()
     result = fresh.run(spec, created=created)
     assert classify(result) is None and (spec.output_dir / "x").read_text() == "hi\n"
+    cid = f"/containers/{created.container.id}"
+    assert sent == [f"POST {cid}/start", f"POST {cid}/wait", f"GET {cid}/json", f"GET {cid}/logs",
+                    f"DELETE {cid}"]
