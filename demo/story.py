@@ -34,12 +34,13 @@ from typing import Any
 from eth_account import Account
 
 from demo.sample_data import make_sample_db
-from registry_client.contracts import Registries, connect, make_web3
+from registry_client.contracts import Registries, connect
 from registry_client.deploy import deploy
 from registry_client.devchain import ANVIL_DEV_KEYS
 from registry_client.engine_client import EngineClient
 from registry_client.manifest import Deployment, save_deployment
 from registry_client.payments import Payments
+from registry_client.rpc import make_web3
 from registry_client.sealing import read_header
 
 __all__ = ["ENGINE_KEY", "ROOT", "Actors", "StoryConfig", "StoryResult", "authorize_engine", "run_story"]

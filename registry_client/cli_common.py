@@ -67,7 +67,7 @@ class CliContext:
         return load_deployment(self.deployment_path)
 
     def web3(self) -> Any:
-        from registry_client.contracts import make_web3
+        from registry_client.rpc import make_web3
 
         return make_web3(self.rpc)
 

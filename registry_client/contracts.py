@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import requests
 from eth_utils import to_checksum_address
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 from web3.exceptions import (
     ContractLogicError,
     TimeExhausted,
@@ -33,7 +33,6 @@ from web3.exceptions import (
     Web3RPCError,
 )
 from web3.logs import DISCARD
-from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
 from registry_client.addresses import parse_address
 from registry_client.batch import Outcome, Read, read_together
@@ -63,6 +62,7 @@ from registry_client.records import (
     Schema,
     permission_record,
 )
+from registry_client.rpc import make_web3
 
 __all__ = [
     "CONTRACT_NAMES",
@@ -78,7 +78,6 @@ __all__ = [
     "connect",
     "error_table",
     "load_artifact",
-    "make_web3",
     "parse_address",
     "parse_sha256",
     "sha256_file",
@@ -158,42 +157,6 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 # ---------------------------------------------------------------- connection
-
-
-def make_web3(rpc_url: str, timeout: float = 10.0) -> Web3:
-    if not re.match(r"^https?://", rpc_url or ""):
-        raise InputError(f"RPC URL must start with http:// or https://, got {rpc_url!r}")
-    # One quick retry: a local node that is down should fail fast, not after ~4 s.
-    retry = ExceptionRetryConfiguration(
-        errors=(requests.exceptions.ConnectionError, requests.exceptions.Timeout),
-        retries=1, backoff_factor=0.05)
-    provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout},
-                            exception_retry_configuration=retry, session=rpc_session(rpc_url))
-    return Web3(provider)
-
-
-_RPC_POOL_SIZE = 32  # connections kept to the node: the engine's workers and API threads share them
-
-
-def rpc_session(rpc_url: str) -> requests.Session:
-    """One requests Session for every call to ``rpc_url``, from any thread.
-
-    What requests reads from the environment on every request (the proxy for
-    this URL, NO_PROXY, a CA bundle, ~/.netrc) is read once here instead: the
-    URL never changes, and that per-request look-up was about a third of a
-    millisecond of CPU for each RPC.
-    """
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies = requests.utils.get_environ_proxies(rpc_url)
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
-    session.auth = requests.utils.get_netrc_auth(rpc_url)
-    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=_RPC_POOL_SIZE)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 @contextlib.contextmanager

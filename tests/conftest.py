@@ -8,6 +8,8 @@ evm_snapshot / evm_revert pair so tests never see each other's state.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,8 +142,8 @@ def accounts() -> Accounts:
 @pytest.fixture(scope="session")
 def deployment(anvil: Anvil, accounts: Accounts):
     """The five contracts deployed on the session's anvil (deployer = admin)."""
-    from registry_client.contracts import make_web3
     from registry_client.deploy import deploy
+    from registry_client.rpc import make_web3
 
     return deploy(make_web3(anvil.url), accounts.deployer)
 
@@ -188,3 +190,18 @@ def postgres_url(postgres_cluster) -> Iterator[str]:
         yield url
     finally:
         postgres_cluster.drop_schema(url)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert, key), made by the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return d / "cert.pem", d / "key.pem"

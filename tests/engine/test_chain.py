@@ -9,7 +9,8 @@ import pytest
 from engine.chain import ChainCheck, ChainVerifier, RetryPolicy
 from engine.errors import ChainCheckFailure
 from engine.query import Permission
-from registry_client.contracts import Registries, make_web3
+from registry_client.contracts import Registries
+from registry_client.rpc import make_web3
 
 pytestmark = pytest.mark.chain
 HASH = "5e" * 32

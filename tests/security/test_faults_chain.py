@@ -21,9 +21,10 @@ import pytest
 
 from engine.chain import ChainVerifier, RetryPolicy
 from engine.errors import ChainCheckFailure
-from registry_client.contracts import Registries, connect, make_web3
+from registry_client.contracts import Registries, connect
 from registry_client.deploy import deploy
 from registry_client.devchain import find_anvil, start_anvil
+from registry_client.rpc import make_web3
 from tests.integration.conftest import archive_server, job_image  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.chain

@@ -211,24 +211,6 @@ def test_public_address_policy(address: str, public: bool) -> None:
 # ---------------------------------------------------------------- TLS through the guarded stream
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (cert, key), made by the openssl CLI."""
-    import shutil
-    import subprocess
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )
-    return d / "cert.pem", d / "key.pem"
-
-
 def _fetch_tls(url: str, cert: Path, timeout_s: float, progress=None) -> bytes:
     """GET ``url`` through the guarded backend, trusting ``cert`` (as the fetcher does with CAs)."""
     import ssl
