@@ -33,6 +33,7 @@ from web3.exceptions import (
     Web3RPCError,
 )
 from web3.logs import DISCARD
+from web3.types import RPCEndpoint
 
 from registry_client.addresses import parse_address
 from registry_client.batch import Outcome, Read, read_together
@@ -337,8 +338,18 @@ class Registries:
         return logs[0]["args"][arg]
 
     def block_number(self) -> int:
+        """The chain's head: one ``eth_blockNumber`` straight to the provider (its retry
+        included). web3's request manager around it cost ~1 ms of CPU a call, three times
+        the request; the engine asks twice a job."""
         with self._translate():
-            return self.w3.eth.block_number
+            answer = self.w3.provider.make_request(RPCEndpoint("eth_blockNumber"), [])
+        result = answer.get("result") if isinstance(answer, dict) else None
+        if isinstance(result, str) and result.startswith("0x"):
+            with contextlib.suppress(ValueError):
+                return int(result, 16)
+        error = answer.get("error") if isinstance(answer, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        raise TransactionFailed(f"the node refused the call: {message or 'no block number in its answer'}")
 
     # ------------------------------------------------------------ DLPs
 

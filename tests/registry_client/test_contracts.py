@@ -27,11 +27,13 @@ from registry_client.errors import (
     RegistryPaused,
     RpcUnavailable,
     SchemaNotFound,
+    TransactionFailed,
     Unauthorized,
     WalletError,
     WrongChain,
 )
 from registry_client.manifest import Deployment
+from registry_client.rpc import make_web3
 
 pytestmark = pytest.mark.chain
 HASH = "ab" * 32
@@ -256,3 +258,26 @@ def test_connect_checks(chain, deployment):
         connect(chain.url, Deployment(deployment.chain_id, empty))
     with pytest.raises(InputError, match="http"):
         connect("ftp://x", deployment)
+
+
+def test_block_number_is_the_chains_head_read_straight_from_the_provider(owner, accounts):
+    before = owner.block_number()
+    assert before == owner.w3.eth.block_number
+    owner.register_dlp("one-more-block")
+    assert owner.block_number() == owner.w3.eth.block_number > before
+
+
+def test_block_number_when_the_node_answers_an_error_or_nothing(owner, monkeypatch):
+    answers = iter([{"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "header not found"}},
+                    {"jsonrpc": "2.0", "id": 2, "result": "latest"}])
+    monkeypatch.setattr(owner.w3.provider, "make_request", lambda method, params: next(answers))
+    with pytest.raises(TransactionFailed, match="header not found"):
+        owner.block_number()
+    with pytest.raises(TransactionFailed, match="no block number"):
+        owner.block_number()
+
+
+def test_block_number_with_the_node_down_is_rpc_unavailable(owner):
+    dead = Registries(make_web3("http://127.0.0.1:9", timeout=2), owner.deployment)
+    with pytest.raises(RpcUnavailable):
+        dead.block_number()
