@@ -86,6 +86,7 @@ API_ERROR_CODES: dict[str, str] = {
     "AUDIT_UNAVAILABLE": "/instructions/{id}/inspect: this engine was built without the auditor (503)",
     "NOT_RECIPIENT": "the job's results are sealed to another wallet (its recipient); the submitter sees names and sizes",
     "METHOD_NOT_ALLOWED": "the route exists but not with this HTTP method",
+    "HTTP_ERROR": "an HTTP error the web framework raised without an engine code (the status says which)",
     "INTERNAL_ERROR": "an unexpected engine error (see the operator's log)",
 }
 
@@ -147,10 +148,14 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# The framework's own refusals, named like the engine's (a code is stable, a status is not).
+_FRAMEWORK_CODES = {400: "INVALID_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+                    413: "BODY_TOO_LARGE", 414: "URL_TOO_LONG", 431: "HEADERS_TOO_LARGE"}
+
+
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-    code = codes.get(exc.status_code, f"HTTP_{exc.status_code}")
+    code = _FRAMEWORK_CODES.get(exc.status_code, "HTTP_ERROR")
     detail = exc.detail if isinstance(exc.detail, str) else _title(exc.status_code)
     if exc.status_code == 404:
         detail = f"no route {request.method} {_instance(request)}"

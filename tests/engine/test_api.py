@@ -543,3 +543,28 @@ def test_the_api_dependencies_take_no_thread_hop() -> None:
     for alias in annotated:
         (marker,) = [m for m in typing.get_args(alias)[1:] if hasattr(m, "dependency")]
         assert asyncio.iscoroutinefunction(marker.dependency), marker.dependency.__name__
+
+
+def test_the_frameworks_own_http_errors_carry_registered_codes():
+    """An HTTPException raised by FastAPI/Starlette itself (no engine code) still answers
+    problem JSON with a stable, registered code: named where the engine has one, else HTTP_ERROR."""
+    from fastapi import FastAPI, HTTPException
+
+    from engine.api.problems import API_ERROR_CODES, install_problem_handlers
+
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/raise/{status}")
+    def _raise(status: int) -> None:
+        raise HTTPException(status_code=status)
+
+    client = TestClient(app)
+    for status, code in ((400, "INVALID_REQUEST"), (413, "BODY_TOO_LARGE"), (414, "URL_TOO_LONG"),
+                         (431, "HEADERS_TOO_LARGE"), (418, "HTTP_ERROR"), (409, "HTTP_ERROR")):
+        answer = client.get(f"/raise/{status}")
+        assert answer.status_code == status
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["code"] == code and code in API_ERROR_CODES
+    assert client.get("/nowhere").json()["code"] == "NOT_FOUND"
+    assert client.post("/raise/400").json()["code"] == "METHOD_NOT_ALLOWED"
