@@ -30,7 +30,7 @@ from pathlib import Path
 import docker.errors
 
 from engine.archive_check import ArchiveInfo, inspect_archive
-from engine.docker_calls import docker_calls
+from engine.docker_calls import DockerCalls, docker_calls
 from engine.errors import ImageFailure
 from engine.fetch import VerifiedArchive
 from engine.image_gc import LoadedImages, write_json
@@ -51,10 +51,12 @@ class ImageLoader:
         cache_max_bytes: int | None = None,
         busy: Callable[[], Iterable[str]] = tuple,
         grace_s: float = 60.0,
+        calls: DockerCalls | None = None,
     ):
-        """``busy()`` names the images unfinished jobs use (never collected)."""
+        """``busy()`` names the images unfinished jobs use (never collected); ``calls`` makes the
+        per-job inspect (the runner's, shared; by default made from the client)."""
         self.client = docker_client
-        self.calls = docker_calls(docker_client)  # the per-job inspect, kept-alive (engine/docker_calls.py)
+        self.calls = calls or docker_calls(docker_client)
         self.max_expanded_bytes = max_expanded_bytes
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -230,6 +230,7 @@ def _docker_parts(settings: Settings, data_dir: Path, store: Any, eid: str) -> t
     """The image loader, the runner and their /health probes, on the Docker host DOCKER_HOST names."""
     import docker
 
+    from engine.docker_calls import docker_calls
     from engine.docker_pool import share_one_pool
     from engine.images import ImageLoader
     from engine.runner import DockerRunner
@@ -241,15 +242,17 @@ def _docker_parts(settings: Settings, data_dir: Path, store: Any, eid: str) -> t
         client.ping()
     except docker.errors.DockerException as exc:
         raise EngineError(f"cannot reach the Docker engine: {exc}", code="DOCKER_UNAVAILABLE") from exc
+    calls = docker_calls(client)  # one kept-alive socket pool for the loader's and the runner's calls
     loader = ImageLoader(
         client,
         data_dir / "image-state",
         max_expanded_bytes=settings.image_max_expanded_bytes,
         cache_max_bytes=settings.image_cache_max_bytes,
         busy=lambda: {job.image_id for job in store.unfinished() if job.image_id},
+        calls=calls,
     )
     probes = {"docker": client.ping, "output_fs": lambda: output_fs_ready(settings.run_output_fs)}
-    return loader, DockerRunner(client, eid, settings.docker_retry_s), probes
+    return loader, DockerRunner(client, eid, settings.docker_retry_s, calls=calls), probes
 
 
 def _charger(settings: Settings, registries: Any, signer: Any | None, retry: Any) -> Any | None:

@@ -45,9 +45,8 @@ def signable(typed: dict[str, Any]) -> SignableMessage:
         from eth_account.messages import encode_typed_data
 
         return encode_typed_data(full_message=typed)
-    header = _struct_hash("EIP712Domain", _fields(typed["types"]["EIP712Domain"]),
-                          typed["domain"], cache_key=tuple(typed["domain"].items()))
-    body = _struct_hash(primary, _fields(typed["types"][primary]), typed["message"])
+    header = _domain_separator(_fields(types["EIP712Domain"]), tuple(typed["domain"].items()))
+    body = _struct_hash(primary, _fields(types[primary]), typed["message"])
     return SignableMessage(b"\x01", header, body)
 
 
@@ -55,20 +54,16 @@ def _fields(spec: list[dict[str, str]]) -> tuple[tuple[str, str], ...]:
     return tuple((field["type"], field["name"]) for field in spec)
 
 
-def _struct_hash(name: str, fields: tuple[tuple[str, str], ...], values: dict[str, Any],
-                 cache_key: tuple | None = None) -> bytes:
-    if cache_key is not None:
-        return _cached_struct_hash(name, fields, cache_key)
+def _struct_hash(name: str, fields: tuple[tuple[str, str], ...], values: dict[str, Any]) -> bytes:
     encoded = [_type_hash(name, fields)]
-    for kind, field in fields:
-        encoded.append(_ENCODERS[kind](values[field]))
+    encoded += [_ENCODERS[kind](values[field]) for kind, field in fields]
     return keccak(b"".join(encoded))
 
 
 @lru_cache(maxsize=64)
-def _cached_struct_hash(name: str, fields: tuple[tuple[str, str], ...], items: tuple) -> bytes:
-    """A domain separator: a handful per process (one per chain and registry)."""
-    return _struct_hash(name, fields, dict(items))
+def _domain_separator(fields: tuple[tuple[str, str], ...], items: tuple) -> bytes:
+    """A handful per process (one per chain and registry)."""
+    return _struct_hash("EIP712Domain", fields, dict(items))
 
 
 @lru_cache(maxsize=64)
