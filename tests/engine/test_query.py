@@ -610,3 +610,19 @@ def test_analyse_refuses_as_the_run_does(refiner_db: Path, out: Path, sql: str, 
     ran = _fail(refiner_db, out, sql, params=params, perms=perms)
     assert (quoted.value.code, quoted.value.message) == (ran.code, ran.message)
     assert fragment in quoted.value.message
+
+
+def test_a_spares_warm_up_query_runs_in_memory_and_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    """The spare's throwaway query really runs (else its point, the copy-on-write faults
+    taken before a job's query, is lost silently) and writes nothing but its own output,
+    which it removes: no database file of its own on disk."""
+    from engine.query import child
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    opened: list[str] = []
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(child.sqlite3, "connect",
+                        lambda target, *a, **kw: opened.append(str(target)) or real_connect(target, *a, **kw))
+    assert child._prefault() is True
+    assert opened == [":memory:"]
+    assert list(tmp_path.iterdir()) == []
