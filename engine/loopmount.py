@@ -102,15 +102,18 @@ def _attach(image: str) -> tuple[str, int]:
 
 
 def mount_image(image: os.PathLike[str] | str, target: os.PathLike[str] | str, fstype: str,
-                flags: int) -> str:
+                flags: int, options: str | None = None) -> str:
     """Mount the filesystem in the file ``image`` on ``target``; the loop device's path.
+
+    ``options``: the filesystem's own (mount(2)'s data, e.g. ``"nobarrier"`` for ext4).
 
     OSError (with the errno) if there is no loop device, the image does not
     mount, or the caller may not mount (not root). Nothing stays attached then.
     """
     device, device_fd = _attach(os.fspath(image))
     try:
-        if _c().mount(device.encode(), os.fsencode(target), fstype.encode(), flags, None) != 0:
+        data = options.encode() if options else None
+        if _c().mount(device.encode(), os.fsencode(target), fstype.encode(), flags, data) != 0:
             _raise_errno("mount", os.fspath(target))
     finally:
         os.close(device_fd)  # the mount holds the device now; unmounted, it frees itself

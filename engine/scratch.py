@@ -44,6 +44,9 @@ MiB = 1024 * 1024
 _IMAGE_NAME = "output.img"
 _TEMPLATE_PREFIX = ".empty-output-"
 _MOUNT_FLAGS = loopmount.MS_NOEXEC | loopmount.MS_NOSUID | loopmount.MS_NODEV | loopmount.MS_NOATIME
+# Scratch that never outlives the mount: no cache flush to the host disk when it is
+# unmounted (a loop device's flush is an fsync of the image, ~3 ms of CPU a job).
+_MOUNT_OPTIONS = "nobarrier"
 _CMD_TIMEOUT_S = 30.0
 _BATCH = 1024
 OutputKind = Literal["loop", "bind"]
@@ -84,7 +87,7 @@ class OutputFs:
         try:
             template = _template(self.image.parent.parent, self.max_bytes, self.max_files)
             _copy_sparse(template, self.image)
-            loopmount.mount_image(self.image, self.path, "ext4", _MOUNT_FLAGS)
+            loopmount.mount_image(self.image, self.path, "ext4", _MOUNT_FLAGS, _MOUNT_OPTIONS)
         except (OSError, subprocess.SubprocessError) as exc:
             self.image.unlink(missing_ok=True)
             if template is not None:  # damaged, perhaps: the next job makes it anew

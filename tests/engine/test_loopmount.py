@@ -105,3 +105,29 @@ def test_a_busy_mount_is_detached_lazily(image: Path, tmp_path: Path) -> None:
         assert not os.path.ismount(target)
     finally:
         os.close(held)
+
+
+def _super_options(target: Path) -> set[str]:
+    line = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                if line.split()[4] == str(target))
+    return set(line.split(" - ", 1)[1].split()[2].split(","))
+
+
+def test_filesystem_options_reach_the_mount(image: Path, tmp_path: Path) -> None:
+    target = tmp_path / "m"
+    target.mkdir()
+    loopmount.mount_image(image, target, "ext4", FLAGS, "nobarrier")
+    try:
+        assert "nobarrier" in _super_options(target)
+    finally:
+        loopmount.unmount(target)
+    target.rmdir()
+    target.mkdir()
+    loopmount.mount_image(image, target, "ext4", FLAGS)
+    try:
+        assert "nobarrier" not in _super_options(target)
+    finally:
+        loopmount.unmount(target)
+    with pytest.raises(OSError) as refused:  # an option ext4 does not know: nothing stays attached
+        loopmount.mount_image(image, target, "ext4", FLAGS, "no_such_option")
+    assert refused.value.errno == errno.EINVAL and not os.path.ismount(target)

@@ -120,6 +120,10 @@ def test_the_output_fs_is_sized_from_the_cap(tmp_path: Path) -> None:
         assert st.f_files < 50 + 200, "inodes are bounded too"
         assert _allocated(output.image) < MiB, "sparse: no disk used before the job writes"
         assert output.usage().over is None
+        mount = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                     if line.split()[4] == str(output.path))
+        # Scratch: no cache flush of the image to the host's disk when it is unmounted.
+        assert "nobarrier" in mount.split(" - ", 1)[1].split()[2].split(",")
     finally:
         output.release()
     assert not os.path.ismount(tmp_path / "output")
@@ -138,7 +142,7 @@ def test_an_engine_that_cannot_mount_refuses_the_job_clearly(tmp_path: Path, mon
     import engine.scratch as scratch_mod
     from engine.errors import RunFailure
 
-    def no_loop(image, target, fstype, flags):
+    def no_loop(image, target, fstype, flags, options=None):
         raise OSError(errno.ENOENT, "/dev/loop-control: No such file or directory")
 
     monkeypatch.setattr(scratch_mod.loopmount, "mount_image", no_loop)
