@@ -6,7 +6,12 @@
   read-only. One difference is on purpose: the bare side's ``/mnt/output`` is
   a plain bind of a folder, where the engine mounts a size-limited ext4 per
   job (the bare operation has no cap to enforce; the engine makes that
-  filesystem while the job is verified, off the critical path).
+  filesystem while the job is verified, off the critical path). And the
+  engine creates its containers with ``NetworkDisabled`` (no Docker network
+  sandbox at all: dockerd re-executes itself twice less a container, about
+  half of a trivial run's CPU), which the docker CLI cannot express: the bare
+  side keeps ``--network none``, the CLI's closest. Both containers get a
+  network namespace of their own holding only ``lo``.
 - ``bare_docker_runs``: ``n`` such runs from ``concurrency`` threads, for the
   throughput bench.
 - ``bare_verify_and_load``: ``sha256sum`` then ``docker load -i`` of an archive,

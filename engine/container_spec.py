@@ -155,6 +155,11 @@ def container_config(spec: RunSpec, name: str, engine_id: str, covers: dict[str,
                   read_only=False),
         ],
         "network_mode": "none",
+        # No network at all, not just none: the container still gets a network namespace
+        # of its own holding only `lo` (runc makes it), but Docker sets up no sandbox for
+        # it, so no libnetwork-setkey or set-ipv6 re-exec of dockerd: ~half of a trivial
+        # job's machine CPU (390 -> 210 ms) and wall. `docker run` has no flag for it.
+        "network_disabled": True,
         "read_only": True,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],

@@ -170,6 +170,7 @@ def test_container_config_is_hardened(
     assert seen["Config"]["Labels"][LABEL] == spec.job_id
     assert seen["Config"]["User"] == "65534:65534"
     assert host["NetworkMode"] == "none"
+    assert seen["Config"]["NetworkDisabled"] is True
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
     assert host["SecurityOpt"][0] == "no-new-privileges"

@@ -61,6 +61,30 @@ def test_only_output_and_tmp_are_writable_and_neither_executes(
         output.release()
 
 
+NETWORK_PROBE = r"""
+out=$OUTPUT_PATH
+readlink /proc/self/ns/net > $out/netns
+tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > $out/interfaces
+cat /proc/net/route > $out/routes
+"""
+
+
+def test_the_job_has_a_network_namespace_of_its_own_with_only_loopback(
+    docker_client, tmp_path: Path
+) -> None:
+    """Docker sets up no network for the job (NetworkDisabled): runc still gives it a
+    namespace of its own, never the host's, with nothing in it but `lo`."""
+    image = busybox_job(docker_client, "network", NETWORK_PROBE)
+    result, out, output = run_capped(docker_client, image, tmp_path)
+    try:
+        assert classify(result) is None, result.logs
+        assert (out / "netns").read_text().strip() != os.readlink("/proc/self/ns/net")
+        assert (out / "interfaces").read_text().split() == ["lo"]
+        assert len((out / "routes").read_text().splitlines()) <= 1, "no route anywhere (a header line only)"
+    finally:
+        output.release()
+
+
 def test_no_anonymous_volume_is_created(docker_client, tmp_path: Path) -> None:
     image = busybox_job(docker_client, "volume-holder", "sleep 0.2\n", ("VOLUME /vol",))
     before = {v.id for v in docker_client.volumes.list()}
