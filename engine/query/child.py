@@ -161,7 +161,7 @@ def _run_one(conn: socket.socket) -> None:
 def _warm_up() -> None:
     # Paid once by the zygote, not by every query: sqlglot builds its SQLite
     # dialect on first use, SQLite opens its first connection, OpenSSL looks up
-    # AES-GCM on its first use in a process (a sealed source's every query, ~7 ms).
+    # AES-GCM on its first use in a process (else paid by every sealed source's query).
     check_statement("SELECT 1")
     sqlite3.connect(":memory:").close()
     key = sealing.new_data_key()
@@ -174,7 +174,7 @@ def _prefault() -> bool:
     A query's first run in a new process copies every page it touches (copy-on-write
     after the fork): one throwaway query does that now, not during the job's query.
     Its source is a two-row database in this process's memory (a file on disk would
-    cost a create, a journal and fsyncs: ~10 ms of CPU a query for nothing); its
+    cost a create, a journal and fsyncs: ~5-10 ms of CPU a query for nothing); its
     output is a file, as a job's is. No job's data is read here.
     """
     _sqlite_library()
