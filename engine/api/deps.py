@@ -87,8 +87,9 @@ class JobApi(Protocol):
 
     store: JobLookup
     preflight: Quoter | None  # None: this engine cannot quote (QUOTE_UNAVAILABLE)
-    chain: PermissionReader
+    chain: PermissionReader | None  # None: this engine cannot read permissions (SCHEMA_UNAVAILABLE)
     data: Any  # engine.data.DataCatalog: where the refiners' data is
+    engine_address: str | None  # the address its attestations recover to (None: it does not attest)
 
     def submit(self, request: JobRequest, signer: str, digest: str | None = None,
                signer_key: str | None = None, *, preflight: bool = True) -> tuple[Job, bool]: ...

@@ -55,6 +55,10 @@ class FakeService:
     health_report: dict = field(default_factory=lambda: {"chain": True, "docker": True, "store": True})
     boom: bool = False  # make get() raise an unexpected error
     deadline_max_s: float = 24 * 3600.0  # the real service's Settings.deadline_max_s
+    preflight: Any = None  # None: this engine cannot quote (POST /jobs/quote: QUOTE_UNAVAILABLE)
+    chain: Any = None  # None: it cannot read permissions (GET /refiners/{id}/schema: SCHEMA_UNAVAILABLE)
+    data: Any = None  # engine.data.DataCatalog where a test gives one
+    engine_address: str | None = None  # attests nothing
 
     def submit(self, request: Any, signer: str, digest: str | None = None,
                signer_key: str | None = None, *, preflight: bool = True) -> tuple[Job, bool]:

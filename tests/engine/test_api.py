@@ -483,6 +483,11 @@ def test_job_list_refuses_a_bad_cursor_or_status(client):
     assert_problem(client.get("/refiners/1/schema"), 401, "AUTH_REQUIRED")
 
 
+def test_refiner_schema_needs_an_engine_that_reads_permissions(client, service):
+    assert service.chain is None  # the fake: no chain to read permissions from
+    assert_problem(get(client, "/refiners/2/schema"), 503, "SCHEMA_UNAVAILABLE")
+
+
 def test_refiner_schema_answers_coverage_or_a_404_code(client, service, tmp_path, monkeypatch):
     import sqlite3
 
@@ -506,8 +511,8 @@ def test_refiner_schema_answers_coverage_or_a_404_code(client, service, tmp_path
             return (Permission(1, owner, refiner_id, "users", "id", 3),)
 
     chain = Chain()
-    monkeypatch.setattr(service, "chain", chain, raising=False)
-    monkeypatch.setattr(service, "data", data, raising=False)
+    monkeypatch.setattr(service, "chain", chain)
+    monkeypatch.setattr(service, "data", data)
     ok = get(client, "/refiners/2/schema")
     assert ok.status_code == 200 and ok.json() == {"refiner_id": 2, "tables": [{"name": "users", "columns": [
         {"name": "id", "type": "INTEGER", "covered": True, "price_wei": "3"},

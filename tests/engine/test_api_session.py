@@ -87,9 +87,12 @@ def test_sign_in_refusals_over_http(client):
                                headers={"Host": "evil.example"}), 401, "SIWE_WRONG_DOMAIN")
 
 
-def test_console_config_serves_the_typed_data_the_engine_verifies(client):
+def test_console_config_serves_the_typed_data_the_engine_verifies(client, service):
     config = client.get("/console/config.json").json()
     assert config["chain_id"] == CHAIN_ID
+    assert config["engine_address"] is None  # this engine attests nothing
+    service.engine_address = OWNER.address
+    assert client.get("/console/config.json").json()["engine_address"] == OWNER.address
     assert config["addresses"]["compute_instruction_registry"] == REGISTRY
     req = JobRequest.create(1, 2, "SELECT 1", [5], 3, 4)
     expected = job_request_typed_data(CHAIN_ID, REGISTRY, req)

@@ -71,7 +71,7 @@ def console_config(request: Request, domain: Domain, service: Service) -> dict[s
         "addresses": dict(deployment.addresses) if deployment is not None
         else {"compute_instruction_registry": domain.registry},
         "deploy_block": deployment.deploy_block if deployment is not None else 0,
-        "engine_address": getattr(service, "engine_address", None),
+        "engine_address": service.engine_address,
         "job_request": _typed_data_shape(domain.chain_id, domain.registry),
         "session": {"max_lifetime_s": sessions.max_lifetime_s},
     }

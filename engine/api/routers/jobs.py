@@ -117,7 +117,7 @@ def quote_job(
 ) -> QuotePublic:
     """Signed exactly like POST /jobs; fetches and runs nothing, and does not use the nonce."""
     req, signer, _ = _verified(body, domain, config, x_wallet_address)
-    preflight = getattr(service, "preflight", None)
+    preflight = service.preflight
     if preflight is None:
         raise RequestError("this engine cannot quote jobs", code="QUOTE_UNAVAILABLE", http_status=503)
     try:

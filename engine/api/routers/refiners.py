@@ -32,8 +32,8 @@ RefinerId = Annotated[int, Path(ge=1, le=MAX_SQL_ID, description="the refiner's 
 def refiner_schema(refiner_id: RefinerId, wallet: CurrentWallet, service: Service) -> SchemaPublic:
     """Every table and column of the data the engine holds for the refiner, with its declared type;
     for the signed reader, whether their on-chain permissions cover it and what reading it costs."""
-    chain = getattr(service, "chain", None)
-    if chain is None or not hasattr(chain, "permissions"):
+    chain = service.chain
+    if chain is None:
         raise RequestError("this engine cannot read permissions", code="SCHEMA_UNAVAILABLE", http_status=503)
     try:
         tables = read_schema(service.data.source(refiner_id))  # in a query process: never a row
