@@ -107,7 +107,8 @@ def test_a_busy_mount_is_detached_lazily(image: Path, tmp_path: Path) -> None:
         os.close(held)
 
 
-def _super_options(target: Path) -> set[str]:
+def super_options(target: Path) -> set[str]:
+    """The filesystem's own options of the mount at ``target`` (mountinfo, after " - ")."""
     line = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines()
                 if line.split()[4] == str(target))
     return set(line.split(" - ", 1)[1].split()[2].split(","))
@@ -118,14 +119,14 @@ def test_filesystem_options_reach_the_mount(image: Path, tmp_path: Path) -> None
     target.mkdir()
     loopmount.mount_image(image, target, "ext4", FLAGS, "nobarrier")
     try:
-        assert "nobarrier" in _super_options(target)
+        assert "nobarrier" in super_options(target)
     finally:
         loopmount.unmount(target)
     target.rmdir()
     target.mkdir()
     loopmount.mount_image(image, target, "ext4", FLAGS)
     try:
-        assert "nobarrier" not in _super_options(target)
+        assert "nobarrier" not in super_options(target)
     finally:
         loopmount.unmount(target)
     with pytest.raises(OSError) as refused:  # an option ext4 does not know: nothing stays attached
